@@ -1,0 +1,2 @@
+// Translation unit that owns the shared LibTorch precompiled header.
+#include "torch_pch.h"

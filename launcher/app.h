@@ -1,0 +1,37 @@
+// What every subcommand of the `shardlm` binary gets: the parsed CLI app and
+// lazily-initialised MPI. Each subcommand lives in its own cmd_*.cpp and
+// registers itself through one function declared here.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+
+#include "runtime/core/env.h"
+
+namespace shardlm::launcher {
+
+class Context {
+ public:
+  Context(int* argc, char*** argv) : argc_(argc), argv_(argv) {}
+  // Initialises MPI (once) and returns this process's Env.
+  const core::Env& env_with_mpi();
+  // Env without initialising MPI (launcher variables or a world of one).
+  const core::Env& env();
+  bool mpi_started() const { return static_cast<bool>(mpi_); }
+
+ private:
+  int* argc_;
+  char*** argv_;
+  std::unique_ptr<core::MpiSession> mpi_;
+  std::unique_ptr<core::Env> env_;
+};
+
+// A subcommand's body; returns the process exit code.
+using Command = std::function<int()>;
+
+// Adds a subcommand to `app`; its body is stored in `run` when it is chosen.
+void register_info(CLI::App& app, Context& ctx, Command& run);
+
+}  // namespace shardlm::launcher

@@ -1,0 +1,52 @@
+// Where this process runs: rank, world, local rank, device and CPU threads.
+// Built once in main (after MpiSession) and passed down; nothing below reads
+// MPI or the launcher's variables again.
+#pragma once
+
+#include <string>
+
+namespace shardlm::core {
+
+// MPI_Init_thread / MPI_Finalize as RAII. Requests MPI_THREAD_MULTIPLE (the
+// process group's watchdog uses a side channel from its own thread).
+class MpiSession {
+ public:
+  MpiSession(int* argc, char*** argv);
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+  int thread_level() const { return provided_; }
+  // Whether MPI is initialised and not yet finalised in this process.
+  static bool active();
+  // MPI_Abort on the world communicator, for when other ranks would hang.
+  [[noreturn]] static void abort(int code);
+
+ private:
+  int provided_ = 0;
+  bool owner_ = false;
+};
+
+struct Env {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  int local_size = 1;
+  std::string device = "cpu";  // "cpu" or "cuda:<n>"
+  int cpu_threads = 1;         // intra-op threads for this rank
+  std::string hostname;
+  std::string source = "single";  // where rank/world came from: mpi, ompi, pmix, slurm, single
+
+  bool is_root() const { return rank == 0; }
+  bool is_cuda() const { return device.rfind("cuda", 0) == 0; }
+
+  // Rank and world from MPI when it is initialised; else from OMPI_COMM_WORLD_*,
+  // PMIX_* or SLURM_* variables; else a world of one. Local rank from
+  // MPI_COMM_TYPE_SHARED (or the variables). Device cuda:<local_rank % n> when
+  // CUDA is usable, else cpu. Threads: $OMP_NUM_THREADS when set, else the
+  // cores divided among the local ranks (at least one).
+  static Env detect();
+  // Sets LibTorch's intra-op thread count to cpu_threads.
+  void apply_threads() const;
+};
+
+}  // namespace shardlm::core

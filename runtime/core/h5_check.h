@@ -1,0 +1,27 @@
+// SHARDLM_H5_CHECK: every HDF5 call goes through it. HDF5 signals failure with a
+// negative return (herr_t or hid_t); the check throws core::H5Error with the
+// expression, file, line and the innermost message of HDF5's error stack.
+#pragma once
+
+#include <hdf5.h>
+
+#include <string>
+
+#include "error.h"
+
+namespace shardlm::core {
+// The innermost message on HDF5's current error stack ("" when empty).
+std::string h5_error_string();
+// Turns off HDF5's automatic printing of error stacks (we throw instead).
+void h5_silence_errors();
+}  // namespace shardlm::core
+
+#define SHARDLM_H5_CHECK(expr)                                                           \
+  ([&]() {                                                                               \
+    auto shardlm_h5_rc_ = (expr);                                                        \
+    if (shardlm_h5_rc_ < 0)                                                              \
+      throw ::shardlm::core::H5Error(fmt::format("HDF5 call failed: {}: {}", #expr,      \
+                                                 ::shardlm::core::h5_error_string()),    \
+                                     __FILE__, __LINE__);                                \
+    return shardlm_h5_rc_;                                                               \
+  }())

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# shardlm's one entry point for people and CI:
+#   ./shardlm.sh setup            install every dependency (Debian packages, npm)
+#   ./shardlm.sh build [--debug|--asan]
+#   ./shardlm.sh test [--quick] [-L label] [-R regex]   setup + build + every test tier
+#   ./shardlm.sh demo             setup + build + prepare + train on 2 ranks + generate
+#   ./shardlm.sh run ARGS...      the built `shardlm` binary with ARGS
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+
+log() { printf '\033[1;34m[shardlm]\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31m[shardlm] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# ---- setup ----------------------------------------------------------------------
+DEB_PACKAGES=(
+  # build tools
+  cmake ninja-build ccache g++ pkg-config git ca-certificates
+  # LibTorch (CPU) and an optimised BLAS for it (else the reference BLAS: ~10x slower)
+  libtorch-dev libopenblas0-pthread
+  # MPI, HDF5, Boost (Asio, Beast), JSON, TOML, CLI, fmt, regex, Unicode
+  libopenmpi-dev openmpi-bin libhdf5-dev libboost-dev libboost-system-dev
+  nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev libpcre2-dev
+  libutf8proc-dev zlib1g-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev python3-torch python3-numpy
+)
+SETUP_EXTRA=${SETUP_EXTRA:-}
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+cmd_setup() {
+  local missing=()
+  for p in "${DEB_PACKAGES[@]}" $SETUP_EXTRA; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${#missing[@]} Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  else
+    log "Debian packages: all present"
+  fi
+  if [ -f monitor/dashboard/package-lock.json ]; then
+    if [ ! -d monitor/dashboard/node_modules ] || [ monitor/dashboard/package-lock.json -nt monitor/dashboard/node_modules ]; then
+      log "installing dashboard packages (npm ci)"
+      (cd monitor/dashboard && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+  fi
+  if [ -x scripts/fetch_reference.sh ]; then scripts/fetch_reference.sh; fi
+}
+
+# ---- build ----------------------------------------------------------------------
+BUILD_DIR=build
+cmd_build() {
+  local type=Release extra=()
+  for a in "$@"; do
+    case "$a" in
+      --debug) type=Debug; BUILD_DIR=build-debug ;;
+      --asan) type=RelWithDebInfo; BUILD_DIR=build-asan; extra+=(-DSHARDLM_ASAN=ON) ;;
+      *) die "build: unknown option $a" ;;
+    esac
+  done
+  export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+  export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+  if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+    cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=$type "${extra[@]}"
+  fi
+  local jobs=${SHARDLM_JOBS:-$(nproc)}
+  log "building in $BUILD_DIR ($type, $jobs jobs)"
+  cmake --build "$BUILD_DIR" -j "$jobs"
+  if [ -f monitor/dashboard/package.json ] && [ -d monitor/dashboard/node_modules ]; then
+    (cd monitor/dashboard && npm run --silent build)
+  fi
+}
+
+# ---- test -----------------------------------------------------------------------
+cmd_test() {
+  local ctest_args=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --quick) ctest_args+=(-L unit) ;;
+      -L|-R|-E|-LE) ctest_args+=("$1" "$2"); shift ;;
+      *) die "test: unknown option $1" ;;
+    esac
+    shift
+  done
+  cmd_setup
+  cmd_build
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+  export OMPI_MCA_rmaps_base_oversubscribe=${OMPI_MCA_rmaps_base_oversubscribe:-1}
+  if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+  log "running tests"
+  local rc=0 out="$BUILD_DIR/ctest-output.log"
+  (cd "$BUILD_DIR" && ctest --output-on-failure -j "${SHARDLM_TEST_JOBS:-2}" "${ctest_args[@]}") 2>&1 | tee "$out" || true
+  local total passed failed skipped
+  total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$out" | tail -1)
+  failed=$(sed -n 's/.* \([0-9]*\) tests failed out of.*/\1/p' "$out" | tail -1)
+  skipped=$(grep -c '\*\*\*Skipped\|Not Run' "$out" || true)
+  total=${total:-0}; failed=${failed:-1}; skipped=${skipped:-0}
+  passed=$((total - failed - skipped))
+  [ "$failed" -eq 0 ] && [ "$total" -gt 0 ] || rc=1
+  if [ -f monitor/dashboard/package.json ] && [ -d monitor/dashboard/node_modules ] && [ ${#ctest_args[@]} -eq 0 ]; then
+    local vout="$BUILD_DIR/vitest-output.log" vp vf
+    (cd monitor/dashboard && npx vitest run --reporter=default) 2>&1 | tee "$vout" || true
+    vp=$(sed -n 's/.*Tests *\([0-9]*\) passed.*/\1/p' "$vout" | tail -1)
+    vf=$(sed -n 's/.*Tests *\([0-9]*\) failed.*/\1/p' "$vout" | tail -1)
+    [ -n "$vp$vf" ] || vf=1
+    passed=$((passed + ${vp:-0})); failed=$((failed + ${vf:-0}))
+    [ "${vf:-0}" -eq 0 ] || rc=1
+  fi
+  echo
+  echo "shardlm test summary: ${passed} passed, ${failed} failed, ${skipped} skipped (ctest entries + vitest tests)"
+  return $rc
+}
+
+# ---- demo -----------------------------------------------------------------------
+cmd_demo() {
+  cmd_setup
+  cmd_build
+  export OMPI_MCA_rmaps_base_oversubscribe=${OMPI_MCA_rmaps_base_oversubscribe:-1}
+  if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+  log "shardlm info on 2 MPI ranks"
+  mpirun -n 2 "$BUILD_DIR/launcher/shardlm" info
+}
+
+cmd=${1:-help}
+shift || true
+case "$cmd" in
+  setup) cmd_setup "$@" ;;
+  build) cmd_build "$@" ;;
+  test) cmd_test "$@" ;;
+  demo) cmd_demo "$@" ;;
+  run) exec "$BUILD_DIR/launcher/shardlm" "$@" ;;
+  help|-h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) die "unknown command '$cmd' (setup, build, test, demo, run)" ;;
+esac

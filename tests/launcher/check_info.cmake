@@ -1,0 +1,21 @@
+# `mpiexec -n 2 shardlm info --json`: two ranks, each reporting its own rank,
+# the same world size, and an optimised BLAS.
+execute_process(COMMAND ${MPIEXEC} -n 2 ${SHARDLM} info --json
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "shardlm info failed (${rc}): ${err}")
+endif()
+string(REGEX MATCHALL "\"rank\":[0-9]+" ranks "${out}")
+list(SORT ranks)
+if(NOT ranks STREQUAL "\"rank\":0;\"rank\":1")
+  message(FATAL_ERROR "expected ranks 0 and 1, got '${ranks}' in:\n${out}")
+endif()
+string(REGEX MATCHALL "\"world_size\":2" worlds "${out}")
+list(LENGTH worlds n)
+if(NOT n EQUAL 2)
+  message(FATAL_ERROR "expected world_size 2 twice in:\n${out}")
+endif()
+if(out MATCHES "reference BLAS" OR NOT out MATCHES "OpenBLAS|MKL|BLIS")
+  message(FATAL_ERROR "LibTorch does not use an optimised BLAS:\n${out}")
+endif()
+message(STATUS "ok:\n${out}")
