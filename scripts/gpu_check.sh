@@ -28,7 +28,12 @@ row gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 # ---- carried Debian packages: unpack those the image lacks ------------------------------
 for f in .gpu/debs/*.deb; do
   pkg=$(dpkg-deb -f "$f" Package)
-  if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then continue; fi
+  # Skip what the image has, under its own name or Ubuntu's t64 name, or when
+  # any header/library of the package already exists (mixing versions breaks).
+  if dpkg-query -W -f='${Status}' "$pkg" "${pkg}t64" 2>/dev/null | grep -q "install ok installed"; then continue; fi
+  clash=$(dpkg-deb -c "$f" | awk '$1 !~ /^d/ {print substr($6,2)}' | grep -E '^/usr/(include|lib)/' |
+          while read -r p; do [ -e "$p" ] && { echo "$p"; break; }; done)
+  if [ -n "$clash" ]; then echo "skip $pkg ($clash exists)"; continue; fi
   dpkg -x "$f" / && echo "unpacked $pkg"
 done >"$OUT/unpack.log" 2>&1
 ldconfig
