@@ -6,8 +6,9 @@
 //           gradients exactly as the direct graph would — and return x'.grad.
 #include "model/activation_checkpoint.h"
 
-#include <ATen/autocast_mode.h>
 #include <ATen/core/ivalue.h>
+
+#include "model/autocast.h"
 
 namespace shardlm::model {
 
@@ -17,27 +18,6 @@ namespace {
 struct FnHolder : torch::CustomClassHolder {
   explicit FnHolder(BlockFn f) : fn(std::move(f)) {}
   BlockFn fn;
-};
-
-struct AutocastState {
-  bool cpu_enabled = false;
-  at::ScalarType cpu_dtype = at::kBFloat16;
-  bool gpu_enabled = false;
-  at::ScalarType gpu_dtype = at::kHalf;
-  static AutocastState capture() {
-    AutocastState s;
-    s.cpu_enabled = at::autocast::is_cpu_enabled();
-    s.cpu_dtype = at::autocast::get_autocast_cpu_dtype();
-    s.gpu_enabled = at::autocast::is_enabled();
-    s.gpu_dtype = at::autocast::get_autocast_gpu_dtype();
-    return s;
-  }
-  void apply() const {
-    at::autocast::set_cpu_enabled(cpu_enabled);
-    at::autocast::set_autocast_cpu_dtype(cpu_dtype);
-    at::autocast::set_enabled(gpu_enabled);
-    at::autocast::set_autocast_gpu_dtype(gpu_dtype);
-  }
 };
 
 class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> {
@@ -52,11 +32,11 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
       ctx->saved_data["cuda_rng"] =
           at::globalContext().defaultGenerator(x.device()).get_state();
     }
-    AutocastState ac = AutocastState::capture();
-    ctx->saved_data["ac_cpu"] = ac.cpu_enabled;
+    AutocastState ac = AutocastState::current();
+    ctx->saved_data["ac_cpu"] = ac.cpu;
     ctx->saved_data["ac_cpu_dtype"] = static_cast<int64_t>(ac.cpu_dtype);
-    ctx->saved_data["ac_gpu"] = ac.gpu_enabled;
-    ctx->saved_data["ac_gpu_dtype"] = static_cast<int64_t>(ac.gpu_dtype);
+    ctx->saved_data["ac_cuda"] = ac.cuda;
+    ctx->saved_data["ac_cuda_dtype"] = static_cast<int64_t>(ac.cuda_dtype);
     ctx->save_for_backward({x});
     torch::NoGradGuard no_grad;
     return holder->fn(x);
@@ -80,12 +60,12 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
       cuda_now = cuda_gen.get_state();
       cuda_gen.set_state(ctx->saved_data["cuda_rng"].toTensor());
     }
-    AutocastState before = AutocastState::capture();
+    AutocastState before = AutocastState::current();
     AutocastState ac;
-    ac.cpu_enabled = ctx->saved_data["ac_cpu"].toBool();
+    ac.cpu = ctx->saved_data["ac_cpu"].toBool();
     ac.cpu_dtype = static_cast<at::ScalarType>(ctx->saved_data["ac_cpu_dtype"].toInt());
-    ac.gpu_enabled = ctx->saved_data["ac_gpu"].toBool();
-    ac.gpu_dtype = static_cast<at::ScalarType>(ctx->saved_data["ac_gpu_dtype"].toInt());
+    ac.cuda = ctx->saved_data["ac_cuda"].toBool();
+    ac.cuda_dtype = static_cast<at::ScalarType>(ctx->saved_data["ac_cuda_dtype"].toInt());
 
     torch::Tensor x = saved[0].detach().requires_grad_(saved[0].requires_grad());
     torch::Tensor y;

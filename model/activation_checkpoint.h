@@ -6,13 +6,11 @@
 // fn(x) run directly.
 #pragma once
 
-#include <functional>
-
 #include <torch/torch.h>
 
-namespace shardlm::model {
+#include "model/gpt.h"
 
-using BlockFn = std::function<torch::Tensor(const torch::Tensor&)>;
+namespace shardlm::model {
 
 // Returns fn(x); under torch::NoGradGuard or when x needs no gradient and fn
 // has no parameters that do, it simply calls fn(x).
