@@ -324,7 +324,7 @@ TEST(Attention, MathPathEqualsTheFormula) {
   EXPECT_EQ(probs.triu(1).abs().max().item<double>(), 0.0);
 }
 
-TEST(Attention, FusedAndMathPathsAgree) {
+TEST(FusedAttention, AgreesWithTheMathPath) {
   for (const auto& pos : kPositional) {
     GPT m = make(tiny(pos), 4);
     Tensor ids = torch::randint(0, 37, {2, 10}, torch::kLong);

@@ -6,7 +6,7 @@
                            the layout shardlm reads (HF GPT-2 for the gpt2 case),
                            and ids, targets, loss_mask, attention_mask, logits,
                            loss and every gradient ("grad.<file name>").
-  golden.py check DIR      reads shardlm's export in DIR (model.safetensors,
+  golden.py check DIR...   for each DIR, reads shardlm's export in DIR (model.safetensors,
                            config.json) and DIR/expected.safetensors (ids, logits,
                            optional attention_mask), runs the reference on the
                            same ids, prints the error and exits 1 when the
@@ -115,6 +115,9 @@ def check(d):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("make", "check"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("make", "check"):
         sys.exit(__doc__)
-    sys.exit(make(sys.argv[2]) or 0 if sys.argv[1] == "make" else check(sys.argv[2]))
+    if sys.argv[1] == "make":
+        make(sys.argv[2])
+    else:
+        sys.exit(max(check(d) for d in sys.argv[2:]))

@@ -223,15 +223,15 @@ class GPT(nn.Module):
         cfg = self.cfg
         B, T = ids.shape
         C, H = cfg["d_model"], cfg["n_head"]
-        if attention_mask is None:
-            pos = torch.arange(T).unsqueeze(0).expand(B, T)
-            real = torch.ones(B, T, dtype=torch.bool)
-        else:
+        causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+        if attention_mask is None:  # nanoGPT's path: one causal mask, positions 0..T-1
+            pos = torch.arange(T).unsqueeze(0)
+            allowed = causal
+        else:  # padding: keys must be real (or the query itself); positions count real tokens
             real = attention_mask.bool()
             pos = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
-        causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
-        eye = torch.eye(T, dtype=torch.bool)
-        allowed = (causal & (real[:, None, :] | eye))[:, None]  # (B, 1, T, T)
+            eye = torch.eye(T, dtype=torch.bool)
+            allowed = (causal & (real[:, None, :] | eye))[:, None]  # (B, 1, T, T)
         x = self.wte(ids)
         if cfg["scale_embeddings"]:
             x = x * math.sqrt(C)
@@ -257,7 +257,7 @@ class GPT(nn.Module):
             elif cfg["rope_scaling"] == "ntk":
                 base = base * s ** (D / (D - 2))
             inv = 1.0 / base ** (torch.arange(0, D, 2, dtype=torch.float64) / D)
-            ang = p[:, :, None] * inv  # (B, T, D/2)
+            ang = p[:, :, None] * inv  # (B|1, T, D/2)
             rope = (ang.cos().float()[:, None], ang.sin().float()[:, None])
         x = self.drop(x)
         for blk in self.blocks:
