@@ -24,6 +24,8 @@ DEB_PACKAGES=(
   libutf8proc-dev zlib1g-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3-torch python3-numpy
+  # data/: xxHash for document keys (dedup, split) and shard checksums
+  libxxhash-dev
 )
 SETUP_EXTRA=${SETUP_EXTRA:-}
 
