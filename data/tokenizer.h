@@ -128,6 +128,8 @@ struct TokenizerTrainOptions {
   std::string unk_token = "<|unk|>";
   std::string bos_token = "<|bos|>";
   std::string eos_token = "<|endoftext|>";
+  // Files are read in blocks of this many bytes (cut at safe line ends).
+  size_t read_block_bytes = 32 << 20;
 
   void validate() const;  // throws ConfigError naming the field
 };

@@ -1,10 +1,10 @@
 // BPE training (see tokenizer.h).
 //
-// 1. Count pre-tokens once: files are read in blocks, each block is cut into
-//    one part per thread at "safe" line ends (a newline between two ASCII
-//    non-space characters, where the regexes shipped here never join
-//    across), and each
-//    thread counts pieces in its own hash map; the maps are summed at the end.
+// 1. Count pre-tokens once: files are read in blocks, cut into parts of about
+//    1 MB at "safe" line ends (a newline between two ASCII non-space
+//    characters, where the regexes shipped here never join across); threads
+//    take parts in turn and count pieces in their own hash maps, which are
+//    summed at the end.
 // 2. Every unique piece becomes a word of byte tokens with its count. Pair
 //    counts are computed once, with for each pair the list of words that hold it.
 // 3. Merge loop: pop the most frequent pair from a max-heap (ties: the smaller
@@ -17,8 +17,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <queue>
 #include <thread>
@@ -52,6 +54,8 @@ void TokenizerTrainOptions::validate() const {
   core::config_require(min_frequency >= 1, "tokenizer.min_frequency", "0", "at least 1");
   core::config_require(threads >= 0, "tokenizer.threads", std::to_string(threads),
                        "0 (all cores) or more");
+  core::config_require(read_block_bytes >= 1024, "tokenizer.read_block_bytes",
+                       std::to_string(read_block_bytes), "at least 1024");
   for (const std::string& s : special_tokens)
     core::config_require(!s.empty(), "tokenizer.special_tokens", "\"\"", "non-empty strings");
 }
@@ -117,58 +121,93 @@ size_t safe_cut(std::string_view text, size_t from) {
   return std::string_view::npos;
 }
 
-// Counts the pieces of `text` into counts[t] on counts.size() threads.
-void count_block(const Pretokenizer& pre, std::string_view text, std::vector<Counts>& counts) {
-  const size_t n = counts.size();
-  std::vector<size_t> cuts{0};
-  for (size_t t = 1; t < n; ++t) {
-    const size_t c = safe_cut(text, std::max(cuts.back(), text.size() * t / n));
-    if (c == std::string_view::npos) break;
-    cuts.push_back(c);
+// Counts the pieces of `texts` into counts[t] on counts.size() threads: texts
+// are cut at safe places into parts of about 1 MB, which the threads take in
+// turn.
+void count_texts(const Pretokenizer& pre, const std::vector<std::string>& texts,
+                 std::vector<Counts>& counts) {
+  constexpr size_t kPart = 1 << 20;
+  std::vector<std::string_view> parts;
+  for (const std::string& t : texts) {
+    const std::string_view text(t);
+    size_t begin = 0;
+    while (begin < text.size()) {
+      size_t end = begin + kPart < text.size() ? safe_cut(text, begin + kPart) : text.size();
+      if (end == std::string_view::npos) end = text.size();
+      parts.push_back(text.substr(begin, end - begin));
+      begin = end;
+    }
   }
-  cuts.push_back(text.size());
+  std::atomic<size_t> next{0};
   auto work = [&](size_t t) {
     Counts& map = counts[t];
-    pre.for_each_piece(text.substr(cuts[t], cuts[t + 1] - cuts[t]),
-                       [&](const char* p, size_t len) { ++map.get_or_insert(p, len, 0); });
+    for (size_t i = next++; i < parts.size(); i = next++)
+      pre.for_each_piece(parts[i],
+                         [&](const char* p, size_t len) { ++map.get_or_insert(p, len, 0); });
   };
   std::vector<std::thread> pool;
-  for (size_t t = 1; t + 1 < cuts.size(); ++t) pool.emplace_back(work, t);
+  for (size_t t = 1; t < std::min(counts.size(), parts.size()); ++t) pool.emplace_back(work, t);
   work(0);
   for (auto& th : pool) th.join();
 }
 
-// Reads each file in blocks (cut at safe line ends) and counts its pieces.
-void count_files(const Pretokenizer& pre, const std::vector<std::string>& files,
+// Reads the files in blocks (cut at safe line ends; small files whole) and
+// counts their pieces, a batch of up to 64 MB at a time.
+void count_files(const Pretokenizer& pre, const std::vector<std::string>& files, size_t kBlock,
                  std::vector<Counts>& counts, size_t* bytes_read) {
-  constexpr size_t kBlock = 32 << 20;
-  std::string buf;
+  const size_t kBatch = std::max<size_t>(2 * kBlock, 64 << 20);
+  std::vector<std::string> batch;
+  size_t batch_bytes = 0;
+  auto push = [&](std::string text) {
+    batch_bytes += text.size();
+    batch.push_back(std::move(text));
+    if (batch_bytes >= kBatch) {
+      count_texts(pre, batch, counts);
+      batch.clear();
+      batch_bytes = 0;
+    }
+  };
   for (const std::string& path : files) {
     std::ifstream in(path, std::ios::binary);
     SHARDLM_CHECK(in, DataError, "cannot open input '{}'", path);
-    buf.clear();
+    std::error_code ec;
+    uint64_t left = std::filesystem::file_size(path, ec);
+    if (ec) left = kBlock;  // not a regular file: read until it ends
+    std::string carry;
     for (;;) {
-      const size_t have = buf.size();
-      buf.resize(have + kBlock);
-      in.read(buf.data() + have, static_cast<std::streamsize>(kBlock));
+      const size_t want =
+          static_cast<size_t>(std::min<uint64_t>(kBlock, std::max<uint64_t>(left, 1)));
+      std::string buf;
+      buf.reserve(carry.size() + want);
+      buf = carry;
+      buf.resize(carry.size() + want);
+      in.read(buf.data() + carry.size(), static_cast<std::streamsize>(want));
       const size_t got = static_cast<size_t>(in.gcount());
-      buf.resize(have + got);
-      *bytes_read += got;
       SHARDLM_CHECK(!in.bad(), DataError, "cannot read input '{}'", path);
-      if (in.eof()) break;
-      // Count up to the last safe cut; carry the rest into the next block.
+      buf.resize(carry.size() + got);
+      *bytes_read += got;
+      left -= std::min<uint64_t>(left, got);
+      if (got < want || in.peek() == std::char_traits<char>::eof()) {
+        if (!buf.empty()) push(std::move(buf));
+        break;
+      }
+      // Up to the last safe cut goes to the batch; the rest waits for more.
       size_t cut = std::string::npos;
       for (size_t i = buf.rfind('\n'); i != std::string::npos && i > 0; i = buf.rfind('\n', i - 1))
         if (safe_at(buf, i)) {
           cut = i + 1;
           break;
         }
-      if (cut == std::string::npos) continue;  // no safe cut yet: read more
-      count_block(pre, std::string_view(buf).substr(0, cut), counts);
-      buf.erase(0, cut);
+      if (cut == std::string::npos) {  // no safe cut yet: read more
+        carry = std::move(buf);
+        continue;
+      }
+      carry = buf.substr(cut);
+      buf.resize(cut);
+      push(std::move(buf));
     }
-    count_block(pre, buf, counts);
   }
+  count_texts(pre, batch, counts);
 }
 
 // Sums the per-thread maps into counts[0].
@@ -373,7 +412,7 @@ Tokenizer train_tokenizer(const TokenizerTrainOptions& options,
   const auto t0 = Clock::now();
   std::vector<Counts> counts(thread_count(options.threads));
   size_t bytes = 0;
-  count_files(pre, files, counts, &bytes);
+  count_files(pre, files, options.read_block_bytes, counts, &bytes);
   merge_counts(counts);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   core::log::info("tokenizer: {} files, {:.1f} MB, {} unique pieces, counted in {:.2f} s",
@@ -387,7 +426,7 @@ Tokenizer train_tokenizer_on_texts(const TokenizerTrainOptions& options,
   const Pretokenizer pre(options.pattern);
   const auto t0 = Clock::now();
   std::vector<Counts> counts(thread_count(options.threads));
-  for (const std::string& t : texts) count_block(pre, t, counts);
+  count_texts(pre, texts, counts);
   merge_counts(counts);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   return train_from_counts(options, counts[0], secs);

@@ -223,7 +223,8 @@ TEST(TokenizerReference, RoundTripOfRandomBytes) {
 TEST(TokenizerReference, HuggingFaceAndOwnFormatsGiveTheSameIds) {
   const std::string dir = test::temp_dir("ref_formats");
   const std::string text = mixed_text().substr(0, 600'000);
-  for (const char* name : {"gpt2", "r50k_base", "cl100k_base"}) {
+  // (r50k is gpt2 in "ranks" form: cl100k covers that path.)
+  for (const char* name : {"gpt2", "cl100k_base"}) {
     const Tokenizer& t = reference(name);
     const auto ids = t.encode(text, true);
     t.save(dir + "/own.json");
