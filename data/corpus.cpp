@@ -1,7 +1,6 @@
 // Input discovery and document streaming (see corpus.h).
 #include "data/corpus.h"
 
-#include <glob.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -9,7 +8,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
+#include "data/input_paths.h"
 #include "data/text_clean.h"
 #include "runtime/core/error.h"
 
@@ -56,19 +57,6 @@ bool supported(const std::string& path) {
   return false;
 }
 
-void add_directory(const std::string& dir, std::vector<std::string>& out) {
-  for (auto it =
-           fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink);
-       it != fs::recursive_directory_iterator(); ++it) {
-    std::string name = it->path().filename().string();
-    if (!name.empty() && name[0] == '.') {  // hidden files and folders (.git, .cache)
-      if (it->is_directory()) it.disable_recursion_pending();
-      continue;
-    }
-    if (it->is_regular_file() && supported(it->path().string())) out.push_back(it->path().string());
-  }
-}
-
 }  // namespace
 
 InputFile describe_input(const std::string& path) {
@@ -98,38 +86,22 @@ InputFile describe_input(const std::string& path) {
 
 std::vector<InputFile> expand_inputs(const std::vector<std::string>& specs) {
   SHARDLM_CHECK(!specs.empty(), core::DataError, "no inputs given (prepare.inputs is empty)");
-  std::vector<std::string> paths;
-  for (const auto& spec : specs) {
-    std::vector<std::string> found;
-    if (spec.find_first_of("*?[") != std::string::npos) {
-      glob_t g{};
-      int rc = ::glob(spec.c_str(), 0, nullptr, &g);
-      for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) found.emplace_back(g.gl_pathv[i]);
-      globfree(&g);
-      SHARDLM_CHECK(!found.empty(), core::DataError, "input pattern '{}' matches no file", spec);
-      std::vector<std::string> files;
-      for (auto& p : found) {
-        if (fs::is_directory(p))
-          add_directory(p, files);
-        else if (supported(p))
-          files.push_back(p);
-      }
-      found.swap(files);
-    } else if (fs::is_directory(spec)) {
-      add_directory(spec, found);
-    } else {
-      SHARDLM_CHECK(fs::exists(spec), core::DataError, "input '{}' does not exist", spec);
-      found.push_back(spec);  // describe_input rejects an unsupported type by name
-    }
-    SHARDLM_CHECK(!found.empty(), core::DataError,
-                  "input '{}' holds no .txt, .jsonl, .txt.gz or .jsonl.gz file", spec);
-    paths.insert(paths.end(), found.begin(), found.end());
-  }
-  std::sort(paths.begin(), paths.end());
-  paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
   std::vector<InputFile> out;
-  out.reserve(paths.size());
-  for (auto& p : paths) out.push_back(describe_input(p));
+  std::set<std::string> seen;
+  for (const auto& spec : specs) {
+    // A file named as such must be of a supported type; directories and globs
+    // contribute their supported files only.
+    bool named = fs::is_regular_file(spec);
+    size_t found = 0;
+    for (auto& path : expand_input_paths({spec})) {
+      if (!named && !supported(path)) continue;
+      ++found;
+      if (seen.insert(fs::weakly_canonical(path).string()).second)
+        out.push_back(describe_input(path));
+    }
+    SHARDLM_CHECK(found > 0, core::DataError,
+                  "input '{}' holds no .txt, .jsonl, .txt.gz or .jsonl.gz file", spec);
+  }
   return out;
 }
 

@@ -40,8 +40,9 @@ struct InputFile {
 };
 
 // Expands files, directories (searched recursively for *.txt, *.jsonl, *.txt.gz,
-// *.jsonl.gz) and glob patterns into a sorted list without repeats. Throws
-// DataError naming the spec when it matches nothing or names an unsupported file.
+// *.jsonl.gz; hidden entries skipped) and glob patterns (expand_input_paths), in
+// the order given, each one's files sorted, without repeats. Throws DataError
+// naming the spec when it matches nothing or names an unsupported file.
 std::vector<InputFile> expand_inputs(const std::vector<std::string>& specs);
 // The format of one path from its name; throws DataError for other extensions.
 InputFile describe_input(const std::string& path);

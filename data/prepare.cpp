@@ -80,6 +80,17 @@ nlohmann::json PrepareConfig::to_json() const {
           {"append_eos", append_eos}};
 }
 
+Encoder encoder_for(const Tokenizer& tok) {
+  Encoder e;
+  e.hash = tok.hash();
+  e.vocab_size = tok.vocab_size();
+  e.eos_id = tok.eos_id();
+  e.encode_batch = [tok](const std::vector<std::string>& texts, int threads) {
+    return tok.encode_batch(texts, threads, false);
+  };
+  return e;
+}
+
 const char* split_of(const Hash128& key, double val_fraction, double test_fraction) {
   // The top 53 bits as a uniform number in [0, 1); the dedup key's other bits.
   double u = static_cast<double>(key.hi >> 11) * 0x1.0p-53;
@@ -560,6 +571,7 @@ PrepareResult prepare(const PrepareConfig& cfg, const Encoder& enc) {
   }
   result.files_tokenized = static_cast<int64_t>(todo.size());
   result.files_cached = static_cast<int64_t>(files.size() - todo.size());
+  auto t1 = std::chrono::steady_clock::now();
   on_all_ranks(comm, "tokenising", [&] {
     fs::create_directories(cache_dir);
     int threads = resolve_threads(cfg, comm);
@@ -583,10 +595,12 @@ PrepareResult prepare(const PrepareConfig& cfg, const Encoder& enc) {
           static_cast<double>(totals.tokens) / progress.seconds(), threads);
   });
 
+  auto ta = std::chrono::steady_clock::now();
+  result.tokenize_seconds = std::chrono::duration<double>(ta - t1).count();
+
   // Stage 2 (rank 0): assemble, then swap in the new shards and manifest.
   on_all_ranks(comm, "assembling", [&] {
     if (comm.rank != 0) return;
-    auto ta = std::chrono::steady_clock::now();
     AssemblyResult res = assemble(cfg, enc, files, cache_dir, out_dir);
     Manifest m;
     m.dir = out_dir.string();
@@ -621,7 +635,10 @@ PrepareResult prepare(const PrepareConfig& cfg, const Encoder& enc) {
                 {"reason", result.reason},
                 {"files_tokenized", result.files_tokenized},
                 {"files_cached", result.files_cached},
+                {"input_mb_tokenized", result.input_mb},
+                {"tokenize_seconds", result.tokenize_seconds},
                 {"assemble_seconds", assemble_s}};
+    result.assemble_seconds = assemble_s;
     commit_output(out_dir, old, res, m);
     remove_stale_cache(cache_dir, files);
     core::log::info(

@@ -28,6 +28,7 @@
 #include "data/hash.h"
 #include "data/manifest.h"
 #include "data/text_clean.h"
+#include "data/tokenizer.h"
 #include "runtime/core/config.h"
 
 namespace shardlm::data {
@@ -56,8 +57,8 @@ struct PrepareConfig {
   nlohmann::json to_json() const;
 };
 
-// What prepare() needs of a tokenizer; see encoder_for() in data/tokenizer.h for
-// the real one. Tests use small stand-ins.
+// What prepare() needs of a tokenizer: encoder_for(tokenizer) below, or a small
+// stand-in in tests.
 struct Encoder {
   std::string hash;
   uint64_t vocab_size = 0;
@@ -66,12 +67,18 @@ struct Encoder {
       encode_batch;
 };
 
+// The Encoder of a real tokenizer: its hash, vocabulary size, EOS, and
+// encode_batch (special tokens in the text stay ordinary text).
+Encoder encoder_for(const Tokenizer& tok);
+
 struct PrepareResult {
   bool up_to_date = false;      // nothing was done
   std::string reason;           // why (re)preparation happened, or "up to date"
   int64_t files_tokenized = 0;  // over all ranks
   int64_t files_cached = 0;
-  double seconds = 0;
+  double seconds = 0;                // the whole call
+  double tokenize_seconds = 0;       // stage 1, until the slowest rank finished
+  double assemble_seconds = 0;       // stage 2 (rank 0)
   int64_t files_tokenized_here = 0;  // by this rank
   double input_mb = 0;               // bytes of the inputs tokenised in this run (all ranks)
   Manifest manifest;

@@ -1,6 +1,8 @@
 // Text cleaning (see text_clean.h for the steps and their order).
 #include "data/text_clean.h"
 
+#include "data/utf8.h"
+
 #include <utf8proc.h>
 
 #include <cstdlib>
@@ -41,10 +43,11 @@ nlohmann::json CleanConfig::to_json() const {
 
 // ---- stats ----------------------------------------------------------------------
 
-#define SHARDLM_CLEAN_FIELDS(X)                                                                   \
-  X(docs_in)                                                                                      \
-  X(bytes_in) X(invalid_sequences) X(docs_invalid_utf8) X(docs_rejected_utf8) X(docs_nfc_changed) \
-      X(control_removed) X(docs_whitespace_changed) X(docs_too_short) X(docs_duplicate)           \
+#define SHARDLM_CLEAN_FIELDS(X)                                                         \
+  X(docs_in)                                                                            \
+  X(bytes_in)                                                                           \
+  X(invalid_sequences) X(docs_invalid_utf8) X(docs_rejected_utf8) X(docs_nfc_changed)   \
+      X(control_removed) X(docs_whitespace_changed) X(docs_too_short) X(docs_duplicate) \
           X(docs_out) X(bytes_out)
 
 CleanStats& CleanStats::operator+=(const CleanStats& o) {
@@ -74,42 +77,18 @@ CleanStats CleanStats::from_json(const nlohmann::json& j) {
 
 namespace {
 
-// Length of the valid UTF-8 sequence at p (1..4), or 0 when none starts there.
-// Follows the Unicode table of well-formed byte sequences (no overlong forms,
-// no surrogates, nothing above U+10FFFF).
-inline int utf8_len(const unsigned char* p, const unsigned char* end, int32_t* cp) {
-  unsigned char c = p[0];
-  if (c < 0x80) {
-    *cp = c;
-    return 1;
+// Code point of the valid sequence of `len` bytes at p (utf8_char said so).
+inline int32_t decode(const unsigned char* p, size_t len) {
+  switch (len) {
+    case 1:
+      return p[0];
+    case 2:
+      return ((p[0] & 0x1F) << 6) | (p[1] & 0x3F);
+    case 3:
+      return ((p[0] & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+    default:
+      return ((p[0] & 0x07) << 18) | ((p[1] & 0x3F) << 12) | ((p[2] & 0x3F) << 6) | (p[3] & 0x3F);
   }
-  auto cont = [&](int i, unsigned char lo = 0x80, unsigned char hi = 0xBF) {
-    return p + i < end && p[i] >= lo && p[i] <= hi;
-  };
-  if (c >= 0xC2 && c <= 0xDF) {
-    if (!cont(1)) return 0;
-    *cp = ((c & 0x1F) << 6) | (p[1] & 0x3F);
-    return 2;
-  }
-  if (c >= 0xE0 && c <= 0xEF) {
-    unsigned char lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    if (!cont(1, lo, hi) || !cont(2)) return 0;
-    *cp = ((c & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F);
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    unsigned char lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    if (!cont(1, lo, hi) || !cont(2) || !cont(3)) return 0;
-    *cp = ((c & 0x07) << 18) | ((p[1] & 0x3F) << 12) | ((p[2] & 0x3F) << 6) | (p[3] & 0x3F);
-    return 4;
-  }
-  return 0;
-}
-
-void append_utf8(std::string& out, int32_t cp) {
-  unsigned char buf[4];
-  auto n = utf8proc_encode_char(cp, buf);
-  out.append(reinterpret_cast<const char*>(buf), static_cast<size_t>(n));
 }
 
 bool is_space_separator(int32_t cp) {
@@ -124,43 +103,26 @@ bool is_control(int32_t cp) {
 
 }  // namespace
 
-bool is_valid_utf8(std::string_view text) {
-  auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  auto* end = p + text.size();
-  int32_t cp;
-  while (p < end) {
-    if (*p < 0x80) {
-      ++p;
-      continue;
-    }
-    int n = utf8_len(p, end, &cp);
-    if (n == 0) return false;
-    p += n;
-  }
-  return true;
-}
-
 int64_t repair_utf8(std::string& text) {
-  if (is_valid_utf8(text)) return 0;
+  size_t valid = utf8_valid_prefix(text);
+  if (valid == text.size()) return 0;
+  // The same replacement as utf8_sanitize (one U+FFFD per maximal subpart), counted.
   auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  auto* end = p + text.size();
-  std::string out;
-  out.reserve(text.size() + 16);
-  int64_t runs = 0;
-  int32_t cp;
-  while (p < end) {
-    int n = utf8_len(p, end, &cp);
-    if (n > 0) {
-      out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
-      p += n;
-      continue;
+  std::string out(text, 0, valid);
+  int64_t replaced = 0;
+  for (size_t i = valid, n = text.size(); i < n;) {
+    size_t bad = 0, len = utf8_char(p + i, n - i, &bad);
+    if (len) {
+      out.append(text, i, len);
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      i += bad;
+      ++replaced;
     }
-    ++runs;
-    while (p < end && utf8_len(p, end, &cp) == 0) ++p;
-    append_utf8(out, 0xFFFD);
   }
   text.swap(out);
-  return runs;
+  return replaced;
 }
 
 int64_t count_code_points(std::string_view text) {
@@ -205,8 +167,9 @@ int64_t map_code_points(std::string& text, bool strip_control, bool whitespace, 
   int32_t cp;
   int64_t mapped = 0;
   while (p < end) {
-    int n = *p < 0x80 ? (cp = *p, 1) : utf8_len(p, end, &cp);
-    if (n == 0) n = 1, cp = 0xFFFD;  // unreachable after repair_utf8
+    size_t bad = 0, n = *p < 0x80 ? 1 : utf8_char(p, static_cast<size_t>(end - p), &bad);
+    if (n == 0) n = bad;  // unreachable after repair_utf8: copied as it is
+    cp = n == 0 || bad ? 0xFFFD : decode(p, n);
     p += n;
     if (whitespace) {
       if (cp == '\r') {
@@ -226,7 +189,7 @@ int64_t map_code_points(std::string& text, bool strip_control, bool whitespace, 
     if (cp < 0x80)
       out.push_back(static_cast<char>(cp));
     else
-      out.append(reinterpret_cast<const char*>(p - n), static_cast<size_t>(n));
+      out.append(reinterpret_cast<const char*>(p - n), n);
   }
   text.swap(out);
   return mapped;

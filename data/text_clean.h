@@ -3,8 +3,9 @@
 // counted (CleanStats), so that the preparation report says what was changed.
 //
 // Order of the steps (docs/data.md explains each):
-//   1. invalid UTF-8: each maximal run of invalid bytes becomes U+FFFD ("replace")
-//      or the document is dropped ("reject")
+//   1. invalid UTF-8: each maximal invalid subpart (Unicode 3.9, as utf8.h and
+//      Python's errors="replace") becomes U+FFFD ("replace"), or the document is
+//      dropped ("reject")
 //   2. Unicode NFC (utf8proc), skipped for text below U+0300, which is already NFC
 //   3. control characters (category Cc, and U+FEFF) removed, except \t and \n
 //   4. whitespace: \r\n and \r become \n, other line breaks (\v \f U+2028 U+2029)
@@ -42,7 +43,7 @@ struct CleanConfig {
 struct CleanStats {
   int64_t docs_in = 0;
   int64_t bytes_in = 0;
-  int64_t invalid_sequences = 0;   // runs of invalid UTF-8 bytes found
+  int64_t invalid_sequences = 0;   // invalid UTF-8 subparts found (U+FFFD inserted)
   int64_t docs_invalid_utf8 = 0;   // documents that had any
   int64_t docs_rejected_utf8 = 0;  // of those, dropped (invalid_utf8 = "reject")
   int64_t docs_nfc_changed = 0;
@@ -67,11 +68,9 @@ enum class CleanOutcome { kKept, kRejectedUtf8, kTooShort };
 CleanOutcome clean_text(std::string& text, const CleanConfig& cfg, CleanStats& stats,
                         int64_t known_invalid = 0);
 
-// Replaces each maximal run of invalid UTF-8 bytes with U+FFFD; returns how many
-// runs were replaced (0: the text was valid and is unchanged).
+// utf8_sanitize in place, counting: each maximal invalid subpart becomes U+FFFD;
+// returns how many were replaced (0: the text was valid and is unchanged).
 int64_t repair_utf8(std::string& text);
-// Whether `text` is valid UTF-8 (no overlong forms, no surrogates, <= U+10FFFF).
-bool is_valid_utf8(std::string_view text);
 // Number of code points of valid UTF-8.
 int64_t count_code_points(std::string_view text);
 

@@ -6,6 +6,7 @@
 
 #include "data/corpus.h"
 #include "data/text_clean.h"
+#include "data/utf8.h"
 #include "data_test_util.h"
 #include "runtime/core/error.h"
 
@@ -90,21 +91,19 @@ TEST(Clean, WhitespaceNormalised) {
 
 TEST(Clean, InvalidUtf8ReplacedOrRejectedWithCounts) {
   CleanStats st;
-  // ff fe: one run; c0 af: overlong '/'; ed a0 80: a surrogate; trailing lone c3.
+  // ff, fe; c0 af (overlong '/'); ed a0 80 (a surrogate); a truncated c3: one U+FFFD
+  // per maximal invalid subpart, as Python's bytes.decode(errors="replace").
   std::string in =
       "ab\xff\xfe"
       "cd\xc0\xaf"
       "e\xed\xa0\x80"
       "f\xc3";
-  EXPECT_FALSE(is_valid_utf8(in));
+  EXPECT_LT(utf8_valid_prefix(in), in.size());
   std::string out = clean(in, config(), &st);
-  EXPECT_EQ(out,
-            "ab\xef\xbf\xbd"
-            "cd\xef\xbf\xbd"
-            "e\xef\xbf\xbd"
-            "f\xef\xbf\xbd");
-  EXPECT_TRUE(is_valid_utf8(out));
-  EXPECT_EQ(st.invalid_sequences, 4);
+  const std::string r = "\xef\xbf\xbd";
+  EXPECT_EQ(out, "ab" + r + r + "cd" + r + r + "e" + r + r + r + "f" + r);
+  EXPECT_EQ(utf8_valid_prefix(out), out.size());
+  EXPECT_EQ(st.invalid_sequences, 8);
   EXPECT_EQ(st.docs_invalid_utf8, 1);
   EXPECT_EQ(st.docs_rejected_utf8, 0);
   auto rej = config();
@@ -116,7 +115,9 @@ TEST(Clean, InvalidUtf8ReplacedOrRejectedWithCounts) {
   EXPECT_EQ(st2.docs_rejected_utf8, 1);
   EXPECT_EQ(st2.docs_out, 0);
   // Valid 4-byte sequences stay.
-  EXPECT_TRUE(is_valid_utf8("\xf0\x9f\x98\x80 \xe4\xb8\xad"));
+  std::string ok = "\xf0\x9f\x98\x80 \xe4\xb8\xad";
+  EXPECT_EQ(clean(ok, config(), &st2), ok);
+  EXPECT_EQ(st2.invalid_sequences, 8);
 }
 
 TEST(Clean, MinimumLengthInCodePoints) {
@@ -216,8 +217,8 @@ TEST(Corpus, JsonlInvalidUtf8IsRepairedAndCounted) {
   DocumentReader r(describe_input(path), ReaderConfig{});
   std::string d;
   ASSERT_TRUE(r.next(d));
-  EXPECT_EQ(d, "bad \xef\xbf\xbd byte");
-  EXPECT_EQ(r.last_invalid(), 1);
+  EXPECT_EQ(d, "bad \xef\xbf\xbd\xef\xbf\xbd byte");
+  EXPECT_EQ(r.last_invalid(), 2);
   CleanStats st;
   auto rej = config();
   rej.invalid_utf8 = "reject";
