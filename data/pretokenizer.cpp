@@ -1,0 +1,208 @@
+// PCRE2-JIT pre-tokenizer (see pretokenizer.h).
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "data/pretokenizer.h"
+
+#include <pcre2.h>
+
+#include "data/utf8.h"
+#include "runtime/core/error.h"
+
+namespace shardlm::data {
+
+// ---- named patterns -------------------------------------------------------------------
+// GPT-2 / r50k / p50k (openai/gpt-2 encoder.py), cl100k and o200k (tiktoken).
+namespace {
+const char kGpt2[] =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+const char kCl100k[] =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+const char kO200k[] =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?)"
+    R"(|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?)"
+    R"(|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+// Unicode White_Space, as the contents of a character class.
+const char kWhiteSpace[] =
+    R"(\x{9}-\x{d}\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000})";
+
+// `\s` -> White_Space and `\S` -> its complement, inside and outside classes.
+std::string rewrite_whitespace(const std::string& re) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < re.size(); ++i) {
+    const char c = re[i];
+    if (c == '\\' && i + 1 < re.size()) {
+      const char e = re[i + 1];
+      if (e == 's') {
+        out += in_class ? std::string(kWhiteSpace) : "[" + std::string(kWhiteSpace) + "]";
+      } else if (e == 'S' && !in_class) {
+        out += "[^" + std::string(kWhiteSpace) + "]";
+      } else {
+        out += c;
+        out += e;
+      }
+      ++i;
+      continue;
+    }
+    if (!in_class && c == '[') {
+      in_class = true;
+      out += c;
+      // A ']' right after '[' or '[^' is a literal.
+      if (i + 1 < re.size() && re[i + 1] == '^') out += re[++i];
+      if (i + 1 < re.size() && re[i + 1] == ']') out += re[++i];
+      continue;
+    }
+    if (in_class && c == '[' && i + 1 < re.size() && re[i + 1] == ':') {
+      const size_t end = re.find(":]", i + 2);  // POSIX class [:alpha:]
+      if (end != std::string::npos) {
+        out.append(re, i, end + 2 - i);
+        i = end + 1;
+        continue;
+      }
+    }
+    if (in_class && c == ']') in_class = false;
+    out += c;
+  }
+  return out;
+}
+
+std::string pcre2_message(int code) {
+  PCRE2_UCHAR buf[256];
+  pcre2_get_error_message(code, buf, sizeof(buf));
+  return reinterpret_cast<const char*>(buf);
+}
+
+pcre2_code* compile(const std::string& re, const std::string& shown) {
+  int err = 0;
+  PCRE2_SIZE off = 0;
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(re.data()), re.size(),
+                                   PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
+  SHARDLM_CHECK(code, core::DataError,
+                "pre-tokenizer pattern does not compile at offset {}: {} (pattern: {})", off,
+                pcre2_message(err), shown);
+  return code;
+}
+}  // namespace
+
+const char* named_pattern(const std::string& name) {
+  if (name == "gpt2" || name == "r50k" || name == "p50k" || name == "r50k_base" ||
+      name == "p50k_base")
+    return kGpt2;
+  if (name == "cl100k" || name == "cl100k_base") return kCl100k;
+  if (name == "o200k" || name == "o200k_base") return kO200k;
+  return nullptr;
+}
+
+std::string pattern_name_of(const std::string& regex) {
+  if (regex == kGpt2) return "gpt2";
+  if (regex == kCl100k) return "cl100k";
+  if (regex == kO200k) return "o200k";
+  return "";
+}
+
+// ---- compiled pattern and per-thread match state -----------------------------------------
+struct Pretokenizer::Impl {
+  std::string regex, name;
+  pcre2_code* code = nullptr;
+  bool jit = false;
+  ~Impl() { pcre2_code_free(code); }
+};
+
+namespace {
+// Match data (one ovector pair: only the whole match is needed) and a JIT stack
+// per thread; they do not depend on the pattern, so one set serves all.
+struct ThreadMatch {
+  pcre2_match_data* md = pcre2_match_data_create(1, nullptr);
+  pcre2_match_context* mctx = pcre2_match_context_create(nullptr);
+  pcre2_jit_stack* stack = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, nullptr);
+  ThreadMatch() { pcre2_jit_stack_assign(mctx, nullptr, stack); }
+  ~ThreadMatch() {
+    pcre2_jit_stack_free(stack);
+    pcre2_match_context_free(mctx);
+    pcre2_match_data_free(md);
+  }
+};
+ThreadMatch& thread_match() {
+  thread_local ThreadMatch tm;
+  return tm;
+}
+}  // namespace
+
+Pretokenizer::Pretokenizer(const std::string& pattern) {
+  auto impl = std::make_shared<Impl>();
+  const char* named = named_pattern(pattern);
+  SHARDLM_CHECK(!pattern.empty(), core::DataError, "pre-tokenizer pattern is empty");
+  impl->regex = named ? named : pattern;
+  impl->name = pattern_name_of(impl->regex);
+  // Compile the pattern as written first, so that an error offset points into it.
+  pcre2_code_free(compile(impl->regex, impl->regex));
+  impl->code = compile(rewrite_whitespace(impl->regex), impl->regex);
+  impl->jit = pcre2_jit_compile(impl->code, PCRE2_JIT_COMPLETE) == 0;
+  impl_ = std::move(impl);
+}
+
+Pretokenizer::~Pretokenizer() = default;
+const std::string& Pretokenizer::regex() const {
+  return impl_->regex;
+}
+const std::string& Pretokenizer::name() const {
+  return impl_->name;
+}
+bool Pretokenizer::jit() const {
+  return impl_->jit;
+}
+
+// ---- splitting ------------------------------------------------------------------------------
+void Pretokenizer::split(std::string_view text, Sink sink, void* ctx) const {
+  ThreadMatch& tm = thread_match();
+  const Impl& im = *impl_;
+  PCRE2_SIZE* ov = pcre2_get_ovector_pointer(tm.md);
+  size_t pos = 0;
+  while (pos < text.size()) {
+    // 1. The longest valid UTF-8 segment from pos: PCRE2 runs on it alone (as
+    //    its own subject: the end of the segment acts like the end of text,
+    //    which is also how an invalid byte acts, since no regex item matches it).
+    const std::string_view rest = text.substr(pos);
+    const size_t seg_len = utf8_valid_prefix(rest);
+    const auto* seg = reinterpret_cast<PCRE2_SPTR>(rest.data());
+    size_t off = 0, gap = 0;  // [gap, off): text not matched yet
+    while (off < seg_len) {
+      const int rc =
+          im.jit ? pcre2_jit_match(im.code, seg, seg_len, off, 0, tm.md, tm.mctx)
+                 : pcre2_match(im.code, seg, seg_len, off, PCRE2_NO_UTF_CHECK, tm.md, tm.mctx);
+      if (rc == PCRE2_ERROR_NOMATCH) break;
+      SHARDLM_CHECK(rc >= 0, core::DataError, "pre-tokenizer regex failed at byte {}: {}",
+                    pos + off, pcre2_message(rc));
+      const size_t start = ov[0], end = ov[1];
+      if (end == start) {
+        // An empty match: step over one character (it joins the unmatched gap).
+        size_t bad = 0;
+        off += utf8_char(seg + off, seg_len - off, &bad);
+        continue;
+      }
+      if (start > gap) sink(ctx, rest.data() + gap, start - gap);
+      sink(ctx, rest.data() + start, end - start);
+      off = gap = end;
+    }
+    if (seg_len > gap) sink(ctx, rest.data() + gap, seg_len - gap);
+    pos += seg_len;
+    // 2. A run of invalid sequences: one piece of raw bytes.
+    size_t bad_end = pos;
+    const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+    while (bad_end < text.size()) {
+      size_t bad = 0;
+      if (utf8_char(p + bad_end, text.size() - bad_end, &bad)) break;
+      bad_end += bad;
+    }
+    if (bad_end > pos) sink(ctx, text.data() + pos, bad_end - pos);
+    pos = bad_end;
+  }
+}
+
+std::vector<std::string_view> Pretokenizer::split(std::string_view text) const {
+  std::vector<std::string_view> out;
+  for_each_piece(text, [&](const char* p, size_t n) { out.emplace_back(p, n); });
+  return out;
+}
+
+}  // namespace shardlm::data
