@@ -35,5 +35,6 @@ using Command = std::function<int()>;
 void register_info(CLI::App& app, Context& ctx, Command& run);
 void register_tokenizer(CLI::App& app, Context& ctx, Command& run);
 void register_prepare(CLI::App& app, Context& ctx, Command& run);
+void register_train(CLI::App& app, Context& ctx, Command& run);
 
 }  // namespace shardlm::launcher

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   launcher::register_info(app, ctx, run);
   launcher::register_tokenizer(app, ctx, run);
   launcher::register_prepare(app, ctx, run);
+  launcher::register_train(app, ctx, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

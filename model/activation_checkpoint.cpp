@@ -50,7 +50,7 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     bool cuda = ctx->saved_data["cuda"].toBool();
 
     // Replay the forward's RNG, then put the current state back afterwards.
-    auto& cpu_gen = at::detail::getDefaultCPUGenerator();
+    at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();  // shares the default
     auto cpu_now = cpu_gen.get_state();
     cpu_gen.set_state(ctx->saved_data["cpu_rng"].toTensor());
     at::Generator cuda_gen;
