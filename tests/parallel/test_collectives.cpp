@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "parallel/mpi_group.h"
+#include "parallel/nccl_group.h"
 #include "runtime/core/error.h"
 
 namespace shardlm::parallel {
@@ -200,6 +201,16 @@ TEST(Collectives, AccountingFollowsTheRingFormulas) {
   EXPECT_EQ(g.stats().step(Collective::kAllGather).calls, 1u);
   EXPECT_GE(ar.seconds, 0.0);
   EXPECT_NE(g.stats().summary().find("all_reduce"), std::string::npos);
+}
+
+TEST(Collectives, NcclWithoutCudaIsNotCompiled) {
+  if (NcclGroup::compiled()) GTEST_SKIP() << "this build has NCCL";
+  try {
+    NcclGroup::create();
+    FAIL() << "expected core::NotCompiled";
+  } catch (const core::NotCompiled& e) {
+    EXPECT_NE(std::string(e.what()).find("SHARDLM_WITH_CUDA"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Collectives, SplitSizes) {
