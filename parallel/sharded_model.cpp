@@ -235,6 +235,11 @@ void ShardedModel::release_params(Unit& u) {
   u.gathered = false;
 }
 
+void ShardedModel::gather_all() {
+  for (auto& u : units_) gather(*u, false);
+  for (auto& u : units_) gather(*u, true);
+}
+
 void ShardedModel::pre_backward(size_t i) {
   gather(*units_[i], true);
   if (config_.prefetch && i > 0) gather(*units_[i - 1], false);
@@ -352,6 +357,56 @@ double ShardedModel::step(double max_grad_norm) {
     }
   }
   return norm;
+}
+
+// ---- checkpoint state -----------------------------------------------------------------
+
+StateDict ShardedModel::state_dict() const {
+  const int stage = static_cast<int>(config_.zero_stage);
+  const int rank = group_->rank();
+  StateDict out;
+  for (const auto& u : units_) {
+    torch::Tensor params = config_.cpu_offload ? u->master : u->opt_params(stage, rank);
+    auto range = stage == 0 ? std::pair<int64_t, int64_t>{0, u->flat->padded_numel()}
+                            : u->flat->shard_range(rank);
+    out[u->name + ".params"] = params.detach().to(torch::kCPU, false, true);
+    out[u->name + ".range"] =
+        torch::tensor({range.first, range.second, u->flat->padded_numel()}, torch::kLong);
+    for (const auto& [key, value] : u->opt->state_dict())
+      out[u->name + ".optim." + key] = value.to(torch::kCPU, false, true);
+  }
+  return out;
+}
+
+void ShardedModel::load_state_dict(const StateDict& state) {
+  const int stage = static_cast<int>(config_.zero_stage);
+  const int rank = group_->rank();
+  torch::NoGradGuard no_grad;
+  std::vector<WorkPtr> gathers;
+  for (auto& u : units_) {
+    auto need = [&](const std::string& key) -> const torch::Tensor& {
+      auto it = state.find(u->name + "." + key);
+      SHARDLM_CHECK(it != state.end(), core::CheckpointError, "sharded model state has no '{}.{}'",
+                    u->name, key);
+      return it->second;
+    };
+    torch::Tensor params = u->opt_params(stage, rank);
+    const torch::Tensor& saved = need("params");
+    SHARDLM_CHECK(saved.numel() == params.numel(), core::CheckpointError,
+                  "sharded model state '{}.params' has {} elements; this rank's shard has {} "
+                  "(another world size, stage or model?)",
+                  u->name, saved.numel(), params.numel());
+    params.copy_(saved.view_as(params));
+    if (config_.cpu_offload) u->master.copy_(saved.view_as(u->master));
+    StateDict opt;
+    const std::string prefix = u->name + ".optim.";
+    for (const auto& [key, value] : state)
+      if (key.rfind(prefix, 0) == 0) opt[key.substr(prefix.size())] = value;
+    u->opt->load_state_dict(opt);
+    if (stage == 1 || stage == 2)
+      gathers.push_back(group_->all_gather_async(u->flat->flat(), params));
+  }
+  for (auto& w : gathers) w->wait();
 }
 
 // ---- accessors ----------------------------------------------------------------------------

@@ -83,6 +83,12 @@ class ShardedModel {
   // refreshes the parameters. Returns the global gradient norm before clipping.
   double step(double max_grad_norm = 0.0);
 
+  // At stage 3 a unit's full parameters hold memory only inside run_unit and
+  // the unit's backward: reading the module's parameters directly elsewhere
+  // (export, evaluation without run_unit) needs gather_all() first
+  // (collective; they stay until the unit's next run_unit).
+  void gather_all();
+
   void set_lr(double lr);
   int64_t num_params() const;  // unpadded, all units
   size_t num_units() const { return units_.size(); }
@@ -90,6 +96,17 @@ class ShardedModel {
   const ShardedConfig& config() const { return config_; }
   const FlatParams& unit_layout(size_t i) const;
   Optimizer& unit_optimizer(size_t i);
+
+  // This rank's part of the training state for a checkpoint, keyed
+  // "<unit>.<entry>": "<unit>.params" (fp32 parameters of the rank's shard; the
+  // whole unit at stage 0), "<unit>.range" (int64 [begin, end, padded numel] of
+  // that shard in the unit's flat layout) and "<unit>.optim.<key>" (the
+  // optimizer's exact state). Units are "unit0", "unit1", ..., "root".
+  StateDict state_dict() const;
+  // Restores a state_dict() of the same world size, stage and model; the
+  // parameters of every rank are refreshed (collective). Throws
+  // core::CheckpointError naming the entry that is missing or mis-shaped.
+  void load_state_dict(const StateDict& state);
 
   // Bytes this rank holds now for model states. `params`, `grads`,
   // `optimizer`: on the compute device; `host`: offloaded master parameters,
