@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include <limits>
+
 #include "parallel/adam8bit.h"
 #include "parallel/cpu_adam.h"
 #include "parallel/kernels/quant8.h"
@@ -69,6 +71,37 @@ TEST(Adam8bit, NearestCodeIsTheNearest) {
     for (float code : c) best = std::min(best, std::fabs(double(code) - v));
     EXPECT_DOUBLE_EQ(std::fabs(double(c[q]) - v), best) << v;
   }
+}
+
+// The CUDA kernel's branch-free search gives the CPU's index everywhere
+// (checked on the host: no device needed).
+TEST(Adam8bit, KernelSearchEqualsCpuSearch) {
+#ifdef SHARDLM_HAVE_CUDA_KERNELS
+  for (bool sign : {true, false}) {
+    CodeMap c = kernels::dynamic_code_map(sign);
+    std::vector<float> xs = {0.f,
+                             -0.f,
+                             1.f,
+                             -1.f,
+                             2.f,
+                             -2.f,
+                             std::nanf(""),
+                             std::numeric_limits<float>::infinity(),
+                             -std::numeric_limits<float>::infinity()};
+    for (int i = 0; i < 255; ++i) {  // every code, every midpoint, and their neighbours
+      const float mid = 0.5f * (c[i] + c[i + 1]);
+      for (float x : {c[i], mid, std::nextafter(mid, -2.f), std::nextafter(mid, 2.f)})
+        xs.push_back(x);
+    }
+    auto r = torch::rand({20000}).mul(2.2).sub(1.1).mul(torch::rand({20000}).mul(-14).exp());
+    for (int64_t i = 0; i < r.numel(); ++i) xs.push_back(r[i].item<float>());
+    for (float x : xs)
+      ASSERT_EQ(shardlm_cuda_nearest_code(c.data(), x), kernels::quantize_nearest(c.data(), x))
+          << "x = " << x << " signed " << sign;
+  }
+#else
+  GTEST_SKIP() << "built without nvcc";
+#endif
 }
 
 TEST(Adam8bit, BlockwiseQuantisationErrorIsBounded) {
