@@ -203,8 +203,9 @@ TEST(Collectives, AccountingFollowsTheRingFormulas) {
   EXPECT_NE(g.stats().summary().find("all_reduce"), std::string::npos);
 }
 
+#ifndef SHARDLM_WITH_CUDA
 TEST(Collectives, NcclWithoutCudaIsNotCompiled) {
-  if (NcclGroup::compiled()) GTEST_SKIP() << "this build has NCCL";
+  EXPECT_FALSE(NcclGroup::compiled());
   try {
     NcclGroup::create();
     FAIL() << "expected core::NotCompiled";
@@ -212,6 +213,7 @@ TEST(Collectives, NcclWithoutCudaIsNotCompiled) {
     EXPECT_NE(std::string(e.what()).find("SHARDLM_WITH_CUDA"), std::string::npos) << e.what();
   }
 }
+#endif
 
 TEST(Collectives, SplitSizes) {
   EXPECT_EQ(split_sizes(10, 4), (std::vector<int64_t>{3, 3, 2, 2}));
