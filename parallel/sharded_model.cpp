@@ -321,12 +321,32 @@ void ShardedModel::finish_reductions() {
 
 // ---- step -------------------------------------------------------------------------------
 
-double ShardedModel::step(double max_grad_norm) {
+std::vector<torch::Tensor> ShardedModel::reduced_grads() {
   finish_reductions();
+  std::vector<torch::Tensor> grads;
+  for (auto& u : units_) grads.push_back(config_.zero_stage == 0 ? u->grad_full : u->grad_shard);
+  return grads;
+}
+
+void ShardedModel::zero_grads() {
+  for (auto& u : units_) {
+    if (config_.zero_stage <= 1) u->grad_full.zero_();
+    if (config_.zero_stage >= 1) {
+      u->grad_shard.zero_();
+      u->grad_shard_empty = true;
+    }
+  }
+}
+
+void ShardedModel::skip_step() {
+  finish_reductions();
+  zero_grads();
+}
+
+double ShardedModel::step(double max_grad_norm) {
   const int stage = static_cast<int>(config_.zero_stage);
   const int rank = group_->rank();
-  std::vector<torch::Tensor> grads;
-  for (auto& u : units_) grads.push_back(stage == 0 ? u->grad_full : u->grad_shard);
+  std::vector<torch::Tensor> grads = reduced_grads();
   // Stage 0 gradients are replicated (norm without a group); later stages are
   // disjoint shards (norm over the group).
   const double norm = max_grad_norm > 0
@@ -349,13 +369,7 @@ double ShardedModel::step(double max_grad_norm) {
       gathers.push_back(group_->all_gather_async(u.flat->flat(), params));
   }
   for (auto& w : gathers) w->wait();
-  for (auto& u : units_) {
-    if (stage <= 1) u->grad_full.zero_();
-    if (stage >= 1) {
-      u->grad_shard.zero_();
-      u->grad_shard_empty = true;
-    }
-  }
+  zero_grads();
   return norm;
 }
 

@@ -83,6 +83,15 @@ class ShardedModel {
   // refreshes the parameters. Returns the global gradient norm before clipping.
   double step(double max_grad_norm = 0.0);
 
+  // After the last micro-batch's backward: finishes the reductions and returns
+  // the gradients step() will use, one tensor per unit: the whole unit at
+  // stage 0 (the same on every rank), this rank's shard otherwise. For a
+  // LossScaler: unscale_ them (with the group), then step() or skip_step().
+  std::vector<torch::Tensor> reduced_grads();
+  // Drops this step's gradients without touching parameters or optimizer
+  // states (an fp16 overflow).
+  void skip_step();
+
   // At stage 3 a unit's full parameters hold memory only inside run_unit and
   // the unit's backward: reading the module's parameters directly elsewhere
   // (export, evaluation without run_unit) needs gather_all() first
@@ -124,6 +133,7 @@ class ShardedModel {
   void release_params(Unit& u);
   void on_unit_grads_ready(Unit& u);
   void finish_reductions();
+  void zero_grads();
   void pre_backward(size_t i);
 
   std::shared_ptr<torch::nn::Module> module_;

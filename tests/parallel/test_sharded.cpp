@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include "parallel/loss_scaler.h"
 #include "parallel/mpi_group.h"
 #include "parallel/sharded_model.h"
 
@@ -210,6 +211,56 @@ TEST(Sharded, Stage3GatherAllMaterialisesTheModule) {
   auto a = m->parameters(), b = fresh->parameters();
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+}
+
+// fp16-style loss scaling around the sharded step: an overflow injected on
+// one rank makes every rank skip; parameters and states stay as they were.
+TEST(Sharded, LossScalerSkipsOverflowOnEveryRank) {
+  for (int stage : {0, 2, 3}) {
+    auto group = std::make_shared<MpiGroup>();
+    auto m = std::make_shared<Mlp>();
+    Data d;
+    std::vector<std::shared_ptr<torch::nn::Module>> units;
+    for (auto& l : m->layers) units.push_back(l.ptr());
+    ShardedConfig sc;
+    sc.zero_stage = stage;
+    ShardedModel model(m, units, group, sc, opt_config());
+    LossScalerConfig lc;
+    lc.init_scale = 1024;
+    LossScaler scaler(lc);
+    const int local = kBatch / group->size();
+    auto run = [&](bool poison) {
+      model.begin_micro_batch(true);
+      auto h = d.x.slice(0, group->rank() * local, (group->rank() + 1) * local);
+      for (size_t i = 0; i < m->layers.size(); ++i)
+        h = model.run_unit(i, h,
+                           [&](const torch::Tensor& t) { return torch::tanh(m->layers[i](t)); });
+      auto loss = torch::mse_loss(m->head(h),
+                                  d.y.slice(0, group->rank() * local, (group->rank() + 1) * local));
+      scaler.scale_loss(loss).backward();
+      auto grads = model.reduced_grads();
+      if (poison && group->rank() == group->size() - 1)
+        grads.back().view(-1)[0] = std::numeric_limits<float>::infinity();
+      const bool finite = scaler.unscale_(grads, group.get());
+      if (scaler.update(!finite))
+        model.step();
+      else
+        model.skip_step();
+      return finite;
+    };
+    EXPECT_TRUE(run(false));
+    model.gather_all();
+    std::vector<torch::Tensor> before;
+    for (auto& par : m->parameters()) before.push_back(par.detach().clone());
+    EXPECT_FALSE(run(true)) << "stage " << stage;
+    EXPECT_EQ(scaler.scale(), 512);
+    EXPECT_EQ(model.unit_optimizer(0).steps(), 1);
+    model.gather_all();
+    auto after = m->parameters();
+    for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i]));
+    EXPECT_TRUE(run(false));  // and training goes on
+    EXPECT_EQ(model.unit_optimizer(0).steps(), 2);
+  }
 }
 
 TEST(Sharded, MemoryPerRankFollowsZeroFormulas) {
