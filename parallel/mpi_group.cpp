@@ -338,20 +338,22 @@ WorkPtr MpiGroup::all_gather_async(torch::Tensor out, torch::Tensor in,
       fmt::format("all_gather({}, {} elements)", c10::toString(out.scalar_type()), out.numel());
   return enqueue(Collective::kAllGather, std::move(what), bytes, opts, [this, out, in, counts] {
     if (size_ == 1) {
-      out.copy_(in);
+      if (out.data_ptr() != in.data_ptr()) out.copy_(in);
       return;
     }
     MPI_Datatype dt = mpi_type(in.scalar_type());
     bool even = std::all_of(counts.begin(), counts.end(), [&](int c) { return c == counts[0]; });
-    if (even) {
-      SHARDLM_MPI_CHECK(
-          MPI_Allgather(in.data_ptr(), counts[0], dt, out.data_ptr(), counts[0], dt, comm_));
-    } else {
-      std::vector<int> displs(counts.size(), 0);
-      for (size_t i = 1; i < counts.size(); ++i) displs[i] = displs[i - 1] + counts[i - 1];
-      SHARDLM_MPI_CHECK(MPI_Allgatherv(in.data_ptr(), counts[rank_], dt, out.data_ptr(),
-                                       counts.data(), displs.data(), dt, comm_));
-    }
+    std::vector<int> displs(counts.size(), 0);
+    for (size_t i = 1; i < counts.size(); ++i) displs[i] = displs[i - 1] + counts[i - 1];
+    // `input` may be this rank's piece of `output` itself (ZeRO's in-place gather).
+    const void* send = in.data_ptr();
+    if (send == static_cast<const char*>(out.data_ptr()) + displs[rank_] * in.element_size())
+      send = MPI_IN_PLACE;
+    if (even)
+      SHARDLM_MPI_CHECK(MPI_Allgather(send, counts[0], dt, out.data_ptr(), counts[0], dt, comm_));
+    else
+      SHARDLM_MPI_CHECK(MPI_Allgatherv(send, counts[rank_], dt, out.data_ptr(), counts.data(),
+                                       displs.data(), dt, comm_));
   });
 }
 

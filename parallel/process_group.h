@@ -76,6 +76,7 @@ class ProcessGroup {
                                        ReduceOp op = ReduceOp::kSum,
                                        const CollectiveOptions& opts = {}) = 0;
   // `output` (N,) flat gets every rank's `input` (split_sizes(N, size())[r],) in rank order.
+  // `input` may be this rank's own piece of `output` (an in-place gather).
   virtual WorkPtr all_gather_async(torch::Tensor output, torch::Tensor input,
                                    const CollectiveOptions& opts = {}) = 0;
   // `tensor` of `root` is copied into `tensor` of every rank.

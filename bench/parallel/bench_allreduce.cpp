@@ -9,6 +9,7 @@
 
 #include <torch/torch.h>
 
+#include "bench/parallel/mpi_bench.h"
 #include "parallel/mpi_group.h"
 #include "runtime/core/env.h"
 
@@ -53,27 +54,14 @@ void sizes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_MpiGroupAllReduce)->Apply(sizes);
 BENCHMARK(BM_RawMpiAllreduce)->Apply(sizes);
 
-class NullReporter : public benchmark::BenchmarkReporter {
- public:
-  bool ReportContext(const Context&) override { return true; }
-  void ReportRuns(const std::vector<Run>&) override {}
-};
-
 int main(int argc, char** argv) {
   shardlm::core::MpiSession mpi(&argc, &argv);
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   {
     shardlm::parallel::MpiGroup group;
     g_group = &group;
     benchmark::Initialize(&argc, argv);
     benchmark::AddCustomContext("ranks", std::to_string(group.size()));
-    if (rank == 0) {
-      benchmark::RunSpecifiedBenchmarks();
-    } else {
-      NullReporter quiet;
-      benchmark::RunSpecifiedBenchmarks(&quiet);
-    }
+    shardlm::bench::run_on_all_ranks();
     benchmark::Shutdown();
     g_group = nullptr;
   }

@@ -15,19 +15,15 @@ constexpr int kThreads = 256;
 
 // ---- device helpers -----------------------------------------------------------
 
-// Same search as kernels::quantize_nearest: ties go to the lower index.
-__device__ __forceinline__ unsigned char nearest(const float* code, float x) {
-  if (x >= code[255]) return 255;
-  if (x <= code[0]) return 0;
-  int lo = 0, hi = 255;
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) >> 1;
-    if (code[mid] <= x)
-      lo = mid;
-    else
-      hi = mid;
-  }
-  return static_cast<unsigned char>((x - code[lo] <= code[hi] - x) ? lo : hi);
+// The index kernels::quantize_nearest returns (the largest i with
+// code[i] <= x, then the nearer neighbour, ties to the lower, NaN -> 1),
+// found without branches so that the threads of a warp do not diverge.
+__host__ __device__ __forceinline__ unsigned char nearest(const float* code, float x) {
+  int i = 0;
+#pragma unroll
+  for (int step = 128; step > 0; step >>= 1) i += (code[i + step] <= x) ? step : 0;
+  if (i == 255) return 255;
+  return static_cast<unsigned char>((x - code[i] <= code[i + 1] - x) ? i : i + 1);
 }
 
 __device__ __forceinline__ float block_max(float x, float* scratch) {
@@ -134,6 +130,10 @@ extern "C" int shardlm_adam8bit_step_cuda(float* p, const float* g, uint8_t* q1,
       return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
+}
+
+extern "C" int shardlm_cuda_nearest_code(const float* code, float x) {
+  return nearest(code, x);
 }
 
 extern "C" int shardlm_cuda_device_count(void) {

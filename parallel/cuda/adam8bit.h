@@ -21,6 +21,10 @@ int shardlm_adam8bit_step_cuda(float* p, const float* g, uint8_t* q1, uint8_t* q
                                int block, const shardlm::parallel::kernels::AdamStep* step,
                                int decay, void* stream);
 
+// The kernel's code search, run on the host (needs no device): tests compare
+// it with kernels::quantize_nearest.
+int shardlm_cuda_nearest_code(const float* code, float x);
+
 // Number of CUDA devices, or 0 when there is no usable device or driver.
 int shardlm_cuda_device_count(void);
 }

@@ -26,8 +26,25 @@ using CodeMap = std::array<float, 256>;
 
 // The dynamic map, sorted ascending.
 CodeMap dynamic_code_map(bool is_signed);
-// Index of the code value nearest to x (ties to the lower); code sorted ascending.
+// Index of the code value nearest to x (ties to the lower; NaN -> 1); code
+// sorted ascending. The reference search (binary, 8 steps).
 uint8_t quantize_nearest(const float* code, float x);
+
+// The same index as quantize_nearest in a few steps: a table over the top 14
+// bits of x's order-preserving bit pattern gives the largest code below the
+// bucket's smallest value, and a short scan finishes (a bucket is 1/32 of an
+// octave wide, so it holds at most a few codes).
+class CodeIndex {
+ public:
+  explicit CodeIndex(const CodeMap& code);
+  uint8_t nearest(float x) const;
+  const CodeMap& code() const { return code_; }
+
+ private:
+  static constexpr int kShift = 18;  // 32 - 14 bits
+  CodeMap code_;
+  std::array<uint8_t, (1u << (32 - kShift))> first_;
+};
 
 // x (n,) -> q (n,) indices and absmax (ceil(n / block),).
 void quantize_blockwise(const float* code, const float* x, int64_t n, int64_t block, uint8_t* q,

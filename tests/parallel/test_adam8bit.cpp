@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include <limits>
+
 #include "parallel/adam8bit.h"
 #include "parallel/cpu_adam.h"
 #include "parallel/kernels/quant8.h"
@@ -70,6 +72,54 @@ TEST(Adam8bit, NearestCodeIsTheNearest) {
     EXPECT_DOUBLE_EQ(std::fabs(double(c[q]) - v), best) << v;
   }
 }
+
+// Values where a search can go wrong: specials, every code, every midpoint
+// between neighbours and the floats just around it, and a wide random spread.
+std::vector<float> probe_values(const CodeMap& c) {
+  std::vector<float> xs = {0.f,
+                           -0.f,
+                           1.f,
+                           -1.f,
+                           2.f,
+                           -2.f,
+                           std::nanf(""),
+                           std::numeric_limits<float>::infinity(),
+                           -std::numeric_limits<float>::infinity(),
+                           std::numeric_limits<float>::denorm_min()};
+  for (int i = 0; i < 255; ++i) {
+    const float mid = 0.5f * (c[i] + c[i + 1]);
+    for (float x : {c[i], mid, std::nextafter(mid, -2.f), std::nextafter(mid, 2.f),
+                    std::nextafter(c[i], -2.f), std::nextafter(c[i], 2.f)})
+      xs.push_back(x);
+  }
+  auto r = torch::rand({20000}).mul(2.2).sub(1.1).mul(torch::rand({20000}).mul(-14).exp());
+  for (int64_t i = 0; i < r.numel(); ++i) xs.push_back(r[i].item<float>());
+  return xs;
+}
+
+// The table search used by the CPU step gives the reference index everywhere.
+TEST(Adam8bit, CodeIndexEqualsReferenceSearch) {
+  for (bool sign : {true, false}) {
+    CodeMap c = kernels::dynamic_code_map(sign);
+    kernels::CodeIndex index(c);
+    for (float x : probe_values(c))
+      ASSERT_EQ(index.nearest(x), kernels::quantize_nearest(c.data(), x))
+          << "x = " << x << " signed " << sign;
+  }
+}
+
+// The CUDA kernel's branch-free search gives the CPU's index everywhere
+// (checked on the host: no device needed).
+#ifdef SHARDLM_HAVE_CUDA_KERNELS  // absent builds do not list it (a SKIP would mark the suite)
+TEST(Adam8bit, KernelSearchEqualsCpuSearch) {
+  for (bool sign : {true, false}) {
+    CodeMap c = kernels::dynamic_code_map(sign);
+    for (float x : probe_values(c))
+      ASSERT_EQ(shardlm_cuda_nearest_code(c.data(), x), kernels::quantize_nearest(c.data(), x))
+          << "x = " << x << " signed " << sign;
+  }
+}
+#endif
 
 TEST(Adam8bit, BlockwiseQuantisationErrorIsBounded) {
   for (int64_t block : {256, 2048}) {

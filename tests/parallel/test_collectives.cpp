@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "parallel/mpi_group.h"
+#include "parallel/nccl_group.h"
 #include "runtime/core/error.h"
 
 namespace shardlm::parallel {
@@ -201,6 +202,18 @@ TEST(Collectives, AccountingFollowsTheRingFormulas) {
   EXPECT_GE(ar.seconds, 0.0);
   EXPECT_NE(g.stats().summary().find("all_reduce"), std::string::npos);
 }
+
+#ifndef SHARDLM_WITH_CUDA
+TEST(Collectives, NcclWithoutCudaIsNotCompiled) {
+  EXPECT_FALSE(NcclGroup::compiled());
+  try {
+    NcclGroup::create();
+    FAIL() << "expected core::NotCompiled";
+  } catch (const core::NotCompiled& e) {
+    EXPECT_NE(std::string(e.what()).find("SHARDLM_WITH_CUDA"), std::string::npos) << e.what();
+  }
+}
+#endif
 
 TEST(Collectives, SplitSizes) {
   EXPECT_EQ(split_sizes(10, 4), (std::vector<int64_t>{3, 3, 2, 2}));

@@ -1,0 +1,458 @@
+// ShardedModel: ZeRO stages 0-3 with CPU offload (see sharded_model.h).
+#include "parallel/sharded_model.h"
+
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+#include <torch/torch.h>
+
+#include <unordered_map>
+
+#include "parallel/grad_clip.h"
+#include "runtime/core/config.h"
+#include "runtime/core/error.h"
+
+namespace shardlm::parallel {
+
+// ---- configuration ----------------------------------------------------------------
+
+ShardedConfig ShardedConfig::from(const core::ConfigSection& s) {
+  ShardedConfig c;
+  c.zero_stage = s.get("zero_stage", c.zero_stage);
+  c.cpu_offload = s.get("cpu_offload", c.cpu_offload);
+  c.prefetch = s.get("prefetch", c.prefetch);
+  return c;
+}
+
+void ShardedConfig::validate() const {
+  core::config_require(zero_stage >= 0 && zero_stage <= 3, "zero_stage", std::to_string(zero_stage),
+                       "0 (DDP), 1, 2 or 3");
+}
+
+// ---- storage that comes and goes ------------------------------------------------------
+// Stage 3 frees a unit's full parameters between uses, and stages 2-3 free the
+// full gradients between steps, without changing the tensors that point at
+// them (the module's parameters, .grad fields, autograd's saved views): the
+// storage keeps its identity and only its bytes are released and reallocated.
+
+namespace {
+bool has_storage(const torch::Tensor& t) {
+  return t.storage().nbytes() > 0;
+}
+
+void free_storage(const torch::Tensor& t) {
+  c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();
+  if (s->nbytes() == 0) return;
+  s->set_data_ptr_noswap(at::DataPtr(nullptr, t.device()));
+  s->set_nbytes(0);
+}
+
+void alloc_storage(const torch::Tensor& t) {
+  c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();
+  if (s->nbytes() != 0) return;
+  const size_t n = static_cast<size_t>(t.numel()) * t.element_size();
+  s->set_data_ptr_noswap(s->allocator()->allocate(n));
+  s->set_nbytes(n);
+}
+
+int64_t held_bytes(const torch::Tensor& t) {
+  return t.defined() ? static_cast<int64_t>(t.storage().nbytes()) : 0;
+}
+}  // namespace
+
+// ---- units ----------------------------------------------------------------------------
+
+struct ShardedModel::Unit {
+  size_t index = 0;
+  std::string name;
+  bool root = false;
+  std::vector<torch::Tensor> params;  // the module's parameters, views of flat
+  std::unique_ptr<FlatParams> flat;   // full parameters (padded,)
+  torch::Tensor grad_full;            // (padded,); the parameters' .grad view it
+  torch::Tensor param_shard;          // stage 3: this rank's parameters (shard,)
+  torch::Tensor grad_shard;           // stages 1-3: reduced gradient of the shard
+  torch::Tensor reduce_buf;           // stages 2-3: a later micro-batch's reduce-scatter output
+  bool grad_shard_empty = true;
+  torch::Tensor master, host_grad;  // offload: fp32 master and gradient on the CPU
+  std::unique_ptr<Optimizer> opt;
+  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks;
+  int64_t expected = 0;  // parameters that receive gradients
+  int64_t ready = 0;     // of those, arrived this micro-batch
+  bool reduced = false;
+  bool into_buf = false;
+  WorkPtr reduce_work, gather_work;
+  bool gathered = true;
+
+  // The tensor the optimizer steps on the compute device.
+  torch::Tensor opt_params(int stage, int rank) const {
+    if (stage == 0) return flat->flat();
+    if (stage == 3) return param_shard;
+    return flat->shard(rank);
+  }
+};
+
+namespace {
+// Fires after autograd accumulated a parameter's gradient into .grad.
+class ReadyHook final : public torch::autograd::FunctionPostHook {
+ public:
+  ReadyHook(std::function<void()> on_ready) : on_ready_(std::move(on_ready)) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list&) override {
+    on_ready_();
+    return outputs;
+  }
+
+ private:
+  std::function<void()> on_ready_;
+};
+}  // namespace
+
+// Identity on a unit's output whose backward gathers the unit's parameters
+// again (stage 3) before autograd reaches the unit's own backward.
+struct PreBackwardFn : public torch::autograd::Function<PreBackwardFn> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor y,
+                               int64_t model, int64_t unit) {
+    ctx->saved_data["model"] = model;
+    ctx->saved_data["unit"] = unit;
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto* self = reinterpret_cast<ShardedModel*>(ctx->saved_data["model"].toInt());
+    self->pre_backward(static_cast<size_t>(ctx->saved_data["unit"].toInt()));
+    return {grads[0], torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// ---- construction ---------------------------------------------------------------------
+
+ShardedModel::ShardedModel(std::shared_ptr<torch::nn::Module> module,
+                           std::vector<std::shared_ptr<torch::nn::Module>> units,
+                           std::shared_ptr<ProcessGroup> group, ShardedConfig config,
+                           OptimizerConfig optimizer)
+    : module_(std::move(module)), group_(std::move(group)), config_(config) {
+  config_.validate();
+  optimizer.validate();
+  const int stage = static_cast<int>(config_.zero_stage);
+  const int rank = group_->rank(), world = group_->size();
+
+  // Names of the module's parameters, and which unit holds each.
+  std::unordered_map<const void*, std::string> names;
+  for (const auto& item : module_->named_parameters(true))
+    names[item.value().unsafeGetTensorImpl()] = item.key();
+  std::unordered_map<const void*, size_t> owner;
+  std::vector<std::vector<torch::Tensor>> unit_params(units.size() + 1);
+  for (size_t i = 0; i < units.size(); ++i) {
+    for (const torch::Tensor& p : units[i]->parameters(true)) {
+      const void* key = p.unsafeGetTensorImpl();
+      SHARDLM_CHECK(names.count(key), core::ModelError,
+                    "ShardedModel: unit {} has a parameter that is not the module's", i);
+      SHARDLM_CHECK(!owner.count(key), core::ModelError,
+                    "ShardedModel: parameter '{}' is in units {} and {}", names[key], owner[key],
+                    i);
+      owner[key] = i;
+      unit_params[i].push_back(p);
+    }
+  }
+  for (const auto& item : module_->named_parameters(true))
+    if (!owner.count(item.value().unsafeGetTensorImpl()))
+      unit_params[units.size()].push_back(item.value());
+
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < unit_params.size(); ++i) {
+    if (unit_params[i].empty() && i == units.size()) break;  // no root parameters
+    auto u = std::make_unique<Unit>();
+    u->index = i;
+    u->root = i == units.size();
+    u->name = u->root ? "root" : "unit" + std::to_string(i);
+    u->params = unit_params[i];
+    std::vector<std::string> pnames;
+    for (const torch::Tensor& p : u->params) pnames.push_back(names[p.unsafeGetTensorImpl()]);
+    const torch::Device device =
+        u->params.empty() ? torch::Device(torch::kCPU) : u->params[0].device();
+    u->flat = std::make_unique<FlatParams>(u->params, pnames, world, device);
+    group_->broadcast(u->flat->flat(), 0);  // every rank starts from rank 0's values
+    auto views = u->flat->views();
+    u->grad_full = torch::zeros_like(u->flat->flat());
+    auto gviews = u->flat->views(u->grad_full);
+    for (size_t k = 0; k < u->params.size(); ++k) {
+      u->params[k].set_data(views[k]);
+      u->params[k].mutable_grad() = gviews[k];
+    }
+    const int64_t shard = u->flat->shard_numel();
+    if (stage >= 1) u->grad_shard = torch::zeros({shard}, u->grad_full.options());
+    if (stage == 3) u->param_shard = u->flat->shard(rank).clone();
+    if (config_.cpu_offload) {
+      u->master = u->opt_params(stage, rank).to(torch::kCPU, torch::kFloat, false, true);
+      u->host_grad = torch::zeros_like(u->master);
+    }
+    u->opt = make_optimizer(optimizer);
+    u->opt->set_segments(stage == 0 ? u->flat->segments(0, u->flat->padded_numel())
+                                    : u->flat->shard_segments(rank));
+    // Readiness of the unit's gradients, from each parameter's AccumulateGrad.
+    Unit* raw = u.get();
+    for (const torch::Tensor& p : u->params) {
+      if (!p.requires_grad()) continue;
+      auto acc = torch::autograd::impl::grad_accumulator(p);
+      uintptr_t key = acc->add_post_hook(std::make_unique<ReadyHook>([this, raw] {
+        if (++raw->ready == raw->expected) on_unit_grads_ready(*raw);
+      }));
+      u->hooks.emplace_back(std::move(acc), key);
+      ++u->expected;
+    }
+    units_.push_back(std::move(u));
+  }
+  if (stage == 3)
+    for (auto& u : units_) release_params(*u);
+}
+
+ShardedModel::~ShardedModel() {
+  for (auto& u : units_)
+    for (auto& [node, key] : u->hooks) node->del_post_hook(key);
+}
+
+// ---- gathering (stage 3) ---------------------------------------------------------------
+
+void ShardedModel::gather(Unit& u, bool wait) {
+  if (config_.zero_stage != 3) return;
+  if (!u.gathered && !u.gather_work) {
+    alloc_storage(u.flat->flat());
+    u.gather_work = group_->all_gather_async(u.flat->flat(), u.param_shard);
+  }
+  if (wait && u.gather_work) {
+    u.gather_work->wait();
+    u.gather_work.reset();
+    u.gathered = true;
+  }
+}
+
+void ShardedModel::release_params(Unit& u) {
+  if (config_.zero_stage != 3) return;
+  if (u.gather_work) {
+    u.gather_work->wait();
+    u.gather_work.reset();
+  }
+  free_storage(u.flat->flat());
+  u.gathered = false;
+}
+
+void ShardedModel::gather_all() {
+  for (auto& u : units_) gather(*u, false);
+  for (auto& u : units_) gather(*u, true);
+}
+
+void ShardedModel::pre_backward(size_t i) {
+  gather(*units_[i], true);
+  if (config_.prefetch && i > 0) gather(*units_[i - 1], false);
+}
+
+// ---- micro-batches --------------------------------------------------------------------
+
+void ShardedModel::begin_micro_batch(bool last) {
+  finish_reductions();
+  last_micro_batch_ = last;
+  in_step_ = true;
+  for (auto& u : units_) {
+    u->ready = 0;
+    u->reduced = false;
+    if (config_.zero_stage >= 2 && !has_storage(u->grad_full)) {
+      alloc_storage(u->grad_full);
+      u->grad_full.zero_();
+    }
+  }
+  if (config_.zero_stage == 3 && units_.back()->root) gather(*units_.back(), true);
+}
+
+torch::Tensor ShardedModel::run_unit(size_t i, const torch::Tensor& x, const UnitFn& f) {
+  SHARDLM_CHECK(i < units_.size() && !units_[i]->root, core::ModelError, "ShardedModel: no unit {}",
+                i);
+  Unit& u = *units_[i];
+  if (config_.zero_stage != 3) return f(x);
+  gather(u, true);
+  if (config_.prefetch && i + 1 < units_.size() && !units_[i + 1]->root)
+    gather(*units_[i + 1], false);
+  torch::Tensor y = f(x);
+  if (torch::GradMode::is_enabled() && y.requires_grad())
+    y = PreBackwardFn::apply(y, reinterpret_cast<int64_t>(this), static_cast<int64_t>(i));
+  release_params(u);
+  return y;
+}
+
+void ShardedModel::on_unit_grads_ready(Unit& u) {
+  const int stage = static_cast<int>(config_.zero_stage);
+  if (stage == 3) release_params(u);
+  if (stage <= 1 && !last_micro_batch_) return;  // gradients accumulate locally
+  if (u.reduced) return;
+  u.reduced = true;
+  if (stage == 0) {
+    u.reduce_work = group_->all_reduce_async(u.grad_full, ReduceOp::kAvg);
+    return;
+  }
+  // The first reduction of a step lands in the shard gradient itself, later
+  // ones (accumulation) in a buffer that finish_reductions() adds.
+  u.into_buf = !u.grad_shard_empty;
+  if (u.into_buf && !u.reduce_buf.defined()) u.reduce_buf = torch::empty_like(u.grad_shard);
+  u.reduce_work = group_->reduce_scatter_async(u.into_buf ? u.reduce_buf : u.grad_shard,
+                                               u.grad_full, ReduceOp::kAvg);
+}
+
+void ShardedModel::finish_reductions() {
+  if (!in_step_) return;
+  in_step_ = false;
+  const int stage = static_cast<int>(config_.zero_stage);
+  if (stage <= 1 && !last_micro_batch_) return;
+  // Units whose hooks did not fire (unused or frozen parameters), in unit order.
+  for (auto& u : units_)
+    if (!u->reduced) {
+      if (stage == 3) release_params(*u);
+      u->ready = u->expected;
+      u->reduced = false;
+      on_unit_grads_ready(*u);
+    }
+  for (auto& u : units_) {
+    if (u->reduce_work) u->reduce_work->wait();
+    u->reduce_work.reset();
+    if (stage >= 1) {
+      if (u->into_buf) u->grad_shard.add_(u->reduce_buf);
+      u->grad_shard_empty = false;
+    }
+    if (stage >= 2) free_storage(u->grad_full);
+  }
+}
+
+// ---- step -------------------------------------------------------------------------------
+
+std::vector<torch::Tensor> ShardedModel::reduced_grads() {
+  finish_reductions();
+  std::vector<torch::Tensor> grads;
+  for (auto& u : units_) grads.push_back(config_.zero_stage == 0 ? u->grad_full : u->grad_shard);
+  return grads;
+}
+
+void ShardedModel::zero_grads() {
+  for (auto& u : units_) {
+    if (config_.zero_stage <= 1) u->grad_full.zero_();
+    if (config_.zero_stage >= 1) {
+      u->grad_shard.zero_();
+      u->grad_shard_empty = true;
+    }
+  }
+}
+
+void ShardedModel::skip_step() {
+  finish_reductions();
+  zero_grads();
+}
+
+double ShardedModel::step(double max_grad_norm) {
+  const int stage = static_cast<int>(config_.zero_stage);
+  const int rank = group_->rank();
+  std::vector<torch::Tensor> grads = reduced_grads();
+  // Stage 0 gradients are replicated (norm without a group); later stages are
+  // disjoint shards (norm over the group).
+  const double norm = max_grad_norm > 0
+                          ? (stage == 0 ? clip_grad_norm(grads, max_grad_norm)
+                                        : clip_grad_norm(grads, max_grad_norm, *group_))
+                          : global_grad_norm(grads, stage == 0 ? nullptr : group_.get());
+  std::vector<WorkPtr> gathers;
+  torch::NoGradGuard no_grad;
+  for (size_t k = 0; k < units_.size(); ++k) {
+    Unit& u = *units_[k];
+    torch::Tensor params = u.opt_params(stage, rank);
+    if (config_.cpu_offload) {
+      u.host_grad.copy_(grads[k]);
+      u.opt->step(u.master, u.host_grad);
+      params.copy_(u.master);
+    } else {
+      u.opt->step(params, grads[k]);
+    }
+    if (stage == 1 || stage == 2)
+      gathers.push_back(group_->all_gather_async(u.flat->flat(), params));
+  }
+  for (auto& w : gathers) w->wait();
+  zero_grads();
+  return norm;
+}
+
+// ---- checkpoint state -----------------------------------------------------------------
+
+StateDict ShardedModel::state_dict() const {
+  const int stage = static_cast<int>(config_.zero_stage);
+  const int rank = group_->rank();
+  StateDict out;
+  for (const auto& u : units_) {
+    torch::Tensor params = config_.cpu_offload ? u->master : u->opt_params(stage, rank);
+    auto range = stage == 0 ? std::pair<int64_t, int64_t>{0, u->flat->padded_numel()}
+                            : u->flat->shard_range(rank);
+    out[u->name + ".params"] = params.detach().to(torch::kCPU, false, true);
+    out[u->name + ".range"] =
+        torch::tensor({range.first, range.second, u->flat->padded_numel()}, torch::kLong);
+    for (const auto& [key, value] : u->opt->state_dict())
+      out[u->name + ".optim." + key] = value.to(torch::kCPU, false, true);
+  }
+  return out;
+}
+
+void ShardedModel::load_state_dict(const StateDict& state) {
+  const int stage = static_cast<int>(config_.zero_stage);
+  const int rank = group_->rank();
+  torch::NoGradGuard no_grad;
+  std::vector<WorkPtr> gathers;
+  for (auto& u : units_) {
+    auto need = [&](const std::string& key) -> const torch::Tensor& {
+      auto it = state.find(u->name + "." + key);
+      SHARDLM_CHECK(it != state.end(), core::CheckpointError, "sharded model state has no '{}.{}'",
+                    u->name, key);
+      return it->second;
+    };
+    torch::Tensor params = u->opt_params(stage, rank);
+    const torch::Tensor& saved = need("params");
+    SHARDLM_CHECK(saved.numel() == params.numel(), core::CheckpointError,
+                  "sharded model state '{}.params' has {} elements; this rank's shard has {} "
+                  "(another world size, stage or model?)",
+                  u->name, saved.numel(), params.numel());
+    params.copy_(saved.view_as(params));
+    if (config_.cpu_offload) u->master.copy_(saved.view_as(u->master));
+    StateDict opt;
+    const std::string prefix = u->name + ".optim.";
+    for (const auto& [key, value] : state)
+      if (key.rfind(prefix, 0) == 0) opt[key.substr(prefix.size())] = value;
+    u->opt->load_state_dict(opt);
+    if (stage == 1 || stage == 2)
+      gathers.push_back(group_->all_gather_async(u->flat->flat(), params));
+  }
+  for (auto& w : gathers) w->wait();
+}
+
+// ---- accessors ----------------------------------------------------------------------------
+
+void ShardedModel::set_lr(double lr) {
+  for (auto& u : units_) u->opt->set_lr(lr);
+}
+
+int64_t ShardedModel::num_params() const {
+  int64_t n = 0;
+  for (const auto& u : units_) n += u->flat->numel();
+  return n;
+}
+
+const FlatParams& ShardedModel::unit_layout(size_t i) const {
+  return *units_.at(i)->flat;
+}
+Optimizer& ShardedModel::unit_optimizer(size_t i) {
+  return *units_.at(i)->opt;
+}
+
+ShardedModel::Memory ShardedModel::memory() const {
+  Memory m;
+  for (const auto& u : units_) {
+    m.params += held_bytes(u->flat->flat()) + held_bytes(u->param_shard);
+    m.grads += held_bytes(u->grad_full) + held_bytes(u->grad_shard) + held_bytes(u->reduce_buf);
+    if (config_.cpu_offload)
+      m.host += held_bytes(u->master) + held_bytes(u->host_grad) + u->opt->state_bytes();
+    else
+      m.optimizer += u->opt->state_bytes();
+  }
+  return m;
+}
+
+}  // namespace shardlm::parallel
