@@ -6,8 +6,8 @@
 #include <atomic>
 #include <cstring>
 #include <queue>
-#include <thread>
 
+#include "data/thread_pool.h"
 #include "data/tokenizer_model.h"
 #include "data/utf8.h"
 #include "runtime/core/error.h"
@@ -418,35 +418,19 @@ std::vector<uint32_t> Tokenizer::encode(std::string_view text, bool allow_specia
 std::vector<std::vector<uint32_t>> Tokenizer::encode_batch(const std::vector<std::string>& texts,
                                                            int threads, bool allow_special) const {
   std::vector<std::vector<uint32_t>> out(texts.size());
-  size_t n_threads = threads > 0 ? static_cast<size_t>(threads)
-                                 : std::max(1u, std::thread::hardware_concurrency());
-  n_threads = std::min(n_threads, texts.size());
-  if (n_threads <= 1) {
-    for (size_t i = 0; i < texts.size(); ++i) out[i] = encode(texts[i], allow_special);
-    return out;
-  }
   // Texts are handed out in small blocks from a shared counter, so that one
-  // long text does not leave the other threads idle.
+  // long text does not leave the other threads idle. The pool's threads keep
+  // their piece caches from one call to the next.
+  constexpr size_t kBlock = 16;
   std::atomic<size_t> next{0};
-  std::exception_ptr error;
-  std::atomic<bool> failed{false};
-  auto work = [&] {
-    try {
-      for (;;) {
-        const size_t begin = next.fetch_add(8);
-        if (begin >= texts.size() || failed) return;
-        const size_t end = std::min(begin + 8, texts.size());
-        for (size_t i = begin; i < end; ++i) out[i] = encode(texts[i], allow_special);
-      }
-    } catch (...) {
-      if (!failed.exchange(true)) error = std::current_exception();
-    }
-  };
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < n_threads; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
+  parallel_run(std::min(resolve_threads(threads), (texts.size() + kBlock - 1) / kBlock),
+               [&](size_t) {
+                 for (size_t begin = next.fetch_add(kBlock); begin < texts.size();
+                      begin = next.fetch_add(kBlock)) {
+                   const size_t end = std::min(begin + kBlock, texts.size());
+                   for (size_t i = begin; i < end; ++i) out[i] = encode(texts[i], allow_special);
+                 }
+               });
   return out;
 }
 

@@ -23,9 +23,9 @@
 #include <filesystem>
 #include <fstream>
 #include <queue>
-#include <thread>
 
 #include "data/input_paths.h"
+#include "data/thread_pool.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_model.h"
 #include "runtime/core/config.h"
@@ -61,11 +61,6 @@ void TokenizerTrainOptions::validate() const {
 }
 
 namespace {
-
-size_t thread_count(int threads) {
-  return threads > 0 ? static_cast<size_t>(threads)
-                     : std::max(1u, std::thread::hardware_concurrency());
-}
 
 // ---- progress bar ----------------------------------------------------------------------------
 class Progress {
@@ -145,10 +140,7 @@ void count_texts(const Pretokenizer& pre, const std::vector<std::string>& texts,
       pre.for_each_piece(parts[i],
                          [&](const char* p, size_t len) { ++map.get_or_insert(p, len, 0); });
   };
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < std::min(counts.size(), parts.size()); ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& th : pool) th.join();
+  parallel_run(std::min(counts.size(), parts.size()), work);
 }
 
 // Reads the files in blocks (cut at safe line ends; small files whole) and
@@ -410,7 +402,7 @@ Tokenizer train_tokenizer(const TokenizerTrainOptions& options,
   SHARDLM_CHECK(!files.empty(), DataError, "no input files to train the tokenizer on");
   const Pretokenizer pre(options.pattern);
   const auto t0 = Clock::now();
-  std::vector<Counts> counts(thread_count(options.threads));
+  std::vector<Counts> counts(resolve_threads(options.threads));
   size_t bytes = 0;
   count_files(pre, files, options.read_block_bytes, counts, &bytes);
   merge_counts(counts);
@@ -425,7 +417,7 @@ Tokenizer train_tokenizer_on_texts(const TokenizerTrainOptions& options,
   options.validate();
   const Pretokenizer pre(options.pattern);
   const auto t0 = Clock::now();
-  std::vector<Counts> counts(thread_count(options.threads));
+  std::vector<Counts> counts(resolve_threads(options.threads));
   count_texts(pre, texts, counts);
   merge_counts(counts);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
