@@ -146,18 +146,30 @@ void count_texts(const Pretokenizer& pre, const std::vector<std::string>& texts,
 // Reads the files in blocks (cut at safe line ends; small files whole) and
 // counts their pieces, a batch of up to 64 MB at a time.
 void count_files(const Pretokenizer& pre, const std::vector<std::string>& files, size_t kBlock,
-                 std::vector<Counts>& counts, size_t* bytes_read) {
+                 bool show_progress, std::vector<Counts>& counts, size_t* bytes_read) {
   const size_t kBatch = std::max<size_t>(2 * kBlock, 64 << 20);
+  uint64_t total = 0;
+  for (const std::string& f : files) {
+    std::error_code ec;
+    const uint64_t n = std::filesystem::file_size(f, ec);
+    total += ec ? 0 : n;
+  }
+  const auto total_mb = static_cast<size_t>(total >> 20);
+  Progress progress("MB counted", total_mb, show_progress);
+  size_t counted = 0;
   std::vector<std::string> batch;
   size_t batch_bytes = 0;
+  auto flush = [&] {
+    count_texts(pre, batch, counts);
+    counted += batch_bytes;
+    progress.update(std::min(counted >> 20, total_mb));
+    batch.clear();
+    batch_bytes = 0;
+  };
   auto push = [&](std::string text) {
     batch_bytes += text.size();
     batch.push_back(std::move(text));
-    if (batch_bytes >= kBatch) {
-      count_texts(pre, batch, counts);
-      batch.clear();
-      batch_bytes = 0;
-    }
+    if (batch_bytes >= kBatch) flush();
   };
   for (const std::string& path : files) {
     std::ifstream in(path, std::ios::binary);
@@ -199,7 +211,8 @@ void count_files(const Pretokenizer& pre, const std::vector<std::string>& files,
       push(std::move(buf));
     }
   }
-  count_texts(pre, batch, counts);
+  flush();
+  progress.finish();
 }
 
 // Sums the per-thread maps into counts[0].
@@ -404,7 +417,7 @@ Tokenizer train_tokenizer(const TokenizerTrainOptions& options,
   const auto t0 = Clock::now();
   std::vector<Counts> counts(resolve_threads(options.threads));
   size_t bytes = 0;
-  count_files(pre, files, options.read_block_bytes, counts, &bytes);
+  count_files(pre, files, options.read_block_bytes, options.progress, counts, &bytes);
   merge_counts(counts);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   core::log::info("tokenizer: {} files, {:.1f} MB, {} unique pieces, counted in {:.2f} s",
