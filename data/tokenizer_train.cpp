@@ -96,42 +96,15 @@ class Progress {
 // ---- 1. counting pre-tokens --------------------------------------------------------------------
 using Counts = BytesMap<uint64_t>;
 
-// An ASCII character other than whitespace.
-bool plain(char c) {
-  return static_cast<unsigned char>(c) < 0x80 && c != ' ' && c != '\t' && c != '\n' && c != '\r' &&
-         c != '\v' && c != '\f';
-}
-// A cut right after text[i] == '\n' is safe when plain characters stand on
-// both sides of the newline: then the newline is a piece of its own (or ends
-// one) in the gpt2, cl100k and o200k patterns, with or without the cut.
-bool safe_at(std::string_view text, size_t i) {
-  return i > 0 && i + 1 < text.size() && text[i] == '\n' && plain(text[i - 1]) &&
-         plain(text[i + 1]);
-}
-
-// The end of the first safe cut at or after `from` in text, or npos.
-size_t safe_cut(std::string_view text, size_t from) {
-  for (size_t i = text.find('\n', from); i != std::string_view::npos; i = text.find('\n', i + 1))
-    if (safe_at(text, i)) return i + 1;
-  return std::string_view::npos;
-}
-
 // Counts the pieces of `texts` into counts[t] on counts.size() threads: texts
 // are cut at safe places into parts of about 1 MB, which the threads take in
 // turn.
 void count_texts(const Pretokenizer& pre, const std::vector<std::string>& texts,
                  std::vector<Counts>& counts) {
-  constexpr size_t kPart = 1 << 20;
   std::vector<std::string_view> parts;
   for (const std::string& t : texts) {
-    const std::string_view text(t);
-    size_t begin = 0;
-    while (begin < text.size()) {
-      size_t end = begin + kPart < text.size() ? safe_cut(text, begin + kPart) : text.size();
-      if (end == std::string_view::npos) end = text.size();
-      parts.push_back(text.substr(begin, end - begin));
-      begin = end;
-    }
+    const auto p = pre.safe_parts(t, 1 << 20);
+    parts.insert(parts.end(), p.begin(), p.end());
   }
   std::atomic<size_t> next{0};
   auto work = [&](size_t t) {
@@ -196,12 +169,7 @@ void count_files(const Pretokenizer& pre, const std::vector<std::string>& files,
         break;
       }
       // Up to the last safe cut goes to the batch; the rest waits for more.
-      size_t cut = std::string::npos;
-      for (size_t i = buf.rfind('\n'); i != std::string::npos && i > 0; i = buf.rfind('\n', i - 1))
-        if (safe_at(buf, i)) {
-          cut = i + 1;
-          break;
-        }
+      const size_t cut = pre.last_safe_cut(buf);
       if (cut == std::string::npos) {  // no safe cut yet: read more
         carry = std::move(buf);
         continue;

@@ -110,7 +110,7 @@ void add_encode(CLI::App& parent, Command& run) {
   struct Args {
     std::string tokenizer, text, input, format = "ids";
     bool allow_special = false, lines = false, stats = false;
-    int threads = 0, repeat = 1;
+    int threads = 1, repeat = 1;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--tokenizer,-t", a->tokenizer, "Tokenizer file (any supported format)")
@@ -122,7 +122,9 @@ void add_encode(CLI::App& parent, Command& run) {
   cmd->add_flag("--allow-special", a->allow_special, "Special tokens in the text are tokens");
   cmd->add_flag("--lines", a->lines, "Encode each line separately, one line of ids per line");
   cmd->add_flag("--stats", a->stats, "Print counts and throughput instead of the ids");
-  cmd->add_option("--threads", a->threads, "Threads for --lines (0 = all cores)");
+  cmd->add_option("--threads", a->threads,
+                  "Threads (0 = all cores): lines, or parts of the text cut where no piece spans")
+      ->capture_default_str();
   cmd->add_option("--repeat", a->repeat, "With --stats: encode this many times, report the best")
       ->check(CLI::PositiveNumber);
   cmd->callback([a, &run] {
@@ -145,6 +147,8 @@ void add_encode(CLI::App& parent, Command& run) {
         const auto t0 = std::chrono::steady_clock::now();
         if (a->lines)
           out = tok.encode_batch(lines, a->threads, a->allow_special);
+        else if (a->threads != 1)
+          out = {tok.encode_parallel(input, a->threads, a->allow_special)};
         else
           out = {tok.encode(input, a->allow_special)};
         secs = std::min(

