@@ -15,6 +15,7 @@
 namespace shardlm::data {
 
 using core::DataError;
+using detail::kMaxTokenId;
 using detail::kNoRank;
 using detail::PairInfo;
 using detail::TokenizerModel;
@@ -115,6 +116,8 @@ void TokenizerModel::finalize(const std::string& where) {
   pre = Pretokenizer(pattern);
   for (const SpecialToken& s : specials) {
     SHARDLM_CHECK(!s.content.empty(), DataError, "{}: special token {} is empty", where, s.id);
+    SHARDLM_CHECK(s.id < kMaxTokenId, DataError, "{}: special token '{}' has id {} (at most {})",
+                  where, s.content, s.id, kMaxTokenId - 1);
     SHARDLM_CHECK(utf8_valid_prefix(s.content) == s.content.size(), DataError,
                   "{}: special token {} is not valid UTF-8", where, s.id);
     SHARDLM_CHECK(!has(s.id) || token_kind[s.id] == TokenKind::kSpecial, DataError,

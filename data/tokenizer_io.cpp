@@ -133,9 +133,9 @@ BytesMap<uint32_t> read_byte_level_vocab(TokenizerModel& m, const json& vocab,
   BytesMap<uint32_t> by_string(vocab.size());
   std::string bytes;
   for (const auto& [key, value] : vocab.items()) {
-    SHARDLM_CHECK(value.is_number_unsigned() && value.get<uint64_t>() < (1ull << 31), DataError,
-                  "{}: vocabulary entry '{}' has id {}, expected a non-negative integer", where,
-                  key, value.dump());
+    SHARDLM_CHECK(value.is_number_unsigned() && value.get<uint64_t>() < detail::kMaxTokenId,
+                  DataError, "{}: vocabulary entry '{}' has id {}, expected an integer in [0, {})",
+                  where, key, value.dump(), detail::kMaxTokenId);
     const auto id = value.get<uint32_t>();
     by_string.get_or_insert(key, id);
     if (std::find(skip.begin(), skip.end(), id) != skip.end()) continue;
@@ -242,11 +242,13 @@ size_t read_tiktoken_ranks(TokenizerModel& m, const std::string& text, const std
                   line_start);
     uint64_t rank = 0;
     for (char c : line.substr(sp + 1)) {
-      SHARDLM_CHECK(c >= '0' && c <= '9' && rank < (1u << 30), DataError,
-                    "{}:{}: rank '{}' is not a number (byte {})", path, line_no,
-                    line.substr(sp + 1), line_start + sp + 1);
+      SHARDLM_CHECK(c >= '0' && c <= '9' && rank < detail::kMaxTokenId, DataError,
+                    "{}:{}: rank '{}' is not a number below {} (byte {})", path, line_no,
+                    line.substr(sp + 1), detail::kMaxTokenId, line_start + sp + 1);
       rank = rank * 10 + static_cast<uint64_t>(c - '0');
     }
+    SHARDLM_CHECK(rank < detail::kMaxTokenId, DataError, "{}:{}: rank {} is above {} (byte {})",
+                  path, line_no, rank, detail::kMaxTokenId, line_start + sp + 1);
     if (rank >= line_of_rank.size()) line_of_rank.resize(rank + 1, 0);
     SHARDLM_CHECK(line_of_rank[rank] == 0, DataError, "{}:{}: rank {} was already given on line {}",
                   path, line_no, rank, line_of_rank[rank]);
