@@ -396,8 +396,29 @@ std::string sibling(const std::string& path, const char* name) {
 
 // ---- loading
 // ----------------------------------------------------------------------------------------
+namespace {
+// A JSON value of the wrong type (a string where an id belongs...) is a
+// damaged file like any other: a DataError naming it.
+template <class F>
+Tokenizer json_errors_name(const std::string& path, F&& f) {
+  try {
+    return f();
+  } catch (const json::exception& e) {
+    SHARDLM_FAIL(DataError, "{}: unexpected content: {}", path, e.what());
+  }
+}
+}  // namespace
+
 Tokenizer Tokenizer::from_gpt2_files(const std::string& encoder_json,
                                      const std::string& vocab_bpe) {
+  return json_errors_name(encoder_json, [&] { return gpt2_files(encoder_json, vocab_bpe); });
+}
+
+Tokenizer Tokenizer::load(const std::string& path) {
+  return json_errors_name(path, [&] { return load_any(path); });
+}
+
+Tokenizer Tokenizer::gpt2_files(const std::string& encoder_json, const std::string& vocab_bpe) {
   auto m = std::make_shared<TokenizerModel>();
   const std::string enc_text = read_file(encoder_json);
   const json enc = parse_json(enc_text, encoder_json);
@@ -443,7 +464,7 @@ Tokenizer Tokenizer::from_tiktoken(const std::string& path, const std::string& p
   return finish(std::move(m), path);
 }
 
-Tokenizer Tokenizer::load(const std::string& path) {
+Tokenizer Tokenizer::load_any(const std::string& path) {
   const std::string text = read_file(path);
   size_t start = 0;
   if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) start = 3;  // UTF-8 byte order mark
@@ -469,14 +490,14 @@ Tokenizer Tokenizer::load(const std::string& path) {
     SHARDLM_CHECK(std::filesystem::exists(bpe), DataError,
                   "{}: looks like GPT-2's encoder.json, but {} (its merges) is not beside it", path,
                   bpe);
-    return from_gpt2_files(path, bpe);
+    return gpt2_files(path, bpe);
   }
   if (first_line.rfind("#version", 0) == 0) {
     const std::string enc = sibling(path, "encoder.json");
     SHARDLM_CHECK(std::filesystem::exists(enc), DataError,
                   "{}: looks like GPT-2's vocab.bpe, but {} (its vocabulary) is not beside it",
                   path, enc);
-    return from_gpt2_files(enc, path);
+    return gpt2_files(enc, path);
   }
   if (looks_like_tiktoken_line(first_line)) {
     auto m = std::make_shared<TokenizerModel>();
