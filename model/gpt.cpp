@@ -431,7 +431,9 @@ Tensor GPTImpl::hidden(const Tensor& ids, const ForwardOptions& opts) {
 
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     auto block = blocks->ptr<BlockImpl>(l);
-    BlockFn run = [&, l](const Tensor& h) { return block->forward(h, ctx, l); };
+    // By value: activation checkpointing calls `run` again during backward,
+    // after this function has returned.
+    BlockFn run = [block, ctx, l](const Tensor& h) { return block->forward(h, ctx, l); };
     x = opts.block_runner ? opts.block_runner(l, run, x) : run(x);
   }
   if (opts.cache) opts.cache->length = Tk;

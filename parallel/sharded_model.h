@@ -99,7 +99,14 @@ class ShardedModel {
   void gather_all();
 
   void set_lr(double lr);
+  // Layer-wise training: a frozen unit's parameters get no gradient, take no
+  // part in the reductions and are not stepped (their optimizer state is kept
+  // for when they thaw). Activations still backpropagate through the unit.
+  // Call between steps. The root unit cannot be frozen.
+  void set_frozen(size_t i, bool frozen);
+  bool frozen(size_t i) const;
   int64_t num_params() const;  // unpadded, all units
+  int64_t num_trainable_params() const;  // unpadded, units not frozen
   size_t num_units() const { return units_.size(); }
   ProcessGroup& group() { return *group_; }
   const ShardedConfig& config() const { return config_; }

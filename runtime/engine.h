@@ -1,17 +1,13 @@
-// Engine: how the trainer's model meets the ranks. It owns the flat fp32
-// parameters and gradients, the optimizer on this rank's shard, the gradient
-// reduction and the global-norm clipping, behind four calls the trainer makes
-// every step:
-//   zero_grad()  ->  forward/backward (with block_runner())  ->  reduce()  ->
-//   clip()  ->  step(lr)
-// The model's parameters are views into the flat buffer, so the optimizer
-// updates them in place. The trainable set (layer-wise training) can change:
-// set_trainable() rebuilds the buffers and keeps the optimizer state of
-// parameters that stay trainable.
+// Engine: how the trainer's GPT meets the ranks. It cuts the model into units
+// (one per transformer block; embeddings, final norm and head form the root
+// unit) and hands them to parallel::ShardedModel, which applies ZeRO stage
+// 0-3 and CPU offload from outside; the model code stays single-device.
+// The trainer's step, per optimizer step:
+//   for each micro-batch: begin_micro_batch(last) -> forward with
+//   block_runner() -> backward;  then  grads() (loss scaler) -> step(lr, clip)
+//   or skip_step().
 #pragma once
 
-#include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,58 +15,47 @@
 #include <torch/torch.h>
 
 #include "model/gpt.h"
-#include "parallel/flat_params.h"
 #include "parallel/optimizer.h"
 #include "parallel/process_group.h"
+#include "parallel/sharded_model.h"
 
 namespace shardlm::runtime {
 
 class Engine {
  public:
-  // `group` may be null for a world of one. Rank 0's initial parameters are
-  // broadcast, so every rank starts from the same model.
-  Engine(model::GPT model, parallel::OptimizerConfig opt, parallel::ProcessGroup* group,
-         torch::Device device);
+  // Collective over `group`: every rank starts from rank 0's parameters.
+  Engine(model::GPT model, parallel::ShardedConfig sharding, parallel::OptimizerConfig opt,
+         std::shared_ptr<parallel::ProcessGroup> group, torch::Device device);
 
-  // Which parameters train (by name); the rest are frozen (no gradient, not in
-  // the optimizer). Rebuilds the flat buffers when the set changes.
-  void set_trainable(const std::function<bool(const std::string&)>& trainable);
-  const std::vector<std::string>& trainable_names() const { return names_; }
+  // Layer-wise training: blocks below n_layer - k are frozen (no gradients, no
+  // optimizer step); the root unit always trains. k >= n_layer: all train.
+  void set_trainable_top_blocks(int64_t k);
 
-  model::BlockRunner block_runner(bool activation_checkpointing) const;
-  void zero_grad();
-  // Averages the gradients over the ranks (after the last micro-batch).
-  void reduce();
-  // The flat gradients (for the loss scaler's unscale and finiteness check).
-  std::vector<torch::Tensor> grads() const { return {grad_}; }
-  // Clips by the global norm; returns the norm before clipping (<= 0 max: no clip).
-  double clip(double max_norm);
-  void step(double lr);
-  void set_weight_decay(double wd) { optimizer_->set_weight_decay(wd); }
+  // Runs each block through the sharded model (ZeRO-3 gathers), with
+  // activation checkpointing when asked.
+  model::BlockRunner block_runner(bool activation_checkpointing);
+  void begin_micro_batch(bool last) { sharded_->begin_micro_batch(last); }
+  // The reduced gradients step() will use (for the fp16 loss scaler).
+  std::vector<torch::Tensor> grads() { return sharded_->reduced_grads(); }
+  // Clips to the global norm (clip > 0) and steps; returns the norm before clipping.
+  double step(double lr, double clip);
+  void skip_step() { sharded_->skip_step(); }
+  void set_weight_decay(double wd);
+  double weight_decay() const { return weight_decay_; }
+  // Makes every parameter readable outside a forward (ZeRO-3; a no-op otherwise).
+  void gather_all() { sharded_->gather_all(); }
 
-  parallel::Optimizer& optimizer() { return *optimizer_; }
-  int64_t num_trainable() const { return flat_ ? flat_->numel() : 0; }
-  // Bytes of parameters + gradients + optimizer state held by this rank.
-  int64_t model_state_bytes() const;
-  double reduce_seconds() const { return reduce_s_; }
-
-  // Named dense optimizer state of every trainable parameter (fp32, in the
-  // parameter's shape): exp_avg/NAME, exp_avg_sq/NAME, and step.
-  std::map<std::string, torch::Tensor> optimizer_state() const;
-  void load_optimizer_state(const std::map<std::string, torch::Tensor>& state);
+  parallel::ShardedModel& sharded() { return *sharded_; }
+  int64_t num_trainable() const { return sharded_->num_trainable_params(); }
+  // Bytes of parameters + gradients + optimizer state on the compute device
+  // and offloaded to the host.
+  parallel::ShardedModel::Memory memory() const { return sharded_->memory(); }
 
  private:
-  void rebuild();
   model::GPT model_;
-  parallel::OptimizerConfig opt_cfg_;
-  parallel::ProcessGroup* group_;
-  torch::Device device_;
-  std::vector<std::string> names_;       // trainable, in named_parameters() order
-  std::vector<torch::Tensor> params_;    // the module's parameter tensors
-  std::unique_ptr<parallel::FlatParams> flat_;
-  torch::Tensor grad_;                   // (padded,) fp32
-  std::unique_ptr<parallel::Optimizer> optimizer_;
-  double reduce_s_ = 0;
+  std::shared_ptr<parallel::ProcessGroup> group_;
+  std::unique_ptr<parallel::ShardedModel> sharded_;
+  double weight_decay_;
 };
 
 }  // namespace shardlm::runtime

@@ -8,7 +8,8 @@
 namespace shardlm::runtime {
 
 EvalResult evaluate(model::GPT& model, data::Loader& loader, int64_t batches,
-                    parallel::ProcessGroup* group, torch::Device device, c10::ScalarType dtype) {
+                    parallel::ProcessGroup* group, torch::Device device, c10::ScalarType dtype,
+                    model::BlockRunner runner) {
   bool was_training = model->is_training();
   model->eval();
   torch::NoGradGuard no_grad;
@@ -22,6 +23,7 @@ EvalResult evaluate(model::GPT& model, data::Loader& loader, int64_t batches,
     auto targets = b.targets.to(device);      // (B, L), kIgnoreIndex at padding
     auto mask = b.loss_mask.to(device);       // (B, L) float
     model::ForwardOptions opts;
+    opts.block_runner = runner;
     if (b.attention_mask.defined() && !b.attention_mask.all().item<bool>())
       opts.attention_mask = b.attention_mask.to(device);
     torch::Tensor logits;

@@ -20,9 +20,10 @@ struct EvalResult {
 };
 
 // Runs in eval mode under no-grad (restores the previous mode), with autocast
-// `dtype` (kFloat: none). `group` may be null (one rank).
+// `dtype` (kFloat: none). `group` may be null (one rank). `runner`: how blocks
+// run (the engine's, so that ZeRO-3 gathers their parameters).
 EvalResult evaluate(model::GPT& model, data::Loader& loader, int64_t batches,
                     parallel::ProcessGroup* group, torch::Device device,
-                    c10::ScalarType dtype = c10::kFloat);
+                    c10::ScalarType dtype = c10::kFloat, model::BlockRunner runner = {});
 
 }  // namespace shardlm::runtime

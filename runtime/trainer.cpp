@@ -22,6 +22,7 @@
 #include "monitor/hardware.h"
 #include "parallel/loss_scaler.h"
 #include "parallel/mpi_group.h"
+#include "parallel/nccl_group.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
 #include "runtime/engine.h"
@@ -56,12 +57,13 @@ struct Trainer::Impl {
   model::ModelConfig model_cfg;
   data::LoaderConfig data_cfg;
   parallel::OptimizerConfig opt_cfg;
+  parallel::ShardedConfig shard_cfg;
   parallel::LossScalerConfig scaler_cfg;
   monitor::MonitorConfig mon_cfg;
 
   torch::Device device{torch::kCPU};
   c10::ScalarType amp = c10::kFloat;
-  std::unique_ptr<parallel::MpiGroup> group;
+  std::shared_ptr<parallel::ProcessGroup> group;
   model::GPT model{nullptr};
   std::unique_ptr<Engine> engine;
   std::unique_ptr<data::Loader> loader, val_loader;
@@ -104,6 +106,7 @@ void Trainer::Impl::setup() {
   model_cfg = run_cfg.get<model::ModelConfig>("model");
   data_cfg = run_cfg.get<data::LoaderConfig>("data");
   opt_cfg = run_cfg.get<parallel::OptimizerConfig>("optimizer");
+  shard_cfg = run_cfg.get<parallel::ShardedConfig>("parallel");
   scaler_cfg = run_cfg.get<parallel::LossScalerConfig>("loss_scaler");
   mon_cfg = run_cfg.get<monitor::MonitorConfig>("monitor");
   std::string level = run_cfg.section("log").get("level", std::string("info"));
@@ -136,7 +139,11 @@ void Trainer::Impl::setup() {
                             fmt::format("at most model.context_length = {} with learned positions",
                                         model_cfg.context_length));
 
-  group = std::make_unique<parallel::MpiGroup>(comm);
+  // NCCL between GPUs when this build has it, MPI otherwise.
+  if (device.is_cuda() && parallel::NcclGroup::compiled())
+    group = parallel::NcclGroup::create(comm);
+  else
+    group = std::make_shared<parallel::MpiGroup>(comm);
   SHARDLM_CHECK(group->size() == env.world_size && group->rank() == env.rank, core::ConfigError,
                 "the communicator (rank {} of {}) does not match the environment (rank {} of {})",
                 group->rank(), group->size(), env.rank, env.world_size);
@@ -149,7 +156,7 @@ void Trainer::Impl::setup() {
   // broadcast anyway); dropout differs per rank through the rank offset.
   torch::manual_seed(static_cast<uint64_t>(train.seed));
   model = model::GPT(model_cfg);
-  engine = std::make_unique<Engine>(model, opt_cfg, group.get(), device);
+  engine = std::make_unique<Engine>(model, shard_cfg, opt_cfg, group, device);
   torch::manual_seed(static_cast<uint64_t>(train.seed) + 1000003ULL * env.rank);
   model->train();
   apply_trainable(0);
@@ -181,7 +188,8 @@ void Trainer::Impl::setup() {
   info["parameters"] = model_cfg.num_parameters();
   info["device"] = device.str();
   info["precision"] = train.precision;
-  info["zero_stage"] = 0;
+  info["zero_stage"] = shard_cfg.zero_stage;
+  info["cpu_offload"] = shard_cfg.cpu_offload;
   info["micro_batch"] = micro_batch;
   info["accumulation"] = train.accumulation;
   mon.sink->run_info(run_id, env.world_size, info);
@@ -195,16 +203,7 @@ void Trainer::Impl::setup() {
 void Trainer::Impl::apply_trainable(int64_t step) {
   int64_t k = train.trainable_blocks(step, model_cfg.n_layer);
   if (k == trainable_k) return;
-  int64_t first = model_cfg.n_layer - k;  // blocks [first, n_layer) train
-  engine->set_trainable([&](const std::string& name) {
-    if (k >= model_cfg.n_layer) return true;
-    if (name.rfind("blocks.", 0) == 0) {
-      int64_t layer = std::stoll(name.substr(7, name.find('.', 7) - 7));
-      return layer >= first;
-    }
-    // Embeddings train only with every block; the final norm and an untied head always.
-    return name.rfind("ln_f", 0) == 0 || name == "lm_head";
-  });
+  engine->set_trainable_top_blocks(k);
   if (trainable_k >= 0 || k < model_cfg.n_layer)
     core::log::info0("layer-wise training: from step {} the top {} of {} blocks train ({} parameters)",
                      step, k, model_cfg.n_layer, engine->num_trainable());
@@ -217,15 +216,20 @@ void Trainer::Impl::choose_batch() {
   auto fits_gpu = [&](int64_t b) {
     try {
       auto ids = torch::randint(model_cfg.vocab_size, {b, T}, torch::TensorOptions(device).dtype(torch::kLong));
-      model::AutocastGuard ac(device.is_cuda(), amp);
-      auto logits = model->forward(ids);
-      auto loss = model::loss(logits, ids);
+      engine->begin_micro_batch(true);
+      model::ForwardOptions opts;
+      opts.block_runner = engine->block_runner(train.activation_checkpointing);
+      torch::Tensor loss;
+      {
+        model::AutocastGuard ac(device.is_cuda(), amp);
+        loss = model::loss(model->forward(ids, opts), ids);
+      }
       loss.backward();
-      engine->zero_grad();
+      engine->skip_step();
       return true;
     } catch (const c10::Error& e) {
       if (std::string(e.what()).find("out of memory") == std::string::npos) throw;
-      engine->zero_grad();
+      engine->skip_step();
       return false;
     }
   };
@@ -239,7 +243,8 @@ void Trainer::Impl::choose_batch() {
     double d = model_cfg.d_model, H = model_cfg.n_head, L = model_cfg.n_layer;
     double per_sample = L * T * d * (34 + 5 * H * T / d) * bytes / 2 +
                         3.0 * T * model_cfg.vocab_size * 4;
-    double free = train.memory_budget_mb * 1048576.0 - engine->model_state_bytes();
+    auto mem = engine->memory();
+    double free = train.memory_budget_mb * 1048576.0 - static_cast<double>(mem.total());
     B = std::max<int64_t>(1, static_cast<int64_t>(free / per_sample));
   }
   int64_t world = env.world_size;
@@ -280,11 +285,12 @@ double Trainer::Impl::step() {
   double global_tokens = std::max(1.0f, tok.item<float>());
 
   double lr = schedule->at(step_);
-  engine->zero_grad();
   auto runner = engine->block_runner(train.activation_checkpointing);
   double loss_sum = 0;  // sum of token losses of this rank (nats)
-  for (auto& b : batches) {
+  for (size_t i = 0; i < batches.size(); ++i) {
+    data::Batch& b = batches[i];
     t0 = Clock::now();
+    engine->begin_micro_batch(i + 1 == batches.size());
     model::ForwardOptions opts;
     opts.block_runner = runner;
     if (b.attention_mask.defined() && !b.attention_mask.all().item<bool>())
@@ -307,13 +313,18 @@ double Trainer::Impl::step() {
     t_bwd += since(t0);
   }
 
-  engine->reduce();
   t0 = Clock::now();
   bool finite = true;
-  if (scaler.config().enabled) finite = scaler.unscale_(engine->grads(), nullptr);
-  double norm = finite ? engine->clip(clip) : NAN;
+  // The scaler's verdict is agreed over the ranks (shards differ at ZeRO >= 1).
+  if (scaler.config().enabled) finite = scaler.unscale_(engine->grads(), group.get());
+  double t_reduce = since(t0);
+  t0 = Clock::now();
+  double norm = NAN;
+  if (finite)
+    norm = engine->step(lr, clip);
+  else
+    engine->skip_step();
   bool do_step = scaler.config().enabled ? scaler.update(!finite) : true;
-  if (do_step) engine->step(lr);
   t_opt = since(t0);
 
   auto ls = torch::tensor({static_cast<float>(loss_sum)});
@@ -334,15 +345,17 @@ double Trainer::Impl::step() {
     m.time.data = t_data;
     m.time.forward = t_fwd;
     m.time.backward = t_bwd;
-    m.time.reduce = engine->reduce_seconds();
+    m.time.reduce = t_reduce;
     m.time.optimizer = t_opt;
     m.hparams.lr = lr;
-    m.hparams.weight_decay = engine->optimizer().weight_decay();
+    m.hparams.weight_decay = engine->weight_decay();
     m.hparams.clip = clip;
     m.hparams.micro_batch = micro_batch;
     m.hparams.accumulation = train.accumulation;
     m.hparams.paused = false;
-    m.mem.device_allocated = engine->model_state_bytes();
+    auto mem = engine->memory();
+    m.extra["model_state_bytes"] = static_cast<double>(mem.params + mem.grads + mem.optimizer);
+    m.extra["offloaded_bytes"] = static_cast<double>(mem.host);
     probe->fill(m);
     if (step_ % mon_cfg.every == 0) mon.sink->step(m);
     if (progress)
@@ -412,7 +425,9 @@ void Trainer::Impl::handle_control() {
 
 void Trainer::Impl::validate_now(bool final) {
   val_loader->load_state(val_start);  // the same batches every time
-  EvalResult r = evaluate(model, *val_loader, val.batches, group.get(), device, amp);
+  engine->gather_all();               // ZeRO-3: the root unit's parameters
+  EvalResult r = evaluate(model, *val_loader, val.batches, group.get(), device, amp,
+                          engine->block_runner(false));
   monitor::ValidationMetrics v;
   v.step = step_;
   v.loss = r.loss;
