@@ -23,6 +23,21 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "model", "golden"))
 
+
+def _threads_from_argv():
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return "2"
+
+
+# Same threads on both sides, also for OpenBLAS's own pool (read when it loads, so
+# before torch is imported); the C++ side gets the same variables.
+THREADS_ENV = {"OMP_NUM_THREADS": _threads_from_argv(), "OPENBLAS_NUM_THREADS": _threads_from_argv()}
+os.environ.update(THREADS_ENV)
+
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -39,26 +54,27 @@ def cpu_model():
 
 
 def python_round(model, ids, targets, steps, bf16):
-    times = []
+    times, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(ids)
             loss = F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1))
         loss.backward()
         model.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        cpu.append(time.thread_time() - c0)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def cpp_round(binary, threads, bf16, min_time):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env = dict(os.environ, **THREADS_ENV)
     out = subprocess.run([binary, f"--benchmark_filter=^BM_ForwardBackward/{1 if bf16 else 0}$",
                           f"--benchmark_min_time={min_time}", "--benchmark_format=json"],
                          env=env, capture_output=True, text=True, check=True).stdout
     bench = json.loads(out)["benchmarks"][0]
     scale = {"ms": 1e-3, "us": 1e-6, "ns": 1e-9, "s": 1.0}[bench["time_unit"]]
-    return bench["real_time"] * scale
+    return bench["real_time"] * scale, bench["cpu_time"] * scale
 
 
 def main():
@@ -81,10 +97,12 @@ def main():
 
     ours, base = [], []
     for r in range(args.rounds):
-        ours.append(cpp_round(args.bench, args.threads, args.bf16, args.min_time))
-        base.append(python_round(model, ids, targets, args.steps, args.bf16))
-        print(f"round {r}: shardlm {ours[-1] * 1e3:.1f} ms  pytorch {base[-1] * 1e3:.1f} ms",
-              file=sys.stderr)
+        o, oc = cpp_round(args.bench, args.threads, args.bf16, args.min_time)
+        b, bc = python_round(model, ids, targets, args.steps, args.bf16)
+        ours.append(o)
+        base.append(b)
+        print(f"round {r}: shardlm {o * 1e3:.1f} ms (main thread cpu {oc * 1e3:.1f})  "
+              f"pytorch {b * 1e3:.1f} ms (cpu {bc * 1e3:.1f})", file=sys.stderr)
     o, b = statistics.median(ours), statistics.median(base)
     load = os.getloadavg()[0]
     what = ("forward+backward, benchmark model, " + ("autocast bf16" if args.bf16 else "fp32") +

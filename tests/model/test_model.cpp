@@ -584,7 +584,14 @@ TEST(GPT, LossIsTheMaskedMeanCrossEntropy) {
   Tensor mask = torch::tensor({1, 1, 0, 1, 0, 0, 1, 1, 1, 1}, torch::kLong).view({2, 5});
   Tensor lp = torch::log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
   const double want = -(lp * mask).sum().item<double>() / 7.0;
-  EXPECT_NEAR(loss(logits, targets, mask).item<double>(), want, 1e-6);
+  Tensor ours = loss(logits, targets.masked_fill(mask == 0, -100), mask);  // masked: any value
+  EXPECT_NEAR(ours.item<double>(), want, 1e-6);
+  Tensor g_ours = torch::autograd::grad({ours * 3}, {logits})[0];
+  Tensor g_ref = torch::autograd::grad({-(lp * mask).sum() / 7.0 * 3}, {logits})[0];
+  EXPECT_LT(rel_err(g_ours, g_ref), 1e-6);
+  Tensor half = logits.detach().to(torch::kBFloat16).requires_grad_();
+  loss(half, targets).backward();
+  EXPECT_EQ(half.grad().scalar_type(), torch::kBFloat16);
   EXPECT_NEAR(loss(logits, targets).item<double>(), -lp.mean().item<double>(), 1e-6);
   Tensor none = loss(logits, targets, torch::zeros({2, 5}));
   EXPECT_EQ(none.item<double>(), 0.0);
