@@ -7,6 +7,7 @@
 // in one pass over the scores; the loss is one fused autograd function.
 #include "model/gpt.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
 #include <cmath>
@@ -449,6 +450,51 @@ Tensor GPTImpl::project(const Tensor& h) const {
 
 Tensor GPTImpl::forward(const Tensor& ids, const ForwardOptions& opts) {
   return project(hidden(ids, opts));
+}
+
+// ---- autocast ---------------------------------------------------------------------------
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define SHARDLM_AUTOCAST_BY_DEVICE 1  // 2.4 made the per-device functions the API
+#endif
+
+AutocastGuard::AutocastGuard(torch::DeviceType device, torch::ScalarType dtype, bool enabled)
+    : device_(device) {
+#ifdef SHARDLM_AUTOCAST_BY_DEVICE
+  prev_enabled_ = at::autocast::is_autocast_enabled(device);
+  prev_dtype_ = at::autocast::get_autocast_dtype(device);
+  at::autocast::set_autocast_enabled(device, enabled);
+  at::autocast::set_autocast_dtype(device, dtype);
+#else
+  const bool cpu = device == torch::kCPU;
+  prev_enabled_ = cpu ? at::autocast::is_cpu_enabled() : at::autocast::is_enabled();
+  prev_dtype_ =
+      cpu ? at::autocast::get_autocast_cpu_dtype() : at::autocast::get_autocast_gpu_dtype();
+  if (cpu) {
+    at::autocast::set_cpu_enabled(enabled);
+    at::autocast::set_autocast_cpu_dtype(dtype);
+  } else {
+    at::autocast::set_enabled(enabled);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  }
+#endif
+  at::autocast::increment_nesting();
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#ifdef SHARDLM_AUTOCAST_BY_DEVICE
+  at::autocast::set_autocast_enabled(device_, prev_enabled_);
+  at::autocast::set_autocast_dtype(device_, prev_dtype_);
+#else
+  if (device_ == torch::kCPU) {
+    at::autocast::set_cpu_enabled(prev_enabled_);
+    at::autocast::set_autocast_cpu_dtype(prev_dtype_);
+  } else {
+    at::autocast::set_enabled(prev_enabled_);
+    at::autocast::set_autocast_gpu_dtype(prev_dtype_);
+  }
+#endif
 }
 
 // ---- evaluation helpers ------------------------------------------------------------------

@@ -1,6 +1,5 @@
 // The GPT model: config, shapes, causality, masks, init, tying, positions, the
 // attention paths, capture, the KV cache, the block runner, bf16 and the loss.
-#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -551,12 +550,13 @@ TEST(GPT, Bfloat16ForwardExplicitAndAutocast) {
   Tensor ref = m->forward(ids);
   {
     // Autocast: weights stay fp32, matmuls run in bf16, and backward works.
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    Tensor logits = m->forward(ids);
-    Tensor l = loss(logits, targets);
-    at::autocast::set_cpu_enabled(false);
-    at::autocast::clear_cache();
+    Tensor logits, l;
+    {
+      AutocastGuard autocast(torch::kCPU, torch::kBFloat16);
+      logits = m->forward(ids);
+      l = loss(logits, targets);
+    }
+    EXPECT_FALSE(torch::equal(m->forward(ids), logits.to(torch::kFloat)));  // fp32 again
     EXPECT_EQ(logits.scalar_type(), torch::kBFloat16);
     EXPECT_LT(rel_err(logits, ref), 5e-2);
     l.backward();
