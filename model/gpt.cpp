@@ -338,8 +338,8 @@ Tensor GPTImpl::embed(const Tensor& ids, const Tensor& positions, int64_t offset
                   cfg_.context_length, top - 1);
     x = x + (positions.defined() ? wpe(positions) : wpe->weight.narrow(0, 0, T));
   } else if (cfg_.positional == "sinusoidal") {
-    const int64_t need = positions.defined() ? positions.max().item<int64_t>() + 1 : T;
-    Tensor table = sinusoid_table(need, x.device()).to(x.scalar_type());
+    // A position never exceeds its slot index: offset + T rows suffice (no device sync).
+    Tensor table = sinusoid_table(offset + T, x.device()).to(x.scalar_type());
     x = x + (positions.defined() ? at::embedding(table, positions) : table.narrow(0, 0, T));
   }
   return maybe_dropout(x, cfg_.embd_dropout, is_training());
@@ -419,9 +419,8 @@ Tensor GPTImpl::hidden(const Tensor& ids, const ForwardOptions& opts) {
     ctx.bias = causal_bias(T, x.scalar_type(), dev);  // (T, T)
   }
   if (cfg_.positional == "rope") {
-    const int64_t need = positions.defined() ? positions.max().item<int64_t>() + 1 : T;
     Tensor cos, sin;
-    rope_tables(need, dev, &cos, &sin);  // (L, D)
+    rope_tables(Tk, dev, &cos, &sin);  // (L, D); positions <= slot index < Tk
     const int64_t D = cfg_.head_dim();
     if (positions.defined()) {
       ctx.rope_cos = at::embedding(cos, positions).view({B, T, 1, D});

@@ -8,11 +8,14 @@
 #include "model/config.h"
 #include "model/gpt.h"
 #include "runtime/core/config.h"
+#include "tests/model/helpers.h"
 
 using namespace shardlm::model;
 using shardlm::core::ConfigError;
 using shardlm::core::ModelError;
 using shardlm::core::NotCompiled;
+using shardlm::model::test_util::rel_err;
+using shardlm::model::test_util::what_of;
 using torch::Tensor;
 
 namespace {
@@ -26,22 +29,6 @@ ModelConfig tiny(const std::string& positional = "learned") {
   c.d_model = 16;
   c.positional = positional;
   return c;
-}
-
-// max |a - b| / max |b|: the relative error of a whole tensor.
-double rel_err(const Tensor& a, const Tensor& b) {
-  return ((a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max() /
-          b.to(torch::kDouble).abs().max().clamp_min(1e-30))
-      .item<double>();
-}
-
-std::string what_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 GPT make(const ModelConfig& c, uint64_t seed = 0) {
