@@ -24,18 +24,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tests", "model", "golden"))
 
 
-def _threads_from_argv():
+def _arg(name, default):
     for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
+        if a == name and i + 1 < len(sys.argv):
             return sys.argv[i + 1]
-        if a.startswith("--threads="):
+        if a.startswith(name + "="):
             return a.split("=", 1)[1]
-    return "2"
+    return default
 
 
-# Same threads on both sides, also for OpenBLAS's own pool (read when it loads, so
-# before torch is imported); the C++ side gets the same variables.
-THREADS_ENV = {"OMP_NUM_THREADS": _threads_from_argv(), "OPENBLAS_NUM_THREADS": _threads_from_argv()}
+# Same threads on both sides, also for OpenBLAS's own pool, and the same OpenMP wait
+# policy (libgomp and OpenBLAS read these when they load, so before torch is
+# imported); the C++ side gets the same variables.
+THREADS_ENV = {"OMP_NUM_THREADS": _arg("--threads", "2"),
+               "OPENBLAS_NUM_THREADS": _arg("--threads", "2")}
+if _arg("--wait-policy", ""):
+    THREADS_ENV["OMP_WAIT_POLICY"] = _arg("--wait-policy", "")
 os.environ.update(THREADS_ENV)
 
 import torch  # noqa: E402
@@ -85,6 +89,7 @@ def main():
     ap.add_argument("--steps", type=int, default=8, help="Python steps per round")
     ap.add_argument("--min-time", type=float, default=3.0, help="C++ seconds per round")
     ap.add_argument("--bf16", action="store_true", help="CPU autocast to bfloat16 on both sides")
+    ap.add_argument("--wait-policy", default="", help="OMP_WAIT_POLICY for both sides (e.g. passive)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -105,10 +110,12 @@ def main():
               f"pytorch {b * 1e3:.1f} ms (cpu {bc * 1e3:.1f})", file=sys.stderr)
     o, b = statistics.median(ours), statistics.median(base)
     load = os.getloadavg()[0]
+    policy = f", OMP_WAIT_POLICY={args.wait_policy}" if args.wait_policy else ""
     what = ("forward+backward, benchmark model, " + ("autocast bf16" if args.bf16 else "fp32") +
-            f", {args.threads} threads (median of {args.rounds} alternating rounds; load {load:.1f})")
+            f", {args.threads} threads{policy} (median of {args.rounds} alternating rounds; "
+            f"load {load:.1f})")
     cmd = f"/usr/bin/python3 bench/model/side_by_side.py --threads {args.threads}" + (
-        " --bf16" if args.bf16 else "")
+        " --bf16" if args.bf16 else "") + (f" --wait-policy {args.wait_policy}" if policy else "")
     print(f"| {datetime.date.today()} | {cpu_model()} | {what} | `{cmd}` | "
           f"{o * 1e3:.1f} ms/step | PyTorch {torch.__version__} Python: {b * 1e3:.1f} ms/step | "
           f"{b / o:.2f}x |")
