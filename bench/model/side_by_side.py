@@ -100,15 +100,18 @@ def main():
     targets = torch.randint(0, V, (B, T))
     python_round(model, ids, targets, 2, args.bf16)  # warm-up
 
-    ours, base = [], []
+    ours, base, ours_cpu, base_cpu = [], [], [], []
     for r in range(args.rounds):
         o, oc = cpp_round(args.bench, args.threads, args.bf16, args.min_time)
         b, bc = python_round(model, ids, targets, args.steps, args.bf16)
         ours.append(o)
         base.append(b)
+        ours_cpu.append(oc)
+        base_cpu.append(bc)
         print(f"round {r}: shardlm {o * 1e3:.1f} ms (main thread cpu {oc * 1e3:.1f})  "
               f"pytorch {b * 1e3:.1f} ms (cpu {bc * 1e3:.1f})", file=sys.stderr)
     o, b = statistics.median(ours), statistics.median(base)
+    oc, bc = statistics.median(ours_cpu), statistics.median(base_cpu)
     load = os.getloadavg()[0]
     policy = f", OMP_WAIT_POLICY={args.wait_policy}" if args.wait_policy else ""
     what = ("forward+backward, benchmark model, " + ("autocast bf16" if args.bf16 else "fp32") +
@@ -117,8 +120,8 @@ def main():
     cmd = f"/usr/bin/python3 bench/model/side_by_side.py --threads {args.threads}" + (
         " --bf16" if args.bf16 else "") + (f" --wait-policy {args.wait_policy}" if policy else "")
     print(f"| {datetime.date.today()} | {cpu_model()} | {what} | `{cmd}` | "
-          f"{o * 1e3:.1f} ms/step | PyTorch {torch.__version__} Python: {b * 1e3:.1f} ms/step | "
-          f"{b / o:.2f}x |")
+          f"{o * 1e3:.1f} ms/step (main-thread CPU {oc * 1e3:.0f} ms) | PyTorch {torch.__version__} "
+          f"Python: {b * 1e3:.1f} ms/step (CPU {bc * 1e3:.0f} ms) | {b / o:.2f}x |")
 
 
 if __name__ == "__main__":
