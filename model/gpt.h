@@ -59,7 +59,8 @@ using BlockRunner =
 
 struct ForwardOptions {
   torch::Tensor attention_mask;    // optional (B, T): 1 = real token, 0 = padding
-  bool capture_attention = false;  // keep per-layer (B, H, T, T_keys) probabilities
+  bool capture_attention = false;  // keep per-layer (B, H, T, T_keys) probabilities (a
+                                   // runner that recomputes a block records it twice)
   KVCache* cache = nullptr;        // incremental decoding: append keys/values, attend to all
   BlockRunner block_runner;        // default: block(x)
   AttentionPath attention = AttentionPath::kAuto;
