@@ -40,20 +40,4 @@ void AutocastState::apply() const {
 }
 #endif
 
-AutocastGuard::AutocastGuard(bool cuda_device, c10::ScalarType dtype)
-    : saved_(AutocastState::current()) {
-  if (dtype == c10::kFloat) return;
-  AutocastState s = saved_;
-  if (cuda_device) {
-    s.cuda = true;
-    s.cuda_dtype = dtype;
-  } else {
-    s.cpu = true;
-    s.cpu_dtype = dtype;
-  }
-  s.apply();
-}
-
-AutocastGuard::~AutocastGuard() { saved_.apply(); }
-
 }  // namespace shardlm::model

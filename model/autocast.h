@@ -1,8 +1,7 @@
-// Mixed-precision autocast as a scope guard, over the API differences between
-// LibTorch 1.13 (set_cpu_enabled / set_enabled) and 2.x (per device type).
-// Autocast is applied from outside the model (torchtitan's habit): the trainer
-// opens a guard around forward; activation checkpointing re-opens the same
-// state for its recomputation.
+// The whole autocast state (CPU and CUDA) captured and re-applied, over the API
+// differences between LibTorch 1.13 and 2.x. Activation checkpointing uses it to
+// recompute a block under the autocast state of its forward. (For a scope, use
+// model::AutocastGuard in gpt.h.)
 #pragma once
 
 #include <c10/core/ScalarType.h>
@@ -16,18 +15,6 @@ struct AutocastState {
   c10::ScalarType cuda_dtype = c10::kHalf;
   static AutocastState current();
   void apply() const;  // also clears autocast's weight cache when turning off
-};
-
-class AutocastGuard {
- public:
-  // dtype kFloat (or enabled = false) leaves autocast off.
-  AutocastGuard(bool cuda_device, c10::ScalarType dtype);
-  ~AutocastGuard();
-  AutocastGuard(const AutocastGuard&) = delete;
-  AutocastGuard& operator=(const AutocastGuard&) = delete;
-
- private:
-  AutocastState saved_;
 };
 
 }  // namespace shardlm::model

@@ -3,10 +3,11 @@
 // Speed notes (the CPU train step is benchmarked against PyTorch, bench/model):
 // the residual stream is (B, T, C) but every linear layer runs as one 2-D addmm
 // on a (B*T, C) view; Q, K and V come from one fused matmul and are split by
-// views; the 1/sqrt(d) scale and the causal mask enter the scores matmul itself
-// (baddbmm with a cached additive mask), so no extra pass over (B, H, T, T).
+// views; the 1/sqrt(d) scale and the (cached, additive) causal mask are applied
+// in one pass over the scores; the loss is one fused autograd function.
 #include "model/gpt.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
 #include <cmath>
@@ -80,10 +81,12 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
   Tensor q3 = q.reshape({B * H, Tq, D});
   Tensor k3 = k.reshape({B * H, Tk, D});
   Tensor v3 = v.reshape({B * H, Tk, D});
-  Tensor b3 = bias.dim() == 2 ? bias : bias.expand({B, H, Tq, Tk}).reshape({B * H, Tq, Tk});
-  if (b3.scalar_type() != q3.scalar_type()) b3 = b3.to(q3.scalar_type());  // autocast, bf16
-  // baddbmm: scale and mask in the same pass as the matmul (alpha * q k^T + 1 * bias).
-  Tensor scores = at::baddbmm(b3, q3, k3.transpose(1, 2), /*beta=*/1, /*alpha=*/scale);
+  // One pass for scale and mask: scores = bias + scale * (q k^T), the bias broadcast
+  // over heads ((Tq, Tk) or (B, 1, Tq, Tk)). (baddbmm would fuse it into the matmul,
+  // but LibTorch's CPU baddbmm runs one BLAS call per batch entry: slower.)
+  Tensor qk = at::bmm(q3, k3.transpose(1, 2)).view({B, H, Tq, Tk});
+  Tensor b = bias.scalar_type() == qk.scalar_type() ? bias : bias.to(qk.scalar_type());
+  Tensor scores = at::add(b, qk, /*alpha=*/scale).view({B * H, Tq, Tk});
   Tensor probs = at::softmax(scores, -1);
   if (probs_out) *probs_out = probs.detach().view({B, H, Tq, Tk});
   if (dropout_p > 0) probs = torch::dropout(probs, dropout_p, true);
@@ -335,8 +338,8 @@ Tensor GPTImpl::embed(const Tensor& ids, const Tensor& positions, int64_t offset
                   cfg_.context_length, top - 1);
     x = x + (positions.defined() ? wpe(positions) : wpe->weight.narrow(0, 0, T));
   } else if (cfg_.positional == "sinusoidal") {
-    const int64_t need = positions.defined() ? positions.max().item<int64_t>() + 1 : T;
-    Tensor table = sinusoid_table(need, x.device()).to(x.scalar_type());
+    // A position never exceeds its slot index: offset + T rows suffice (no device sync).
+    Tensor table = sinusoid_table(offset + T, x.device()).to(x.scalar_type());
     x = x + (positions.defined() ? at::embedding(table, positions) : table.narrow(0, 0, T));
   }
   return maybe_dropout(x, cfg_.embd_dropout, is_training());
@@ -416,9 +419,8 @@ Tensor GPTImpl::hidden(const Tensor& ids, const ForwardOptions& opts) {
     ctx.bias = causal_bias(T, x.scalar_type(), dev);  // (T, T)
   }
   if (cfg_.positional == "rope") {
-    const int64_t need = positions.defined() ? positions.max().item<int64_t>() + 1 : T;
     Tensor cos, sin;
-    rope_tables(need, dev, &cos, &sin);  // (L, D)
+    rope_tables(Tk, dev, &cos, &sin);  // (L, D); positions <= slot index < Tk
     const int64_t D = cfg_.head_dim();
     if (positions.defined()) {
       ctx.rope_cos = at::embedding(cos, positions).view({B, T, 1, D});
@@ -451,11 +453,82 @@ Tensor GPTImpl::forward(const Tensor& ids, const ForwardOptions& opts) {
   return project(hidden(ids, opts));
 }
 
+// ---- autocast ---------------------------------------------------------------------------
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define SHARDLM_AUTOCAST_BY_DEVICE 1  // 2.4 made the per-device functions the API
+#endif
+
+AutocastGuard::AutocastGuard(torch::DeviceType device, torch::ScalarType dtype, bool enabled)
+    : device_(device) {
+#ifdef SHARDLM_AUTOCAST_BY_DEVICE
+  prev_enabled_ = at::autocast::is_autocast_enabled(device);
+  prev_dtype_ = at::autocast::get_autocast_dtype(device);
+  at::autocast::set_autocast_enabled(device, enabled);
+  at::autocast::set_autocast_dtype(device, dtype);
+#else
+  const bool cpu = device == torch::kCPU;
+  prev_enabled_ = cpu ? at::autocast::is_cpu_enabled() : at::autocast::is_enabled();
+  prev_dtype_ =
+      cpu ? at::autocast::get_autocast_cpu_dtype() : at::autocast::get_autocast_gpu_dtype();
+  if (cpu) {
+    at::autocast::set_cpu_enabled(enabled);
+    at::autocast::set_autocast_cpu_dtype(dtype);
+  } else {
+    at::autocast::set_enabled(enabled);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  }
+#endif
+  at::autocast::increment_nesting();
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#ifdef SHARDLM_AUTOCAST_BY_DEVICE
+  at::autocast::set_autocast_enabled(device_, prev_enabled_);
+  at::autocast::set_autocast_dtype(device_, prev_dtype_);
+#else
+  if (device_ == torch::kCPU) {
+    at::autocast::set_cpu_enabled(prev_enabled_);
+    at::autocast::set_autocast_cpu_dtype(prev_dtype_);
+  } else {
+    at::autocast::set_enabled(prev_enabled_);
+    at::autocast::set_autocast_gpu_dtype(prev_dtype_);
+  }
+#endif
+}
+
 // ---- evaluation helpers ------------------------------------------------------------------
 
 Tensor log_probs(const Tensor& logits) {
   return at::log_softmax(logits, -1, torch::kFloat);
 }
+
+namespace {
+// Weighted cross entropy as one autograd function: loss = -sum_i w_i log p_i[t_i].
+// Forward keeps only log_softmax (fp32); backward writes
+// w_i g (softmax_i - onehot(t_i)) in two passes over (N, V), where log_softmax +
+// nll_loss would zero-fill, scatter and run log_softmax's own backward.
+struct WeightedCrossEntropy : torch::autograd::Function<WeightedCrossEntropy> {
+  // logits (N, V), targets (N) int64 (any value where w = 0), w (N) fp32 -> scalar fp32
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& logits,
+                        const Tensor& targets, const Tensor& w) {
+    Tensor lsm = at::log_softmax(logits, 1, torch::kFloat);  // (N, V)
+    Tensor t = targets.unsqueeze(1);                         // (N, 1)
+    Tensor picked = lsm.gather(1, t).squeeze(1);             // (N)
+    ctx->save_for_backward({lsm, t, w});
+    return -(picked * w).sum();
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    Tensor coef = (saved[2] * grads[0]).unsqueeze(1);  // (N, 1): w_i g
+    Tensor grad = saved[0].exp().mul_(coef);           // softmax * w g (a new tensor)
+    grad.scatter_add_(1, saved[1], -coef);
+    return {grad, Tensor(), Tensor()};
+  }
+};
+}  // namespace
 
 Tensor loss(const Tensor& logits, const Tensor& targets, const Tensor& loss_mask) {
   // logits (B, T, V), targets (B, T) -> scalar fp32
@@ -464,16 +537,21 @@ Tensor loss(const Tensor& logits, const Tensor& targets, const Tensor& loss_mask
                 "targets {} must match logits {} without the vocabulary dim", str(targets.sizes()),
                 str(logits.sizes()));
   Tensor flat = logits.reshape({-1, V});
-  if (flat.scalar_type() != torch::kFloat && flat.scalar_type() != torch::kDouble)
-    flat = flat.to(torch::kFloat);
-  if (!loss_mask.defined())
-    return at::cross_entropy_loss(flat, targets.reshape({-1}), {}, at::Reduction::Mean);
-  SHARDLM_CHECK(loss_mask.sizes() == targets.sizes(), core::ModelError,
-                "loss_mask {} must match targets {}", str(loss_mask.sizes()), str(targets.sizes()));
-  Tensor keep = loss_mask.reshape({-1}).to(torch::kBool);
-  Tensor t = targets.reshape({-1}).masked_fill(keep.logical_not(), -100);
-  Tensor total = at::cross_entropy_loss(flat, t, {}, at::Reduction::Sum, /*ignore_index=*/-100);
-  return total / keep.sum().clamp_min(1).to(total.scalar_type());
+  Tensor t = targets.reshape({-1});
+  const int64_t N = t.size(0);
+  Tensor w;  // (N): 1 / count at kept positions, 0 elsewhere
+  if (!loss_mask.defined()) {
+    w = torch::full({N}, 1.0 / static_cast<double>(std::max<int64_t>(N, 1)),
+                    torch::dtype(torch::kFloat).device(logits.device()));
+  } else {
+    SHARDLM_CHECK(loss_mask.sizes() == targets.sizes(), core::ModelError,
+                  "loss_mask {} must match targets {}", str(loss_mask.sizes()),
+                  str(targets.sizes()));
+    Tensor keep = loss_mask.reshape({-1}).to(torch::kBool);
+    w = keep.to(torch::kFloat) / keep.sum().clamp_min(1).to(torch::kFloat);
+    t = t.masked_fill(keep.logical_not(), 0);  // masked targets may be any value (e.g. -100)
+  }
+  return WeightedCrossEntropy::apply(flat, t, w);
 }
 
 }  // namespace shardlm::model

@@ -59,7 +59,8 @@ using BlockRunner =
 
 struct ForwardOptions {
   torch::Tensor attention_mask;    // optional (B, T): 1 = real token, 0 = padding
-  bool capture_attention = false;  // keep per-layer (B, H, T, T_keys) probabilities
+  bool capture_attention = false;  // keep per-layer (B, H, T, T_keys) probabilities (a
+                                   // runner that recomputes a block records it twice)
   KVCache* cache = nullptr;        // incremental decoding: append keys/values, attend to all
   BlockRunner block_runner;        // default: block(x)
   AttentionPath attention = AttentionPath::kAuto;
@@ -204,6 +205,22 @@ torch::Tensor log_probs(const torch::Tensor& logits);
 // A batch with no unmasked position gives 0 (with a zero gradient), not NaN.
 torch::Tensor loss(const torch::Tensor& logits, const torch::Tensor& targets,
                    const torch::Tensor& loss_mask = {});
+
+// Autocast for one scope, as Python's torch.autocast: matmuls run in `dtype`
+// (bf16 on CPU, bf16/fp16 on CUDA) while weights stay fp32; the previous state is
+// restored and the cast cache cleared on exit. Works on LibTorch 1.13 and 2.x.
+class AutocastGuard {
+ public:
+  AutocastGuard(torch::DeviceType device, torch::ScalarType dtype, bool enabled = true);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  torch::DeviceType device_;
+  bool prev_enabled_;
+  torch::ScalarType prev_dtype_;
+};
 
 // GPT-2 initialisation (init.cpp): normal(0, init_std) weights, zero biases, unit
 // LayerNorm gains, residual projections (attn.c_proj, mlp.c_proj) scaled by

@@ -3,7 +3,6 @@
 
 #include <cmath>
 
-#include "model/autocast.h"
 
 namespace shardlm::runtime {
 
@@ -28,7 +27,7 @@ EvalResult evaluate(model::GPT& model, data::Loader& loader, int64_t batches,
       opts.attention_mask = b.attention_mask.to(device);
     torch::Tensor logits;
     {
-      model::AutocastGuard ac(device.is_cuda(), dtype);
+      model::AutocastGuard ac(device.type(), dtype, dtype != c10::kFloat);
       logits = model->forward(ids, opts);     // (B, L, V)
     }
     auto lp = model::log_probs(logits);       // (B, L, V) fp32

@@ -14,7 +14,6 @@
 #include <fmt/format.h>
 
 #include "data/loader.h"
-#include "model/autocast.h"
 #include "model/config.h"
 #include "model/gpt.h"
 #include "monitor/config.h"
@@ -221,7 +220,7 @@ void Trainer::Impl::choose_batch() {
       opts.block_runner = engine->block_runner(train.activation_checkpointing);
       torch::Tensor loss;
       {
-        model::AutocastGuard ac(device.is_cuda(), amp);
+        model::AutocastGuard ac(device.type(), amp, amp != c10::kFloat);
         loss = model::loss(model->forward(ids, opts), ids);
       }
       loss.backward();
@@ -297,7 +296,7 @@ double Trainer::Impl::step() {
       opts.attention_mask = b.attention_mask.to(device);
     torch::Tensor loss;
     {
-      model::AutocastGuard ac(device.is_cuda(), amp);
+      model::AutocastGuard ac(device.type(), amp, amp != c10::kFloat);
       auto logits = model->forward(b.input_ids.to(device), opts);  // (B, L, V)
       loss = model::loss(logits, b.targets.to(device), b.loss_mask.to(device));
     }

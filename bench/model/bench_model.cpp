@@ -2,7 +2,6 @@
 // T=128, batch 8, vocabulary 4096): logits, mean cross entropy, backward, grads
 // dropped (as zero_grad(set_to_none) does). Threads: $OMP_NUM_THREADS (else
 // LibTorch's default). bench/model/side_by_side.py runs this next to PyTorch.
-#include <ATen/autocast_mode.h>
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
@@ -38,14 +37,10 @@ void BM_ForwardBackward(benchmark::State& state) {
   torch::Tensor targets = torch::randint(0, 4096, {kBatch, kT}, torch::kLong);
   const bool bf16 = state.range(0) == 1;
   for (auto _ : state) {
-    if (bf16) {
-      at::autocast::set_cpu_enabled(true);
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    }
-    torch::Tensor l = loss(m->forward(ids), targets);
-    if (bf16) {
-      at::autocast::set_cpu_enabled(false);
-      at::autocast::clear_cache();
+    torch::Tensor l;
+    {
+      AutocastGuard autocast(torch::kCPU, torch::kBFloat16, bf16);
+      l = loss(m->forward(ids), targets);
     }
     l.backward();
     drop_grads(m);

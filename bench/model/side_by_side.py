@@ -23,6 +23,25 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "model", "golden"))
 
+
+def _arg(name, default):
+    for i, a in enumerate(sys.argv):
+        if a == name and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return default
+
+
+# Same threads on both sides, also for OpenBLAS's own pool, and the same OpenMP wait
+# policy (libgomp and OpenBLAS read these when they load, so before torch is
+# imported); the C++ side gets the same variables.
+THREADS_ENV = {"OMP_NUM_THREADS": _arg("--threads", "2"),
+               "OPENBLAS_NUM_THREADS": _arg("--threads", "2")}
+if _arg("--wait-policy", ""):
+    THREADS_ENV["OMP_WAIT_POLICY"] = _arg("--wait-policy", "")
+os.environ.update(THREADS_ENV)
+
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -39,26 +58,27 @@ def cpu_model():
 
 
 def python_round(model, ids, targets, steps, bf16):
-    times = []
+    times, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(ids)
             loss = F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1))
         loss.backward()
         model.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        cpu.append(time.thread_time() - c0)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def cpp_round(binary, threads, bf16, min_time):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env = dict(os.environ, **THREADS_ENV)
     out = subprocess.run([binary, f"--benchmark_filter=^BM_ForwardBackward/{1 if bf16 else 0}$",
                           f"--benchmark_min_time={min_time}", "--benchmark_format=json"],
                          env=env, capture_output=True, text=True, check=True).stdout
     bench = json.loads(out)["benchmarks"][0]
     scale = {"ms": 1e-3, "us": 1e-6, "ns": 1e-9, "s": 1.0}[bench["time_unit"]]
-    return bench["real_time"] * scale
+    return bench["real_time"] * scale, bench["cpu_time"] * scale
 
 
 def main():
@@ -69,6 +89,7 @@ def main():
     ap.add_argument("--steps", type=int, default=8, help="Python steps per round")
     ap.add_argument("--min-time", type=float, default=3.0, help="C++ seconds per round")
     ap.add_argument("--bf16", action="store_true", help="CPU autocast to bfloat16 on both sides")
+    ap.add_argument("--wait-policy", default="", help="OMP_WAIT_POLICY for both sides (e.g. passive)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -79,21 +100,28 @@ def main():
     targets = torch.randint(0, V, (B, T))
     python_round(model, ids, targets, 2, args.bf16)  # warm-up
 
-    ours, base = [], []
+    ours, base, ours_cpu, base_cpu = [], [], [], []
     for r in range(args.rounds):
-        ours.append(cpp_round(args.bench, args.threads, args.bf16, args.min_time))
-        base.append(python_round(model, ids, targets, args.steps, args.bf16))
-        print(f"round {r}: shardlm {ours[-1] * 1e3:.1f} ms  pytorch {base[-1] * 1e3:.1f} ms",
-              file=sys.stderr)
+        o, oc = cpp_round(args.bench, args.threads, args.bf16, args.min_time)
+        b, bc = python_round(model, ids, targets, args.steps, args.bf16)
+        ours.append(o)
+        base.append(b)
+        ours_cpu.append(oc)
+        base_cpu.append(bc)
+        print(f"round {r}: shardlm {o * 1e3:.1f} ms (main thread cpu {oc * 1e3:.1f})  "
+              f"pytorch {b * 1e3:.1f} ms (cpu {bc * 1e3:.1f})", file=sys.stderr)
     o, b = statistics.median(ours), statistics.median(base)
+    oc, bc = statistics.median(ours_cpu), statistics.median(base_cpu)
     load = os.getloadavg()[0]
+    policy = f", OMP_WAIT_POLICY={args.wait_policy}" if args.wait_policy else ""
     what = ("forward+backward, benchmark model, " + ("autocast bf16" if args.bf16 else "fp32") +
-            f", {args.threads} threads (median of {args.rounds} alternating rounds; load {load:.1f})")
+            f", {args.threads} threads{policy} (median of {args.rounds} alternating rounds; "
+            f"load {load:.1f})")
     cmd = f"/usr/bin/python3 bench/model/side_by_side.py --threads {args.threads}" + (
-        " --bf16" if args.bf16 else "")
+        " --bf16" if args.bf16 else "") + (f" --wait-policy {args.wait_policy}" if policy else "")
     print(f"| {datetime.date.today()} | {cpu_model()} | {what} | `{cmd}` | "
-          f"{o * 1e3:.1f} ms/step | PyTorch {torch.__version__} Python: {b * 1e3:.1f} ms/step | "
-          f"{b / o:.2f}x |")
+          f"{o * 1e3:.1f} ms/step (main-thread CPU {oc * 1e3:.0f} ms) | PyTorch {torch.__version__} "
+          f"Python: {b * 1e3:.1f} ms/step (CPU {bc * 1e3:.0f} ms) | {b / o:.2f}x |")
 
 
 if __name__ == "__main__":

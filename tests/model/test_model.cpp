@@ -1,6 +1,5 @@
 // The GPT model: config, shapes, causality, masks, init, tying, positions, the
 // attention paths, capture, the KV cache, the block runner, bf16 and the loss.
-#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -9,11 +8,14 @@
 #include "model/config.h"
 #include "model/gpt.h"
 #include "runtime/core/config.h"
+#include "tests/model/helpers.h"
 
 using namespace shardlm::model;
 using shardlm::core::ConfigError;
 using shardlm::core::ModelError;
 using shardlm::core::NotCompiled;
+using shardlm::model::test_util::rel_err;
+using shardlm::model::test_util::what_of;
 using torch::Tensor;
 
 namespace {
@@ -27,22 +29,6 @@ ModelConfig tiny(const std::string& positional = "learned") {
   c.d_model = 16;
   c.positional = positional;
   return c;
-}
-
-// max |a - b| / max |b|: the relative error of a whole tensor.
-double rel_err(const Tensor& a, const Tensor& b) {
-  return ((a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max() /
-          b.to(torch::kDouble).abs().max().clamp_min(1e-30))
-      .item<double>();
-}
-
-std::string what_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 GPT make(const ModelConfig& c, uint64_t seed = 0) {
@@ -551,12 +537,13 @@ TEST(GPT, Bfloat16ForwardExplicitAndAutocast) {
   Tensor ref = m->forward(ids);
   {
     // Autocast: weights stay fp32, matmuls run in bf16, and backward works.
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    Tensor logits = m->forward(ids);
-    Tensor l = loss(logits, targets);
-    at::autocast::set_cpu_enabled(false);
-    at::autocast::clear_cache();
+    Tensor logits, l;
+    {
+      AutocastGuard autocast(torch::kCPU, torch::kBFloat16);
+      logits = m->forward(ids);
+      l = loss(logits, targets);
+    }
+    EXPECT_FALSE(torch::equal(m->forward(ids), logits.to(torch::kFloat)));  // fp32 again
     EXPECT_EQ(logits.scalar_type(), torch::kBFloat16);
     EXPECT_LT(rel_err(logits, ref), 5e-2);
     l.backward();
@@ -584,7 +571,14 @@ TEST(GPT, LossIsTheMaskedMeanCrossEntropy) {
   Tensor mask = torch::tensor({1, 1, 0, 1, 0, 0, 1, 1, 1, 1}, torch::kLong).view({2, 5});
   Tensor lp = torch::log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
   const double want = -(lp * mask).sum().item<double>() / 7.0;
-  EXPECT_NEAR(loss(logits, targets, mask).item<double>(), want, 1e-6);
+  Tensor ours = loss(logits, targets.masked_fill(mask == 0, -100), mask);  // masked: any value
+  EXPECT_NEAR(ours.item<double>(), want, 1e-6);
+  Tensor g_ours = torch::autograd::grad({ours * 3}, {logits})[0];
+  Tensor g_ref = torch::autograd::grad({-(lp * mask).sum() / 7.0 * 3}, {logits})[0];
+  EXPECT_LT(rel_err(g_ours, g_ref), 1e-6);
+  Tensor half = logits.detach().to(torch::kBFloat16).requires_grad_();
+  loss(half, targets).backward();
+  EXPECT_EQ(half.grad().scalar_type(), torch::kBFloat16);
   EXPECT_NEAR(loss(logits, targets).item<double>(), -lp.mean().item<double>(), 1e-6);
   Tensor none = loss(logits, targets, torch::zeros({2, 5}));
   EXPECT_EQ(none.item<double>(), 0.0);

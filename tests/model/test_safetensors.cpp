@@ -12,28 +12,16 @@
 
 #include "model/gpt.h"
 #include "model/safetensors.h"
+#include "tests/model/helpers.h"
 
 using namespace shardlm::model;
 using shardlm::core::CheckpointError;
+using shardlm::model::test_util::rel_err;
+using shardlm::model::test_util::what_of;
 using torch::Tensor;
 namespace fs = std::filesystem;
 
 namespace {
-
-double rel_err(const Tensor& a, const Tensor& b) {
-  return ((a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max() /
-          b.to(torch::kDouble).abs().max().clamp_min(1e-30))
-      .item<double>();
-}
-
-std::string what_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A fresh directory under the build tree for one test.
 fs::path scratch(const std::string& name) {

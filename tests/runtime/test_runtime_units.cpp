@@ -161,7 +161,7 @@ TEST(ActivationCheckpoint, FrozenInputStillTrainsTheBlock) {
 TEST(Autocast, GuardEnablesBf16OnCpuAndRestores) {
   auto before = model::AutocastState::current();
   {
-    model::AutocastGuard g(false, c10::kBFloat16);
+    model::AutocastGuard g(torch::kCPU, c10::kBFloat16);
     auto a = torch::randn({4, 4});
     EXPECT_EQ(torch::mm(a, a).scalar_type(), c10::kBFloat16);
   }
