@@ -36,5 +36,7 @@ void register_info(CLI::App& app, Context& ctx, Command& run);
 void register_tokenizer(CLI::App& app, Context& ctx, Command& run);
 void register_prepare(CLI::App& app, Context& ctx, Command& run);
 void register_train(CLI::App& app, Context& ctx, Command& run);
+void register_ckpt(CLI::App& app, Context& ctx, Command& run);
+void register_export(CLI::App& app, Context& ctx, Command& run);
 
 }  // namespace shardlm::launcher

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   launcher::register_tokenizer(app, ctx, run);
   launcher::register_prepare(app, ctx, run);
   launcher::register_train(app, ctx, run);
+  launcher::register_ckpt(app, ctx, run);
+  launcher::register_export(app, ctx, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

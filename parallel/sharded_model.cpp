@@ -425,6 +425,54 @@ void ShardedModel::load_state_dict(const StateDict& state) {
   for (auto& w : gathers) w->wait();
 }
 
+std::pair<int64_t, int64_t> ShardedModel::unit_range(size_t i) const {
+  const Unit& u = *units_.at(i);
+  if (config_.zero_stage == 0) return {0, u.flat->padded_numel()};
+  return u.flat->shard_range(group_->rank());
+}
+
+torch::Tensor ShardedModel::unit_params(size_t i) const {
+  const Unit& u = *units_.at(i);
+  torch::Tensor p = config_.cpu_offload ? u.master
+                                        : u.opt_params(static_cast<int>(config_.zero_stage), group_->rank());
+  return p.detach().to(torch::kCPU, false, true);
+}
+
+StateDict ShardedModel::unit_dense_state(size_t i) const {
+  const Unit& u = *units_.at(i);
+  if (u.opt->steps() == 0) return {};
+  StateDict d = u.opt->dense_state();
+  for (auto& [k, v] : d) v = v.to(torch::kCPU, false, true);
+  return d;
+}
+
+void ShardedModel::load_unit(size_t i, const torch::Tensor& saved, const StateDict* optimizer,
+                             bool dense) {
+  const int stage = static_cast<int>(config_.zero_stage);
+  Unit& u = *units_.at(i);
+  torch::NoGradGuard no_grad;
+  torch::Tensor params = u.opt_params(stage, group_->rank());
+  SHARDLM_CHECK(saved.numel() == params.numel(), core::CheckpointError,
+                "unit {}: {} elements given, this rank holds {}", u.name, saved.numel(), params.numel());
+  params.copy_(saved.view_as(params));
+  if (config_.cpu_offload) u.master.copy_(saved.view_as(u.master));
+  if (optimizer && !optimizer->empty()) {
+    if (dense)
+      u.opt->load_dense_state(*optimizer);
+    else
+      u.opt->load_state_dict(*optimizer);
+  }
+}
+
+void ShardedModel::finish_load() {
+  const int stage = static_cast<int>(config_.zero_stage);
+  std::vector<WorkPtr> gathers;
+  for (auto& u : units_)
+    if (stage == 1 || stage == 2)
+      gathers.push_back(group_->all_gather_async(u->flat->flat(), u->opt_params(stage, group_->rank())));
+  for (auto& w : gathers) w->wait();
+}
+
 // ---- accessors ----------------------------------------------------------------------------
 
 void ShardedModel::set_lr(double lr) {

@@ -14,6 +14,7 @@ TrainConfig TrainConfig::from(const core::ConfigSection& s) {
   c.grad_clip = s.get("grad_clip", c.grad_clip);
   c.precision = s.get("precision", c.precision);
   c.device = s.get("device", c.device);
+  c.init_from = s.get("init_from", c.init_from);
   c.activation_checkpointing = s.get("activation_checkpointing", c.activation_checkpointing);
   c.log_every = s.get("log_every", c.log_every);
   auto flat = s.get("freeze_schedule", std::vector<int64_t>{});

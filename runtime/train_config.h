@@ -21,6 +21,7 @@ struct TrainConfig {
   double grad_clip = 1.0;      // global-norm clipping; 0 = off
   std::string precision = "fp32";  // fp32 | bf16 | fp16 (dynamic loss scaling)
   std::string device = "auto";     // auto (cuda:<local rank> when available) | cpu | cuda
+  std::string init_from;           // start from this safetensors model (fine-tuning)
   bool activation_checkpointing = false;
   int64_t log_every = 1;
   // Layer-wise training: pairs [step, k]: from `step` on, only the top k blocks

@@ -2,6 +2,7 @@
 // optimizer step is Impl::step(); control commands, validation and the end of
 // the run are small functions around it.
 #include "runtime/trainer.h"
+#include "runtime/trainer_impl.h"
 
 #include <unistd.h>
 
@@ -46,57 +47,6 @@ c10::ScalarType autocast_dtype(const std::string& precision) {
 }
 }  // namespace
 
-// ---- state --------------------------------------------------------------------
-
-struct Trainer::Impl {
-  core::RunConfig run_cfg;
-  core::Env env;
-  TrainConfig train;
-  ValidationConfig val;
-  model::ModelConfig model_cfg;
-  data::LoaderConfig data_cfg;
-  parallel::OptimizerConfig opt_cfg;
-  parallel::ShardedConfig shard_cfg;
-  parallel::LossScalerConfig scaler_cfg;
-  monitor::MonitorConfig mon_cfg;
-
-  torch::Device device{torch::kCPU};
-  c10::ScalarType amp = c10::kFloat;
-  std::shared_ptr<parallel::ProcessGroup> group;
-  model::GPT model{nullptr};
-  std::unique_ptr<Engine> engine;
-  std::unique_ptr<data::Loader> loader, val_loader;
-  data::LoaderState val_start;
-  std::unique_ptr<LrSchedule> schedule;
-  parallel::LossScaler scaler;
-  EarlyStopping early;
-  monitor::Monitor mon;
-  std::unique_ptr<monitor::HardwareProbe> probe;
-  std::unique_ptr<Progress> progress;
-
-  int64_t step_ = 0;          // optimizer steps done
-  int64_t tokens_seen = 0;    // over all ranks
-  int64_t trainable_k = -1;   // blocks trainable now (layer-wise training)
-  int64_t micro_batch = 0;
-  bool paused = false;
-  bool stop_requested = false;
-  double clip = 0;
-  TrainSummary summary;
-  double train_seconds = 0;
-
-  MPI_Comm comm;
-  Impl(const core::RunConfig& cfg, const core::Env& e, MPI_Comm c) : run_cfg(cfg), env(e), comm(c) {}
-  void setup();
-  void apply_trainable(int64_t step);
-  void choose_batch();
-  double step();  // one optimizer step; returns the global mean loss
-  void handle_control();
-  void apply(const monitor::ControlCommand& c);
-  void validate_now(bool final);
-  void write_report();
-  int run();
-};
-
 // ---- setup --------------------------------------------------------------------
 
 void Trainer::Impl::setup() {
@@ -108,6 +58,7 @@ void Trainer::Impl::setup() {
   shard_cfg = run_cfg.get<parallel::ShardedConfig>("parallel");
   scaler_cfg = run_cfg.get<parallel::LossScalerConfig>("loss_scaler");
   mon_cfg = run_cfg.get<monitor::MonitorConfig>("monitor");
+  ckpt_cfg = run_cfg.get<ckpt::CheckpointConfig>("ckpt");
   std::string level = run_cfg.section("log").get("level", std::string("info"));
   core::log::set_level(core::log::parse_level(level));
   run_cfg.check_unknown_keys();
@@ -155,6 +106,7 @@ void Trainer::Impl::setup() {
   // broadcast anyway); dropout differs per rank through the rank offset.
   torch::manual_seed(static_cast<uint64_t>(train.seed));
   model = model::GPT(model_cfg);
+  if (!train.init_from.empty()) init_from_safetensors(train.init_from);
   engine = std::make_unique<Engine>(model, shard_cfg, opt_cfg, group, device);
   torch::manual_seed(static_cast<uint64_t>(train.seed) + 1000003ULL * env.rank);
   model->train();
@@ -173,6 +125,21 @@ void Trainer::Impl::setup() {
   schedule = std::make_unique<LrSchedule>(train.schedule, opt_cfg.lr, train.steps);
   early = EarlyStopping(val.early_stopping);
   clip = train.grad_clip;
+
+  checkpointer = std::make_unique<ckpt::Checkpointer>(ckpt_cfg, train.run_dir, comm);
+  if (!ckpt_cfg.resume.empty()) {
+    // Rank 0 chooses (verifying files), every rank loads the same checkpoint.
+    std::string chosen;
+    if (env.is_root()) chosen = ckpt::resolve_checkpoint(train.run_dir, ckpt_cfg.resume).value_or("");
+    int n = static_cast<int>(chosen.size());
+    MPI_Bcast(&n, 1, MPI_INT, 0, comm);
+    chosen.resize(n);
+    MPI_Bcast(chosen.data(), n, MPI_CHAR, 0, comm);
+    if (chosen.empty())
+      core::log::info0("no checkpoint in {} yet: starting from step 0", train.run_dir);
+    else
+      restore_checkpoint(chosen);
+  }
 
   // Metrics: rank 0 prints the progress line itself (the monitor's stdout sink is off).
   mon_cfg.stdout_lines = false;
@@ -372,6 +339,7 @@ void Trainer::Impl::apply(const monitor::ControlCommand& c) {
     case K::kPause: paused = true; note = "paused"; break;
     case K::kResume: paused = false; note = "resumed"; break;
     case K::kStop: stop_requested = true; note = "stop requested"; break;
+    case K::kSaveCheckpoint: save_requested = true; note = "checkpoint requested"; break;
     case K::kSetLr: schedule->set_lr_at(step_, c.value); note = fmt::format("lr = {:.3g}", c.value); break;
     case K::kSetWeightDecay: engine->set_weight_decay(c.value); note = fmt::format("weight decay = {}", c.value); break;
     case K::kSetClip: clip = c.value; note = fmt::format("clip = {}", c.value); break;
@@ -434,6 +402,7 @@ void Trainer::Impl::validate_now(bool final) {
   v.tokens = r.tokens;
   v.metrics["accuracy_top1"] = r.top1;
   v.metrics["accuracy_top5"] = r.top5;
+  last_val_loss = r.loss;
   mon.sink->validation(v);
   double metric = val.early_stopping.metric == "val_acc"   ? r.top1
                   : val.early_stopping.metric == "val_ppl" ? r.perplexity
@@ -503,6 +472,7 @@ int Trainer::Impl::run() {
       core::log::info0("stopping at step {} ({})", step_,
                        s == StopSignal::kNone ? "stop command" : to_string(s));
       if (s == StopSignal::kTerminate || s == StopSignal::kPreempt) exit_code = kExitStoppedBySignal;
+      save_checkpoint(false);
       break;
     }
     if (paused) {
@@ -518,6 +488,7 @@ int Trainer::Impl::run() {
                   "the loss is {} at step {}: lower optimizer.lr, set train.grad_clip, or use "
                   "precision = \"fp16\" with loss scaling",
                   loss, step_);
+    bool periodic = ckpt_cfg.every > 0 && step_ % ckpt_cfg.every == 0 && step_ < train.steps;
     if (val.every > 0 && step_ % val.every == 0 && step_ < train.steps) {
       validate_now(false);
       if (early.should_stop()) {
@@ -534,8 +505,15 @@ int Trainer::Impl::run() {
         break;
       }
     }
+    // After validation, so that keep_best sees this step's validation loss.
+    if (periodic || save_requested) {
+      save_checkpoint(ckpt_cfg.async);
+      save_requested = false;
+    }
   }
   if (!summary.stopped) validate_now(true);
+  if (!summary.stopped && ckpt_cfg.save_final) save_checkpoint(false);
+  checkpointer->wait();
   summary.tokens_per_s = train_seconds > 0 ? tokens_seen / train_seconds : 0;
   write_report();
   monitor::Event done;
