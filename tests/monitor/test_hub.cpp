@@ -2,6 +2,7 @@
 // reload after a restart (a torn last line is skipped), cross-rank
 // aggregates, stragglers, dead ranks and the Prometheus text.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>

@@ -2,6 +2,7 @@
 // viewers and producers, and the real WebSocketSink as a rank. Every message
 // a viewer receives is checked against monitor/protocol.schema.json.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>

@@ -1,6 +1,7 @@
 // Sinks that need no server (file, stdout, fan-out, null), the hardware
 // probes, and the [monitor] configuration.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
