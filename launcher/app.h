@@ -38,5 +38,6 @@ void register_prepare(CLI::App& app, Context& ctx, Command& run);
 void register_train(CLI::App& app, Context& ctx, Command& run);
 void register_ckpt(CLI::App& app, Context& ctx, Command& run);
 void register_export(CLI::App& app, Context& ctx, Command& run);
+void register_monitor(CLI::App& app, Context& ctx, Command& run);
 
 }  // namespace shardlm::launcher

@@ -277,7 +277,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     hello_timer_.async_wait([self = shared_from_this()](error_code e) {
       if (e || self->role_ != Role::kNone || self->closed_) return;
       self->send_error("hello_required", "no hello within the time limit");
-      self->close_now();
+      self->close_soon();
     });
     do_read();
   }
@@ -298,11 +298,22 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       buf_.consume(n);
       handle(text);
     }
-    if (!closed_) do_read();
+    if (!closed_ && !close_after_write_) do_read();
   }
 
   void count_error() {
-    if (++errors_ > srv_->cfg.max_errors) close_now();
+    if (++errors_ > srv_->cfg.max_errors) close_soon();
+  }
+
+  // Closes once what is queued has been written (an error's explanation first).
+  void close_soon() {
+    bool now;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      close_after_write_ = true;
+      now = !writing_;
+    }
+    if (now) close_now();
   }
 
   void handle(const std::string& text) {
@@ -382,8 +393,11 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
         live_.pop_front();
       } else {
         writing_ = false;
-        return;
       }
+    }
+    if (!m) {
+      if (close_after_write_) close_now();
+      return;
     }
     ws_.text(true);
     ws_.async_write(net::buffer(*m), [self = shared_from_this(), m](error_code ec, size_t) {
@@ -430,7 +444,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   std::deque<SharedText> direct_, live_;
   std::vector<SharedText> replay_;
   size_t replay_pos_ = 0;
-  bool writing_ = false, accepted_ = false, closed_ = false;
+  bool writing_ = false, accepted_ = false, closed_ = false, close_after_write_ = false;
   uint64_t dropped_ = 0;
 };
 
@@ -515,6 +529,15 @@ void Aggregator::Impl::start() {
   SHARDLM_CHECK(fs::is_directory(cfg.run_dir, fec), core::DataError,
                 "monitor run dir {}: not a directory", cfg.run_dir);
   history.open((fs::path(cfg.run_dir) / "metrics.jsonl").string());
+  for (auto& text :
+       history.snapshot()) {  // a rank that reconnects after our restart repeats its run_info
+    if (text->find("\"type\":\"run_info\"") == std::string::npos) continue;
+    json ri = json::parse(*text, nullptr, false);
+    if (ri.is_discarded() || !ri.contains("rank")) continue;
+    ri.erase("ts");
+    ri.erase("seq");
+    last_run_info[ri["rank"].get<int>()] = dump(ri);
+  }
   token = cfg.token.empty() ? generate_token() : cfg.token;
   if (cfg.write_token_file) {
     std::string path = (fs::path(cfg.run_dir) / "monitor.token").string();
@@ -613,6 +636,8 @@ void Aggregator::Impl::do_accept() {
                              socket.close(e);
                            } else {
                              ++self->connections;
+                             error_code nd;  // small frames must not wait for ACKs (Nagle)
+                             socket.set_option(tcp::no_delay(true), nd);
                              uint64_t id = self->next_id++;
                              auto s = std::make_shared<HttpSession>(std::move(socket), self, id);
                              {
@@ -708,6 +733,7 @@ void Aggregator::Impl::on_producer(WsSession& s, json& msg) {
   if (type == "run_info") {
     json key = msg;
     key.erase("ts");
+    key.erase("seq");
     std::string k = dump(key);
     auto& last = last_run_info[msg["rank"].get<int>()];
     if (last == k) keep = false;  // a reconnect repeating itself

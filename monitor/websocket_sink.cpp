@@ -131,17 +131,19 @@ struct WebSocketSink::Impl {
     if (stopped) return;
     auto c = std::make_shared<Conn>(ioc);
     conn = c;
-    resolver.async_resolve(opt.host, std::to_string(opt.port),
-                           [this, c](error_code ec, tcp::resolver::results_type results) {
-                             if (ec) return fail(c, ec);
-                             auto& sock = beast::get_lowest_layer(c->ws);
-                             sock.expires_after(ms(opt.connect_timeout_s));
-                             sock.async_connect(results,
-                                                [this, c](error_code ec2, const tcp::endpoint&) {
-                                                  if (ec2) return fail(c, ec2);
-                                                  handshake(c);
-                                                });
-                           });
+    resolver.async_resolve(
+        opt.host, std::to_string(opt.port),
+        [this, c](error_code ec, tcp::resolver::results_type results) {
+          if (ec) return fail(c, ec);
+          auto& sock = beast::get_lowest_layer(c->ws);
+          sock.expires_after(ms(opt.connect_timeout_s));
+          sock.async_connect(results, [this, c](error_code ec2, const tcp::endpoint&) {
+            if (ec2) return fail(c, ec2);
+            error_code nd;
+            beast::get_lowest_layer(c->ws).socket().set_option(tcp::no_delay(true), nd);
+            handshake(c);
+          });
+        });
   }
 
   void handshake(const std::shared_ptr<Conn>& c) {
@@ -224,6 +226,7 @@ struct WebSocketSink::Impl {
 
   void write_next() {
     auto c = conn;
+    bool bye = false, have = false;
     {
       std::lock_guard<std::mutex> g(mu);
       if (!c || stopped || !connected) {
@@ -231,6 +234,7 @@ struct WebSocketSink::Impl {
         cv.notify_all();
         return;
       }
+      have = true;
       if (!urgent.empty()) {
         c->inflight = std::move(urgent.front());
         urgent.pop_front();
@@ -241,11 +245,15 @@ struct WebSocketSink::Impl {
         c->inflight = std::move(queue.front());
         queue.pop_front();
       } else {
-        write_pending = false;
-        cv.notify_all();
-        if (closing) say_bye(c);
-        return;
+        have = false;
+        bye = closing;
+        write_pending = bye;  // while closing, nothing else may write after bye
       }
+    }
+    if (!have) {
+      cv.notify_all();
+      if (bye) say_bye(c);
+      return;
     }
     c->ws.text(true);
     c->ws.async_write(net::buffer(c->inflight), [this, c](error_code ec, size_t) {
@@ -274,10 +282,6 @@ struct WebSocketSink::Impl {
     b["rank"] = rank;
     b["reason"] = "closed";
     c->bye = dump(b);
-    {
-      std::lock_guard<std::mutex> g(mu);
-      write_pending = true;  // nothing else may write now
-    }
     c->ws.async_write(net::buffer(c->bye), [this, c](error_code ec, size_t) {
       if (ec) return done_closing();
       c->ws.async_close(websocket::close_code::normal, [this](error_code) { done_closing(); });
