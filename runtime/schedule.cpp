@@ -11,6 +11,7 @@ ScheduleConfig ScheduleConfig::from(const core::ConfigSection& s) {
   c.kind = s.get("kind", c.kind);
   c.warmup_steps = s.get("warmup_steps", c.warmup_steps);
   c.min_lr_ratio = s.get("min_lr_ratio", c.min_lr_ratio);
+  c.total_steps = s.get("total_steps", c.total_steps);
   return c;
 }
 
@@ -19,6 +20,8 @@ void ScheduleConfig::validate() const {
                        "one of cosine, linear, constant");
   core::config_require(warmup_steps >= 0, "warmup_steps", std::to_string(warmup_steps),
                        "an integer >= 0");
+  core::config_require(total_steps >= 0, "total_steps", std::to_string(total_steps),
+                       "an integer >= 0 (0 = train.steps)");
   core::config_require(min_lr_ratio >= 0 && min_lr_ratio <= 1, "min_lr_ratio",
                        std::to_string(min_lr_ratio), "a number in [0, 1]");
 }

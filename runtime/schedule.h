@@ -16,6 +16,7 @@ struct ScheduleConfig {
   std::string kind = "cosine";  // cosine | linear | constant
   int64_t warmup_steps = 100;
   double min_lr_ratio = 0.1;    // final LR = lr * min_lr_ratio
+  int64_t total_steps = 0;      // length of the schedule; 0 = train.steps
   static ScheduleConfig from(const core::ConfigSection& s);
   void validate() const;
 };

@@ -122,7 +122,9 @@ void Trainer::Impl::setup() {
   val_loader = std::make_unique<data::Loader>(vcfg, env.rank, env.world_size);
   val_start = val_loader->state();
 
-  schedule = std::make_unique<LrSchedule>(train.schedule, opt_cfg.lr, train.steps);
+  schedule = std::make_unique<LrSchedule>(
+      train.schedule, opt_cfg.lr,
+      train.schedule.total_steps > 0 ? train.schedule.total_steps : train.steps);
   early = EarlyStopping(val.early_stopping);
   clip = train.grad_clip;
 
