@@ -44,6 +44,7 @@ struct LoaderConfig {
   int64_t pad_id = -1;             // input id at padding; -1 = the EOS id (else 0)
   std::string last_batch = "pad";  // pad | drop
   std::string verify = "full";     // full: whole-file checksum of each shard at open; size
+  int64_t cache_mb = 64;           // decoded HDF5 chunks kept in memory (see dataset.h)
   std::string tokenizer_hash;      // when set, must equal the manifest's
 
   static LoaderConfig from(const core::ConfigSection& s);
