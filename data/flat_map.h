@@ -21,11 +21,18 @@ inline uint64_t hash_bytes(const char* p, size_t n) {
   return XXH3_64bits(p, n) | 1;
 }
 
+// Slots for n entries at load <= 1/2: a power of two, at least 16.
+inline size_t table_capacity(size_t n) {
+  size_t c = 16;
+  while (c < 2 * n) c *= 2;
+  return c;
+}
+
 // ---- byte-string keys ---------------------------------------------------------------
 template <class V>
 class BytesMap {
  public:
-  explicit BytesMap(size_t expected = 16) { rehash(capacity_for(expected)); }
+  explicit BytesMap(size_t expected = 16) { rehash(table_capacity(expected)); }
 
   size_t size() const { return size_; }
   size_t arena_bytes() const { return arena_.size(); }
@@ -89,15 +96,9 @@ class BytesMap {
     uint32_t len = 0;
     V value{};
   };
-  static size_t capacity_for(size_t n) {
-    size_t c = 16;
-    while (c < 2 * n) c *= 2;
-    return c;
-  }
   void rehash(size_t cap) {
-    std::vector<Slot> old;
+    std::vector<Slot> old(cap);
     old.swap(slots_);
-    slots_.assign(cap, Slot{});
     mask_ = cap - 1;
     for (const Slot& s : old) {
       if (!s.hash) continue;
@@ -120,7 +121,7 @@ template <class V>
 class PairMap {
  public:
   static constexpr uint64_t kEmpty = ~uint64_t{0};
-  explicit PairMap(size_t expected = 16) { rehash(capacity_for(expected)); }
+  explicit PairMap(size_t expected = 16) { rehash(table_capacity(expected)); }
 
   size_t size() const { return size_; }
   const V* find(uint64_t key) const {
@@ -160,15 +161,9 @@ class PairMap {
     V value{};
   };
   size_t slot_of(uint64_t key) const { return (key * 0x9E3779B97F4A7C15ull) >> shift_; }
-  static size_t capacity_for(size_t n) {
-    size_t c = 16;
-    while (c < 2 * n) c *= 2;
-    return c;
-  }
   void rehash(size_t cap) {
-    std::vector<Slot> old;
+    std::vector<Slot> old(cap);
     old.swap(slots_);
-    slots_.assign(cap, Slot{});
     mask_ = cap - 1;
     shift_ = 64;
     for (size_t c = cap; c > 1; c >>= 1) --shift_;

@@ -14,6 +14,7 @@
 
 #include "data/progress.h"
 #include "data/shard.h"
+#include "data/thread_pool.h"
 #include "runtime/core/env.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
@@ -281,33 +282,20 @@ std::string explain(const PrepareConfig& cfg, const Encoder& enc,
 
 // ---- stage 1: tokenise one file into its cache ----------------------------------
 
-int resolve_threads(const PrepareConfig& cfg, const Comm& comm) {
+int threads_per_rank(const PrepareConfig& cfg, const Comm& comm) {
   if (cfg.threads > 0) return static_cast<int>(cfg.threads);
   int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return std::max(1, hw / comm.world);
 }
 
-// Runs body(thread, i) for i in [0, n) on `threads` threads (dynamic schedule).
+// Runs body(thread, i) for i in [0, n) on the data/ thread pool (dynamic schedule).
 template <class F>
 void parallel_for(int threads, size_t n, F&& body) {
-  threads =
-      static_cast<int>(std::min<size_t>(static_cast<size_t>(threads), std::max<size_t>(1, n)));
+  size_t t = std::min<size_t>(static_cast<size_t>(threads), std::max<size_t>(1, n));
   std::atomic<size_t> next{0};
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
-  auto work = [&](int t) {
-    try {
-      for (size_t i; (i = next.fetch_add(1)) < n;) body(t, i);
-    } catch (...) {
-      errors[static_cast<size_t>(t)] = std::current_exception();
-      next = n;
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& th : pool) th.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  parallel_run(t, [&](size_t tid) {
+    for (size_t i; (i = next.fetch_add(1)) < n;) body(static_cast<int>(tid), i);
+  });
 }
 
 struct TokenizeTotals {
@@ -574,7 +562,7 @@ PrepareResult prepare(const PrepareConfig& cfg, const Encoder& enc) {
   auto t1 = std::chrono::steady_clock::now();
   on_all_ranks(comm, "tokenising", [&] {
     fs::create_directories(cache_dir);
-    int threads = resolve_threads(cfg, comm);
+    int threads = threads_per_rank(cfg, comm);
     Progress progress(comm.world > 1 ? fmt::format("tokenise r{}", comm.rank) : "tokenise",
                       my_bytes, cfg.progress && comm.rank == 0 && my_bytes > 0);
     TokenizeTotals totals;

@@ -199,6 +199,46 @@ void Pretokenizer::split(std::string_view text, Sink sink, void* ctx) const {
   }
 }
 
+// ---- safe cuts ------------------------------------------------------------------------------
+namespace {
+bool plain_ascii(char c) {
+  return static_cast<unsigned char>(c) < 0x80 && c != ' ' && c != '\t' && c != '\n' && c != '\r' &&
+         c != '\v' && c != '\f';
+}
+bool safe_at(std::string_view text, size_t i) {
+  return i > 0 && i + 1 < text.size() && plain_ascii(text[i - 1]) && plain_ascii(text[i + 1]);
+}
+}  // namespace
+
+size_t Pretokenizer::next_safe_cut(std::string_view text, size_t from) const {
+  if (!has_safe_cuts()) return std::string_view::npos;
+  for (size_t i = text.find('\n', from); i != std::string_view::npos; i = text.find('\n', i + 1))
+    if (safe_at(text, i)) return i + 1;
+  return std::string_view::npos;
+}
+
+size_t Pretokenizer::last_safe_cut(std::string_view text) const {
+  if (!has_safe_cuts() || text.empty()) return std::string_view::npos;
+  for (size_t i = text.rfind('\n'); i != std::string_view::npos && i > 0;
+       i = text.rfind('\n', i - 1))
+    if (safe_at(text, i)) return i + 1;
+  return std::string_view::npos;
+}
+
+std::vector<std::string_view> Pretokenizer::safe_parts(std::string_view text,
+                                                       size_t part_bytes) const {
+  std::vector<std::string_view> parts;
+  size_t begin = 0;
+  while (begin < text.size()) {
+    size_t end =
+        begin + part_bytes < text.size() ? next_safe_cut(text, begin + part_bytes) : text.size();
+    if (end == std::string_view::npos) end = text.size();
+    parts.push_back(text.substr(begin, end - begin));
+    begin = end;
+  }
+  return parts;
+}
+
 std::vector<std::string_view> Pretokenizer::split(std::string_view text) const {
   std::vector<std::string_view> out;
   for_each_piece(text, [&](const char* p, size_t n) { out.emplace_back(p, n); });

@@ -36,6 +36,21 @@ class Pretokenizer {
   const std::string& name() const;   // "gpt2", "cl100k", "o200k" or "" (custom)
   bool jit() const;                  // false when PCRE2 has no JIT on this CPU
 
+  // Where text may be cut so that splitting the parts gives the same pieces
+  // as splitting the whole: right after a newline that stands between two
+  // ASCII characters other than whitespace. True for the named patterns (a
+  // newline there is a piece of its own or ends one); false for a custom
+  // regex, which gets no cuts.
+  bool has_safe_cuts() const { return !name().empty(); }
+  // The first safe cut (the offset just after the newline) at or after
+  // `from`, or npos (always npos without has_safe_cuts()).
+  size_t next_safe_cut(std::string_view text, size_t from) const;
+  // The last safe cut in text, or npos.
+  size_t last_safe_cut(std::string_view text) const;
+  // text cut at safe places into parts of about `part_bytes` (one part when
+  // there is no safe cut).
+  std::vector<std::string_view> safe_parts(std::string_view text, size_t part_bytes) const;
+
   // Calls sink(ctx, p, n) for each piece of `text`, in order; the pieces
   // concatenate to `text`. Thread-safe (per-thread match data).
   using Sink = void (*)(void* ctx, const char* p, size_t n);

@@ -6,8 +6,8 @@
 #include <atomic>
 #include <cstring>
 #include <queue>
-#include <thread>
 
+#include "data/thread_pool.h"
 #include "data/tokenizer_model.h"
 #include "data/utf8.h"
 #include "runtime/core/error.h"
@@ -415,38 +415,47 @@ std::vector<uint32_t> Tokenizer::encode(std::string_view text, bool allow_specia
   return out;
 }
 
+std::vector<uint32_t> Tokenizer::encode_parallel(std::string_view text, int threads,
+                                                 bool allow_special) const {
+  const TokenizerModel& m = *model_;
+  const size_t n_threads = resolve_threads(threads);
+  bool special_newline = false;
+  for (const SpecialToken& s : m.specials)
+    special_newline |= s.content.find('\n') != std::string::npos;
+  constexpr size_t kPart = 256 << 10;
+  if (n_threads <= 1 || text.size() < 2 * kPart || (allow_special && special_newline))
+    return encode(text, allow_special);
+  // Parts of ~256 KB, taken in turn; their ids are joined in order.
+  const std::vector<std::string_view> parts = m.pre.safe_parts(text, kPart);
+  std::vector<std::vector<uint32_t>> ids(parts.size());
+  std::atomic<size_t> next{0};
+  parallel_run(std::min(n_threads, parts.size()), [&](size_t) {
+    for (size_t i = next++; i < parts.size(); i = next++) ids[i] = encode(parts[i], allow_special);
+  });
+  size_t total = 0;
+  for (const auto& v : ids) total += v.size();
+  std::vector<uint32_t> out;
+  out.reserve(total);
+  for (const auto& v : ids) out.insert(out.end(), v.begin(), v.end());
+  return out;
+}
+
 std::vector<std::vector<uint32_t>> Tokenizer::encode_batch(const std::vector<std::string>& texts,
                                                            int threads, bool allow_special) const {
   std::vector<std::vector<uint32_t>> out(texts.size());
-  size_t n_threads = threads > 0 ? static_cast<size_t>(threads)
-                                 : std::max(1u, std::thread::hardware_concurrency());
-  n_threads = std::min(n_threads, texts.size());
-  if (n_threads <= 1) {
-    for (size_t i = 0; i < texts.size(); ++i) out[i] = encode(texts[i], allow_special);
-    return out;
-  }
   // Texts are handed out in small blocks from a shared counter, so that one
-  // long text does not leave the other threads idle.
+  // long text does not leave the other threads idle. The pool's threads keep
+  // their piece caches from one call to the next.
+  constexpr size_t kBlock = 16;
   std::atomic<size_t> next{0};
-  std::exception_ptr error;
-  std::atomic<bool> failed{false};
-  auto work = [&] {
-    try {
-      for (;;) {
-        const size_t begin = next.fetch_add(8);
-        if (begin >= texts.size() || failed) return;
-        const size_t end = std::min(begin + 8, texts.size());
-        for (size_t i = begin; i < end; ++i) out[i] = encode(texts[i], allow_special);
-      }
-    } catch (...) {
-      if (!failed.exchange(true)) error = std::current_exception();
-    }
-  };
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < n_threads; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
+  parallel_run(std::min(resolve_threads(threads), (texts.size() + kBlock - 1) / kBlock),
+               [&](size_t) {
+                 for (size_t begin = next.fetch_add(kBlock); begin < texts.size();
+                      begin = next.fetch_add(kBlock)) {
+                   const size_t end = std::min(begin + kBlock, texts.size());
+                   for (size_t i = begin; i < end; ++i) out[i] = encode(texts[i], allow_special);
+                 }
+               });
   return out;
 }
 

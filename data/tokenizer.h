@@ -71,6 +71,12 @@ class Tokenizer {
   // Appends the ids of `text` to `out`.
   void encode_into(std::string_view text, std::vector<uint32_t>& out,
                    bool allow_special = false) const;
+  // encode() of one long text on `threads` threads (0 = all cores): the text
+  // is cut at places where the pre-tokenizer never joins across (see
+  // Pretokenizer::has_safe_cuts), so the ids are exactly those of encode().
+  // Custom patterns, and special tokens that contain a newline, run on one thread.
+  std::vector<uint32_t> encode_parallel(std::string_view text, int threads = 0,
+                                        bool allow_special = false) const;
   // encode() of each text on `threads` threads (0 = all cores).
   std::vector<std::vector<uint32_t>> encode_batch(const std::vector<std::string>& texts,
                                                   int threads = 0,

@@ -23,9 +23,9 @@
 #include <filesystem>
 #include <fstream>
 #include <queue>
-#include <thread>
 
 #include "data/input_paths.h"
+#include "data/thread_pool.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_model.h"
 #include "runtime/core/config.h"
@@ -62,11 +62,6 @@ void TokenizerTrainOptions::validate() const {
 
 namespace {
 
-size_t thread_count(int threads) {
-  return threads > 0 ? static_cast<size_t>(threads)
-                     : std::max(1u, std::thread::hardware_concurrency());
-}
-
 // ---- progress bar ----------------------------------------------------------------------------
 class Progress {
  public:
@@ -101,42 +96,15 @@ class Progress {
 // ---- 1. counting pre-tokens --------------------------------------------------------------------
 using Counts = BytesMap<uint64_t>;
 
-// An ASCII character other than whitespace.
-bool plain(char c) {
-  return static_cast<unsigned char>(c) < 0x80 && c != ' ' && c != '\t' && c != '\n' && c != '\r' &&
-         c != '\v' && c != '\f';
-}
-// A cut right after text[i] == '\n' is safe when plain characters stand on
-// both sides of the newline: then the newline is a piece of its own (or ends
-// one) in the gpt2, cl100k and o200k patterns, with or without the cut.
-bool safe_at(std::string_view text, size_t i) {
-  return i > 0 && i + 1 < text.size() && text[i] == '\n' && plain(text[i - 1]) &&
-         plain(text[i + 1]);
-}
-
-// The end of the first safe cut at or after `from` in text, or npos.
-size_t safe_cut(std::string_view text, size_t from) {
-  for (size_t i = text.find('\n', from); i != std::string_view::npos; i = text.find('\n', i + 1))
-    if (safe_at(text, i)) return i + 1;
-  return std::string_view::npos;
-}
-
 // Counts the pieces of `texts` into counts[t] on counts.size() threads: texts
 // are cut at safe places into parts of about 1 MB, which the threads take in
 // turn.
 void count_texts(const Pretokenizer& pre, const std::vector<std::string>& texts,
                  std::vector<Counts>& counts) {
-  constexpr size_t kPart = 1 << 20;
   std::vector<std::string_view> parts;
   for (const std::string& t : texts) {
-    const std::string_view text(t);
-    size_t begin = 0;
-    while (begin < text.size()) {
-      size_t end = begin + kPart < text.size() ? safe_cut(text, begin + kPart) : text.size();
-      if (end == std::string_view::npos) end = text.size();
-      parts.push_back(text.substr(begin, end - begin));
-      begin = end;
-    }
+    const auto p = pre.safe_parts(t, 1 << 20);
+    parts.insert(parts.end(), p.begin(), p.end());
   }
   std::atomic<size_t> next{0};
   auto work = [&](size_t t) {
@@ -145,27 +113,36 @@ void count_texts(const Pretokenizer& pre, const std::vector<std::string>& texts,
       pre.for_each_piece(parts[i],
                          [&](const char* p, size_t len) { ++map.get_or_insert(p, len, 0); });
   };
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < std::min(counts.size(), parts.size()); ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& th : pool) th.join();
+  parallel_run(std::min(counts.size(), parts.size()), work);
 }
 
 // Reads the files in blocks (cut at safe line ends; small files whole) and
 // counts their pieces, a batch of up to 64 MB at a time.
 void count_files(const Pretokenizer& pre, const std::vector<std::string>& files, size_t kBlock,
-                 std::vector<Counts>& counts, size_t* bytes_read) {
+                 bool show_progress, std::vector<Counts>& counts, size_t* bytes_read) {
   const size_t kBatch = std::max<size_t>(2 * kBlock, 64 << 20);
+  uint64_t total = 0;
+  for (const std::string& f : files) {
+    std::error_code ec;
+    const uint64_t n = std::filesystem::file_size(f, ec);
+    total += ec ? 0 : n;
+  }
+  const auto total_mb = static_cast<size_t>(total >> 20);
+  Progress progress("MB counted", total_mb, show_progress);
+  size_t counted = 0;
   std::vector<std::string> batch;
   size_t batch_bytes = 0;
+  auto flush = [&] {
+    count_texts(pre, batch, counts);
+    counted += batch_bytes;
+    progress.update(std::min(counted >> 20, total_mb));
+    batch.clear();
+    batch_bytes = 0;
+  };
   auto push = [&](std::string text) {
     batch_bytes += text.size();
     batch.push_back(std::move(text));
-    if (batch_bytes >= kBatch) {
-      count_texts(pre, batch, counts);
-      batch.clear();
-      batch_bytes = 0;
-    }
+    if (batch_bytes >= kBatch) flush();
   };
   for (const std::string& path : files) {
     std::ifstream in(path, std::ios::binary);
@@ -192,12 +169,7 @@ void count_files(const Pretokenizer& pre, const std::vector<std::string>& files,
         break;
       }
       // Up to the last safe cut goes to the batch; the rest waits for more.
-      size_t cut = std::string::npos;
-      for (size_t i = buf.rfind('\n'); i != std::string::npos && i > 0; i = buf.rfind('\n', i - 1))
-        if (safe_at(buf, i)) {
-          cut = i + 1;
-          break;
-        }
+      const size_t cut = pre.last_safe_cut(buf);
       if (cut == std::string::npos) {  // no safe cut yet: read more
         carry = std::move(buf);
         continue;
@@ -207,7 +179,8 @@ void count_files(const Pretokenizer& pre, const std::vector<std::string>& files,
       push(std::move(buf));
     }
   }
-  count_texts(pre, batch, counts);
+  flush();
+  progress.finish();
 }
 
 // Sums the per-thread maps into counts[0].
@@ -410,9 +383,9 @@ Tokenizer train_tokenizer(const TokenizerTrainOptions& options,
   SHARDLM_CHECK(!files.empty(), DataError, "no input files to train the tokenizer on");
   const Pretokenizer pre(options.pattern);
   const auto t0 = Clock::now();
-  std::vector<Counts> counts(thread_count(options.threads));
+  std::vector<Counts> counts(resolve_threads(options.threads));
   size_t bytes = 0;
-  count_files(pre, files, options.read_block_bytes, counts, &bytes);
+  count_files(pre, files, options.read_block_bytes, options.progress, counts, &bytes);
   merge_counts(counts);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   core::log::info("tokenizer: {} files, {:.1f} MB, {} unique pieces, counted in {:.2f} s",
@@ -425,7 +398,7 @@ Tokenizer train_tokenizer_on_texts(const TokenizerTrainOptions& options,
   options.validate();
   const Pretokenizer pre(options.pattern);
   const auto t0 = Clock::now();
-  std::vector<Counts> counts(thread_count(options.threads));
+  std::vector<Counts> counts(resolve_threads(options.threads));
   count_texts(pre, texts, counts);
   merge_counts(counts);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();

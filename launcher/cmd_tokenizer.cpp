@@ -110,7 +110,7 @@ void add_encode(CLI::App& parent, Command& run) {
   struct Args {
     std::string tokenizer, text, input, format = "ids";
     bool allow_special = false, lines = false, stats = false;
-    int threads = 0;
+    int threads = 1, repeat = 1;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--tokenizer,-t", a->tokenizer, "Tokenizer file (any supported format)")
@@ -122,28 +122,38 @@ void add_encode(CLI::App& parent, Command& run) {
   cmd->add_flag("--allow-special", a->allow_special, "Special tokens in the text are tokens");
   cmd->add_flag("--lines", a->lines, "Encode each line separately, one line of ids per line");
   cmd->add_flag("--stats", a->stats, "Print counts and throughput instead of the ids");
-  cmd->add_option("--threads", a->threads, "Threads for --lines (0 = all cores)");
+  cmd->add_option("--threads", a->threads,
+                  "Threads (0 = all cores): lines, or parts of the text cut where no piece spans")
+      ->capture_default_str();
+  cmd->add_option("--repeat", a->repeat, "With --stats: encode this many times, report the best")
+      ->check(CLI::PositiveNumber);
   cmd->callback([a, &run] {
     run = [a] {
       const data::Tokenizer tok = data::Tokenizer::load(a->tokenizer);
       const std::string input = a->input.empty() ? a->text : read_input(a->input);
       const bool json = a->format == "json";
-      const auto t0 = std::chrono::steady_clock::now();
-      std::vector<std::vector<uint32_t>> out;
+      std::vector<std::string> lines;
       if (a->lines) {
-        std::vector<std::string> lines;
         for (size_t pos = 0; pos < input.size();) {
           size_t end = input.find('\n', pos);
           end = end == std::string::npos ? input.size() : end + 1;
           lines.push_back(input.substr(pos, end - pos));
           pos = end;
         }
-        out = tok.encode_batch(lines, a->threads, a->allow_special);
-      } else {
-        out.push_back(tok.encode(input, a->allow_special));
       }
-      const double secs =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::vector<std::vector<uint32_t>> out;
+      double secs = 1e300;
+      for (int r = 0; r < (a->stats ? a->repeat : 1); ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        if (a->lines)
+          out = tok.encode_batch(lines, a->threads, a->allow_special);
+        else if (a->threads != 1)
+          out = {tok.encode_parallel(input, a->threads, a->allow_special)};
+        else
+          out = {tok.encode(input, a->allow_special)};
+        secs = std::min(
+            secs, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
       if (a->stats) {
         size_t n = 0;
         for (const auto& ids : out) n += ids.size();

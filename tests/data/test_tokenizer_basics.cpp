@@ -97,6 +97,20 @@ TEST(TokenizerPretokenizer, PiecesCoverAnyBytesExactly) {
   }
 }
 
+TEST(TokenizerPretokenizer, SafeCutsOnlyBetweenPlainCharactersAndOnlyForNamedPatterns) {
+  Pretokenizer p("gpt2");
+  // Newlines at 2, 4, 7, 9, 10 and 12; only 7 ("c\nd") and 12 ("e\nf") stand
+  // between plain characters.
+  const std::string text = "a \nb\n c\nd\n\ne\nf";
+  EXPECT_EQ(p.next_safe_cut(text, 0), 8u);
+  EXPECT_EQ(p.last_safe_cut(text), 13u);
+  EXPECT_EQ(p.safe_parts(text, 1).size(), 3u);
+  Pretokenizer custom("[a-z]+");
+  EXPECT_FALSE(custom.has_safe_cuts());
+  EXPECT_EQ(custom.next_safe_cut(text, 0), std::string_view::npos);
+  EXPECT_EQ(custom.safe_parts(text, 1).size(), 1u);
+}
+
 TEST(TokenizerPretokenizer, InvalidUtf8IsAPieceOfItsOwn) {
   Pretokenizer p("gpt2");
   using V = std::vector<std::string>;

@@ -180,6 +180,10 @@ TEST(TokenizerReference, Gpt2FilesAndR50kAgreeOnMixedText) {
   EXPECT_TRUE(a == b);
   EXPECT_EQ(gpt2.decode_bytes(a), text);
   EXPECT_GT(text.size(), a.size() * 2);  // BPE compresses: more than 2 bytes per token
+  // Cut at safe places on 3 threads: the same ids as the whole text at once.
+  EXPECT_TRUE(r50k.encode_parallel(text, 3) == b);
+  EXPECT_TRUE(reference("cl100k_base").encode_parallel(text, 2, true) ==
+              reference("cl100k_base").encode(text, true));
   // Line by line on 3 threads: the same ids as one line at a time.
   std::vector<std::string> lines;
   for (size_t pos = 0; pos < 400'000;) {
