@@ -11,6 +11,7 @@
 #include "data/dataset.h"
 #include "runtime/core/error.h"
 #include "runtime/core/h5_check.h"
+#include "runtime/core/log.h"
 
 namespace shardlm::data {
 
@@ -99,6 +100,13 @@ struct Loader::Impl {
 
   Impl(const LoaderConfig& c, int r, int w) : cfg(c), rank(r), world(w) {
     cfg.validate();
+    hbool_t threadsafe = 0;
+    H5is_library_threadsafe(&threadsafe);
+    if (!threadsafe && cfg.prefetch > 0) {  // other threads may call HDF5 too (checkpoints)
+      core::log::warn0("data: this HDF5 library is not thread-safe; the loader reads without its "
+                       "prefetch thread (prefetch = 0)");
+      cfg.prefetch = 0;
+    }
     SHARDLM_CHECK(w >= 1 && r >= 0 && r < w, core::DataError, "loader: rank {} of world {}", r, w);
     DatasetOptions o;
     o.dir = cfg.path;
