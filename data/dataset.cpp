@@ -71,9 +71,12 @@ TokenDataset::TokenDataset(const DatasetOptions& opts)
                 manifest_.path(), opts_.split);
   const uint64_t T = static_cast<uint64_t>(opts_.seq_len);
   shard_start_.push_back(0);
-  for (const auto& info : split.shards) {
+  for (size_t i = 0; i < split.shards.size(); ++i) {
+    const ShardInfo& info = split.shards[i];
     std::string path = (fs::path(opts_.dir) / info.file).string();
-    verify_shard(path, info, opts_.verify == "full");
+    bool mine = static_cast<int>(i % static_cast<size_t>(std::max(1, opts_.verify_ranks))) ==
+                opts_.verify_rank;
+    verify_shard(path, info, opts_.verify == "all" || (opts_.verify == "full" && mine));
     auto r = std::make_unique<ShardReader>(path);
     SHARDLM_CHECK(r->tokens() == info.tokens && r->docs() == info.docs, core::DataError,
                   "shard {} holds {} tokens and {} documents but the manifest says {} and {}", path,

@@ -10,8 +10,11 @@
 //              truncate = "split": pieces [kT, kT + T + 1), each a sample.
 //              Documents (or pieces) of fewer than 2 tokens have no target and
 //              are not samples.
-// Opening checks every shard of the split against the manifest (size; whole-file
-// checksum when verify = "full"), its header, and the tokenizer hash when given.
+// Opening checks every shard of the split against the manifest (size, header,
+// tokenizer hash) and the whole-file checksum of some: verify = "full" checks the
+// shards s with s % verify_ranks == verify_rank (so W ranks together read every
+// shard once), "all" every shard, "size" none (HDF5 still checks each chunk's
+// Fletcher-32 when it is read).
 // Reads are streamed: each sample's tokens are read on demand, whole HDF5 chunks
 // at a time, and the last cache_mb of chunks are kept (a window read is then a
 // copy, not an HDF5 call). read() is not thread-safe (one producer per Loader).
@@ -33,9 +36,10 @@ struct DatasetOptions {
   std::string mode = "packed";    // packed | documents
   int64_t seq_len = 128;          // T
   std::string truncate = "head";  // documents: head | split
-  std::string verify = "full";    // full | size
-  std::string tokenizer_hash;     // checked against the manifest when not empty
-  int64_t cache_mb = 64;          // decoded HDF5 chunks kept in memory (LRU); 0 = none
+  std::string verify = "full";    // full | all | size
+  int verify_rank = 0, verify_ranks = 1;
+  std::string tokenizer_hash;  // checked against the manifest when not empty
+  int64_t cache_mb = 64;       // decoded HDF5 chunks kept in memory (LRU); 0 = none
 };
 
 class TokenDataset {

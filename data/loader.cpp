@@ -55,7 +55,8 @@ void LoaderConfig::validate() const {
   config_require(pad_id >= -1, "pad_id", std::to_string(pad_id), "a token id, or -1 for EOS");
   config_require(last_batch == "pad" || last_batch == "drop", "last_batch", last_batch,
                  "one of pad, drop");
-  config_require(verify == "full" || verify == "size", "verify", verify, "one of full, size");
+  config_require(verify == "full" || verify == "all" || verify == "size", "verify", verify,
+                 "one of full, all, size");
   config_require(cache_mb >= 0, "cache_mb", std::to_string(cache_mb), "an integer >= 0 (MiB)");
 }
 
@@ -103,8 +104,9 @@ struct Loader::Impl {
     hbool_t threadsafe = 0;
     H5is_library_threadsafe(&threadsafe);
     if (!threadsafe && cfg.prefetch > 0) {  // other threads may call HDF5 too (checkpoints)
-      core::log::warn0("data: this HDF5 library is not thread-safe; the loader reads without its "
-                       "prefetch thread (prefetch = 0)");
+      core::log::warn0(
+          "data: this HDF5 library is not thread-safe; the loader reads without its "
+          "prefetch thread (prefetch = 0)");
       cfg.prefetch = 0;
     }
     SHARDLM_CHECK(w >= 1 && r >= 0 && r < w, core::DataError, "loader: rank {} of world {}", r, w);
@@ -115,6 +117,8 @@ struct Loader::Impl {
     o.seq_len = cfg.seq_len;
     o.truncate = cfg.truncate;
     o.verify = cfg.verify;
+    o.verify_rank = r;
+    o.verify_ranks = w;
     o.tokenizer_hash = cfg.tokenizer_hash;
     o.cache_mb = cfg.cache_mb;
     ds = std::make_unique<TokenDataset>(o);

@@ -145,6 +145,7 @@ BENCHMARK_CAPTURE(BM_Loader, documents_prefetch4, "documents", 4)
     ->Arg(128)
     ->Arg(1024)
     ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Loader, documents_sync, "documents", 0)->Arg(128)->UseRealTime();
 
 }  // namespace
 

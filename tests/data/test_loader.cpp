@@ -521,3 +521,22 @@ TEST(Loader, ChunkCacheEvictsAndReadsExactlyWhatIsStored) {
   EXPECT_GT(cached.cache_hits(), 0u);
   EXPECT_EQ(direct.cache_hits() + direct.cache_misses(), 0u);
 }
+
+TEST(Loader, FullVerificationIsSharedAmongTheRanks) {
+  auto dir = packed_dataset("ld_verify_share");
+  auto m = Manifest::load(dir);
+  ASSERT_EQ(m.split("train").shards.size(), 5u);
+  std::string shard = dir + "/" + m.split("train").shards[3].file;
+  uint64_t start = 0;
+  for (int s = 0; s < 3; ++s) start += m.split("train").shards[static_cast<size_t>(s)].tokens;
+  int64_t at = tu::find_bytes(shard, tu::u16_run(static_cast<uint32_t>(start + 100), 4));
+  ASSERT_GT(at, 0);
+  tu::flip_byte(shard, at);
+  auto c = packed(dir);
+  // Shard 3 belongs to rank 1 of 2: rank 1 finds it at open, rank 0 does not
+  // (it would only meet the bad chunk when reading it).
+  EXPECT_NE(error_of([&] { Loader l(c, 1, 2); }).find("checksum mismatch"), std::string::npos);
+  EXPECT_NO_THROW(Loader l(c, 0, 2));
+  c.verify = "all";
+  EXPECT_NE(error_of([&] { Loader l(c, 0, 2); }).find("checksum mismatch"), std::string::npos);
+}
