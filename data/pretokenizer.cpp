@@ -4,6 +4,8 @@
 
 #include <pcre2.h>
 
+#include <array>
+
 #include "data/utf8.h"
 #include "runtime/core/error.h"
 
@@ -105,8 +107,117 @@ struct Pretokenizer::Impl {
   std::string regex, name;
   pcre2_code* code = nullptr;
   bool jit = false;
+  // Decides the ASCII pieces of the GPT-2 or cl100k pattern without PCRE2.
+  size_t (*ascii_piece)(const unsigned char*, size_t, size_t) = nullptr;
   ~Impl() { pcre2_code_free(code); }
 };
+
+// ---- the GPT-2 and cl100k patterns on ASCII, without the regex engine ---------------------
+// Most pieces of English text and code are ASCII. For them the GPT-2 pattern
+//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+// reduces to a few rules on byte classes, which this function applies. It
+// returns the length of the piece at s[i..n), or 0 when any byte the decision
+// depends on is not ASCII (a letter, digit or space of another script could
+// continue the run): then PCRE2 decides that piece. Pieces never depend on
+// what came before them (the pattern has no lookbehind), so both can take
+// turns. tests/data compares the two on random text.
+namespace {
+enum : uint8_t { kOther = 0, kLetter = 1, kDigit = 2, kSpace = 3, kNonAscii = 4 };
+constexpr std::array<uint8_t, 256> ascii_classes() {
+  std::array<uint8_t, 256> c{};
+  for (int b = 0; b < 256; ++b) {
+    c[b] = b >= 0x80                                          ? kNonAscii
+           : (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') ? kLetter
+           : (b >= '0' && b <= '9')                           ? kDigit
+           : (b == ' ' || (b >= 0x09 && b <= 0x0D))           ? kSpace
+                                                              : kOther;
+  }
+  return c;
+}
+constexpr std::array<uint8_t, 256> kClass = ascii_classes();
+
+size_t gpt2_ascii_piece(const unsigned char* s, size_t i, size_t n) {
+  const uint8_t c = kClass[s[i]];
+  if (c == kNonAscii) return 0;
+  if (s[i] == '\'' && i + 1 < n) {  // contractions come first, case-sensitive
+    const unsigned char a = s[i + 1];
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
+    if (i + 2 < n) {
+      const unsigned char b = s[i + 2];
+      if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+    }
+  }
+  // " ?X+" for a letter, digit or other run X: an optional single space first.
+  size_t j = i;
+  uint8_t run = c;
+  if (s[i] == ' ' && i + 1 < n && kClass[s[i + 1]] != kSpace) {
+    run = kClass[s[i + 1]];
+    if (run == kNonAscii) return 0;
+    j = i + 1;
+  }
+  if (run != kSpace) {
+    while (j < n && kClass[s[j]] == run) ++j;
+    return j < n && kClass[s[j]] == kNonAscii ? 0 : j - i;
+  }
+  // Whitespace: "\s+(?!\S)" keeps the last space for the next piece when a
+  // non-space follows (so " word" stays together); a single one stands alone.
+  while (j < n && kClass[s[j]] == kSpace) ++j;
+  if (j == n) return j - i;
+  if (kClass[s[j]] == kNonAscii) return 0;  // U+00A0, U+3000... may continue the run
+  return j - i >= 2 ? j - i - 1 : 1;
+}
+
+// The same for the cl100k pattern:
+//   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+//    ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+bool is_newline(unsigned char c) {
+  return c == '\n' || c == '\r';
+}
+
+size_t cl100k_ascii_piece(const unsigned char* s, size_t i, size_t n) {
+  const uint8_t c = kClass[s[i]];
+  if (c == kNonAscii) return 0;
+  const uint8_t next = i + 1 < n ? kClass[s[i + 1]] : kOther;
+  if (s[i] == '\'' && i + 1 < n) {  // contractions, any case ('ſ' folds to 's': non-ASCII = 0)
+    if (next == kNonAscii) return 0;
+    const unsigned char a = s[i + 1] | 0x20;
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
+    if ((a == 'r' || a == 'v' || a == 'l') && i + 2 < n) {
+      if (kClass[s[i + 2]] == kNonAscii) return 0;
+      const unsigned char b = s[i + 2] | 0x20;
+      if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+    }
+  }
+  // A word: letters, after at most one character that is not a newline,
+  // letter or digit.
+  const bool may_lead = c != kLetter && c != kDigit && !is_newline(s[i]);
+  if (may_lead && next == kNonAscii) return 0;
+  size_t j = may_lead && next == kLetter ? i + 1 : i;
+  if (kClass[s[j]] == kLetter) {
+    while (j < n && kClass[s[j]] == kLetter) ++j;
+    return j < n && kClass[s[j]] == kNonAscii ? 0 : j - i;
+  }
+  if (c == kDigit) {  // one to three digits
+    while (j < n && j - i < 3 && kClass[s[j]] == kDigit) ++j;
+    return j - i < 3 && j < n && kClass[s[j]] == kNonAscii ? 0 : j - i;
+  }
+  // Punctuation and symbols, after at most one space, then any newlines.
+  if (c == kOther || (s[i] == ' ' && next == kOther && i + 1 < n)) {
+    j = c == kOther ? i : i + 1;
+    while (j < n && kClass[s[j]] == kOther) ++j;
+    if (j < n && kClass[s[j]] == kNonAscii) return 0;
+    while (j < n && is_newline(s[j])) ++j;
+    return j - i;
+  }
+  // Whitespace: up to the last newline of the run if it has one; else as GPT-2.
+  while (j < n && kClass[s[j]] == kSpace) ++j;
+  if (j < n && kClass[s[j]] == kNonAscii) return 0;
+  for (size_t k = j; k > i; --k)
+    if (is_newline(s[k - 1])) return k - i;
+  if (j == n) return j - i;
+  return j - i >= 2 ? j - i - 1 : 1;
+}
+}  // namespace
 
 namespace {
 // Match data (one ovector pair: only the whole match is needed) and a JIT stack
@@ -128,7 +239,7 @@ ThreadMatch& thread_match() {
 }
 }  // namespace
 
-Pretokenizer::Pretokenizer(const std::string& pattern) {
+Pretokenizer::Pretokenizer(const std::string& pattern, bool fast_paths) {
   auto impl = std::make_shared<Impl>();
   const char* named = named_pattern(pattern);
   SHARDLM_CHECK(!pattern.empty(), core::DataError, "pre-tokenizer pattern is empty");
@@ -138,6 +249,8 @@ Pretokenizer::Pretokenizer(const std::string& pattern) {
   pcre2_code_free(compile(impl->regex, impl->regex));
   impl->code = compile(rewrite_whitespace(impl->regex), impl->regex);
   impl->jit = pcre2_jit_compile(impl->code, PCRE2_JIT_COMPLETE) == 0;
+  if (fast_paths && impl->name == "gpt2") impl->ascii_piece = gpt2_ascii_piece;
+  if (fast_paths && impl->name == "cl100k") impl->ascii_piece = cl100k_ascii_piece;
   impl_ = std::move(impl);
 }
 
@@ -167,6 +280,14 @@ void Pretokenizer::split(std::string_view text, Sink sink, void* ctx) const {
     const auto* seg = reinterpret_cast<PCRE2_SPTR>(rest.data());
     size_t off = 0, gap = 0;  // [gap, off): text not matched yet
     while (off < seg_len) {
+      if (im.ascii_piece) {
+        if (const size_t len = im.ascii_piece(seg, off, seg_len)) {
+          if (off > gap) sink(ctx, rest.data() + gap, off - gap);
+          sink(ctx, rest.data() + off, len);
+          off = gap = off + len;
+          continue;
+        }
+      }
       const int rc =
           im.jit ? pcre2_jit_match(im.code, seg, seg_len, off, 0, tm.md, tm.mctx)
                  : pcre2_match(im.code, seg, seg_len, off, PCRE2_NO_UTF_CHECK, tm.md, tm.mctx);

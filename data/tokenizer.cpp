@@ -15,6 +15,7 @@
 namespace shardlm::data {
 
 using core::DataError;
+using detail::kMaxTokenId;
 using detail::kNoRank;
 using detail::PairInfo;
 using detail::TokenizerModel;
@@ -115,6 +116,8 @@ void TokenizerModel::finalize(const std::string& where) {
   pre = Pretokenizer(pattern);
   for (const SpecialToken& s : specials) {
     SHARDLM_CHECK(!s.content.empty(), DataError, "{}: special token {} is empty", where, s.id);
+    SHARDLM_CHECK(s.id < kMaxTokenId, DataError, "{}: special token '{}' has id {} (at most {})",
+                  where, s.content, s.id, kMaxTokenId - 1);
     SHARDLM_CHECK(utf8_valid_prefix(s.content) == s.content.size(), DataError,
                   "{}: special token {} is not valid UTF-8", where, s.id);
     SHARDLM_CHECK(!has(s.id) || token_kind[s.id] == TokenKind::kSpecial, DataError,
@@ -390,6 +393,16 @@ std::shared_ptr<const TokenizerModel> bytes_only_model() {
 Tokenizer::Tokenizer() : model_(bytes_only_model()) {}
 Tokenizer::Tokenizer(std::shared_ptr<const TokenizerModel> model) : model_(std::move(model)) {}
 
+// Encoding, step by step:
+//   1. With allow_special, find the next occurrence of a special token's
+//      content (find_special); the text before it is ordinary text, the
+//      special token becomes its id; go on after it.
+//   2. Ordinary text goes through the pre-tokenizer, which calls back once per
+//      piece, in order (encode_ordinary).
+//   3. Each piece: look its bytes up in this thread's cache (encode_piece); on
+//      a miss, run BPE on them (bpe_piece: a tiktoken model first takes a piece
+//      that is a token as a whole; else start from the byte tokens and merge by
+//      rank, bpe_small or bpe_large) and remember the ids for next time.
 void Tokenizer::encode_into(std::string_view text, std::vector<uint32_t>& out,
                             bool allow_special) const {
   const TokenizerModel& m = *model_;

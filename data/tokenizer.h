@@ -118,6 +118,8 @@ class Tokenizer {
   const detail::TokenizerModel& model() const { return *model_; }
 
  private:
+  static Tokenizer load_any(const std::string& path);
+  static Tokenizer gpt2_files(const std::string& encoder_json, const std::string& vocab_bpe);
   std::shared_ptr<const detail::TokenizerModel> model_;
 };
 

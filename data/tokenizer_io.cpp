@@ -133,9 +133,9 @@ BytesMap<uint32_t> read_byte_level_vocab(TokenizerModel& m, const json& vocab,
   BytesMap<uint32_t> by_string(vocab.size());
   std::string bytes;
   for (const auto& [key, value] : vocab.items()) {
-    SHARDLM_CHECK(value.is_number_unsigned() && value.get<uint64_t>() < (1ull << 31), DataError,
-                  "{}: vocabulary entry '{}' has id {}, expected a non-negative integer", where,
-                  key, value.dump());
+    SHARDLM_CHECK(value.is_number_unsigned() && value.get<uint64_t>() < detail::kMaxTokenId,
+                  DataError, "{}: vocabulary entry '{}' has id {}, expected an integer in [0, {})",
+                  where, key, value.dump(), detail::kMaxTokenId);
     const auto id = value.get<uint32_t>();
     by_string.get_or_insert(key, id);
     if (std::find(skip.begin(), skip.end(), id) != skip.end()) continue;
@@ -242,11 +242,13 @@ size_t read_tiktoken_ranks(TokenizerModel& m, const std::string& text, const std
                   line_start);
     uint64_t rank = 0;
     for (char c : line.substr(sp + 1)) {
-      SHARDLM_CHECK(c >= '0' && c <= '9' && rank < (1u << 30), DataError,
-                    "{}:{}: rank '{}' is not a number (byte {})", path, line_no,
-                    line.substr(sp + 1), line_start + sp + 1);
+      SHARDLM_CHECK(c >= '0' && c <= '9' && rank < detail::kMaxTokenId, DataError,
+                    "{}:{}: rank '{}' is not a number below {} (byte {})", path, line_no,
+                    line.substr(sp + 1), detail::kMaxTokenId, line_start + sp + 1);
       rank = rank * 10 + static_cast<uint64_t>(c - '0');
     }
+    SHARDLM_CHECK(rank < detail::kMaxTokenId, DataError, "{}:{}: rank {} is above {} (byte {})",
+                  path, line_no, rank, detail::kMaxTokenId, line_start + sp + 1);
     if (rank >= line_of_rank.size()) line_of_rank.resize(rank + 1, 0);
     SHARDLM_CHECK(line_of_rank[rank] == 0, DataError, "{}:{}: rank {} was already given on line {}",
                   path, line_no, rank, line_of_rank[rank]);
@@ -394,8 +396,29 @@ std::string sibling(const std::string& path, const char* name) {
 
 // ---- loading
 // ----------------------------------------------------------------------------------------
+namespace {
+// A JSON value of the wrong type (a string where an id belongs...) is a
+// damaged file like any other: a DataError naming it.
+template <class F>
+Tokenizer json_errors_name(const std::string& path, F&& f) {
+  try {
+    return f();
+  } catch (const json::exception& e) {
+    SHARDLM_FAIL(DataError, "{}: unexpected content: {}", path, e.what());
+  }
+}
+}  // namespace
+
 Tokenizer Tokenizer::from_gpt2_files(const std::string& encoder_json,
                                      const std::string& vocab_bpe) {
+  return json_errors_name(encoder_json, [&] { return gpt2_files(encoder_json, vocab_bpe); });
+}
+
+Tokenizer Tokenizer::load(const std::string& path) {
+  return json_errors_name(path, [&] { return load_any(path); });
+}
+
+Tokenizer Tokenizer::gpt2_files(const std::string& encoder_json, const std::string& vocab_bpe) {
   auto m = std::make_shared<TokenizerModel>();
   const std::string enc_text = read_file(encoder_json);
   const json enc = parse_json(enc_text, encoder_json);
@@ -441,7 +464,7 @@ Tokenizer Tokenizer::from_tiktoken(const std::string& path, const std::string& p
   return finish(std::move(m), path);
 }
 
-Tokenizer Tokenizer::load(const std::string& path) {
+Tokenizer Tokenizer::load_any(const std::string& path) {
   const std::string text = read_file(path);
   size_t start = 0;
   if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) start = 3;  // UTF-8 byte order mark
@@ -467,14 +490,14 @@ Tokenizer Tokenizer::load(const std::string& path) {
     SHARDLM_CHECK(std::filesystem::exists(bpe), DataError,
                   "{}: looks like GPT-2's encoder.json, but {} (its merges) is not beside it", path,
                   bpe);
-    return from_gpt2_files(path, bpe);
+    return gpt2_files(path, bpe);
   }
   if (first_line.rfind("#version", 0) == 0) {
     const std::string enc = sibling(path, "encoder.json");
     SHARDLM_CHECK(std::filesystem::exists(enc), DataError,
                   "{}: looks like GPT-2's vocab.bpe, but {} (its vocabulary) is not beside it",
                   path, enc);
-    return from_gpt2_files(enc, path);
+    return gpt2_files(enc, path);
   }
   if (looks_like_tiktoken_line(first_line)) {
     auto m = std::make_shared<TokenizerModel>();

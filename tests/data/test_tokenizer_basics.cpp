@@ -111,6 +111,28 @@ TEST(TokenizerPretokenizer, SafeCutsOnlyBetweenPlainCharactersAndOnlyForNamedPat
   EXPECT_EQ(custom.safe_parts(text, 1).size(), 1u);
 }
 
+TEST(TokenizerPretokenizer, AsciiFastPathsGiveThePiecesOfPcre2) {
+  // Random text over every class of ASCII byte, contractions in both cases,
+  // and non-ASCII letters, digits, spaces and symbols next to them.
+  const char* atoms[] = {"a", "Z",  "7",      "123",    " ",  "  ", "\t",   "\n",    "\r\n", "\x0b",
+                         "'", "'s", "'re",    "'LL",    "'S", "'v", "!",    "#",     "\x01", "\x7f",
+                         "é", "²",  "\u00a0", "\u3000", "🌍",  "世", "\xff", "\u017f"};
+  const std::string docs =
+      test::read_all("/usr/share/doc/python3.11/html/_sources/tutorial/classes.rst.txt");
+  EXPECT_GT(docs.size(), 10000u);
+  for (const char* pattern : {"gpt2", "cl100k"}) {
+    const Pretokenizer fast(pattern), pcre(pattern, /*fast_paths=*/false);
+    std::mt19937 rng(17);
+    std::uniform_int_distribution<size_t> pick(0, std::size(atoms) - 1);
+    for (int round = 0; round < 4000; ++round) {
+      std::string s;
+      for (int k = round % 24; k >= 0; --k) s += atoms[pick(rng)];
+      ASSERT_EQ(pieces(fast, s), pieces(pcre, s)) << pattern << " text: " << s;
+    }
+    EXPECT_EQ(pieces(fast, docs), pieces(pcre, docs)) << pattern;
+  }
+}
+
 TEST(TokenizerPretokenizer, InvalidUtf8IsAPieceOfItsOwn) {
   Pretokenizer p("gpt2");
   using V = std::vector<std::string>;

@@ -166,6 +166,39 @@ TEST(TokenizerTrain, RoundTripAndBatchOnRandomBytes) {
   }
 }
 
+TEST(TokenizerTrain, DamagedFilesGiveDataErrorsNamingTheFile) {
+  // Random bytes of a saved tokenizer changed, in each format: loading either
+  // succeeds (a harmless change) or throws a DataError naming the file.
+  TokenizerTrainOptions o = options(300);
+  const Tokenizer t = train_tokenizer_on_texts(o, corpus());
+  const std::string dir = test::temp_dir("damaged");
+  t.save(dir + "/own.json");
+  t.save_hf(dir + "/tokenizer.json");
+  std::mt19937 rng(23);
+  const char* junk[] = {"\"", "{", "]", "1", "-", "x", "\xff", " ", "\n", "null", "\"id\""};
+  std::uniform_int_distribution<size_t> pick(0, std::size(junk) - 1);
+  int loaded = 0, refused = 0;
+  for (const char* name : {"own.json", "tokenizer.json"}) {
+    const std::string good = test::read_all(dir + "/" + name);
+    std::uniform_int_distribution<size_t> at(0, good.size() - 1);
+    for (int i = 0; i < 150; ++i) {
+      std::string bad = good;
+      for (int k = 0; k < 1 + i % 3; ++k) bad.replace(at(rng), 1 + i % 4, junk[pick(rng)]);
+      const std::string path = dir + "/bad_" + name;
+      test::write_all(path, bad);
+      try {
+        Tokenizer::load(path);
+        ++loaded;
+      } catch (const core::DataError& e) {
+        ++refused;
+        ASSERT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+      }
+    }
+  }
+  EXPECT_GT(refused, 200);
+  fs::remove_all(dir);
+}
+
 TEST(TokenizerTrain, BadOptionsAndInputsAreNamed) {
   try {
     train_tokenizer_on_texts(options(100), {"x"});
