@@ -7,7 +7,8 @@
 #   cached    a second `shardlm prepare` (nothing to do) vs the first
 #   loader    tokens/s of data::Loader batches (8 x 128, packed and documents) vs
 #             the tokens/s one training step of the benchmark model consumes
-#             (bench/data/train_step_rate.py, PyTorch, same machine, same run)
+#             (bench/data/train_step_rate.py, PyTorch, same machine, same run; the
+#             faster of 1 thread and all threads)
 # Usage: bench/data/run_bench.sh [build dir]   (prints the rows for bench/RESULTS.md)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -47,11 +48,17 @@ echo "tokenizer alone: $enc"
 # ---- loader vs a training step --------------------------------------------------------------------
 SHARDLM_BENCH_DATA="$W/prepared" "$BENCH" --benchmark_filter='BM_Loader.*/128/' --benchmark_min_time=1 \
   --benchmark_format=json --benchmark_out="$W/loader.json" --benchmark_out_format=json >/dev/null
-step=$($PY bench/data/train_step_rate.py --threads "$THREADS")
-$PY - "$W/loader.json" "$step" <<'PYEOF'
+# The training step on 1 thread and on all: the faster one is what the loader must feed
+# (on a busy machine more threads can be much slower).
+step1=$($PY bench/data/train_step_rate.py --threads 1)
+stepn=$($PY bench/data/train_step_rate.py --threads "$THREADS")
+$PY - "$W/loader.json" "$step1" "$stepn" <<'PYEOF'
 import json, sys
 loader = {b["name"]: b for b in json.load(open(sys.argv[1]))["benchmarks"]}
-step = json.loads(sys.argv[2])
+steps = [json.loads(a) for a in sys.argv[2:]]
+for s in steps:
+    print(f"training step, {s['threads']} thread(s): {s['step_ms']:.1f} ms = {s['tokens_per_s']:,.0f} tokens/s")
+step = max(steps, key=lambda s: s["tokens_per_s"])
 need = step["tokens_per_s"]
 print(f"training step: {step['step_ms']:.1f} ms for 8 x 128 tokens = {need:,.0f} tokens/s ({step['threads']} threads)")
 for name, b in loader.items():
