@@ -2,13 +2,61 @@
 #include "data/dataset.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <list>
+#include <unordered_map>
 
 #include "runtime/core/error.h"
 
 namespace fs = std::filesystem;
 
 namespace shardlm::data {
+
+// ---- chunk cache -------------------------------------------------------------------
+
+// Whole HDF5 chunks of /tokens in the file's type, least recently used evicted
+// first once more than `budget` bytes are held.
+struct TokenDataset::ChunkCache {
+  struct Entry {
+    uint64_t key;
+    std::vector<uint8_t> bytes;
+  };
+  uint64_t budget, held = 0, hits = 0, misses = 0;
+  std::list<Entry> lru;  // most recent first
+  std::unordered_map<uint64_t, std::list<Entry>::iterator> index;
+
+  explicit ChunkCache(uint64_t b) : budget(b) {}
+
+  const std::vector<uint8_t>& get(const ShardReader& r, size_t shard, uint64_t chunk) {
+    uint64_t key = (static_cast<uint64_t>(shard) << 40) | chunk;
+    if (auto it = index.find(key); it != index.end()) {
+      ++hits;
+      lru.splice(lru.begin(), lru, it->second);
+      return it->second->bytes;
+    }
+    ++misses;
+    uint64_t C = r.chunk_tokens(), a = chunk * C, n = std::min(C, r.tokens() - a);
+    size_t width = r.dtype() == TokenDtype::kUInt16 ? 2 : 4;
+    lru.push_front(Entry{key, std::vector<uint8_t>(n * width)});
+    try {
+      r.read_native(a, n, lru.front().bytes.data());
+    } catch (...) {
+      lru.pop_front();
+      throw;
+    }
+    index[key] = lru.begin();
+    held += lru.front().bytes.size();
+    while (held > budget && lru.size() > 1) {
+      held -= lru.back().bytes.size();
+      index.erase(lru.back().key);
+      lru.pop_back();
+    }
+    return lru.front().bytes;
+  }
+};
+
+// ---- dataset ------------------------------------------------------------------------
 
 TokenDataset::TokenDataset(const DatasetOptions& opts)
     : opts_(opts), manifest_(Manifest::load(opts.dir)) {
@@ -23,9 +71,12 @@ TokenDataset::TokenDataset(const DatasetOptions& opts)
                 manifest_.path(), opts_.split);
   const uint64_t T = static_cast<uint64_t>(opts_.seq_len);
   shard_start_.push_back(0);
-  for (const auto& info : split.shards) {
+  for (size_t i = 0; i < split.shards.size(); ++i) {
+    const ShardInfo& info = split.shards[i];
     std::string path = (fs::path(opts_.dir) / info.file).string();
-    verify_shard(path, info, opts_.verify == "full");
+    bool mine = static_cast<int>(i % static_cast<size_t>(std::max(1, opts_.verify_ranks))) ==
+                opts_.verify_rank;
+    verify_shard(path, info, opts_.verify == "all" || (opts_.verify == "full" && mine));
     auto r = std::make_unique<ShardReader>(path);
     SHARDLM_CHECK(r->tokens() == info.tokens && r->docs() == info.docs, core::DataError,
                   "shard {} holds {} tokens and {} documents but the manifest says {} and {}", path,
@@ -51,6 +102,8 @@ TokenDataset::TokenDataset(const DatasetOptions& opts)
     shards_.push_back(std::move(r));
   }
   n_tokens_ = shard_start_.back();
+  if (opts_.cache_mb > 0)
+    cache_ = std::make_unique<ChunkCache>(static_cast<uint64_t>(opts_.cache_mb) << 20);
   if (opts_.mode == "packed") {
     SHARDLM_CHECK(n_tokens_ >= T + 1, core::DataError,
                   "{}: split '{}' has {} tokens, fewer than one window of seq_len + 1 = {}",
@@ -77,11 +130,32 @@ void TokenDataset::read_stream(uint64_t start, uint64_t n, uint32_t* out) const 
   while (n > 0) {
     SHARDLM_CHECK(s < shards_.size(), core::DataError, "token {} is past the end of split '{}'",
                   start, opts_.split);
+    const ShardReader& r = *shards_[s];
     uint64_t local = start - shard_start_[s];
-    uint64_t take = std::min(n, shards_[s]->tokens() - local);
-    shards_[s]->read(local, take, out);
-    out += take, start += take, n -= take, ++s;
+    uint64_t take = std::min(n, r.tokens() - local);
+    if (!cache_) {
+      r.read(local, take, out);
+    } else {  // chunk by chunk through the cache
+      take = std::min(take, r.chunk_tokens() - local % r.chunk_tokens());
+      const auto& bytes = cache_->get(r, s, local / r.chunk_tokens());
+      uint64_t off = local % r.chunk_tokens();
+      if (r.dtype() == TokenDtype::kUInt16) {
+        const auto* src = reinterpret_cast<const uint16_t*>(bytes.data()) + off;
+        std::copy(src, src + take, out);
+      } else {
+        std::memcpy(out, bytes.data() + off * 4, take * 4);
+      }
+    }
+    out += take, start += take, n -= take;
+    if (start == shard_start_[s + 1]) ++s;
   }
+}
+
+uint64_t TokenDataset::cache_hits() const {
+  return cache_ ? cache_->hits : 0;
+}
+uint64_t TokenDataset::cache_misses() const {
+  return cache_ ? cache_->misses : 0;
 }
 
 void TokenDataset::read(uint64_t i, uint32_t* out) const {

@@ -10,9 +10,14 @@
 //              truncate = "split": pieces [kT, kT + T + 1), each a sample.
 //              Documents (or pieces) of fewer than 2 tokens have no target and
 //              are not samples.
-// Opening checks every shard of the split against the manifest (size; whole-file
-// checksum when verify = "full"), its header, and the tokenizer hash when given.
-// Reads are streamed: each sample's tokens are read on demand.
+// Opening checks every shard of the split against the manifest (size, header,
+// tokenizer hash) and the whole-file checksum of some: verify = "full" checks the
+// shards s with s % verify_ranks == verify_rank (so W ranks together read every
+// shard once), "all" every shard, "size" none (HDF5 still checks each chunk's
+// Fletcher-32 when it is read).
+// Reads are streamed: each sample's tokens are read on demand, whole HDF5 chunks
+// at a time, and the last cache_mb of chunks are kept (a window read is then a
+// copy, not an HDF5 call). read() is not thread-safe (one producer per Loader).
 #pragma once
 
 #include <cstdint>
@@ -31,8 +36,10 @@ struct DatasetOptions {
   std::string mode = "packed";    // packed | documents
   int64_t seq_len = 128;          // T
   std::string truncate = "head";  // documents: head | split
-  std::string verify = "full";    // full | size
-  std::string tokenizer_hash;     // checked against the manifest when not empty
+  std::string verify = "full";    // full | all | size
+  int verify_rank = 0, verify_ranks = 1;
+  std::string tokenizer_hash;  // checked against the manifest when not empty
+  int64_t cache_mb = 64;       // decoded HDF5 chunks kept in memory (LRU); 0 = none
 };
 
 class TokenDataset {
@@ -52,10 +59,14 @@ class TokenDataset {
   const std::vector<uint32_t>& lengths() const { return lengths_; }
   // Reads sample i's length(i) tokens into out.
   void read(uint64_t i, uint32_t* out) const;
+  // Chunk cache lookups that found the chunk / had to read it.
+  uint64_t cache_hits() const;
+  uint64_t cache_misses() const;
   std::string fingerprint() const { return manifest_.fingerprint(opts_.split); }
 
  private:
   void read_stream(uint64_t start, uint64_t n, uint32_t* out) const;
+  struct ChunkCache;
 
   DatasetOptions opts_;
   Manifest manifest_;
@@ -64,6 +75,7 @@ class TokenDataset {
   uint64_t n_tokens_ = 0, n_samples_ = 0;
   std::vector<uint64_t> starts_;   // documents: global token offset of each sample
   std::vector<uint32_t> lengths_;  // documents: tokens of each sample
+  std::unique_ptr<ChunkCache> cache_;
 };
 
 // Fills rank rows for the Loader: (B, L) row-major arrays. Row b is sample

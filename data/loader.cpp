@@ -11,6 +11,7 @@
 #include "data/dataset.h"
 #include "runtime/core/error.h"
 #include "runtime/core/h5_check.h"
+#include "runtime/core/log.h"
 
 namespace shardlm::data {
 
@@ -33,6 +34,7 @@ LoaderConfig LoaderConfig::from(const core::ConfigSection& s) {
   c.last_batch = s.get("last_batch", c.last_batch);
   c.verify = s.get("verify", c.verify);
   c.tokenizer_hash = s.get("tokenizer_hash", c.tokenizer_hash);
+  c.cache_mb = s.get("cache_mb", c.cache_mb);
   return c;
 }
 
@@ -53,7 +55,9 @@ void LoaderConfig::validate() const {
   config_require(pad_id >= -1, "pad_id", std::to_string(pad_id), "a token id, or -1 for EOS");
   config_require(last_batch == "pad" || last_batch == "drop", "last_batch", last_batch,
                  "one of pad, drop");
-  config_require(verify == "full" || verify == "size", "verify", verify, "one of full, size");
+  config_require(verify == "full" || verify == "all" || verify == "size", "verify", verify,
+                 "one of full, all, size");
+  config_require(cache_mb >= 0, "cache_mb", std::to_string(cache_mb), "an integer >= 0 (MiB)");
 }
 
 // ---- batch ----------------------------------------------------------------------
@@ -88,7 +92,8 @@ struct Loader::Impl {
   LoaderState ahead;  // after the last batch produced (the worker's)
 
   mutable std::mutex mu;
-  std::condition_variable cv;
+  std::condition_variable not_empty;  // the consumer waits on it
+  std::condition_variable not_full;   // the producer waits on it
   std::deque<Item> queue;
   bool stop = false;
   std::thread worker;
@@ -96,6 +101,14 @@ struct Loader::Impl {
 
   Impl(const LoaderConfig& c, int r, int w) : cfg(c), rank(r), world(w) {
     cfg.validate();
+    hbool_t threadsafe = 0;
+    H5is_library_threadsafe(&threadsafe);
+    if (!threadsafe && cfg.prefetch > 0) {  // other threads may call HDF5 too (checkpoints)
+      core::log::warn0(
+          "data: this HDF5 library is not thread-safe; the loader reads without its "
+          "prefetch thread (prefetch = 0)");
+      cfg.prefetch = 0;
+    }
     SHARDLM_CHECK(w >= 1 && r >= 0 && r < w, core::DataError, "loader: rank {} of world {}", r, w);
     DatasetOptions o;
     o.dir = cfg.path;
@@ -104,7 +117,10 @@ struct Loader::Impl {
     o.seq_len = cfg.seq_len;
     o.truncate = cfg.truncate;
     o.verify = cfg.verify;
+    o.verify_rank = r;
+    o.verify_ranks = w;
     o.tokenizer_hash = cfg.tokenizer_hash;
+    o.cache_mb = cfg.cache_mb;
     ds = std::make_unique<TokenDataset>(o);
     bool docs = cfg.mode == "documents";
     uint64_t window = docs ? static_cast<uint64_t>(cfg.bucket_window) : 1;
@@ -181,7 +197,8 @@ struct Loader::Impl {
     for (;;) {
       {
         std::unique_lock<std::mutex> lk(mu);
-        cv.wait(lk, [&] { return stop || static_cast<int64_t>(queue.size()) < cfg.prefetch; });
+        not_full.wait(lk,
+                      [&] { return stop || static_cast<int64_t>(queue.size()) < cfg.prefetch; });
         if (stop) return;
       }
       Item it;
@@ -191,10 +208,13 @@ struct Loader::Impl {
       } catch (...) {
         it.error = std::current_exception();
       }
-      std::lock_guard<std::mutex> lk(mu);
-      bool failed = it.error != nullptr;
-      queue.push_back(std::move(it));
-      cv.notify_all();
+      bool failed = it.error != nullptr, was_empty;
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        was_empty = queue.empty();
+        queue.push_back(std::move(it));
+      }
+      if (was_empty) not_empty.notify_one();  // only then can the consumer be waiting
       if (failed) return;
     }
   }
@@ -210,7 +230,7 @@ struct Loader::Impl {
       std::lock_guard<std::mutex> lk(mu);
       stop = true;
     }
-    cv.notify_all();
+    not_full.notify_all();
     if (worker.joinable()) worker.join();
     std::lock_guard<std::mutex> lk(mu);
     stats.produced -= static_cast<int64_t>(queue.size());  // built but never handed out
@@ -237,13 +257,14 @@ struct Loader::Impl {
     start();
     auto t0 = std::chrono::steady_clock::now();
     std::unique_lock<std::mutex> lk(mu);
-    cv.wait(lk, [&] { return !queue.empty(); });
+    not_empty.wait(lk, [&] { return !queue.empty(); });
     if (queue.front().error)
       std::rethrow_exception(queue.front().error);  // stays: the loader is broken
+    bool was_full = static_cast<int64_t>(queue.size()) >= cfg.prefetch;
     Item it = std::move(queue.front());
     queue.pop_front();
     lk.unlock();
-    cv.notify_all();
+    if (was_full) not_full.notify_one();  // only then can the producer be waiting
     state = it.after;
     account(it.batch, since(t0));
     return std::move(it.batch);

@@ -43,7 +43,8 @@ struct LoaderConfig {
   int64_t pad_to_multiple = 8;     // documents: L rounded up to this (capped at T)
   int64_t pad_id = -1;             // input id at padding; -1 = the EOS id (else 0)
   std::string last_batch = "pad";  // pad | drop
-  std::string verify = "full";     // full: whole-file checksum of each shard at open; size
+  std::string verify = "full";     // checksums at open: full (this rank's share), all, size
+  int64_t cache_mb = 64;           // decoded HDF5 chunks kept in memory (see dataset.h)
   std::string tokenizer_hash;      // when set, must equal the manifest's
 
   static LoaderConfig from(const core::ConfigSection& s);

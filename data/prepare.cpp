@@ -6,14 +6,18 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <thread>
 #include <unordered_set>
 
 #include "data/progress.h"
 #include "data/shard.h"
+#include "data/thread_pool.h"
 #include "runtime/core/env.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
@@ -281,43 +285,104 @@ std::string explain(const PrepareConfig& cfg, const Encoder& enc,
 
 // ---- stage 1: tokenise one file into its cache ----------------------------------
 
-int resolve_threads(const PrepareConfig& cfg, const Comm& comm) {
+int threads_per_rank(const PrepareConfig& cfg, const Comm& comm) {
   if (cfg.threads > 0) return static_cast<int>(cfg.threads);
   int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return std::max(1, hw / comm.world);
 }
 
-// Runs body(thread, i) for i in [0, n) on `threads` threads (dynamic schedule).
+// Runs body(thread, i) for i in [0, n) on the data/ thread pool (dynamic schedule).
 template <class F>
 void parallel_for(int threads, size_t n, F&& body) {
-  threads =
-      static_cast<int>(std::min<size_t>(static_cast<size_t>(threads), std::max<size_t>(1, n)));
+  size_t t = std::min<size_t>(static_cast<size_t>(threads), std::max<size_t>(1, n));
   std::atomic<size_t> next{0};
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
-  auto work = [&](int t) {
-    try {
-      for (size_t i; (i = next.fetch_add(1)) < n;) body(t, i);
-    } catch (...) {
-      errors[static_cast<size_t>(t)] = std::current_exception();
-      next = n;
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (auto& th : pool) th.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  parallel_run(t, [&](size_t tid) {
+    for (size_t i; (i = next.fetch_add(1)) < n;) body(static_cast<int>(tid), i);
+  });
 }
 
 struct TokenizeTotals {
   uint64_t bytes_done = 0, tokens = 0;
 };
 
+// Reads an input's documents in batches of about `limit` bytes on its own
+// thread, one batch ahead, so that reading overlaps cleaning and tokenising.
+class BatchReader {
+ public:
+  struct Batch {
+    std::vector<std::string> docs;
+    std::vector<int64_t> invalid;  // per document: invalid UTF-8 the reader repaired
+    uint64_t consumed = 0;         // bytes of the file read so far
+  };
+
+  BatchReader(const InputFile& in, const ReaderConfig& cfg, size_t limit)
+      : reader_(in, cfg), limit_(limit), thread_([this] { run(); }) {}
+  ~BatchReader() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  // The next batch; false at the end of the file. Rethrows a read error.
+  bool next(Batch& out) {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return !queue_.empty() || done_; });
+    if (queue_.empty()) {
+      if (error_) std::rethrow_exception(error_);
+      return false;
+    }
+    out = std::move(queue_.front());
+    queue_.pop_front();
+    cv_.notify_all();
+    return true;
+  }
+  // Valid once next() returned false.
+  int64_t skipped_records() const { return reader_.skipped_records(); }
+
+ private:
+  void run() {
+    try {
+      for (bool more = true; more;) {
+        Batch b;
+        size_t bytes = 0;
+        std::string doc;
+        while (bytes < limit_ && (more = reader_.next(doc))) {
+          bytes += doc.size();
+          b.docs.push_back(std::move(doc));
+          b.invalid.push_back(reader_.last_invalid());
+        }
+        b.consumed = reader_.bytes_consumed();
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return stop_ || queue_.size() < 2; });
+        if (stop_) break;
+        if (!b.docs.empty()) queue_.push_back(std::move(b));
+        cv_.notify_all();
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(mu_);
+      error_ = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    done_ = true;
+    cv_.notify_all();
+  }
+
+  DocumentReader reader_;
+  size_t limit_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Batch> queue_;
+  bool stop_ = false, done_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;  // last: starts after the members it uses
+};
+
 nlohmann::json tokenize_file(const PrepareConfig& cfg, const Encoder& enc, const FilePlan& f,
                              const fs::path& cache_dir, const std::string& tkey, int threads,
                              TokenizeTotals& totals, Progress& progress) {
-  DocumentReader reader(f.in, cfg.reader);
   ShardWriterOptions opts;
   opts.dtype = dtype_for_vocab(enc.vocab_size);
   opts.chunk_tokens = static_cast<uint64_t>(cfg.chunk_tokens);
@@ -329,26 +394,24 @@ nlohmann::json tokenize_file(const PrepareConfig& cfg, const Encoder& enc, const
   std::string tmp = h5.string() + ".tmp";
   ShardWriter writer(tmp, opts);
   CleanStats stats;
-  std::vector<std::string> batch;
-  std::vector<int64_t> invalid;
-  size_t batch_bytes = 0;
-  const size_t limit = static_cast<size_t>(cfg.batch_mb) << 20;
   uint64_t tokens = 0;
-  auto flush = [&] {
-    size_t n = batch.size();
+  BatchReader reader(f.in, cfg.reader, static_cast<size_t>(cfg.batch_mb) << 20);
+  BatchReader::Batch batch;
+  while (reader.next(batch)) {
+    size_t n = batch.docs.size();
     std::vector<CleanStats> st(static_cast<size_t>(threads));
     std::vector<char> keep(n);
     std::vector<Hash128> keys(n);
     parallel_for(threads, n, [&](int t, size_t i) {
-      keep[i] = clean_text(batch[i], cfg.clean, st[static_cast<size_t>(t)], invalid[i]) ==
-                CleanOutcome::kKept;
-      if (keep[i]) keys[i] = hash128(batch[i]);
+      keep[i] = clean_text(batch.docs[i], cfg.clean, st[static_cast<size_t>(t)],
+                           batch.invalid[i]) == CleanOutcome::kKept;
+      if (keep[i]) keys[i] = hash128(batch.docs[i]);
     });
     for (auto& s : st) stats += s;
     std::vector<std::string> texts;
     std::vector<Hash128> kept_keys;
     for (size_t i = 0; i < n; ++i)
-      if (keep[i]) texts.push_back(std::move(batch[i])), kept_keys.push_back(keys[i]);
+      if (keep[i]) texts.push_back(std::move(batch.docs[i])), kept_keys.push_back(keys[i]);
     auto ids = enc.encode_batch(texts, threads);
     SHARDLM_CHECK(ids.size() == texts.size(), core::DataError,
                   "tokenizer returned {} encodings for {} documents", ids.size(), texts.size());
@@ -360,25 +423,10 @@ nlohmann::json tokenize_file(const PrepareConfig& cfg, const Encoder& enc, const
                       enc.vocab_size);
       writer.add(ids[i], &kept_keys[i]);
       tokens += ids[i].size();
+      totals.tokens += ids[i].size();
     }
-    totals.tokens += [&] {
-      uint64_t t = 0;
-      for (auto& v : ids) t += v.size();
-      return t;
-    }();
-    batch.clear();
-    invalid.clear();
-    batch_bytes = 0;
-    progress.update(totals.bytes_done + reader.bytes_consumed(), totals.tokens);
-  };
-  std::string doc;
-  while (reader.next(doc)) {
-    batch_bytes += doc.size();
-    batch.push_back(std::move(doc));
-    invalid.push_back(reader.last_invalid());
-    if (batch_bytes >= limit) flush();
+    progress.update(totals.bytes_done + batch.consumed, totals.tokens);
   }
-  flush();
   ShardInfo info = writer.close(f.key + ".h5");
   fs::rename(tmp, h5);
   totals.bytes_done += f.in.size;
@@ -574,7 +622,7 @@ PrepareResult prepare(const PrepareConfig& cfg, const Encoder& enc) {
   auto t1 = std::chrono::steady_clock::now();
   on_all_ranks(comm, "tokenising", [&] {
     fs::create_directories(cache_dir);
-    int threads = resolve_threads(cfg, comm);
+    int threads = threads_per_rank(cfg, comm);
     Progress progress(comm.world > 1 ? fmt::format("tokenise r{}", comm.rank) : "tokenise",
                       my_bytes, cfg.progress && comm.rank == 0 && my_bytes > 0);
     TokenizeTotals totals;

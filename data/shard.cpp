@@ -249,8 +249,13 @@ ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
     split_ = read_attr_string(file_, "split");
     n_docs_ = read_attr_u64(file_, "n_docs");
     H5Id dapl(SHARDLM_H5_CHECK(H5Pcreate(H5P_DATASET_ACCESS)), H5Pclose);
-    SHARDLM_H5_CHECK(H5Pset_chunk_cache(dapl, 12421, 8 << 20, 0.75));
+    SHARDLM_H5_CHECK(H5Pset_chunk_cache(dapl, 521, 1 << 20, 0.75));
     tokens_ = SHARDLM_H5_CHECK(H5Dopen2(file_, "tokens", dapl));
+    H5Id dcpl(SHARDLM_H5_CHECK(H5Dget_create_plist(tokens_)), H5Pclose);
+    hsize_t chunk[1] = {0};
+    SHARDLM_CHECK(H5Pget_chunk(dcpl, 1, chunk) == 1, core::DataError,
+                  "shard {}: /tokens is not a chunked 1-D dataset", path_);
+    chunk_tokens_ = chunk[0];
     H5Id type(SHARDLM_H5_CHECK(H5Dget_type(tokens_)), H5Tclose);
     dtype_ = H5Tget_size(type) == 2 ? TokenDtype::kUInt16 : TokenDtype::kUInt32;
     H5Id space(SHARDLM_H5_CHECK(H5Dget_space(tokens_)), H5Sclose);
@@ -278,24 +283,36 @@ ShardReader::~ShardReader() {
   if (file_ >= 0) H5Fclose(file_);
 }
 
-void ShardReader::read(uint64_t start, uint64_t n, uint32_t* out) const {
-  SHARDLM_CHECK(start + n <= n_tokens_, core::DataError,
-                "shard {}: tokens [{}, {}) requested but the shard holds {}", path_, start,
-                start + n, n_tokens_);
+namespace {
+void read_tokens(const std::string& path, hid_t ds, hid_t mem_type, uint64_t total, uint64_t start,
+                 uint64_t n, void* out) {
+  SHARDLM_CHECK(start + n <= total, core::DataError,
+                "shard {}: tokens [{}, {}) requested but the shard holds {}", path, start,
+                start + n, total);
   if (n == 0) return;
   core::h5_silence_errors();  // the error-printing setting is per thread
   hsize_t s[1] = {start}, c[1] = {n};
   try {
-    H5Id fspace(SHARDLM_H5_CHECK(H5Dget_space(tokens_)), H5Sclose);
+    H5Id fspace(SHARDLM_H5_CHECK(H5Dget_space(ds)), H5Sclose);
     SHARDLM_H5_CHECK(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, s, nullptr, c, nullptr));
     H5Id mspace(SHARDLM_H5_CHECK(H5Screate_simple(1, c, nullptr)), H5Sclose);
-    SHARDLM_H5_CHECK(H5Dread(tokens_, H5T_NATIVE_UINT32, mspace, fspace, H5P_DEFAULT, out));
+    SHARDLM_H5_CHECK(H5Dread(ds, mem_type, mspace, fspace, H5P_DEFAULT, out));
   } catch (const core::H5Error& e) {
     SHARDLM_FAIL(core::DataError,
                  "shard {}: cannot read tokens [{}, {}): {}; the file is corrupted (a chunk "
                  "failed its checksum?)",
-                 path_, start, start + n, e.message());
+                 path, start, start + n, e.message());
   }
+}
+}  // namespace
+
+void ShardReader::read(uint64_t start, uint64_t n, uint32_t* out) const {
+  read_tokens(path_, tokens_, H5T_NATIVE_UINT32, n_tokens_, start, n, out);
+}
+
+void ShardReader::read_native(uint64_t start, uint64_t n, void* out) const {
+  read_tokens(path_, tokens_, dtype_ == TokenDtype::kUInt16 ? H5T_NATIVE_UINT16 : H5T_NATIVE_UINT32,
+              n_tokens_, start, n, out);
 }
 
 std::vector<uint32_t> ShardReader::read(uint64_t start, uint64_t n) const {

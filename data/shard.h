@@ -88,8 +88,9 @@ class ShardWriter {
   uint64_t total_ = 0, written_ = 0;
 };
 
-// Reads one shard, streaming: token ranges are read on demand through HDF5's
-// chunk cache, never the whole dataset. Errors name the file and what failed.
+// Reads one shard, streaming: token ranges are read on demand, never the whole
+// dataset (HDF5 keeps at most 1 MiB of chunks per open shard; the Loader keeps
+// its own cache, see dataset.h). Errors name the file and what failed.
 class ShardReader {
  public:
   explicit ShardReader(std::string path);
@@ -108,6 +109,11 @@ class ShardReader {
   // tokens[start, start + n) into out (n values). Throws DataError when the range
   // is outside the shard or the data fail their checksum.
   void read(uint64_t start, uint64_t n, uint32_t* out) const;
+  // The same in the file's own type (uint16_t or uint32_t values, see dtype()):
+  // no conversion, so a whole aligned chunk goes straight into `out`.
+  void read_native(uint64_t start, uint64_t n, void* out) const;
+  // Tokens per HDF5 chunk of /tokens (the unit in which HDF5 reads and checks).
+  uint64_t chunk_tokens() const { return chunk_tokens_; }
   std::vector<uint32_t> read(uint64_t start, uint64_t n) const;
   // (D + 1) offsets; checked to start at 0, never decrease and end at tokens().
   std::vector<uint64_t> doc_offsets() const;
@@ -117,7 +123,7 @@ class ShardReader {
  private:
   std::string path_;
   hid_t file_ = -1, tokens_ = -1;
-  uint64_t n_tokens_ = 0, n_docs_ = 0, vocab_size_ = 0;
+  uint64_t n_tokens_ = 0, n_docs_ = 0, vocab_size_ = 0, chunk_tokens_ = 0;
   TokenDtype dtype_ = TokenDtype::kUInt16;
   std::string tokenizer_hash_, split_;
 };

@@ -43,12 +43,14 @@ nlohmann::json CleanConfig::to_json() const {
 
 // ---- stats ----------------------------------------------------------------------
 
-#define SHARDLM_CLEAN_FIELDS(X)                                                         \
-  X(docs_in)                                                                            \
-  X(bytes_in)                                                                           \
-  X(invalid_sequences) X(docs_invalid_utf8) X(docs_rejected_utf8) X(docs_nfc_changed)   \
-      X(control_removed) X(docs_whitespace_changed) X(docs_too_short) X(docs_duplicate) \
-          X(docs_out) X(bytes_out)
+#define SHARDLM_CLEAN_FIELDS(X)                                                       \
+  X(docs_in)                                                                          \
+  X(bytes_in)                                                                         \
+  X(invalid_sequences)                                                                \
+  X(docs_invalid_utf8)                                                                \
+  X(docs_rejected_utf8)                                                               \
+  X(docs_nfc_changed) X(control_removed) X(docs_whitespace_changed) X(docs_too_short) \
+      X(docs_duplicate) X(docs_out) X(bytes_out)
 
 CleanStats& CleanStats::operator+=(const CleanStats& o) {
 #define X(f) f += o.f;
@@ -195,6 +197,33 @@ int64_t map_code_points(std::string& text, bool strip_control, bool whitespace, 
   return mapped;
 }
 
+// Fast checks that let plain text skip the two passes above and below (most
+// English text has nothing to change).
+bool only_plain_ascii(const std::string& text) {
+  for (unsigned char c : text)
+    if ((c < 0x20 && c != '\n' && c != '\t') || c >= 0x7F) return false;
+  return true;
+}
+
+// Whether normalize_lines (without collapse) would leave `text` as it is.
+bool lines_normal(const std::string& text) {
+  if (text.empty()) return true;
+  char last = text.back();
+  if (last == ' ' || last == '\t' || last == '\n') return false;
+  size_t line = 0;  // start of the current line
+  for (;;) {
+    size_t i = line;
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+    if (i < text.size() && text[i] == '\n') {  // a blank line: allowed only as one empty line
+      if (line == 0 || i != line || (i + 1 < text.size() && text[i + 1] == '\n')) return false;
+    }
+    size_t eol = text.find('\n', line);
+    if (eol == std::string::npos) return true;
+    if (eol > 0 && (text[eol - 1] == ' ' || text[eol - 1] == '\t')) return false;
+    line = eol + 1;
+  }
+}
+
 // Per line: trailing blanks removed, runs of blanks after the indentation squeezed
 // (collapse); at most one empty line in a row; leading empty lines and trailing
 // whitespace of the document removed. Returns whether anything changed.
@@ -252,10 +281,11 @@ CleanOutcome clean_text(std::string& text, const CleanConfig& cfg, CleanStats& s
   if (cfg.nfc && to_nfc(text)) stats.docs_nfc_changed += 1;
   bool ws = cfg.whitespace != "keep";
   if (cfg.strip_control || ws) {
-    int64_t removed = 0;
-    int64_t mapped = map_code_points(text, cfg.strip_control, ws, removed);
+    int64_t removed = 0, mapped = 0;
+    if (!only_plain_ascii(text)) mapped = map_code_points(text, cfg.strip_control, ws, removed);
     stats.control_removed += removed;
-    bool changed = ws && normalize_lines(text, cfg.whitespace == "collapse");
+    bool collapse = cfg.whitespace == "collapse";
+    bool changed = ws && (collapse || !lines_normal(text)) && normalize_lines(text, collapse);
     if (mapped > 0 || changed) stats.docs_whitespace_changed += 1;
   }
   if (count_code_points(text) < cfg.min_chars || text.empty()) {

@@ -31,7 +31,8 @@ void register_prepare(CLI::App& app, Context& ctx, Command& run) {
   cmd->add_option("overrides", a->overrides, "Config overrides: prepare.val_fraction=0.02 ...");
   cmd->callback([a, &ctx, &run] {
     run = [a, &ctx] {
-      const core::Env& env = ctx.env_with_mpi();
+      // MPI only under a launcher (mpirun, srun): a singleton MPI start costs seconds.
+      const core::Env& env = ctx.env().world_size > 1 ? ctx.env_with_mpi() : ctx.env();
       core::RunConfig rc = a->config.empty() ? core::RunConfig() : core::RunConfig::load(a->config);
       for (const auto& o : a->overrides) rc.apply_override(o);
       if (!a->inputs.empty()) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <random>
 
 #include "data/corpus.h"
 #include "data/text_clean.h"
@@ -87,6 +88,31 @@ TEST(Clean, WhitespaceNormalised) {
   CleanStats st2;
   clean("already\nclean", config(), &st2);
   EXPECT_EQ(st2.docs_whitespace_changed, 0);
+}
+
+TEST(Clean, WhitespaceFastPathAgreesWithTheFullPass) {
+  // Random text of letters, blanks and newlines: a document counts as changed
+  // exactly when its text changed, and cleaning twice changes nothing more.
+  std::mt19937 rng(11);
+  const char alphabet[] = {'a', 'b', ' ', '\t', '\n', '\n'};
+  for (int k = 0; k < 3000; ++k) {
+    std::string in;
+    for (int n = static_cast<int>(rng() % 24); n > 0; --n) in.push_back(alphabet[rng() % 6]);
+    CleanStats st;
+    CleanOutcome o;
+    std::string out = clean(in, config(), &st, &o);
+    if (o != CleanOutcome::kKept) continue;
+    EXPECT_EQ(st.docs_whitespace_changed, out != in ? 1 : 0) << "'" << in << "'";
+    CleanStats again;
+    EXPECT_EQ(clean(out, config(), &again), out) << "'" << in << "'";
+    EXPECT_EQ(again.docs_whitespace_changed, 0) << "'" << out << "'";
+    EXPECT_EQ(out.find("\n\n\n"), std::string::npos) << "'" << in << "'";
+    EXPECT_EQ(out.find(" \n"), std::string::npos) << "'" << in << "'";
+    EXPECT_EQ(out.find("\t\n"), std::string::npos) << "'" << in << "'";
+    EXPECT_EQ(out.find("\n \n"), std::string::npos) << "'" << in << "'";
+    EXPECT_NE(out.front(), '\n');
+    EXPECT_TRUE(out.back() != ' ' && out.back() != '\t' && out.back() != '\n');
+  }
 }
 
 TEST(Clean, InvalidUtf8ReplacedOrRejectedWithCounts) {
