@@ -73,10 +73,15 @@ core::Env single_env() {
   return e;
 }
 
+// A run directory of this process (not collective).
 std::string tmp_run(const std::string& name) {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   return (fs::path(testing::TempDir()) / ("shardlm_rt_" + name + "_" + std::to_string(getpid()))).string();
+}
+// One run directory for every rank of MPI_COMM_WORLD (collective).
+std::string shared_run(const std::string& name) {
+  int pid = getpid();
+  MPI_Bcast(&pid, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  return (fs::path(testing::TempDir()) / ("shardlm_rt_" + name + "_" + std::to_string(pid))).string();
 }
 
 runtime::TrainSummary train(const std::vector<std::string>& overrides, const std::string& name,
@@ -200,10 +205,118 @@ TEST(TrainerMpi, TwoRanksMatchOneRank) {
   MPI_Bcast(ref.data(), 5, MPI_DOUBLE, 0, MPI_COMM_WORLD);
   core::Env env = core::Env::detect();
   env.cpu_threads = 1;
-  auto cfg = config(tmp_run("mpi2"), {"train.steps=5", "data.batch_size=4"});
+  auto cfg = config(shared_run("mpi2"), {"train.steps=5", "data.batch_size=4"});
   runtime::Trainer t(cfg, env, MPI_COMM_WORLD);
   ASSERT_EQ(t.run(), 0);
   const auto& got = t.summary().losses;
   ASSERT_EQ(got.size(), 5u);
   for (int i = 0; i < 5; ++i) EXPECT_NEAR(got[i], ref[i], 1e-5 * ref[i]) << "step " << i;
+}
+
+// ---- checkpoints ------------------------------------------------------------------------
+
+namespace {
+// Runs `steps` steps (of a 20-step schedule) in `dir`, resuming when asked.
+runtime::TrainSummary run_in(const std::string& dir, int64_t steps, bool resume,
+                             std::vector<std::string> extra = {}, MPI_Comm comm = MPI_COMM_SELF,
+                             core::Env env = single_env()) {
+  std::vector<std::string> o = {fmt::format("train.steps={}", steps), "train.schedule.total_steps=20",
+                                "ckpt.save_final=true", "ckpt.async=false", "model.dropout=0.1"};
+  if (resume) o.push_back("ckpt.resume=\"latest\"");
+  o.insert(o.end(), extra.begin(), extra.end());
+  auto cfg = config(dir, o);
+  runtime::Trainer t(cfg, env, comm);
+  EXPECT_EQ(t.run(), 0);
+  return t.summary();
+}
+
+core::Env env_of(MPI_Comm comm) {
+  core::Env e;
+  MPI_Comm_rank(comm, &e.rank);
+  MPI_Comm_size(comm, &e.world_size);
+  e.local_rank = e.rank;
+  e.local_size = e.world_size;
+  e.cpu_threads = 1;
+  return e;
+}
+}  // namespace
+
+TEST(TrainerCkpt, ResumeIsBitwiseIdentical) {
+  REQUIRE_FIXTURE();
+  // Dropout on: the RNG state must come back too.
+  auto straight = run_in(tmp_run("straight"), 20, false);
+  std::string dir = tmp_run("resumed");
+  run_in(dir, 10, false);
+  auto resumed = run_in(dir, 20, true);
+  ASSERT_EQ(resumed.losses.size(), 20u);
+  for (size_t i = 0; i < 20; ++i) EXPECT_EQ(resumed.losses[i], straight.losses[i]) << "step " << i;
+}
+
+TEST(TrainerCkpt, CheckpointOfAnotherModelIsRefused) {
+  REQUIRE_FIXTURE();
+  std::string dir = tmp_run("othermodel");
+  run_in(dir, 2, false);
+  try {
+    run_in(dir, 4, true, {"model.n_layer=3"});
+    FAIL() << "no error";
+  } catch (const core::CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.n_layer"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("step-000002"), std::string::npos) << e.what();
+  }
+}
+
+// 2 ranks, ZeRO-3 with CPU offload: save at 10, resume, bitwise equal.
+TEST(TrainerCkptMpi, Zero3OffloadResumeIsBitwise) {
+  REQUIRE_FIXTURE();
+  core::Env env = env_of(MPI_COMM_WORLD);
+  std::vector<std::string> z3 = {"parallel.zero_stage=3", "parallel.cpu_offload=true", "data.batch_size=4"};
+  std::string a = shared_run("z3straight"), b = shared_run("z3resumed");
+  auto straight = run_in(a, 20, false, z3, MPI_COMM_WORLD, env);
+  run_in(b, 10, false, z3, MPI_COMM_WORLD, env);
+  auto resumed = run_in(b, 20, true, z3, MPI_COMM_WORLD, env);
+  ASSERT_EQ(resumed.losses.size(), 20u);
+  for (size_t i = 0; i < 20; ++i) EXPECT_EQ(resumed.losses[i], straight.losses[i]) << "step " << i;
+}
+
+// Saved by 4 ranks (ZeRO-2), resumed by 2 (ZeRO-3) and by 1 (ZeRO-0): the next
+// losses match the run that never stopped.
+TEST(TrainerReshardMpi, FourRanksToTwoAndOne) {
+  REQUIRE_FIXTURE();
+  int rank = 0, world = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  ASSERT_EQ(world, 4);
+  std::string base = shared_run("reshard");
+  // Global batch 8 everywhere: 4 x 2, 2 x 4, 1 x 8. No dropout: only the
+  // arithmetic of other shard boundaries may differ.
+  auto four = [&](const std::string& dir, int64_t steps) {
+    return run_in(dir, steps, false, {"parallel.zero_stage=2", "data.batch_size=2", "model.dropout=0.0"},
+                  MPI_COMM_WORLD, env_of(MPI_COMM_WORLD));
+  };
+  auto straight = four(base + "_straight", 20);
+  four(base + "_saved", 10);
+  MPI_Barrier(MPI_COMM_WORLD);
+  // The saved run copied for each resumer (they write new checkpoints into it).
+  if (rank == 0) {
+    fs::copy(base + "_saved", base + "_two", fs::copy_options::recursive);
+    fs::copy(base + "_saved", base + "_one", fs::copy_options::recursive);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  MPI_Comm two;
+  MPI_Comm_split(MPI_COMM_WORLD, rank < 2 ? 0 : MPI_UNDEFINED, rank, &two);
+  if (two != MPI_COMM_NULL) {
+    auto s = run_in(base + "_two", 20, true, {"parallel.zero_stage=3", "data.batch_size=4", "model.dropout=0.0"},
+                    two, env_of(two));
+    ASSERT_EQ(s.losses.size(), 20u);
+    for (size_t i = 10; i < 20; ++i)
+      EXPECT_NEAR(s.losses[i], straight.losses[i], 1e-5 * straight.losses[i]) << "2 ranks, step " << i;
+    MPI_Comm_free(&two);
+  }
+  if (rank == 0) {
+    auto s = run_in(base + "_one", 20, true, {"data.batch_size=8", "model.dropout=0.0"});
+    ASSERT_EQ(s.losses.size(), 20u);
+    for (size_t i = 10; i < 20; ++i)
+      EXPECT_NEAR(s.losses[i], straight.losses[i], 1e-5 * straight.losses[i]) << "1 rank, step " << i;
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }
