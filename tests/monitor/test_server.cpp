@@ -13,21 +13,15 @@
 #include "monitor/aggregator.h"
 #include "monitor/config.h"
 #include "monitor/websocket_sink.h"
+#include "tests/monitor/test_util.h"
 #include "tests/monitor/ws_client.h"
 
 using namespace shardlm::monitor;
 using namespace shardlm::monitor::testing;
 namespace fs = std::filesystem;
+using shardlm::monitor::testing::temp_dir;
 
 namespace {
-
-fs::path temp_dir(const std::string& name) {
-  fs::path p =
-      fs::temp_directory_path() / ("shardlm_server_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
 
 AggregatorConfig test_config(const fs::path& dir) {
   AggregatorConfig c;
