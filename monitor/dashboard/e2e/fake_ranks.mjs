@@ -353,6 +353,8 @@ function architecture() {
   return { root };
 }
 
+MODEL.params = architecture().root.params;
+
 function answerInspect(m) {
   const base = { v: 1, type: 'inspect_result', ts: now(), rank: 0, id: m.id, what: m.what };
   if (!INSPECT) {

@@ -10,6 +10,7 @@ import type { Point } from '../state/series';
 import type { Marker } from './setup';
 import { fmtSi } from '../lib/format';
 
+/** Lines earlier in the list are drawn on top and listed first in the legend. */
 export interface ChartLine {
   label: string;
   data: Point[];
@@ -48,21 +49,20 @@ export function TimeChart(props: TimeChartProps) {
 
   const data = useMemo<ChartData<'line', Point[]>>(
     () => ({
-      datasets: lines.map((l, i) => ({
+      datasets: lines.map((l) => ({
         label: l.label,
         data: l.data.slice(),
         borderColor: l.color,
         backgroundColor: l.fillTo !== undefined ? hexAlpha(l.color, 0.16) : l.color,
         borderWidth: l.width ?? 1.6,
         borderDash: l.dash,
-        pointRadius: l.points ? 3 : 0,
+        pointRadius: l.points ? (l.data.length > 120 ? 0 : l.data.length > 40 ? 2 : 3) : 0,
         pointHoverRadius: 4,
         pointBackgroundColor: l.color,
         fill: l.fillTo !== undefined ? { target: l.fillTo } : false,
         hidden: l.hidden,
         stepped: l.stepped ? ('before' as const) : false,
         spanGaps: false,
-        order: lines.length - i,
       })),
     }),
     // `version` stands for the contents of the point buffers.

@@ -69,6 +69,7 @@ export function Segmented<T extends string | number>(props: {
           key={String(o.value)}
           type="button"
           className={o.value === props.value ? 'active' : ''}
+          data-testid={props.testId ? `${props.testId}-${o.value}` : undefined}
           onClick={() => props.onChange(o.value)}
         >
           {o.label}
@@ -89,8 +90,9 @@ export function NumberField(props: {
   placeholder?: string;
   hint?: ReactNode;
   testId?: string;
-  step?: string;
   width?: number;
+  /** Only the input (the caller lays out the label). */
+  bare?: boolean;
 }) {
   const [text, setText] = useState(props.value === null ? '' : String(props.value));
   useEffect(() => {
@@ -98,21 +100,28 @@ export function NumberField(props: {
     setText((t) => (Number(t) === props.value ? t : String(props.value)));
   }, [props.value]);
   const invalid = text.trim() !== '' && !Number.isFinite(Number(text));
+  const input = (
+    <input
+      data-testid={props.testId}
+      inputMode="decimal"
+      aria-label={props.label}
+      aria-invalid={invalid}
+      className={invalid ? 'invalid' : undefined}
+      value={text}
+      placeholder={props.placeholder}
+      style={props.width ? { width: props.width } : undefined}
+      onChange={(e) => {
+        setText(e.target.value);
+        const v = e.target.value.trim() === '' ? null : Number(e.target.value);
+        props.onChange(v !== null && Number.isFinite(v) ? v : null);
+      }}
+    />
+  );
+  if (props.bare) return input;
   return (
     <label className={`field ${invalid ? 'invalid' : ''}`}>
       <span className="field-label">{props.label}</span>
-      <input
-        data-testid={props.testId}
-        inputMode="decimal"
-        value={text}
-        placeholder={props.placeholder}
-        style={props.width ? { width: props.width } : undefined}
-        onChange={(e) => {
-          setText(e.target.value);
-          const v = e.target.value.trim() === '' ? null : Number(e.target.value);
-          props.onChange(v !== null && Number.isFinite(v) ? v : null);
-        }}
-      />
+      {input}
       {props.hint && <span className="field-hint">{props.hint}</span>}
     </label>
   );

@@ -28,14 +28,8 @@ function useCanControl(): { ok: boolean; why?: string } {
 }
 
 export function ControlView() {
-  const can = useCanControl();
   return (
     <div className="view control-view">
-      {!can.ok && (
-        <div className="notice" data-testid="control-locked">
-          {can.why}
-        </div>
-      )}
       <div className="grid grid-3">
         <div className="stack">
           <RunControls />
@@ -69,7 +63,12 @@ function RunControls() {
   const dis = !can.ok || !live;
   return (
     <Card title="Run" subtitle={<>state <b>{state.phase}</b> at step {state.step.toLocaleString('en-US')}</>} testId="card-run-controls">
-      <div className="button-row">
+      {!can.ok && (
+        <div className="notice" data-testid="control-locked">
+          {can.why}
+        </div>
+      )}
+      <div className="button-grid">
         <button type="button" className="btn warn" disabled={dis || state.phase === 'paused'} data-testid="ctl-pause" onClick={() => command('pause')}>
           ❚❚ Pause
         </button>
@@ -91,34 +90,59 @@ function RunControls() {
             } else setConfirmStop(true);
           }}
         >
-          {confirmStop ? 'Really stop?' : '■ Stop'}
+          {confirmStop ? 'Click again to stop' : '■ Stop'}
         </button>
       </div>
       <dl className="acks">
         <dt>pause</dt>
-        <dd><AckLine command="pause" /></dd>
+        <dd>
+          <AckLine command="pause" />
+        </dd>
         <dt>resume</dt>
-        <dd><AckLine command="resume" /></dd>
+        <dd>
+          <AckLine command="resume" />
+        </dd>
         <dt>save</dt>
-        <dd><AckLine command="save_checkpoint" /></dd>
+        <dd>
+          <AckLine command="save_checkpoint" />
+        </dd>
         <dt>stop</dt>
-        <dd><AckLine command="stop" /></dd>
+        <dd>
+          <AckLine command="stop" />
+        </dd>
       </dl>
     </Card>
   );
 }
 
-function ApplyRow(props: { children: ReactNode; disabled: boolean; onApply: () => void; testId: string; command: CommandName }) {
+/** One setting: label and current value, input(s), Apply, and the last acknowledgement. */
+function HpRow(props: {
+  label: ReactNode;
+  now: ReactNode;
+  children: ReactNode;
+  disabled: boolean;
+  onApply: () => void;
+  testId: string;
+  command: CommandName;
+}) {
   return (
-    <div className="apply-row">
-      <div className="apply-fields">{props.children}</div>
-      <button type="button" className="btn primary" disabled={props.disabled} data-testid={props.testId} onClick={props.onApply}>
+    <form
+      className="hp-row"
+      onSubmit={(e) => {
+        e.preventDefault();
+        if (!props.disabled) props.onApply();
+      }}
+    >
+      <span className="hp-label">{props.label}</span>
+      <div className="hp-input">{props.children}</div>
+      <button type="submit" className="btn primary" disabled={props.disabled} data-testid={props.testId}>
         Apply
       </button>
-      <div className="apply-ack">
+      <span className="hp-now">{props.now}</span>
+      <span className="hp-ack">
         <AckLine command={props.command} />
-      </div>
-    </div>
+      </span>
+    </form>
   );
 }
 
@@ -131,16 +155,16 @@ function HyperParams() {
   const [clip, setClip] = useState<number | null>(null);
   const live = state.phase === 'running' || state.phase === 'paused';
   return (
-    <Card title="Live hyperparameters" subtitle="applied by every rank at the same step boundary" testId="card-hparams">
-      <ApplyRow command="set_lr" testId="apply-lr" disabled={!can.ok || !live || lr === null || lr <= 0} onApply={() => lr !== null && command('set_lr', { lr })}>
-        <NumberField label="learning rate" value={lr} onChange={setLr} placeholder={fmtLr(hp?.lr ?? null)} hint={<>now {fmtLr(hp?.lr ?? null)}</>} testId="input-lr" />
-      </ApplyRow>
-      <ApplyRow command="set_weight_decay" testId="apply-wd" disabled={!can.ok || !live || wd === null || wd < 0} onApply={() => wd !== null && command('set_weight_decay', { weight_decay: wd })}>
-        <NumberField label="weight decay" value={wd} onChange={setWd} placeholder={fmtNum(hp?.weight_decay)} hint={<>now {fmtNum(hp?.weight_decay)}</>} testId="input-wd" />
-      </ApplyRow>
-      <ApplyRow command="set_clip" testId="apply-clip" disabled={!can.ok || !live || clip === null || clip < 0} onApply={() => clip !== null && command('set_clip', { clip })}>
-        <NumberField label="gradient clip (0 = off)" value={clip} onChange={setClip} placeholder={fmtNum(hp?.clip)} hint={<>now {fmtNum(hp?.clip)}</>} testId="input-clip" />
-      </ApplyRow>
+    <Card title="Live hyperparameters" subtitle="every rank applies a change at the same step boundary" testId="card-hparams">
+      <HpRow label="learning rate" now={<>now {fmtLr(hp?.lr ?? null)}</>} command="set_lr" testId="apply-lr" disabled={!can.ok || !live || lr === null || lr <= 0} onApply={() => lr !== null && command('set_lr', { lr })}>
+        <NumberField bare label="learning rate" value={lr} onChange={setLr} placeholder={fmtLr(hp?.lr ?? null)} testId="input-lr" />
+      </HpRow>
+      <HpRow label="weight decay" now={<>now {fmtNum(hp?.weight_decay)}</>} command="set_weight_decay" testId="apply-wd" disabled={!can.ok || !live || wd === null || wd < 0} onApply={() => wd !== null && command('set_weight_decay', { weight_decay: wd })}>
+        <NumberField bare label="weight decay" value={wd} onChange={setWd} placeholder={fmtNum(hp?.weight_decay)} testId="input-wd" />
+      </HpRow>
+      <HpRow label="gradient clip" now={<>now {hp?.clip === 0 ? 'off' : fmtNum(hp?.clip)}</>} command="set_clip" testId="apply-clip" disabled={!can.ok || !live || clip === null || clip < 0} onApply={() => clip !== null && command('set_clip', { clip })}>
+        <NumberField bare label="gradient clip (0 = off)" value={clip} onChange={setClip} placeholder="0 = off" testId="input-clip" />
+      </HpRow>
     </Card>
   );
 }
@@ -157,23 +181,19 @@ function BatchControls() {
   const world = state.worldSize || 1;
   const live = state.phase === 'running' || state.phase === 'paused';
   return (
-    <Card
-      title="Batch size"
-      subtitle={
-        hp?.micro_batch ? (
-          <>
-            now {hp.micro_batch} × {hp.accumulation ?? 1} accumulation × {world} ranks = <b>{hp.micro_batch * (hp.accumulation ?? 1) * world}</b> sequences per step
-          </>
-        ) : (
-          'micro-batch per rank and gradient accumulation'
-        )
-      }
-      testId="card-batch"
-    >
-      <ApplyRow command="set_batch" testId="apply-batch" disabled={!can.ok || !live || !valid} onApply={() => valid && command('set_batch', { micro_batch: m, accumulation: a })}>
-        <NumberField label="micro-batch" value={micro} onChange={setMicro} placeholder={String(hp?.micro_batch ?? '')} testId="input-micro" width={90} />
-        <NumberField label="accumulation" value={accum} onChange={setAccum} placeholder={String(hp?.accumulation ?? '')} testId="input-accum" width={90} />
-      </ApplyRow>
+    <Card title="Batch size" subtitle="micro-batch per rank × gradient accumulation × ranks" testId="card-batch">
+      <HpRow
+        label="micro × accum"
+        now={hp?.micro_batch ? <>now {hp.micro_batch} × {hp.accumulation ?? 1} × {world} = {hp.micro_batch * (hp.accumulation ?? 1) * world}</> : 'not reported'}
+        command="set_batch"
+        testId="apply-batch"
+        disabled={!can.ok || !live || !valid}
+        onApply={() => valid && command('set_batch', { micro_batch: m, accumulation: a })}
+      >
+        <NumberField bare label="micro-batch" value={micro} onChange={setMicro} placeholder={String(hp?.micro_batch ?? 'micro')} testId="input-micro" />
+        <span className="muted">×</span>
+        <NumberField bare label="accumulation" value={accum} onChange={setAccum} placeholder={String(hp?.accumulation ?? 'accum')} testId="input-accum" />
+      </HpRow>
     </Card>
   );
 }
@@ -186,20 +206,21 @@ function EarlyStopping() {
   const [minDelta, setMinDelta] = useState<number | null>(0.001);
   const valid = !enabled || (patience !== null && Number.isInteger(patience) && patience >= 0 && minDelta !== null && minDelta >= 0);
   const live = state.phase === 'running' || state.phase === 'paused';
+  const last = latestCommand(state, 'set_early_stopping');
+  const inForce = last?.phase === 'acked' ? last.args : undefined;
   return (
     <Card title="Early stopping" subtitle="stop when validation loss has not improved by min Δ for `patience` validations" testId="card-early">
-      <ApplyRow
+      <HpRow
+        label={<Toggle label="enabled" checked={enabled} onChange={setEnabled} />}
+        now={inForce ? (inForce.enabled ? `on: patience ${inForce.patience}, min Δ ${inForce.min_delta}` : 'off') : 'patience, min Δ'}
         command="set_early_stopping"
         testId="apply-early"
         disabled={!can.ok || !live || !valid}
-        onApply={() =>
-          command('set_early_stopping', enabled ? { enabled, patience: patience ?? 0, min_delta: minDelta ?? 0 } : { enabled })
-        }
+        onApply={() => command('set_early_stopping', enabled ? { enabled, patience: patience ?? 0, min_delta: minDelta ?? 0 } : { enabled })}
       >
-        <Toggle label="enabled" checked={enabled} onChange={setEnabled} />
-        <NumberField label="patience" value={patience} onChange={setPatience} width={70} />
-        <NumberField label="min Δ" value={minDelta} onChange={setMinDelta} width={80} />
-      </ApplyRow>
+        <NumberField bare label="patience" value={patience} onChange={setPatience} placeholder="patience" testId="input-patience" />
+        <NumberField bare label="min delta" value={minDelta} onChange={setMinDelta} placeholder="min Δ" testId="input-min-delta" />
+      </HpRow>
     </Card>
   );
 }
@@ -259,7 +280,7 @@ function CheckpointList() {
         </button>
       }
       testId="card-checkpoints"
-      className="scroll"
+      className="scroll grow"
     >
       {entry && (
         <div className="ack-line">
@@ -314,7 +335,7 @@ function CommandLog() {
   useNow(5000);
   const entries = state.commandOrder.slice(-8).reverse().map((id) => state.commands[id]).filter(Boolean);
   return (
-    <Card title="Commands" subtitle="this session's and other viewers' commands, newest first" testId="card-commands" className="scroll">
+    <Card title="Commands" subtitle="this session's and other viewers' commands, newest first" testId="card-commands" className="scroll grow">
       {entries.length === 0 ? (
         <Empty>No commands yet.</Empty>
       ) : (
@@ -355,7 +376,7 @@ function EventLog() {
   const { state } = useRun();
   const events = state.events.slice(-40).reverse();
   return (
-    <Card title="Events" subtitle={`${state.events.length} so far`} testId="card-events" className="scroll">
+    <Card title="Events" subtitle={`${state.events.length} so far`} testId="card-events" className="scroll grow">
       {events.length === 0 ? (
         <Empty>No events yet.</Empty>
       ) : (
@@ -363,9 +384,9 @@ function EventLog() {
           {events.map((e, i) => (
             <li key={e.seq ?? `x${i}`}>
               <span className="log-time">{fmtClock(e.ts)}</span>
-              <Badge tone={EVENT_TONE[e.kind] ?? 'muted'}>{e.kind.replace('_', ' ')}</Badge>
+              <Badge tone={EVENT_TONE[e.kind] ?? 'muted'}>{e.kind.replaceAll('_', ' ')}</Badge>
               <span className="log-msg">
-                {e.step !== undefined && <span className="muted mono">@{e.step} </span>}
+                {e.step !== undefined && <span className="muted mono">step {e.step} · </span>}
                 {e.message}
                 {e.rank !== undefined && <span className="muted small"> (rank {e.rank})</span>}
               </span>

@@ -52,17 +52,32 @@ export function ModelView() {
 
 // ---- request plumbing ---------------------------------------------------------------------
 
-/** The latest request this view made for `what`, and a function to make another. */
-function useInspect(what: InspectWhat): [InspectEntry | undefined, (args?: Record<string, unknown>) => void, string | null] {
-  const { state, requestInspect } = useRun();
-  const [id, setId] = useState<string | null>(null);
+/**
+ * The latest request this page made for `what` (kept in the reducer, so a
+ * result survives switching tabs), and a function to make another. With
+ * `auto`, the first visit asks at once with `auto`'s arguments.
+ */
+function useInspect(
+  what: InspectWhat,
+  auto?: () => Record<string, unknown> | undefined,
+): [InspectEntry | undefined, (args?: Record<string, unknown>) => void, string | null] {
+  const { state, requestInspect, socket } = useRun();
   const [sendError, setSendError] = useState<string | null>(null);
+  let entry: InspectEntry | undefined;
+  for (const e of Object.values(state.inspects)) if (e.what === what && (!entry || e.at >= entry.at)) entry = e;
   const request = (args?: Record<string, unknown>) => {
     const sent = requestInspect(what, args);
     setSendError(sent ? null : 'Not connected to the aggregator.');
-    if (sent) setId(sent);
   };
-  return [id ? state.inspects[id] : undefined, request, sendError];
+  const asked = useRef(false);
+  const open = socket.status === 'open';
+  useEffect(() => {
+    if (auto && open && !entry && !asked.current) {
+      asked.current = true;
+      request(auto());
+    }
+  }); // eslint-disable-line react-hooks/exhaustive-deps
+  return [entry, request, sendError];
 }
 
 /** Draws `render(data)` when the answer has the right shape, else the reason it is not there. */
@@ -112,8 +127,9 @@ function AttentionView() {
   const layers = state.runInfo?.model?.layers;
   const [prompt, setPrompt] = useState('Once upon a time there was a little model');
   const [layer, setLayer] = useState<number | ''>('');
-  const [entry, request, sendError] = useInspect('attention');
-  const ask = () => request({ prompt, ...(layer === '' ? {} : { layer }) });
+  const args = () => ({ prompt, ...(layer === '' ? {} : { layer }) });
+  const [entry, request, sendError] = useInspect('attention', args);
+  const ask = () => request(args());
   return (
     <Card title="Attention" subtitle="weights of each head for a prompt: rows attend to columns" testId="card-attention">
       <form
@@ -167,7 +183,8 @@ function AttentionResult({ data }: { data: AttentionData }) {
         />
       </div>
       <div className="attention-main">
-        <Heatmap tokens={data.tokens} matrix={matrix} />
+        <Heatmap tokens={data.tokens} matrix={matrix} size={420} />
+        <div className="attention-side">
         <div className="attention-thumbs">
           {data.weights.map((w, i) => (
             <button key={i} type="button" className={`thumb ${head === i ? 'active' : ''}`} onClick={() => setHead(i)} title={`head ${i}`}>
@@ -176,7 +193,23 @@ function AttentionResult({ data }: { data: AttentionData }) {
             </button>
           ))}
         </div>
+        <ColorScale max={matrixMax(matrix)} />
+        </div>
       </div>
+    </div>
+  );
+}
+
+const matrixMax = (m: number[][]) => m.reduce((a, row) => row.reduce((b, v) => Math.max(b, v), a), 0);
+
+function ColorScale({ max }: { max: number }) {
+  const stops = Array.from({ length: 11 }, (_, i) => heatColor(i / 10)).join(', ');
+  return (
+    <div className="color-scale">
+      <span className="mono small">0</span>
+      <span className="color-scale-bar" style={{ background: `linear-gradient(90deg, ${stops})` }} />
+      <span className="mono small">{fmtNum(max, 2)}</span>
+      <span className="muted small">attention weight (colours scaled to the largest cell)</span>
     </div>
   );
 }
@@ -279,7 +312,7 @@ export function heatColor(v: number): string {
 
 function EmbeddingsView() {
   const [limit, setLimit] = useState(2000);
-  const [entry, request, sendError] = useInspect('embeddings');
+  const [entry, request, sendError] = useInspect('embeddings', () => ({ limit }));
   const ask = () => request({ limit });
   return (
     <Card title="Token embeddings" subtitle="the first two principal components of the embedding table" testId="card-embeddings">
@@ -432,10 +465,11 @@ function EmbeddingsResult({ data }: { data: EmbeddingsData }) {
 
 function ActivationsView() {
   const [prompt, setPrompt] = useState('The quick brown fox jumps over the lazy dog');
-  const [layer, setLayer] = useState<number | ''>('');
-  const [neuron, setNeuron] = useState<number | ''>('');
-  const [entry, request, sendError] = useInspect('activations');
-  const ask = () => request({ prompt, ...(layer === '' ? {} : { layer }), ...(neuron === '' ? {} : { neuron }) });
+  const [layer, setLayer] = useState<number | ''>(0);
+  const [neuron, setNeuron] = useState<number | ''>(0);
+  const args = () => ({ prompt, ...(layer === '' ? {} : { layer }), ...(neuron === '' ? {} : { neuron }) });
+  const [entry, request, sendError] = useInspect('activations', args);
+  const ask = () => request(args());
   return (
     <Card title="Activations" subtitle="statistics of each layer's output for a prompt; top tokens of one neuron" testId="card-activations">
       <form
@@ -537,15 +571,7 @@ function ActivationsResult({ data }: { data: ActivationsData }) {
 // ---- architecture --------------------------------------------------------------------------
 
 function ArchitectureView() {
-  const { socket } = useRun();
-  const [entry, request, sendError] = useInspect('architecture');
-  const asked = useRef(false);
-  useEffect(() => {
-    if (!asked.current && socket.status === 'open') {
-      asked.current = true;
-      request();
-    }
-  }, [socket.status]); // eslint-disable-line react-hooks/exhaustive-deps
+  const [entry, request, sendError] = useInspect('architecture', () => undefined);
   return (
     <Card
       title="Architecture"
@@ -581,8 +607,8 @@ function ArchRow({ node, depth, total }: { node: ArchNode; depth: number; total:
   const kids = node.children ?? [];
   return (
     <>
-      <div className="arch-row" style={{ paddingLeft: 8 + depth * 18 }} onClick={() => kids.length && setOpen(!open)}>
-        <span className="arch-name">
+      <div className="arch-row" onClick={() => kids.length && setOpen(!open)}>
+        <span className="arch-name" style={{ paddingLeft: depth * 18 }}>
           <span className="arch-caret">{kids.length ? (open ? '▾' : '▸') : '·'}</span>
           {node.name}
         </span>

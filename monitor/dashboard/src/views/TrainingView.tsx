@@ -41,9 +41,9 @@ export function TrainingView({ settings, setSettings }: { settings: ChartSetting
 
   const lossLines = useMemo<ChartLine[]>(() => {
     const lines: ChartLine[] = [
-      { label: 'train (raw)', data: state.trainLoss.pts, color: C.trainRaw, width: 1, noLegend: settings.smoothing === 0 },
       { label: 'train', data: settings.smoothing > 0 ? lossSmooth : state.trainLoss.pts, color: C.train, width: 2 },
       { label: 'validation', data: state.valLoss.pts, color: C.val, width: 2, points: true },
+      { label: 'train (raw)', data: state.trainLoss.pts, color: C.trainRaw, width: 1, noLegend: settings.smoothing === 0 },
     ];
     if (settings.band) {
       lines.push(
@@ -65,8 +65,8 @@ export function TrainingView({ settings, setSettings }: { settings: ChartSetting
   const clip = state.hparams?.clip;
   const gradLines = useMemo<ChartLine[]>(() => {
     const lines: ChartLine[] = [
-      { label: 'grad norm (raw)', data: state.gradNorm.pts, color: 'rgba(169, 112, 255, 0.3)', width: 1, noLegend: true },
       { label: 'grad norm', data: settings.smoothing > 0 ? gradSmooth : state.gradNorm.pts, color: C.grad, width: 2 },
+      { label: 'grad norm (raw)', data: state.gradNorm.pts, color: 'rgba(169, 112, 255, 0.3)', width: 1, noLegend: true },
     ];
     const first = state.gradNorm.pts[0];
     const lastP = last(state.gradNorm);
@@ -188,7 +188,7 @@ function TrainValComparison({ smoothed }: { smoothed: Point[] }) {
     let best = Infinity;
     for (const v of state.validations) if (v.loss !== null && v.loss < best) best = v.loss;
     return state.validations
-      .slice(-8)
+      .slice(-12)
       .reverse()
       .map((v) => {
         const i = Math.min(smoothed.length - 1, lowerBound(smoothed, smoothed.length, v.step));
@@ -198,22 +198,26 @@ function TrainValComparison({ smoothed }: { smoothed: Point[] }) {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [state.validations, state.version]);
 
-  const lines = useMemo<ChartLine[]>(
-    () => [
-      { label: 'train (smoothed)', data: smoothed, color: C.train, width: 2 },
-      { label: 'validation', data: state.valLoss.pts, color: C.val, width: 2, points: true },
-    ],
+  // The generalisation gap at every validation: what the table lists, over the whole run.
+  const lines = useMemo<ChartLine[]>(() => {
+    const gap = state.validations
+      .filter((v) => v.loss !== null)
+      .map((v) => {
+        const i = Math.min(smoothed.length - 1, lowerBound(smoothed, smoothed.length, v.step));
+        return { x: v.step, y: i >= 0 ? (v.loss as number) - smoothed[i].y : NaN };
+      });
+    return [{ label: 'validation − train', data: gap, color: C.val, width: 2, points: true }];
     // eslint-disable-next-line react-hooks/exhaustive-deps
-    [state.version, smoothed],
-  );
+  }, [state.validations, state.version]);
 
   return (
-    <Card title="Train vs validation" subtitle="the gap is validation minus smoothed train loss at the same step" testId="card-trainval">
+    <Card title="Train vs validation" subtitle="generalisation gap: validation loss minus smoothed train loss at the same step" testId="card-trainval">
       {state.validations.length === 0 ? (
         <Empty>No validation yet.</Empty>
       ) : (
         <div className="trainval">
-          <TimeChart lines={lines} version={state.version} legend={false} />
+          <TimeChart lines={lines} version={state.version} legend={false} yTitle="gap" yFormat={(v) => fmtNum(v, 2)} />
+          <div className="trainval-table">
           <table className="table compact">
             <thead>
               <tr>
@@ -238,6 +242,7 @@ function TrainValComparison({ smoothed }: { smoothed: Point[] }) {
               ))}
             </tbody>
           </table>
+          </div>
         </div>
       )}
     </Card>
