@@ -24,6 +24,8 @@ DEB_PACKAGES=(
   libutf8proc-dev zlib1g-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3-torch python3-numpy
+  # the dashboard's browser test (tests/dashboard) drives it through playwright-core
+  chromium
 )
 SETUP_EXTRA=${SETUP_EXTRA:-}
 

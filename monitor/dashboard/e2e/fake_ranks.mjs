@@ -13,10 +13,16 @@
 // RUN_DIR/checkpoints/step-N/manifest.json so the checkpoint list has entries.
 //
 //   node e2e/fake_ranks.mjs --url ws://127.0.0.1:8765/ws --run-dir runs/demo [--ranks 2]
+//        [--config run.toml] [--resume runs/demo/checkpoints/step-300]
 //        [--interval-ms 100] [--max-steps 100000] [--val-every 50] [--ckpt-every 0]
 //        [--gpu] [--straggler 1] [--no-inspect] [--seed 1]
+//
+// --config reads `url` and `max_steps` from a TOML file (the way the real
+// trainer finds the aggregator: [monitor] url = "ws://…"), so the aggregator's
+// launch template `… --config {config} {resume_args}` works for both.
+// --resume continues from a checkpoint's manifest.json (step, tokens, run id).
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 
@@ -29,18 +35,26 @@ function opt(name, def) {
   const v = args[i + 1];
   return v === undefined || v.startsWith('--') ? true : v;
 }
-const URL_ = opt('url', 'ws://127.0.0.1:8765/ws');
-const RUN_DIR = opt('run-dir', null);
-const WORLD = Number(opt('ranks', 2));
-const INTERVAL = Number(opt('interval-ms', 100));
-const MAX_STEPS = Number(opt('max-steps', 100000));
+// The few keys this stand-in takes from a run config (`key = value` lines).
+const tomlText = opt('config', null) && existsSync(opt('config')) ? readFileSync(opt('config'), 'utf8') : '';
+function tomlValue(key) {
+  const m = new RegExp(`^\\s*${key}\\s*=\\s*"?([^"\\n#]+)"?`, 'm').exec(tomlText);
+  return m ? m[1].trim() : undefined;
+}
+const URL_ = opt('url', tomlValue('url') ?? 'ws://127.0.0.1:8765/ws');
+const RUN_DIR = opt('run-dir', tomlValue('run_dir') ?? null);
+const WORLD = Number(opt('ranks', tomlValue('ranks') ?? 2));
+const INTERVAL = Number(opt('interval-ms', tomlValue('interval_ms') ?? 100));
+const MAX_STEPS = Number(opt('max-steps', tomlValue('max_steps') ?? 100000));
+const RESUME = opt('resume', null);
+const resumed = RESUME ? JSON.parse(readFileSync(join(RESUME, 'manifest.json'), 'utf8')) : null;
 const VAL_EVERY = Number(opt('val-every', 50));
 const CKPT_EVERY = Number(opt('ckpt-every', 0));
 const GPU = opt('gpu', false) === true;
 const STRAGGLER = opt('straggler', null);
 const INSPECT = opt('no-inspect', false) !== true;
 let seed = Number(opt('seed', 1));
-const RUN_ID = opt('run-id', `fake-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 12)}`);
+const RUN_ID = opt('run-id', resumed?.run_id ?? `fake-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 12)}`);
 
 const now = () => Date.now() / 1000;
 function rand() {
@@ -66,8 +80,8 @@ const CONFIG = {
   monitor: { url: URL_, every: 1, heartbeat_s: 2 },
 };
 const hp = { lr: null, weight_decay: 0.1, clip: 1.0, micro_batch: 8, accumulation: 4, paused: false };
-let step = 0; // last completed step
-let tokens = 0;
+let step = resumed?.step ?? 0; // last completed step
+let tokens = resumed?.tokens ?? 0;
 let lastPublish = now();
 const pending = []; // control commands received by rank 0, applied at the next step boundary
 let stopping = false;
@@ -437,7 +451,7 @@ function tick() {
   if (!ranks.every((r) => r.ready)) return; // wait for every rank (as a barrier would)
   if (!started) {
     started = true;
-    event('run_started', `run ${RUN_ID} on ${WORLD} ranks`);
+    event('run_started', resumed ? `run ${RUN_ID} resumed from step ${step} on ${WORLD} ranks` : `run ${RUN_ID} on ${WORLD} ranks`);
   }
   applyControl();
   if (stopping || hp.paused) return;

@@ -116,7 +116,13 @@ export function TimeChart(props: TimeChartProps) {
   );
 
   return (
-    <div className="chart-box" style={height ? { height } : undefined} data-testid={testId} data-points={lines[0]?.data.length ?? 0}>
+    <div
+      className="chart-box"
+      style={height ? { height } : undefined}
+      data-testid={testId}
+      data-points={lines[0]?.data.length ?? 0}
+      data-last={lines[0]?.data[lines[0].data.length - 1]?.y ?? ''}
+    >
       <Line data={data} options={options} updateMode="none" datasetIdKey="label" />
     </div>
   );

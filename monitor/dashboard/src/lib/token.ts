@@ -9,7 +9,7 @@ import { useCallback, useState } from 'react';
 
 export const TOKEN_KEY = 'shardlm.monitor.token';
 
-function storage(): Storage | null {
+export function storage(): Storage | null {
   try {
     return window.sessionStorage;
   } catch {

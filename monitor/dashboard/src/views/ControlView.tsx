@@ -7,6 +7,7 @@ import { CommandAck, ackText, ackTone } from '../components/CommandAck';
 import { Badge, Card, Empty, NumberField, Toggle, useNow } from '../components/ui';
 import { useRun } from '../context';
 import { fmtAgo, fmtClock, fmtLr, fmtNum } from '../lib/format';
+import { storage } from '../lib/token';
 import type { CommandName, EventKind } from '../protocol';
 import { latestCommand, type CommandEntry } from '../state/reducer';
 
@@ -27,7 +28,16 @@ function useCanControl(): { ok: boolean; why?: string } {
   return { ok: true };
 }
 
+const CONFIG_KEY = 'shardlm.monitor.config';
+
 export function ControlView() {
+  // The config of "Start a run" is also what "Resume from" passes on: an
+  // aggregator restarted since the start does not remember it.
+  const [config, setConfigState] = useState(() => storage()?.getItem(CONFIG_KEY) ?? '');
+  const setConfig = (c: string) => {
+    setConfigState(c);
+    storage()?.setItem(CONFIG_KEY, c);
+  };
   return (
     <div className="view control-view">
       <div className="grid grid-3">
@@ -38,11 +48,11 @@ export function ControlView() {
         </div>
         <div className="stack">
           <EarlyStopping />
-          <StartRun />
+          <StartRun config={config} setConfig={setConfig} />
           <CommandLog />
         </div>
         <div className="stack">
-          <CheckpointList />
+          <CheckpointList config={config} />
           <EventLog />
         </div>
       </div>
@@ -225,11 +235,10 @@ function EarlyStopping() {
   );
 }
 
-function StartRun() {
+function StartRun({ config, setConfig }: { config: string; setConfig: (c: string) => void }) {
   const { state, command, socket } = useRun();
   const can = useCanControl();
   const canLaunch = socket.welcome?.can_launch === true;
-  const [config, setConfig] = useState('');
   const live = state.phase === 'running' || state.phase === 'paused';
   const entry = latestCommand(state, 'start_run');
   return (
@@ -258,7 +267,7 @@ function StartRun() {
   );
 }
 
-function CheckpointList() {
+function CheckpointList({ config }: { config: string }) {
   const { state, command, refreshCheckpoints, socket } = useRun();
   const can = useCanControl();
   const canLaunch = socket.welcome?.can_launch === true;
@@ -316,7 +325,7 @@ function CheckpointList() {
                     className="btn small"
                     disabled={!can.ok || !canLaunch || live}
                     title={live ? 'Stop the active run first' : !canLaunch ? 'The aggregator has no launch command' : `Resume from ${c.name}`}
-                    onClick={() => command('resume_from', { checkpoint: c.name })}
+                    onClick={() => command('resume_from', config.trim() ? { checkpoint: c.name, config: config.trim() } : { checkpoint: c.name })}
                   >
                     Resume from
                   </button>

@@ -20,7 +20,7 @@ export function RunView() {
             <Empty>No rank has sent its run information yet.</Empty>
           ) : (
             <div className="stats">
-              <Stat label="run id" value={<span className="mono">{state.runId}</span>} />
+              <Stat label="run id" value={<span className="mono run-id">{state.runId}</span>} />
               <Stat label="world size" value={state.worldSize} hint={hosts.length ? `${hosts.length} host${hosts.length > 1 ? 's' : ''}: ${hosts.join(', ')}` : undefined} testId="info-world" />
               <Stat label="ZeRO stage" value={info.zero_stage ?? '—'} testId="info-zero" />
               <Stat label="device" value={info.device ?? '—'} hint={info.dtype} />
@@ -54,9 +54,32 @@ export function RunView() {
           </div>
         </Card>
         <Card title="Configuration" subtitle="the effective run configuration (rank 0)" testId="card-config" className="span-3 scroll">
-          {info?.config ? <JsonTree value={info.config} /> : <Empty>No configuration reported.</Empty>}
+          {info?.config ? <ConfigSections config={info.config} /> : <Empty>No configuration reported.</Empty>}
         </Card>
       </div>
+    </div>
+  );
+}
+
+/** Top-level sections side by side (TOML tables), scalars first in a "general" box. */
+function ConfigSections({ config }: { config: Record<string, unknown> }) {
+  const entries = Object.entries(config);
+  const scalars = entries.filter(([, v]) => typeof v !== 'object' || v === null);
+  const tables = entries.filter(([, v]) => typeof v === 'object' && v !== null);
+  return (
+    <div className="config-grid">
+      {scalars.length > 0 && (
+        <div className="config-section">
+          <div className="config-title">general</div>
+          <JsonTree value={Object.fromEntries(scalars)} />
+        </div>
+      )}
+      {tables.map(([k, v]) => (
+        <div className="config-section" key={k}>
+          <div className="config-title">[{k}]</div>
+          <JsonTree value={v} />
+        </div>
+      ))}
     </div>
   );
 }
