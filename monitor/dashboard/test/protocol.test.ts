@@ -21,6 +21,7 @@ import { ALL, FULL, MINIMAL, REQUIRED, type MessageType } from './fixtures/messa
 import { explain, makeValidator, missingProperties, MONITOR_DIR, type JsonSchema } from './schema';
 
 const V = makeValidator('protocol');
+const I = makeValidator('inspect');
 const defs = V.schema.$defs as Record<string, JsonSchema>;
 const types = Object.keys(FULL) as MessageType[];
 
@@ -146,6 +147,11 @@ describe('messages captured from the C++ aggregator', () => {
       // Every field the C++ side sent is one the full TypeScript fixture has.
       const known = FULL[t] as unknown as Record<string, unknown>;
       for (const k of Object.keys(msg)) expect(known, `${file}:${i + 1}: ${t}.${k}`).toHaveProperty(k);
+      // Inspection answers also match the payload schema the dashboard draws.
+      if (t === 'inspect_result' && msg.ok === true) {
+        const def = I.def(msg.what as string);
+        expect(def(msg.data), `${file}:${i + 1}: ${msg.what} data: ${explain(def.errors)}`).toBe(true);
+      }
     }
     // A capture of a run has at least these.
     for (const t of ['welcome', 'history_end', 'run_info', 'step', 'aggregate']) expect(seenTypes).toContain(t);
