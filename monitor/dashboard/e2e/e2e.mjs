@@ -201,7 +201,11 @@ const captured = [];
 const capture = createWriteStream(join(OUT, 'captured.jsonl'));
 function startCapture() {
   const ws = new WebSocket(WS_URL);
-  ws.on('open', () => ws.send(JSON.stringify({ v: 1, type: 'hello', role: 'viewer', token: TOKEN, client: 'e2e-capture' })));
+  ws.on('open', () => {
+    const token = readFileSync(join(RUN_DIR, 'monitor.token'), 'utf8').trim();
+    ws.send(JSON.stringify({ v: 1, type: 'hello', role: 'viewer', token, client: 'e2e-capture' }));
+    ws.send(JSON.stringify({ v: 1, type: 'list_checkpoints', id: 'e2e-list' }));
+  });
   ws.on('message', (d, binary) => {
     if (binary) return;
     const text = String(d);
@@ -235,14 +239,15 @@ const page = context.pages()[0] ?? (await context.newPage());
 const pageErrors = [];
 page.on('pageerror', (e) => pageErrors.push(String(e)));
 page.on('console', (m) => {
-  if (m.type() === 'error') pageErrors.push(`console: ${m.text()}`);
+  // The browser itself logs refused WebSocket connections while the aggregator restarts.
+  if (m.type() === 'error' && !/^WebSocket connection to .* failed/.test(m.text())) pageErrors.push(`console: ${m.text()}`);
 });
 
 let viewport = '1280x800';
 const shots = [];
 async function shot(name) {
   const file = join(SCREENS, `${name}-${viewport}.png`);
-  await page.screenshot({ path: file });
+  await page.screenshot({ path: file, timeout: 15000 });
   shots.push(file);
 }
 async function tab(id) {
@@ -419,6 +424,11 @@ try {
 
   await check('a viewer without the token is read-only', async () => {
     const other = await context.newPage();
+    if (process.env.E2E_DEBUG) {
+      for (const ev of ['request', 'requestfinished', 'requestfailed', 'response']) other.on(ev, (r) => log('page2', ev, (r.url?.() ?? r.request?.().url()) ));
+      other.on('websocket', (w) => log('page2 websocket', w.url()));
+      fetch(`${BASE}/`).then((r) => log('node fetch / ->', r.status)).catch((e) => log('node fetch failed', e));
+    }
     await other.goto(`${BASE}/#training`);
     await other.waitForSelector('[data-testid=connection-status][data-status=open]', { timeout: 15000 });
     await other.waitForSelector('[data-testid=token-status][data-control=no]');
@@ -438,7 +448,16 @@ try {
     await waitHealthy();
     captureWs = startCapture();
     await page.waitForSelector('[data-testid=connection-status][data-status=open]', { timeout: 30000 });
-    await page.waitForSelector('[data-testid=token-status][data-control=yes]', { timeout: 5000 });
+    // A restarted aggregator has a new token: the old one leaves the page read-only
+    // until the user types the new one.
+    const token2 = readFileSync(join(RUN_DIR, 'monitor.token'), 'utf8').trim();
+    if (token2 !== TOKEN) {
+      await page.waitForSelector('[data-testid=token-status][data-control=no]', { timeout: 5000 });
+      await page.click('[data-testid=token-status]');
+      await page.fill('[data-testid=token-input]', token2);
+      await page.press('[data-testid=token-input]', 'Enter');
+    }
+    await page.waitForSelector('[data-testid=token-status][data-control=yes]', { timeout: 10000 });
     await until('new loss points after the restart', async () => Number(await attr('[data-testid=loss-chart]', 'data-points')) > before + 5, 30000);
   });
 

@@ -48,8 +48,9 @@ export const markersPlugin: Plugin = {
     ctx.save();
     ctx.font = '11px Inter, system-ui, sans-serif';
     ctx.textBaseline = 'top';
-    let lastLabelRight = -Infinity;
-    let row = 0;
+    // Labels go in the first of three rows where they do not overlap an
+    // earlier one; a label that fits nowhere is left out (the line stays).
+    const rowRight = [-Infinity, -Infinity, -Infinity];
     for (const m of lines) {
       const px = x.getPixelForValue(m.x);
       if (!Number.isFinite(px) || px < left || px > right) continue;
@@ -62,15 +63,16 @@ export const markersPlugin: Plugin = {
       ctx.lineTo(px, bottom);
       ctx.stroke();
       const w = ctx.measureText(m.label).width + 8;
-      row = px - 2 < lastLabelRight ? (row + 1) % 3 : 0;
       const lx = Math.min(px + 3, right - w);
+      const row = rowRight.findIndex((r) => lx > r + 2);
+      if (row < 0) continue;
       const ly = top + 2 + row * 15;
       ctx.setLineDash([]);
       ctx.fillStyle = 'rgba(15, 18, 26, 0.85)';
       ctx.fillRect(lx, ly, w, 14);
       ctx.fillStyle = color;
       ctx.fillText(m.label, lx + 4, ly + 1);
-      lastLabelRight = lx + w;
+      rowRight[row] = lx + w;
     }
     ctx.restore();
   },
