@@ -65,7 +65,7 @@ function Shell() {
       <Warnings />
       <main className="main">
         {tab === 'training' && <TrainingView settings={settings} setSettings={setSettings} />}
-        {tab === 'system' && <SystemView xMin={xMin} />}
+        {tab === 'system' && <SystemView xMin={xMin} smoothing={settings.smoothing} />}
         {tab === 'control' && <ControlView />}
         {tab === 'model' && <ModelView />}
         {tab === 'run' && <RunView />}

@@ -28,9 +28,11 @@ export function ackTone(c: CommandEntry): 'ok' | 'warn' | 'bad' | 'muted' {
   return 'bad';
 }
 
+const PAST: Partial<Record<CommandEntry['command'], string>> = { pause: 'paused', resume: 'resumed', stop: 'stopped', save_checkpoint: 'saved' };
+
 export function CommandAck({ entry, compact }: { entry: CommandEntry; compact?: boolean }) {
   const tone = ackTone(entry);
-  const text = compact && entry.phase === 'acked' ? `✓ step ${entry.step?.toLocaleString('en-US')}` : ackText(entry);
+  const text = compact && entry.phase === 'acked' ? `${PAST[entry.command] ?? entry.command} at step ${entry.step?.toLocaleString('en-US')}` : ackText(entry);
   return (
     <span
       className={`ack tone-${tone}`}
@@ -39,7 +41,7 @@ export function CommandAck({ entry, compact }: { entry: CommandEntry; compact?: 
       data-step={entry.step ?? ''}
       title={`${entry.command} (${entry.id}): ${ackText(entry)}`}
     >
-      {tone === 'ok' && !compact ? '✓ ' : tone === 'bad' ? '✗ ' : ''}
+      {tone === 'ok' ? '✓ ' : tone === 'bad' ? '✗ ' : ''}
       {text}
     </span>
   );

@@ -222,7 +222,7 @@ function EarlyStopping() {
     <Card title="Early stopping" subtitle="stop when validation loss has not improved by min Δ for `patience` validations" testId="card-early">
       <HpRow
         label={<Toggle label="enabled" checked={enabled} onChange={setEnabled} />}
-        now={inForce ? (inForce.enabled ? `on: patience ${inForce.patience}, min Δ ${inForce.min_delta}` : 'off') : 'patience, min Δ'}
+        now={inForce ? (inForce.enabled ? `on (${inForce.patience}, Δ ${inForce.min_delta})` : 'off') : 'patience, min Δ'}
         command="set_early_stopping"
         testId="apply-early"
         disabled={!can.ok || !live || !valid}

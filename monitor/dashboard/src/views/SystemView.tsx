@@ -2,7 +2,7 @@
 // time goes (per rank, averaged over recent steps), GPU utilisation or host
 // memory over time, and a table of every rank's liveness, memory and device.
 
-import { useMemo } from 'react';
+import { useMemo, useRef, type ReactNode } from 'react';
 import { Bar } from 'react-chartjs-2';
 import type { ChartData, ChartOptions } from 'chart.js';
 import { TimeChart, type ChartLine } from '../charts/TimeChart';
@@ -11,7 +11,7 @@ import { useRun } from '../context';
 import { fmtBytes, fmtNum, fmtSeconds, fmtSi } from '../lib/format';
 import { STEP_PHASES, type RankEntry } from '../protocol';
 import type { RankData, TrainState } from '../state/reducer';
-import { last } from '../state/series';
+import { last, Smoother, type Point, type Series } from '../state/series';
 import { Badge, Card, Empty } from '../components/ui';
 
 const PHASE_COLORS: Record<string, string> = {
@@ -23,18 +23,34 @@ const PHASE_COLORS: Record<string, string> = {
   other: '#5b6477',
 };
 
-export function SystemView({ xMin }: { xMin?: number }) {
+/** One Smoother per named series, kept across renders. */
+function useSmoothers(): (key: string, s: Series, weight: number) => Point[] {
+  const map = useRef(new Map<string, Smoother>());
+  return (key, s, weight) => {
+    let sm = map.current.get(key);
+    if (!sm) map.current.set(key, (sm = new Smoother()));
+    return sm.update(s, weight);
+  };
+}
+
+export function SystemView({ xMin, smoothing }: { xMin?: number; smoothing: number }) {
   const { state } = useRun();
   const ranks = sortedRanks(state);
   const hasGpu = ranks.some((r) => r.last?.gpu?.util !== undefined);
+  const smooth = useSmoothers();
 
   const tpsLines = useMemo<ChartLine[]>(
     () => [
-      { label: 'total', data: state.tokensPerSTotal.pts, color: '#e6e9f0', width: 2 },
-      ...ranks.map((r) => ({ label: `rank ${r.rank}`, data: r.tokensPerS.pts, color: rankColor(r.rank), width: 1.3 })),
+      { label: 'total', data: smooth('total', state.tokensPerSTotal, smoothing), color: '#e6e9f0', width: 2 },
+      ...ranks.map((r) => ({ label: `rank ${r.rank}`, data: smooth(`tps${r.rank}`, r.tokensPerS, smoothing), color: rankColor(r.rank), width: 1.3 })),
     ],
     // eslint-disable-next-line react-hooks/exhaustive-deps
-    [state.version],
+    [state.version, smoothing],
+  );
+  const stepLines = useMemo<ChartLine[]>(
+    () => ranks.map((r) => ({ label: `rank ${r.rank}`, data: smooth(`st${r.rank}`, r.stepTime, smoothing), color: rankColor(r.rank), width: 1.3 })),
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [state.version, smoothing],
   );
 
   const utilLines = useMemo<ChartLine[]>(
@@ -75,7 +91,11 @@ export function SystemView({ xMin }: { xMin?: number }) {
             />
           )}
         </Card>
-        <RanksTable ranks={ranks} liveness={state.liveness?.ranks ?? []} stragglers={state.stragglers} />
+        <RanksTable ranks={ranks} liveness={state.liveness?.ranks ?? []} stragglers={state.stragglers}>
+          {ranks.length > 0 && (
+            <TimeChart lines={stepLines} version={state.version} xMin={xMin} yMin={0} yFormat={fmtSeconds} legend={false} testId="steptime-ranks-chart" />
+          )}
+        </RanksTable>
       </div>
     </div>
   );
@@ -149,13 +169,15 @@ function Meter({ value, max, label, tone }: { value?: number; max?: number; labe
   );
 }
 
-function RanksTable({ ranks, liveness, stragglers }: { ranks: RankData[]; liveness: RankEntry[]; stragglers: number[] }) {
+function RanksTable({ ranks, liveness, stragglers, children }: { ranks: RankData[]; liveness: RankEntry[]; stragglers: number[]; children?: ReactNode }) {
   const byRank = new Map(liveness.map((l) => [l.rank, l]));
   return (
-    <Card title="Ranks" subtitle="liveness from the aggregator, last values each rank reported" testId="card-ranks" className="scroll">
+    <Card title="Ranks" subtitle="liveness from the aggregator, last values each rank reported; step time per rank below" testId="card-ranks" className="ranks-card">
       {ranks.length === 0 ? (
         <Empty>No rank has reported yet.</Empty>
       ) : (
+        <>
+        <div className="ranks-table-wrap">
         <table className="table ranks-table" data-testid="ranks-table">
           <thead>
             <tr>
@@ -214,6 +236,9 @@ function RanksTable({ ranks, liveness, stragglers }: { ranks: RankData[]; livene
             })}
           </tbody>
         </table>
+        </div>
+        {children}
+        </>
       )}
     </Card>
   );
