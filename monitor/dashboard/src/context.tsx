@@ -88,6 +88,11 @@ export function RunProvider({ url, token, setToken, createSocket, children }: Ru
     sendRef.current(listCheckpoints(newId('q')));
   }, []);
 
+  // `?bench`: e2e/bench_charts.mjs feeds synthetic messages and times the page.
+  if (typeof window !== 'undefined' && new URLSearchParams(window.location.search).has('bench')) {
+    (window as unknown as { __shardlm?: unknown }).__shardlm = { dispatch, version: state.version };
+  }
+
   const value = useMemo<Run>(
     () => ({ state, dispatch, socket, token, setToken, command, requestInspect, refreshCheckpoints }),
     [state, socket, token, setToken, command, requestInspect, refreshCheckpoints],

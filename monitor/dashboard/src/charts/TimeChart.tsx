@@ -7,7 +7,7 @@ import { useMemo } from 'react';
 import { Line } from 'react-chartjs-2';
 import type { ChartData, ChartOptions } from 'chart.js';
 import type { Point } from '../state/series';
-import type { Marker } from './setup';
+import { chartTuning, type Marker } from './setup';
 import { fmtSi } from '../lib/format';
 
 /** Lines earlier in the list are drawn on top and listed first in the legend. */
@@ -72,8 +72,8 @@ export function TimeChart(props: TimeChartProps) {
 
   const options = useMemo<ChartOptions<'line'>>(
     () => ({
-      parsing: false,
-      normalized: true,
+      parsing: chartTuning.fast ? false : undefined,
+      normalized: chartTuning.fast,
       animation: false,
       interaction: { mode: 'nearest', axis: 'x', intersect: false },
       elements: { line: { tension: 0 } },
@@ -96,7 +96,7 @@ export function TimeChart(props: TimeChartProps) {
         },
       },
       plugins: {
-        decimation: { enabled: true, algorithm: 'lttb', samples: 800, threshold: 1000 },
+        decimation: { enabled: chartTuning.fast, algorithm: 'lttb', samples: 800, threshold: 1000 },
         legend: {
           display: legend,
           position: 'top',

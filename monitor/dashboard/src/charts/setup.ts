@@ -78,6 +78,12 @@ export const markersPlugin: Plugin = {
   },
 };
 
+/**
+ * The settings that keep big series cheap. `?bench=naive` turns them off, so
+ * e2e/bench_charts.mjs can measure what they buy in the same browser.
+ */
+export const chartTuning = { fast: true };
+
 let done = false;
 
 export function setupCharts(): void {
