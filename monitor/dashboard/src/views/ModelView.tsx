@@ -342,6 +342,9 @@ function EmbeddingsView() {
   );
 }
 
+/** Matches drawn with their text; the others are dots only. */
+const LABELLED = 12;
+
 const labelPlugin: Plugin<'scatter'> = {
   id: 'pointLabels',
   afterDatasetsDraw(chart) {
@@ -353,7 +356,7 @@ const labelPlugin: Plugin<'scatter'> = {
     ctx.font = '12px "JetBrains Mono", ui-monospace, monospace';
     ctx.fillStyle = '#f5a524';
     ctx.textBaseline = 'bottom';
-    (ds.data as { label?: string }[]).slice(0, 40).forEach((p, i) => {
+    (ds.data as { label?: string }[]).slice(0, LABELLED).forEach((p, i) => {
       const el = meta.data[i];
       if (el && p.label) ctx.fillText(p.label, el.x + 5, el.y - 3);
     });
@@ -366,11 +369,16 @@ function EmbeddingsResult({ data }: { data: EmbeddingsData }) {
   const q = search.trim().toLowerCase();
   const matches = useMemo(() => {
     if (!q) return [] as number[];
+    // Exact matches first, then prefixes, then the rest (leading spaces ignored).
+    const rank = (t: string) => {
+      const v = t.trim().toLowerCase();
+      return v === q ? 0 : v.startsWith(q) ? 1 : 2;
+    };
     const out: number[] = [];
     data.tokens.forEach((t, i) => {
       if (t.toLowerCase().includes(q) || String(data.ids[i]) === q) out.push(i);
     });
-    return out;
+    return out.sort((a, b) => rank(data.tokens[a]) - rank(data.tokens[b]) || a - b);
   }, [data, q]);
   const neighbours = useMemo(() => {
     if (matches.length === 0) return [];
@@ -432,7 +440,8 @@ function EmbeddingsResult({ data }: { data: EmbeddingsData }) {
           <input value={search} onChange={(e) => setSearch(e.target.value)} placeholder="e.g. the" data-testid="embeddings-search" />
         </label>
         <div className="muted small">
-          {data.tokens.length.toLocaleString('en-US')} tokens · {q ? `${matches.length} match${matches.length === 1 ? '' : 'es'}` : 'type to highlight'}
+          {data.tokens.length.toLocaleString('en-US')} tokens ·{' '}
+          {q ? `${matches.length} match${matches.length === 1 ? '' : 'es'}${matches.length > LABELLED ? ` (the first ${LABELLED} labelled)` : ''}` : 'type to highlight'}
         </div>
         {matches.length > 0 && (
           <>

@@ -45,8 +45,8 @@ export function RunView() {
         </Card>
         <Card title="Aggregator" testId="card-aggregator">
           <div className="stats">
-            <Stat label="server" value={socket.welcome?.server ?? '—'} />
-            <Stat label="run directory" value={<span className="mono small">{socket.welcome?.run_dir ?? '—'}</span>} />
+            <Stat label="server" value={<span className="mono small-value">{socket.welcome?.server ?? '—'}</span>} />
+            <Stat label="run directory" value={<span className="mono small-value">{socket.welcome?.run_dir ?? '—'}</span>} />
             <Stat label="protocol" value={socket.welcome?.protocol ?? '—'} hint={`session ${socket.welcome?.session ?? '—'}`} />
             <Stat label="history" value={socket.welcome?.history.toLocaleString('en-US') ?? '—'} hint="messages replayed on connect" />
             <Stat label="can start runs" value={socket.welcome ? (socket.welcome.can_launch ? 'yes' : 'no') : '—'} />
