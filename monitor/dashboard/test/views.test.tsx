@@ -172,6 +172,50 @@ describe('controls show their acknowledgement', () => {
   });
 });
 
+describe('ranks and devices', () => {
+  it('shows dead-rank and straggler warnings above every tab', async () => {
+    const { ws } = await startApp({ hash: 'training' });
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'ranks',
+        ts: 5,
+        seq: 0,
+        world_size: 3,
+        ranks: [
+          { rank: 0, state: 'alive', last_seen_s: 0.1, step_time: 0.3, straggler: false },
+          { rank: 1, state: 'alive', last_seen_s: 0.1, step_time: 0.6, straggler: true },
+          { rank: 2, state: 'dead', last_seen_s: 14, step: 90, straggler: false },
+        ],
+      }),
+    );
+    await flush();
+    expect(screen.getByTestId('warning-dead').textContent).toMatch(/Rank 2 is not responding.*14\.0 s.*step 90/);
+    expect(screen.getByTestId('warning-straggler').textContent).toMatch(/Rank 1 is a straggler/);
+    fireEvent.click(screen.getByTestId('tab-control'));
+    expect(screen.getByTestId('warning-dead')).toBeTruthy();
+  });
+
+  it('shows GPU utilisation and device memory when ranks report NVML, host memory otherwise', async () => {
+    const { ws } = await startApp({ hash: 'system' });
+    act(() => ws.receive({ ...step(0, 1, 0), mem: { host_rss: 1e9, host_total: 8e9 } }));
+    await flush();
+    expect(screen.getByTestId('card-util').textContent).toMatch(/Host memory/);
+    act(() =>
+      ws.receive({
+        ...step(0, 2, 1),
+        mem: { host_rss: 1e9, device_allocated: 2e10 },
+        gpu: { index: 0, util: 97, temp_c: 66, power_w: 300, mem_used: 3e10, mem_total: 8e10 },
+      }),
+    );
+    await flush();
+    expect(screen.getByTestId('card-util').textContent).toMatch(/GPU utilisation/);
+    const row = within(screen.getByTestId('ranks-table')).getAllByRole('row')[1];
+    expect(row.textContent).toMatch(/97% · 66°C · 300 W/);
+    expect(row.textContent).toMatch(/27\.9 GiB \/ 74\.5 GiB/);
+  });
+});
+
 describe('model inspection', () => {
   const cases: [InspectWhat, string][] = [
     ['attention', 'attention-result'],
