@@ -120,6 +120,33 @@ function Unavailable({ message, onRetry }: { message: string; onRetry: () => voi
   );
 }
 
+/** The request form of a view: its fields and the button that asks. */
+function InspectForm(props: { onAsk: () => void; button: string; testId: string; children: ReactNode }) {
+  return (
+    <form
+      className="inspect-form"
+      onSubmit={(e) => {
+        e.preventDefault();
+        props.onAsk();
+      }}
+    >
+      {props.children}
+      <button type="submit" className="btn primary" data-testid={props.testId}>
+        {props.button}
+      </button>
+    </form>
+  );
+}
+
+function PromptField(props: { value: string; onChange: (v: string) => void; testId?: string }) {
+  return (
+    <label className="field grow">
+      <span className="field-label">prompt</span>
+      <input value={props.value} onChange={(e) => props.onChange(e.target.value)} data-testid={props.testId} />
+    </label>
+  );
+}
+
 // ---- attention ----------------------------------------------------------------------------
 
 function AttentionView() {
@@ -132,17 +159,8 @@ function AttentionView() {
   const ask = () => request(args());
   return (
     <Card title="Attention" subtitle="weights of each head for a prompt: rows attend to columns" testId="card-attention">
-      <form
-        className="inspect-form"
-        onSubmit={(e) => {
-          e.preventDefault();
-          ask();
-        }}
-      >
-        <label className="field grow">
-          <span className="field-label">prompt</span>
-          <input value={prompt} onChange={(e) => setPrompt(e.target.value)} data-testid="attention-prompt" />
-        </label>
+      <InspectForm onAsk={ask} button="Show attention" testId="attention-go">
+        <PromptField value={prompt} onChange={setPrompt} testId="attention-prompt" />
         <label className="field">
           <span className="field-label">layer</span>
           <select value={layer} onChange={(e) => setLayer(e.target.value === '' ? '' : Number(e.target.value))}>
@@ -154,10 +172,7 @@ function AttentionView() {
             ))}
           </select>
         </label>
-        <button type="submit" className="btn primary" data-testid="attention-go">
-          Show attention
-        </button>
-      </form>
+      </InspectForm>
       <InspectBody what="attention" entry={entry} sendError={sendError} onRetry={ask} idle="Enter a prompt and press Show attention." render={(d) => <AttentionResult data={d} />} />
     </Card>
   );
@@ -316,13 +331,7 @@ function EmbeddingsView() {
   const ask = () => request({ limit });
   return (
     <Card title="Token embeddings" subtitle="the first two principal components of the embedding table" testId="card-embeddings">
-      <form
-        className="inspect-form"
-        onSubmit={(e) => {
-          e.preventDefault();
-          ask();
-        }}
-      >
+      <InspectForm onAsk={ask} button="Project embeddings" testId="embeddings-go">
         <label className="field">
           <span className="field-label">tokens</span>
           <select value={limit} onChange={(e) => setLimit(Number(e.target.value))}>
@@ -333,10 +342,7 @@ function EmbeddingsView() {
             ))}
           </select>
         </label>
-        <button type="submit" className="btn primary" data-testid="embeddings-go">
-          Project embeddings
-        </button>
-      </form>
+      </InspectForm>
       <InspectBody what="embeddings" entry={entry} sendError={sendError} onRetry={ask} idle="Press Project embeddings to fetch the map." render={(d) => <EmbeddingsResult data={d} />} />
     </Card>
   );
@@ -481,17 +487,8 @@ function ActivationsView() {
   const ask = () => request(args());
   return (
     <Card title="Activations" subtitle="statistics of each layer's output for a prompt; top tokens of one neuron" testId="card-activations">
-      <form
-        className="inspect-form"
-        onSubmit={(e) => {
-          e.preventDefault();
-          ask();
-        }}
-      >
-        <label className="field grow">
-          <span className="field-label">prompt</span>
-          <input value={prompt} onChange={(e) => setPrompt(e.target.value)} />
-        </label>
+      <InspectForm onAsk={ask} button="Measure" testId="activations-go">
+        <PromptField value={prompt} onChange={setPrompt} />
         <label className="field">
           <span className="field-label">neuron layer</span>
           <input style={{ width: 70 }} value={layer} onChange={(e) => setLayer(e.target.value === '' || !Number.isInteger(Number(e.target.value)) ? '' : Number(e.target.value))} />
@@ -500,10 +497,7 @@ function ActivationsView() {
           <span className="field-label">neuron index</span>
           <input style={{ width: 80 }} value={neuron} onChange={(e) => setNeuron(e.target.value === '' || !Number.isInteger(Number(e.target.value)) ? '' : Number(e.target.value))} />
         </label>
-        <button type="submit" className="btn primary" data-testid="activations-go">
-          Measure
-        </button>
-      </form>
+      </InspectForm>
       <InspectBody what="activations" entry={entry} sendError={sendError} onRetry={ask} idle="Enter a prompt and press Measure." render={(d) => <ActivationsResult data={d} />} />
     </Card>
   );

@@ -31,6 +31,15 @@ export interface Backoff {
   jitter: number;
 }
 
+export const INITIAL_SNAPSHOT: ConnSnapshot = {
+  status: 'connecting',
+  attempt: 0,
+  retryAt: null,
+  welcome: null,
+  lastError: null,
+  received: 0,
+};
+
 export const DEFAULT_BACKOFF: Backoff = { initialMs: 500, maxMs: 15000, factor: 2, jitter: 0.2 };
 
 /** The part of the browser's WebSocket this class uses (a mock implements it in tests). */
@@ -72,14 +81,7 @@ export class MonitorConnection {
   private queue: ServerMessage[] = [];
   private stopped = false;
   private token: string | null;
-  private snap: ConnSnapshot = {
-    status: 'connecting',
-    attempt: 0,
-    retryAt: null,
-    welcome: null,
-    lastError: null,
-    received: 0,
-  };
+  private snap: ConnSnapshot = INITIAL_SNAPSHOT;
 
   constructor(opts: ConnectionOptions) {
     this.opts = opts;
@@ -101,12 +103,7 @@ export class MonitorConnection {
     this.stopped = true;
     this.clearTimers();
     this.flush();
-    const ws = this.ws;
-    this.ws = null;
-    if (ws) {
-      ws.onclose = ws.onmessage = ws.onerror = ws.onopen = null;
-      ws.close(1000, 'viewer closed');
-    }
+    this.detach('viewer closed');
     this.update({ status: 'closed', retryAt: null });
   }
 
@@ -120,12 +117,7 @@ export class MonitorConnection {
   reconnectNow(): void {
     if (this.stopped) return;
     this.clearTimers();
-    const ws = this.ws;
-    this.ws = null;
-    if (ws) {
-      ws.onclose = ws.onmessage = ws.onerror = ws.onopen = null;
-      ws.close(1000, 'reconnect');
-    }
+    this.detach('reconnect');
     this.connect();
   }
 
@@ -141,6 +133,16 @@ export class MonitorConnection {
   private update(patch: Partial<ConnSnapshot>): void {
     this.snap = { ...this.snap, ...patch };
     this.opts.onChange(this.snap);
+  }
+
+  /** Closes the current socket without hearing from it again. */
+  private detach(reason: string): void {
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      ws.onclose = ws.onmessage = ws.onerror = ws.onopen = null;
+      ws.close(1000, reason);
+    }
   }
 
   private clearTimers(): void {

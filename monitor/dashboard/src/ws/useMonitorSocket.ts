@@ -3,7 +3,7 @@
 
 import { useCallback, useEffect, useRef, useState } from 'react';
 import type { ClientMessage, ServerMessage } from '../protocol';
-import { MonitorConnection, type Backoff, type ConnSnapshot, type WebSocketFactory } from './connection';
+import { INITIAL_SNAPSHOT, MonitorConnection, type Backoff, type ConnSnapshot, type WebSocketFactory } from './connection';
 
 export interface UseMonitorSocketOptions {
   url: string;
@@ -19,17 +19,8 @@ export interface MonitorSocket extends ConnSnapshot {
   reconnectNow: () => void;
 }
 
-const INITIAL: ConnSnapshot = {
-  status: 'connecting',
-  attempt: 0,
-  retryAt: null,
-  welcome: null,
-  lastError: null,
-  received: 0,
-};
-
 export function useMonitorSocket(opts: UseMonitorSocketOptions): MonitorSocket {
-  const [snap, setSnap] = useState<ConnSnapshot>(INITIAL);
+  const [snap, setSnap] = useState<ConnSnapshot>(INITIAL_SNAPSHOT);
   const conn = useRef<MonitorConnection | null>(null);
   const onMessages = useRef(opts.onMessages);
   onMessages.current = opts.onMessages;
