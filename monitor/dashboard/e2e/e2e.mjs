@@ -58,6 +58,7 @@ for (const m of ['playwright-core', 'ws', 'vite']) {
   if (!existsSync(join(DASH, 'node_modules', m))) skip(`monitor/dashboard/node_modules/${m} missing (./shardlm.sh setup)`);
 }
 if (!existsSync(SHARDLM)) skip(`${SHARDLM} not built`);
+if (!/^\s+monitor\s/m.test(spawnSync(SHARDLM, ['--help'], { encoding: 'utf8' }).stdout ?? '')) skip(`${SHARDLM} has no monitor subcommand`);
 
 const { chromium } = await import(join(DASH, 'node_modules/playwright-core/index.mjs'));
 const { default: WebSocket } = await import(join(DASH, 'node_modules/ws/wrapper.mjs'));
@@ -154,6 +155,7 @@ function startAggregator(tag) {
   });
   p.stdout.pipe(out);
   p.stderr.pipe(out);
+  p.once('exit', (code, sig) => log(`aggregator (${tag}) exited: ${code ?? sig}`));
   children.push(p);
   aggregator = p;
   return p;
