@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // How the Training tab copes with a long run: 100k steps from 2 ranks
 // (300k messages) fed into the page, then live updates one step at a time.
-// Compares the dashboard's chart settings (parsing: false, LTTB decimation)
-// with Chart.js defaults (`?bench=naive`) in the same browser, same data.
+// Compares the dashboard's chart path (incremental min/max envelope, parsing:
+// false, LTTB decimation) with every point handed to Chart.js with its
+// defaults (`?bench=naive`), in the same browser with the same data.
 //
 //   node e2e/bench_charts.mjs [--steps 100000] [--updates 40]
 // Prints one JSON object; bench/RESULTS.md records the figures.

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Aggregate, ServerMessage, StepMsg } from '../src/protocol';
 import { initialState, latestCommand, rankWarnings, reduce, type TrainState } from '../src/state/reducer';
-import { append, emptySeries, smooth, Smoother } from '../src/state/series';
+import { append, Decimator, emptySeries, smooth, Smoother, type Point } from '../src/state/series';
 
 let seq = 0;
 const step = (rank: number, s: number, extra: Partial<StepMsg> = {}): StepMsg => ({
@@ -67,8 +67,9 @@ describe('reduce: training series', () => {
 
   it('stores null (NaN on the wire) as a gap', () => {
     let s = initialState();
-    s = feed(s, step(0, 1, { loss: null }), agg(1, NaN));
-    expect(Number.isNaN(s.ranks[0].loss.pts[0].y)).toBe(true);
+    s = feed(s, step(0, 1, { lr: null }), { ...agg(1), loss: { mean: null, min: null, max: null } });
+    expect(Number.isNaN(s.lr.pts[0].y)).toBe(true);
+    expect(Number.isNaN(s.trainLoss.pts[0].y)).toBe(true);
   });
 
   it('adds validation points and keeps one per step', () => {
@@ -293,5 +294,55 @@ describe('series', () => {
     expect(st.trainLoss.n).toBe(100_000);
     expect(sm.out).toHaveLength(100_000);
     expect(st.trainLoss.pts[99_999]).toEqual({ x: 100_000, y: expect.closeTo(5 - 1000, 6) });
+  });
+});
+
+describe('Decimator', () => {
+  const wave = (n: number, from = 0): Point[] => Array.from({ length: n }, (_, i) => ({ x: from + i, y: Math.sin((from + i) / 50) + ((from + i) % 997 === 0 ? 5 : 0) }));
+  const check = (view: Point[], src: Point[], limit: number) => {
+    const set = new Set(src);
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const p of src) {
+      lo = Math.min(lo, p.y);
+      hi = Math.max(hi, p.y);
+    }
+    expect(view.every((p) => set.has(p)), 'only real points').toBe(true);
+    expect(view.every((p, i) => i === 0 || p.x > view[i - 1].x), 'sorted by x').toBe(true);
+    expect(view.some((p) => p.y === hi) && view.some((p) => p.y === lo), 'spikes survive').toBe(true);
+    expect(view.length).toBeLessThanOrEqual(limit + 64);
+  };
+
+  it('passes small buffers through untouched', () => {
+    const pts = wave(100);
+    expect(new Decimator(4000).view(pts)).toBe(pts);
+  });
+
+  it('keeps 100k points to a bounded envelope, from scratch and while growing', () => {
+    const big = wave(100_000);
+    check(new Decimator(4000).view(big), big, 4000);
+    const grow: Point[] = [];
+    const d = new Decimator(1000);
+    for (let i = 0; i < 50; i++) {
+      for (const p of wave(2000, i * 2000)) grow.push(p);
+      check(d.view(grow), grow, 1000);
+    }
+  });
+
+  it('starts over when the buffer was rewound', () => {
+    let s = emptySeries();
+    for (let i = 0; i < 5000; i++) s = append(s, i, i);
+    const d = new Decimator(1000);
+    d.view(s.pts);
+    s = append(s, 100, -7); // resumed from step 100
+    const v = d.view(s.pts);
+    expect(v[v.length - 1]).toEqual({ x: 100, y: -7 });
+    expect(v.every((p) => p.x <= 100)).toBe(true);
+  });
+
+  it('leaves a gap for all-NaN stretches', () => {
+    const pts = Array.from({ length: 5000 }, (_, i) => ({ x: i, y: i >= 1000 && i < 3000 ? NaN : 1 }));
+    const v = new Decimator(500).view(pts);
+    expect(v.some((p) => Number.isNaN(p.y))).toBe(true);
   });
 });

@@ -1,12 +1,14 @@
 // A line chart over training steps: several named lines, optional log y axis,
-// markers, and a visible step window. Data are the reducer's point buffers,
-// passed as copies (a slice of 100k points costs well under a millisecond and
-// keeps Chart.js from instrumenting the shared buffers).
+// markers, and a visible step window. Data are the reducer's point buffers:
+// a long line is handed to Chart.js as its incremental min/max envelope (a few
+// thousand points, see Decimator), a step window as the raw points inside it,
+// always as a copy (Chart.js would otherwise instrument the shared buffers).
+// Chart.js's own LTTB decimation then thins what is left to the pixel width.
 
-import { useMemo } from 'react';
+import { useMemo, useRef } from 'react';
 import { Line } from 'react-chartjs-2';
 import type { ChartData, ChartOptions } from 'chart.js';
-import type { Point } from '../state/series';
+import { Decimator, lowerBound, type Point } from '../state/series';
 import { chartTuning, type Marker } from './setup';
 import { fmtSi } from '../lib/format';
 
@@ -47,11 +49,12 @@ const fmtStep = (v: number | string) => fmtSi(Number(v), 4);
 export function TimeChart(props: TimeChartProps) {
   const { lines, version, yLog, yTitle, yFormat, yMin, xMin, markers, height, legend = true, testId } = props;
 
+  const decimators = useRef(new Map<string, Decimator>());
   const data = useMemo<ChartData<'line', Point[]>>(
     () => ({
       datasets: lines.map((l) => ({
         label: l.label,
-        data: l.data.slice(),
+        data: visible(l.data, xMin, decimators.current, l.label),
         borderColor: l.color,
         backgroundColor: l.fillTo !== undefined ? hexAlpha(l.color, 0.16) : l.color,
         borderWidth: l.width ?? 1.6,
@@ -67,7 +70,7 @@ export function TimeChart(props: TimeChartProps) {
     }),
     // `version` stands for the contents of the point buffers.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-    [lines, version],
+    [lines, version, xMin],
   );
 
   const options = useMemo<ChartOptions<'line'>>(
@@ -126,6 +129,20 @@ export function TimeChart(props: TimeChartProps) {
       <Line data={data} options={options} updateMode="none" datasetIdKey="label" />
     </div>
   );
+}
+
+/** Points per line beyond which a step window is drawn from the envelope too. */
+const WINDOW_RAW_LIMIT = 20000;
+
+function visible(pts: Point[], xMin: number | undefined, decimators: Map<string, Decimator>, key: string): Point[] {
+  if (!chartTuning.fast) return pts.slice();
+  if (xMin !== undefined) {
+    const from = Math.max(0, lowerBound(pts, pts.length, xMin) - 1);
+    if (pts.length - from <= WINDOW_RAW_LIMIT) return pts.slice(from);
+  }
+  let d = decimators.get(key);
+  if (!d) decimators.set(key, (d = new Decimator()));
+  return d.view(pts).slice();
 }
 
 export function hexAlpha(hex: string, alpha: number): string {

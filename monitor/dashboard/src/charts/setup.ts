@@ -79,8 +79,9 @@ export const markersPlugin: Plugin = {
 };
 
 /**
- * The settings that keep big series cheap. `?bench=naive` turns them off, so
- * e2e/bench_charts.mjs can measure what they buy in the same browser.
+ * The settings that keep big series cheap (the Decimator envelope, `parsing:
+ * false`, LTTB). `?bench=naive` turns them off, so e2e/bench_charts.mjs can
+ * measure what they buy in the same browser.
  */
 export const chartTuning = { fast: true };
 

@@ -64,7 +64,6 @@ export interface InspectEntry {
 /** Per-rank series and the last values each rank reported. */
 export interface RankData {
   rank: number;
-  loss: Series;
   tokensPerS: Series;
   stepTime: Series;
   /** GPU utilisation (%) when NVML reports it, else host RSS in bytes. */
@@ -164,7 +163,6 @@ function newRank(rank: number): RankData {
   for (const p of STEP_PHASES) phases[p] = 0;
   return {
     rank,
-    loss: emptySeries(),
     tokensPerS: emptySeries(),
     stepTime: emptySeries(),
     gpuUtil: emptySeries(),
@@ -262,7 +260,6 @@ function applyRunInfo(s: TrainState, m: RunInfo): void {
 
 function applyStep(s: TrainState, m: StepMsg): void {
   const r = rankData(s, m.rank);
-  r.loss = append(r.loss, m.step, m.loss);
   if (m.tokens_per_s !== undefined) r.tokensPerS = append(r.tokensPerS, m.step, m.tokens_per_s);
   r.stepTime = append(r.stepTime, m.step, m.time.total);
   if (m.gpu?.util !== undefined) r.gpuUtil = append(r.gpuUtil, m.step, m.gpu.util);

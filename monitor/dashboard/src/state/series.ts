@@ -113,3 +113,94 @@ export class Smoother {
 export function smooth(s: Series, weight: number): Point[] {
   return new Smoother().update(s, weight).slice();
 }
+
+// ---- decimation ------------------------------------------------------------------
+
+/**
+ * A min/max envelope of a growing point buffer, kept incrementally, so a chart
+ * of a long run draws a few thousand points instead of every step. Up to
+ * `limit` points the view is the buffer itself. Beyond, points fall into
+ * buckets of k consecutive steps, each drawn as its lowest and highest point
+ * (spikes survive), and k doubles, merging neighbours, whenever there would be
+ * more than limit / 2 buckets: O(1) amortised per point. The newest, partial
+ * bucket is drawn point by point. A rewound or replaced buffer (the object at
+ * the last seen position changed) starts over.
+ */
+export class Decimator {
+  private src: Point[] | null = null;
+  private done = 0;
+  private lastSeen: Point | null = null;
+  private k = 1;
+  private buckets: { lo: Point; hi: Point }[] = [];
+  private partial: Point[] = [];
+
+  constructor(private readonly limit = 4000) {}
+
+  /** The points to draw for `pts` (sorted by x, as Series buffers are). */
+  view(pts: Point[]): Point[] {
+    if (pts !== this.src || this.done > pts.length || (this.done > 0 && pts[this.done - 1] !== this.lastSeen)) {
+      this.src = pts;
+      this.reset(pts.length);
+    }
+    if (this.k === 1) {
+      if (pts.length <= this.limit) {
+        this.done = pts.length;
+        this.lastSeen = pts[pts.length - 1] ?? null;
+        return pts;
+      }
+      this.reset(pts.length); // the buffer outgrew the limit: bucket it from the start
+    }
+    for (let i = this.done; i < pts.length; i++) {
+      this.partial.push(pts[i]);
+      if (this.partial.length === this.k) {
+        this.buckets.push(envelope(this.partial));
+        this.partial = [];
+        if (this.buckets.length > this.limit / 2) this.merge();
+      }
+    }
+    this.done = pts.length;
+    this.lastSeen = pts[pts.length - 1] ?? null;
+    const out: Point[] = [];
+    for (const b of this.buckets) {
+      out.push(b.lo);
+      if (b.hi !== b.lo) out.push(b.hi);
+    }
+    for (const p of this.partial) out.push(p);
+    return out;
+  }
+
+  /** k = 1 draws the buffer as it is; above the limit, k is chosen for about limit / 4 buckets. */
+  private reset(n: number): void {
+    this.done = 0;
+    this.k = n <= this.limit ? 1 : Math.max(2, 2 ** Math.ceil(Math.log2((4 * n) / this.limit)));
+    this.buckets = [];
+    this.partial = [];
+  }
+
+  /** Pairs of buckets become one, k doubles; the partial bucket stays raw. */
+  private merge(): void {
+    const next: { lo: Point; hi: Point }[] = [];
+    for (let i = 0; i + 1 < this.buckets.length; i += 2) next.push(envelope([...pair(this.buckets[i]), ...pair(this.buckets[i + 1])]));
+    if (this.buckets.length % 2 === 1) {
+      // An odd bucket out joins the raw points of the next, larger bucket.
+      this.partial = [...pair(this.buckets[this.buckets.length - 1]), ...this.partial];
+    }
+    this.buckets = next;
+    this.k *= 2;
+  }
+}
+
+const pair = (b: { lo: Point; hi: Point }): Point[] => (b.lo === b.hi ? [b.lo] : [b.lo, b.hi]);
+
+/** The lowest and highest finite points of a run of points, in x order. */
+function envelope(run: Point[]): { lo: Point; hi: Point } {
+  let min: Point | null = null;
+  let max: Point | null = null;
+  for (const p of run) {
+    if (!Number.isFinite(p.y)) continue;
+    if (!min || p.y < min.y) min = p;
+    if (!max || p.y > max.y) max = p;
+  }
+  if (!min || !max) return { lo: run[0], hi: run[0] }; // all NaN: one gap point
+  return min.x <= max.x ? { lo: min, hi: max } : { lo: max, hi: min };
+}
