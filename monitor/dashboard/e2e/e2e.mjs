@@ -493,6 +493,12 @@ try {
     await page.waitForSelector('[data-testid=run-phase]:has-text("running")', { timeout: 10000 });
     await tab('training');
     await until('the step counter past the checkpoint', async () => (await stepCounter()) > ckptStep + 3, 20000);
+    // The loss chart follows the resumed timeline: it ends near the step counter and grows again.
+    await until('the loss chart to continue after the checkpoint', async () => {
+      const n = Number(await attr('[data-testid=loss-chart]', 'data-points'));
+      const c = await stepCounter();
+      return n > ckptStep + 2 && n <= c + 1 ? n : null;
+    }, 20000);
     await sleep(1000);
     await shot('training-resumed');
     await tab('control');

@@ -54,7 +54,10 @@ const GPU = opt('gpu', false) === true;
 const STRAGGLER = opt('straggler', null);
 const INSPECT = opt('no-inspect', false) !== true;
 let seed = Number(opt('seed', 1));
-const RUN_ID = opt('run-id', resumed?.run_id ?? `fake-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 12)}`);
+// Every launch is a new run id, a resumed one too (the aggregator starts its
+// cross-rank view afresh when rank 0's run id changes; steps then go back).
+const stamp = new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14);
+const RUN_ID = opt('run-id', resumed ? `${resumed.run_id.replace(/\+r\d+$/, '')}+r${resumed.step}` : `fake-${stamp}`);
 
 const now = () => Date.now() / 1000;
 function rand() {

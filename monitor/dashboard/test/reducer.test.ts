@@ -112,6 +112,24 @@ describe('reduce: training series', () => {
     expect(s.trainLoss.gen).toBe(1);
   });
 
+  it('cuts the run-wide series when rank 0 goes back in steps (a resume)', () => {
+    let s = initialState();
+    for (let i = 1; i <= 10; i++) s = feed(s, step(0, i), agg(i));
+    s = feed(s, { v: 1, type: 'validation', ts: 1, seq: seq++, rank: 0, step: 8, loss: 3 });
+    s = feed(s, { v: 1, type: 'ack', ts: 1, seq: seq++, rank: 0, id: 'a', command: 'set_lr', step: 7, ok: true });
+    s = feed(s, { v: 1, type: 'ack', ts: 1, seq: seq++, rank: 0, id: 'b', command: 'set_lr', step: 3, ok: true });
+    s = feed(s, step(0, 5)); // resumed from the checkpoint of step 4
+    expect(s.commands.a.stale).toBe(true);
+    expect(s.commands.b.stale).toBeUndefined();
+    expect(s.trainLoss.pts.map((p) => p.x)).toEqual([1, 2, 3, 4]);
+    expect(s.valLoss.n).toBe(0);
+    expect(s.validations).toEqual([]);
+    expect(s.lr.pts.map((p) => p.x)).toEqual([1, 2, 3, 4, 5]);
+    expect(s.step).toBe(5);
+    s = feed(s, agg(5, 1));
+    expect(s.trainLoss.pts.map((p) => p.x)).toEqual([1, 2, 3, 4, 5]);
+  });
+
   it('starts over when the aggregator serves another run directory', () => {
     let s = initialState();
     s = feed(s, welcomeMsg('runs/a'), agg(1));

@@ -29,7 +29,7 @@ import type {
   Welcome,
 } from '../protocol';
 import { STEP_PHASES } from '../protocol';
-import { append, emptySeries, type Series } from './series';
+import { append, emptySeries, lowerBound, type Series } from './series';
 
 // ---- state types ---------------------------------------------------------------------
 
@@ -48,6 +48,8 @@ export interface CommandEntry {
   message?: string;
   /** False for acks of commands another viewer sent. */
   mine: boolean;
+  /** It took effect on a timeline the run abandoned (resumed from an earlier checkpoint). */
+  stale?: boolean;
 }
 
 export type InspectPhase = 'pending' | 'ok' | 'unavailable';
@@ -260,6 +262,10 @@ function applyRunInfo(s: TrainState, m: RunInfo): void {
 
 function applyStep(s: TrainState, m: StepMsg): void {
   const r = rankData(s, m.rank);
+  // The lowest rank going back in steps: the run resumed from an earlier
+  // checkpoint. What the run-wide series show after that step belonged to the
+  // abandoned timeline.
+  if (m.rank === lowestRank(s) && r.last !== undefined && m.step <= r.last.step) rewind(s, m.step);
   if (m.tokens_per_s !== undefined) r.tokensPerS = append(r.tokensPerS, m.step, m.tokens_per_s);
   r.stepTime = append(r.stepTime, m.step, m.time.total);
   if (m.gpu?.util !== undefined) r.gpuUtil = append(r.gpuUtil, m.step, m.gpu.util);
@@ -289,6 +295,27 @@ function applyStep(s: TrainState, m: StepMsg): void {
   }
   if (s.phase === 'waiting' || s.phase === 'finished' || s.phase === 'stopped') {
     s.phase = m.hparams?.paused ? 'paused' : 'running';
+  }
+}
+
+function rewind(s: TrainState, step: number): void {
+  const cut = (x: Series): Series => {
+    const i = lowerBound(x.pts, x.n, step);
+    return i === x.n ? x : { pts: x.pts.slice(0, i), n: i, gen: x.gen + 1 };
+  };
+  s.trainLoss = cut(s.trainLoss);
+  s.trainLossMin = cut(s.trainLossMin);
+  s.trainLossMax = cut(s.trainLossMax);
+  s.valLoss = cut(s.valLoss);
+  s.tokensPerSTotal = cut(s.tokensPerSTotal);
+  s.stepTimeMedian = cut(s.stepTimeMedian);
+  s.stepTimeMax = cut(s.stepTimeMax);
+  s.validations = s.validations.filter((v) => v.step < step);
+  s.step = step;
+  if (Object.values(s.commands).some((c) => c.step !== undefined && c.step >= step && !c.stale)) {
+    s.commands = Object.fromEntries(
+      Object.entries(s.commands).map(([k, c]) => [k, c.step !== undefined && c.step >= step ? { ...c, stale: true } : c]),
+    );
   }
 }
 

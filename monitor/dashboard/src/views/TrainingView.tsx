@@ -157,7 +157,7 @@ export function commandMarkers(state: TrainState): Marker[] {
   const out: Marker[] = [];
   for (const id of state.commandOrder) {
     const c = state.commands[id];
-    if (!c || c.phase !== 'acked' || c.step === undefined) continue;
+    if (!c || c.phase !== 'acked' || c.step === undefined || c.stale) continue;
     const label = markerLabel(c);
     if (label) out.push({ x: c.step, label, color: c.command === 'set_lr' ? '#f5a524' : '#8d9bb0' });
   }
