@@ -165,7 +165,7 @@ struct Aggregator::Impl : std::enable_shared_from_this<Aggregator::Impl> {
   std::atomic<bool> stopping{false};
   std::mutex stop_mu;
   std::condition_variable stop_cv;
-  bool stopped = false;
+  bool stopped = false, joined = false;  // under stop_mu
 
   void start();
   void stop();
@@ -622,6 +622,7 @@ void Aggregator::Impl::stop() {
     all_http.clear();
   }
   std::lock_guard<std::mutex> g(stop_mu);
+  joined = true;
   stop_cv.notify_all();
 }
 
@@ -930,7 +931,7 @@ void Aggregator::stop() {
 
 void Aggregator::wait() {
   std::unique_lock<std::mutex> lk(impl_->stop_mu);
-  impl_->stop_cv.wait(lk, [&] { return impl_->stopped && impl_->threads.empty(); });
+  impl_->stop_cv.wait(lk, [&] { return impl_->joined; });
 }
 
 uint16_t Aggregator::port() const {

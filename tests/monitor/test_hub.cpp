@@ -2,6 +2,7 @@
 // reload after a restart (a torn last line is skipped), cross-rank
 // aggregates, stragglers, dead ranks and the Prometheus text.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -11,20 +12,14 @@
 #include "monitor/launch.h"
 #include "monitor/protocol.h"
 #include "monitor/schema.h"
+#include "tests/monitor/test_util.h"
 
 using namespace shardlm::monitor;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
+using shardlm::monitor::testing::temp_dir;
 
 namespace {
-fs::path temp_dir(const std::string& name) {
-  fs::path p =
-      fs::temp_directory_path() / ("shardlm_monitor_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
 json step_msg(int rank, int64_t step, double time, double loss = 2.0) {
   StepMetrics m;
   m.step = step;

@@ -2,31 +2,28 @@
 // viewers and producers, and the real WebSocketSink as a rank. Every message
 // a viewer receives is checked against monitor/protocol.schema.json.
 #include <gtest/gtest.h>
+#include <mpi.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
 #include "monitor/aggregator.h"
 #include "monitor/config.h"
 #include "monitor/websocket_sink.h"
+#include "tests/monitor/test_util.h"
 #include "tests/monitor/ws_client.h"
 
 using namespace shardlm::monitor;
 using namespace shardlm::monitor::testing;
 namespace fs = std::filesystem;
+using shardlm::monitor::testing::temp_dir;
 
 namespace {
-
-fs::path temp_dir(const std::string& name) {
-  fs::path p =
-      fs::temp_directory_path() / ("shardlm_server_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
 
 AggregatorConfig test_config(const fs::path& dir) {
   AggregatorConfig c;
@@ -600,4 +597,157 @@ TEST(ServerEmbedded, RankZeroStartsTheAggregatorAndItsSinkReachesIt) {
   EXPECT_TRUE(saw_step);
   EXPECT_TRUE(fs::exists(dir / "metrics" / "rank-0.jsonl"));
   EXPECT_TRUE(fs::exists(dir / "metrics.jsonl"));
+}
+
+// Under mpiexec -n 2, the trainer's side of control as runtime/ will do it: rank 0
+// starts the aggregator in-process (monitor.embedded), both ranks report steps, a
+// viewer sets the LR, pauses and resumes; rank 0 polls, broadcast_commands() gives
+// every rank the same commands at the same step boundary, rank 0 acknowledges.
+TEST(MonitorMpi, TwoRanksApplyViewerCommandsAtTheSameStep) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size != 2) GTEST_SKIP() << "needs mpiexec -n 2";
+  char dir_buf[512] = {0};
+  if (rank == 0) std::snprintf(dir_buf, sizeof(dir_buf), "%s", temp_dir("mpi").c_str());
+  MPI_Bcast(dir_buf, sizeof(dir_buf), MPI_CHAR, 0, MPI_COMM_WORLD);
+  MonitorConfig mc;
+  mc.stdout_lines = false;
+  mc.jsonl = false;
+  mc.heartbeat_s = 0.2;
+  int port = 0;
+  Monitor mon;
+  if (rank == 0) {
+    mc.embedded = true;
+    mc.port = 0;
+    mc.static_dir = std::string(dir_buf) + "/none";
+    mon = open_monitor(mc, 0, 2, dir_buf, "mpi-run");
+    port = mon.embedded->port();
+  }
+  MPI_Bcast(&port, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (rank == 1) {
+    mc.url = "ws://127.0.0.1:" + std::to_string(port) + "/ws";
+    mon = open_monitor(mc, 1, 2, dir_buf, "mpi-run");
+  }
+  mon.sink->run_info("mpi-run", 2, json::object());
+
+  // Rank 0's viewer: a dashboard with the token.
+  std::atomic<int> viewer_done{0};
+  std::map<std::string, int64_t> acked;
+  std::vector<json> steps_seen;
+  std::string viewer_error;
+  std::thread viewer;
+  if (rank == 0) {
+    viewer = std::thread([&] {
+      try {
+        auto fail = [&](const std::string& e) {
+          viewer_error = e;
+          viewer_done = 1;
+        };
+        WsClient v(port);
+        join_viewer(v, mon.embedded->token());
+        auto wait_for_msg = [&](const std::function<bool(const json&)>& pred) {
+          for (int i = 0; i < 2000; ++i) {
+            auto m = v.recv(5);
+            if (!m) return false;
+            if ((*m)["type"] == "step") steps_seen.push_back(*m);
+            if ((*m)["type"] == "ack") acked[(*m)["id"]] = (*m)["step"];
+            if (pred(*m)) return true;
+          }
+          return false;
+        };
+        auto step_from = [](int r, int64_t min_step) {
+          return [r, min_step](const json& m) {
+            return m["type"] == "step" && m["rank"] == r && m["step"] >= min_step;
+          };
+        };
+        auto ack_of = [](const std::string& id) {
+          return [id](const json& m) { return m["type"] == "ack" && m["id"] == id; };
+        };
+        auto control = [&](const std::string& id, const std::string& cmd, json args) {
+          json c = {{"v", 1}, {"type", "control"}, {"id", id}, {"command", cmd}};
+          if (!args.is_null()) c["args"] = args;
+          v.send(c);
+        };
+        if (!wait_for_msg(step_from(0, 3)) || !wait_for_msg(step_from(1, 3)))
+          return fail("no steps from both ranks");
+        control("lr-1", "set_lr", {{"lr", 0.5}});
+        if (!wait_for_msg(ack_of("lr-1"))) return fail("no ack for set_lr");
+        control("p-1", "pause", nullptr);
+        if (!wait_for_msg(ack_of("p-1"))) return fail("no ack for pause");
+        // While paused no rank runs a step at or after the acknowledged one. Rank 0's own
+        // messages are ordered after its acks on its connection; rank 1's order with
+        // respect to rank 0's ack is checked through the applied steps below.
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        control("r-1", "resume", nullptr);
+        if (!wait_for_msg(ack_of("r-1"))) return fail("no ack for resume");
+        for (auto& st : steps_seen)
+          if (st["rank"] == 0 && st["step"] >= acked["p-1"])
+            return fail("rank 0 ran a step while paused: " + st.dump());
+        if (!wait_for_msg(step_from(0, acked["p-1"] + 2)) ||
+            !wait_for_msg(step_from(1, acked["p-1"] + 2)))
+          return fail("no steps after resume");
+        viewer_done = 1;
+      } catch (const std::exception& e) {
+        viewer_error = e.what();
+        viewer_done = 1;
+      }
+    });
+  }
+
+  // The training loop of both ranks.
+  std::map<std::string, int64_t> applied;  // command id -> step at which this rank applied it
+  int64_t step = 0;
+  double lr = 1e-3;
+  bool paused = false;
+  StepMetrics m;
+  m.time.total = 0.01;
+  for (int iter = 0; iter < 3000; ++iter) {
+    auto cmds = broadcast_commands(rank == 0 ? mon.control->poll() : std::vector<ControlCommand>{},
+                                   MPI_COMM_WORLD);
+    for (auto& c : cmds) {
+      if (c.kind == ControlKind::kSetLr) lr = c.value;
+      if (c.kind == ControlKind::kPause) paused = true;
+      if (c.kind == ControlKind::kResume) paused = false;
+      applied[c.id] = step;
+      if (rank == 0) mon.control->ack(c, step);
+    }
+    int done = viewer_done.load();
+    MPI_Bcast(&done, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (done) break;
+    if (!paused) {
+      m.step = step++;
+      m.lr = lr;
+      m.loss = 1.0;
+      mon.sink->step(m);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (rank == 0) viewer.join();
+  EXPECT_EQ(viewer_error, "");
+  // Every rank applied each command at the same step, the one rank 0 acknowledged.
+  int64_t mine[3] = {applied.count("lr-1") ? applied["lr-1"] : -1,
+                     applied.count("p-1") ? applied["p-1"] : -1,
+                     applied.count("r-1") ? applied["r-1"] : -1};
+  int64_t all[6];
+  MPI_Allgather(mine, 3, MPI_INT64_T, all, 3, MPI_INT64_T, MPI_COMM_WORLD);
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_GE(all[k], 0);
+    EXPECT_EQ(all[k], all[3 + k]) << "command " << k;
+  }
+  if (rank == 0) {
+    EXPECT_EQ(acked["lr-1"], all[0]);
+    EXPECT_EQ(acked["p-1"], all[1]);
+    EXPECT_EQ(acked["r-1"], all[1]);  // resumed where it paused
+    int before = 0, after = 0;
+    for (auto& s : steps_seen) {
+      const bool changed = s["step"].get<int64_t>() >= acked["lr-1"];
+      EXPECT_DOUBLE_EQ(s["lr"].get<double>(), changed ? 0.5 : 1e-3) << s.dump();
+      (changed ? after : before)++;
+    }
+    EXPECT_GT(before, 0);
+    EXPECT_GT(after, 0);
+  }
+  mon.sink->flush(2);
+  MPI_Barrier(MPI_COMM_WORLD);
 }

@@ -1,6 +1,7 @@
 // Sinks that need no server (file, stdout, fan-out, null), the hardware
 // probes, and the [monitor] configuration.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -11,20 +12,14 @@
 #include "monitor/schema.h"
 #include "monitor/sink.h"
 #include "monitor/websocket_sink.h"
+#include "tests/monitor/test_util.h"
 
 using namespace shardlm::monitor;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
+using shardlm::monitor::testing::temp_dir;
 
 namespace {
-fs::path temp_dir(const std::string& name) {
-  fs::path p =
-      fs::temp_directory_path() / ("shardlm_sinks_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
 StepMetrics a_step(int64_t s) {
   StepMetrics m;
   m.step = s;
