@@ -15,7 +15,7 @@
 //   node e2e/fake_ranks.mjs --url ws://127.0.0.1:8765/ws --run-dir runs/demo [--ranks 2]
 //        [--config run.toml] [--resume runs/demo/checkpoints/step-300]
 //        [--interval-ms 100] [--max-steps 100000] [--val-every 50] [--ckpt-every 0]
-//        [--gpu] [--straggler 1] [--no-inspect] [--seed 1]
+//        [--gpu] [--straggler 1] [--no-inspect] [--seed 1] [--orphan-s 60]
 //
 // --config reads `url` and `max_steps` from a TOML file (the way the real
 // trainer finds the aggregator: [monitor] url = "ws://…"), so the aggregator's
@@ -477,6 +477,18 @@ function finish(reason) {
     setTimeout(() => process.exit(0), 200);
   }, 300);
 }
+// Nobody to talk to for a while (the aggregator is gone for good, or whoever
+// started us was killed): exit rather than linger.
+const ORPHAN_S = Number(opt('orphan-s', 60));
+let lastConnected = Date.now();
+const orphan = setInterval(() => {
+  if (ranks.some((r) => r.ready)) lastConnected = Date.now();
+  else if (Date.now() - lastConnected > ORPHAN_S * 1000) {
+    log(`no aggregator for ${ORPHAN_S} s, exiting`);
+    clearInterval(orphan);
+    process.exit(1);
+  }
+}, 1000);
 process.on('SIGTERM', () => finish('terminated'));
 process.on('SIGINT', () => finish('interrupted'));
 log(`${WORLD} ranks -> ${URL_} (run ${RUN_ID}, every ${INTERVAL} ms)`);
