@@ -29,6 +29,8 @@ DEB_PACKAGES=(
   # tests and benchmarks (bench/tokenizer/make_corpus.sh) and spm_train as the
   # training baseline (the apt-get below installs without recommends)
   libxxhash-dev bible-kjv fortunes-min python3.11-doc sentencepiece
+  # the dashboard's browser test (tests/dashboard) drives it through playwright-core
+  chromium
 )
 SETUP_EXTRA=${SETUP_EXTRA:-}
 
@@ -108,8 +110,8 @@ cmd_test() {
   if [ -f monitor/dashboard/package.json ] && [ -d monitor/dashboard/node_modules ] && [ ${#ctest_args[@]} -eq 0 ]; then
     local vout="$BUILD_DIR/vitest-output.log" vp vf
     (cd monitor/dashboard && npx vitest run --reporter=default) 2>&1 | tee "$vout" || true
-    vp=$(sed -n 's/.*Tests *\([0-9]*\) passed.*/\1/p' "$vout" | tail -1)
-    vf=$(sed -n 's/.*Tests *\([0-9]*\) failed.*/\1/p' "$vout" | tail -1)
+    vp=$(sed -n 's/^ *Tests .*[^0-9]\([0-9][0-9]*\) passed.*/\1/p' "$vout" | tail -1)
+    vf=$(sed -n 's/^ *Tests *\([0-9][0-9]*\) failed.*/\1/p' "$vout" | tail -1)
     [ -n "$vp$vf" ] || vf=1
     passed=$((passed + ${vp:-0})); failed=$((failed + ${vf:-0}))
     [ "${vf:-0}" -eq 0 ] || rc=1

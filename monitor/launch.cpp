@@ -83,6 +83,14 @@ pid_t RunLauncher::start(const std::string& config_path, const std::string& resu
   posix_spawn_file_actions_addopen(&fa, 1, log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  // The run must not inherit the aggregator's sockets (Asio does not mark them
+  // close-on-exec): a child holding the listening socket keeps the port busy
+  // after the aggregator exits, and one holding a browser's keep-alive
+  // connection keeps it open after the aggregator closed it, so the browser's
+  // next request on it never gets an answer.
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+#endif
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);  // its own group: Ctrl-C on us spares it
