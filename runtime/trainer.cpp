@@ -145,7 +145,11 @@ void Trainer::Impl::setup() {
 
   // Metrics: rank 0 prints the progress line itself (the monitor's stdout sink is off).
   mon_cfg.stdout_lines = false;
-  std::string run_id = fs::path(train.run_dir).filename().string();
+  // A new id per launch (rank 0's clock): the aggregator resets its cross-rank
+  // aggregates when the id changes, e.g. after a resume.
+  int64_t started = static_cast<int64_t>(std::time(nullptr));
+  MPI_Bcast(&started, 1, MPI_INT64_T, 0, comm);
+  std::string run_id = fmt::format("{}-{}", fs::path(train.run_dir).filename().string(), started);
   mon = monitor::open_monitor(mon_cfg, env.rank, env.world_size, train.run_dir, run_id);
   probe = std::make_unique<monitor::HardwareProbe>(device.is_cuda() ? device.index() : -1);
   if (env.is_root()) progress = std::make_unique<Progress>(train.steps, isatty(STDOUT_FILENO));

@@ -136,11 +136,18 @@ const PORT = await freePort();
 const BASE = `http://127.0.0.1:${PORT}`;
 const WS_URL = `ws://127.0.0.1:${PORT}/ws`;
 const CONFIG = join(OUT, 'run.toml');
+// --config-base: a real run configuration (the trainer's); the test adds the
+// aggregator's address. Without it, a minimal one for the stand-in producer.
+const CONFIG_BASE = opt('config-base', '');
 writeFileSync(
   CONFIG,
-  `# A tiny run for the dashboard's browser test (tests/dashboard).
+  (CONFIG_BASE
+    ? readFileSync(CONFIG_BASE, 'utf8')
+    : `# A tiny run for the dashboard's browser test (tests/dashboard).
 [run]
 max_steps = 100000
+`) +
+    `
 [monitor]
 url = "${WS_URL}"
 `,
