@@ -126,10 +126,10 @@ int run_generate(const GenerateArgs& a) {
     // Text may hold invalid UTF-8 (a token cut mid-character): replaced with U+FFFD.
     write_out(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   }
-  std::fprintf(stderr, "[shardlm] %lld tokens in %.2f s (%.1f tokens/s), seed %lld\n",
+  std::string seed = cfg.sampling() ? fmt::format(", seed {}", out.seed) : "";
+  std::fprintf(stderr, "[shardlm] %lld tokens in %.2f s (%.1f tokens/s)%s\n",
                static_cast<long long>(out.new_tokens), secs,
-               secs > 0 ? static_cast<double>(out.new_tokens) / secs : 0.0,
-               static_cast<long long>(out.seed));
+               secs > 0 ? static_cast<double>(out.new_tokens) / secs : 0.0, seed.c_str());
   return 0;
 }
 

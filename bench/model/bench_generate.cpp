@@ -50,10 +50,27 @@ BENCHMARK(BM_Generate)
     ->UseRealTime()
     ->MinTime(2.0);
 
+// SHARDLM_PROFILE=trace.json: one cached generation at batch 1 under LibTorch's
+// profiler (a chrome://tracing file, per-op times), then exit.
+void profile(const char* path) {
+  torch::manual_seed(0);
+  GenerationConfig g;
+  g.max_new_tokens = kNew;
+  Generator gen(GPT(bench_config()), g);
+  std::vector<std::vector<int64_t>> prompt{std::vector<int64_t>(kPrompt, 7)};
+  gen.generate(prompt);
+  torch::autograd::profiler::RecordProfile guard(path);
+  gen.generate(prompt);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (const char* n = std::getenv("OMP_NUM_THREADS")) at::set_num_threads(std::atoi(n));
+  if (const char* path = std::getenv("SHARDLM_PROFILE")) {
+    profile(path);
+    return 0;
+  }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -100,6 +100,31 @@ TEST(GenerateCache, CacheEqualsFullRecomputationForEveryPositionalKind) {
   }
 }
 
+TEST(GenerateCache, BeamAndSeededSamplingAlsoMatchRecomputation) {
+  GPT m = make(small("sinusoidal"), 11);
+  GenerationConfig b = greedy(10);
+  b.strategy = "beam";
+  b.num_beams = 3;
+  b.num_return_sequences = 3;
+  b.eos_ids = {4};
+  GenerationConfig s = greedy(10);
+  s.strategy = "sample";
+  s.num_return_sequences = 2;
+  s.top_k = 10;
+  s.seed = 9;
+  s.eos_ids = {4};  // rows finish at different steps and leave the batch
+  s.repetition_penalty = 1.2;
+  for (GenerationConfig c : {b, s}) {
+    const auto cached = Generator(m, c).generate(kMixed);
+    c.use_cache = false;
+    const auto full = Generator(m, c).generate(kMixed);
+    EXPECT_EQ(tokens_of(cached), tokens_of(full)) << c.strategy;
+    for (size_t p = 0; p < kMixed.size(); ++p)
+      for (size_t i = 0; i < cached.sequences[p].size(); ++i)
+        EXPECT_NEAR(cached.sequences[p][i].score, full.sequences[p][i].score, 1e-4);
+  }
+}
+
 TEST(GenerateCache, LearnedPositionsStopAtTheContextAndRefuseLongPrompts) {
   GPT m = make(small("learned"), 2);  // context_length 32
   Generator gen(m, greedy(100));
