@@ -13,6 +13,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <mutex>
 #include <random>
 
 #include "model/safetensors.h"
@@ -509,33 +510,67 @@ GenerationOutput Generator::run_beam(const std::vector<std::vector<int64_t>>& pr
 
 // ---- loading for inference ----------------------------------------------------------------------
 
+namespace {
+std::mutex& loaders_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::vector<std::pair<std::string, InferenceLoader>>& loaders() {
+  static std::vector<std::pair<std::string, InferenceLoader>> all;
+  return all;
+}
+}  // namespace
+
+void register_inference_loader(const std::string& name, InferenceLoader loader) {
+  std::lock_guard<std::mutex> lock(loaders_mutex());
+  for (auto& [n, l] : loaders())
+    if (n == name) {
+      l = std::move(loader);
+      return;
+    }
+  loaders().emplace_back(name, std::move(loader));
+}
+
 InferenceModel load_for_inference(const std::string& path, torch::Device device) {
-  const fs::path p(path);
-  SHARDLM_CHECK(fs::exists(p), core::CheckpointError, "{}: no such file or directory", path);
   InferenceModel m;
-  fs::path dir;
-  if (fs::is_directory(p)) {
-    // A training checkpoint (run_dir/checkpoints/step-N/) will be recognised here.
-    SHARDLM_CHECK(fs::exists(p / "model.safetensors"), core::CheckpointError,
-                  "{}: a model directory needs model.safetensors and config.json (write them "
-                  "with model::save_safetensors)",
-                  path);
-    m.source = (p / "model.safetensors").string();
-    dir = p;
-  } else {
-    SHARDLM_CHECK(p.extension() == ".safetensors", core::CheckpointError,
-                  "{}: expected a .safetensors file or a model directory", path);
-    m.source = p.string();
-    dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  std::vector<std::pair<std::string, InferenceLoader>> others;
+  {
+    std::lock_guard<std::mutex> lock(loaders_mutex());
+    others = loaders();
   }
-  m.format = "safetensors";
-  m.model = load_safetensors(path);
+  bool loaded = false;
+  for (auto& [name, loader] : others)
+    if ((loaded = loader(path, &m))) break;
+
+  const fs::path p(path);
+  if (!loaded) {  // safetensors: a file, or a directory with model.safetensors
+    SHARDLM_CHECK(fs::exists(p), core::CheckpointError, "{}: no such file or directory", path);
+    if (fs::is_directory(p)) {
+      SHARDLM_CHECK(fs::exists(p / "model.safetensors"), core::CheckpointError,
+                    "{}: a model directory needs model.safetensors and config.json (write them "
+                    "with model::save_safetensors)",
+                    path);
+      m.source = (p / "model.safetensors").string();
+    } else {
+      SHARDLM_CHECK(p.extension() == ".safetensors", core::CheckpointError,
+                    "{}: expected a .safetensors file or a model directory", path);
+      m.source = p.string();
+    }
+    m.format = "safetensors";
+    m.model = load_safetensors(path);
+  }
+  SHARDLM_CHECK(!m.model.is_empty(), core::CheckpointError, "{}: the {} loader gave no model", path,
+                m.format);
   m.model->to(device);
   m.model->eval();
-  for (const char* name : {"tokenizer.json", "tokenizer.shardlm.json"}) {
-    if (fs::is_regular_file(dir / name)) {
-      m.tokenizer = (dir / name).string();
-      break;
+  if (m.tokenizer.empty()) {
+    fs::path dir = fs::is_directory(p) ? p : p.parent_path();
+    if (dir.empty()) dir = ".";
+    for (const char* name : {"tokenizer.json", "tokenizer.shardlm.json"}) {
+      if (fs::is_regular_file(dir / name)) {
+        m.tokenizer = (dir / name).string();
+        break;
+      }
     }
   }
   return m;

@@ -47,7 +47,7 @@ struct GenerationOutput {
   std::vector<std::vector<GeneratedSequence>> sequences;
   int64_t seed = 0;           // the seed sampling drew from (replay it with cfg.seed)
   int64_t forward_calls = 0;  // model forwards (prefill included)
-  int64_t new_tokens = 0;     // tokens produced over all rows (finished rows not counted)
+  int64_t new_tokens = 0;     // tokens produced over all rows (beam: by every beam)
 };
 
 // One produced token. greedy / sample: called as soon as it is chosen. beam:
@@ -115,19 +115,29 @@ class Generator {
 
 struct InferenceModel {
   GPT model{nullptr};
-  std::string format;     // "safetensors" (later also "checkpoint")
+  std::string format;     // "safetensors", or what a registered loader names
   std::string source;     // the file the weights came from
   std::string tokenizer;  // a tokenizer file found beside the model, or ""
 };
 
 // The one entry point for "give me a model to run" (CLI generate, serve, eval):
+//   - a path a registered loader recognises (training checkpoints: see below), else
 //   - a .safetensors file (config.json beside it), or
 //   - a directory holding model.safetensors + config.json.
-// Training checkpoints (run_dir/checkpoints/step-N/) plug in here, in
-// generate.cpp, and nowhere else. The model is moved to `device`, in eval mode.
-// `tokenizer` is the first of tokenizer.json, tokenizer.shardlm.json found in the
-// model's directory (for a file: its directory). Throws CheckpointError naming
-// the path when nothing loadable is there.
+// The model is moved to `device`, in eval mode. `tokenizer` is what the loader
+// found, else the first of tokenizer.json, tokenizer.shardlm.json in the model's
+// directory (for a file: its directory). Throws CheckpointError naming the path
+// when nothing loadable is there.
 InferenceModel load_for_inference(const std::string& path, torch::Device device = torch::kCPU);
+
+// Another format's loader: returns true with `out` filled (model, format, source,
+// optionally tokenizer) when it recognises `path`, false to let the next one try;
+// throws when it recognises the path but cannot load it.
+using InferenceLoader = std::function<bool(const std::string& path, InferenceModel* out)>;
+// Adds a loader, tried (in registration order) before safetensors; a second
+// registration under the same name replaces the first. model/ depends on core
+// only, so formats owned by higher layers plug in here: ckpt/ registers training
+// checkpoints (run_dir/checkpoints/step-N/) once at start-up, from launcher/.
+void register_inference_loader(const std::string& name, InferenceLoader loader);
 
 }  // namespace shardlm::model

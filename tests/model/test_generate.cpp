@@ -766,6 +766,21 @@ TEST(GenerateLoad, LoadForInferenceFindsModelAndTokenizer) {
   EXPECT_NE(what_of([] { load_for_inference("/nonexistent/model"); }).find("/nonexistent/model"),
             std::string::npos);
   EXPECT_THROW(load_for_inference(SHARDLM_TEST_TMP), CheckpointError);  // no model.safetensors
+
+  // Another format plugs in through a registered loader (as ckpt/ will for checkpoints).
+  register_inference_loader("test", [&](const std::string& path, InferenceModel* out) {
+    if (path.rfind("test:", 0) != 0) return false;
+    out->model = load_safetensors(path.substr(5));
+    out->format = "test";
+    out->source = path;
+    return true;
+  });
+  InferenceModel r = load_for_inference("test:" + t.dir);
+  EXPECT_EQ(r.format, "test");
+  EXPECT_FALSE(r.model->is_training());
+  EXPECT_TRUE(torch::equal(r.model->forward(ids), t.model->forward(ids)));
+  EXPECT_EQ(load_for_inference(t.dir).format, "safetensors");  // others still reach safetensors
+  register_inference_loader("test", [](const std::string&, InferenceModel*) { return false; });
 }
 
 // ---- `shardlm generate` end to end -----------------------------------------------------------
