@@ -39,5 +39,6 @@ void register_train(CLI::App& app, Context& ctx, Command& run);
 void register_ckpt(CLI::App& app, Context& ctx, Command& run);
 void register_export(CLI::App& app, Context& ctx, Command& run);
 void register_monitor(CLI::App& app, Context& ctx, Command& run);
+void register_generate(CLI::App& app, Context& ctx, Command& run);
 
 }  // namespace shardlm::launcher

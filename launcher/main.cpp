@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   launcher::register_ckpt(app, ctx, run);
   launcher::register_export(app, ctx, run);
   launcher::register_monitor(app, ctx, run);
+  launcher::register_generate(app, ctx, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

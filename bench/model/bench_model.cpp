@@ -7,21 +7,13 @@
 
 #include <cstdlib>
 
+#include "bench/model/bench_config.h"
 #include "model/gpt.h"
 
 using namespace shardlm::model;
+using shardlm::model::bench::bench_config;
 
 namespace {
-
-ModelConfig bench_config() {
-  ModelConfig c;
-  c.vocab_size = 4096;
-  c.context_length = 128;
-  c.n_layer = 4;
-  c.n_head = 4;
-  c.d_model = 256;
-  return c;
-}
 
 constexpr int64_t kBatch = 8, kT = 128;
 
