@@ -8,6 +8,7 @@
 #include "ckpt/checkpoint.h"
 #include "launcher/app.h"
 #include "model/config.h"
+#include "model/generate.h"
 #include "model/gpt.h"
 #include "model/safetensors.h"
 #include "runtime/core/error.h"
@@ -99,7 +100,45 @@ void add_prune(CLI::App& parent, Command& run) {
   });
 }
 
+// The model of a checkpoint (any world size wrote it), whole, on the CPU.
+model::GPT model_from_checkpoint(const std::string& dir, model::ModelConfig* cfg_out = nullptr) {
+  ckpt::CheckpointReader r(dir);
+  r.verify();
+  auto cfg = model::ModelConfig::from_json(r.manifest().at("state").at("model"));
+  model::GPT gpt(cfg);
+  auto params = ckpt::read_parameters(r);
+  torch::NoGradGuard no_grad;
+  for (auto& p : gpt->named_parameters()) {
+    auto it = params.find(p.key());
+    SHARDLM_CHECK(it != params.end(), core::CheckpointError, "{}: no parameter {}", dir, p.key());
+    p.value().copy_(it->second.view(p.value().sizes()));
+  }
+  if (cfg_out) *cfg_out = cfg;
+  return gpt;
+}
+
 }  // namespace
+
+void register_checkpoint_loader() {
+  // `shardlm generate --model RUN_DIR` or a step directory: training checkpoints.
+  model::register_inference_loader("checkpoint", [](const std::string& path, model::InferenceModel* out) {
+    bool step_dir = fs::exists(fs::path(path) / "manifest.json");
+    bool run_dir = fs::exists(fs::path(path) / "checkpoints");
+    if (!step_dir && !run_dir) return false;
+    std::string dir = checkpoint_dir(path);
+    out->model = model_from_checkpoint(dir);
+    out->model->eval();
+    out->format = "checkpoint";
+    out->source = dir;
+    // A tokenizer beside the run (runs/NAME/tokenizer.json), if any.
+    for (fs::path p = fs::path(dir); !p.empty() && p != p.parent_path(); p = p.parent_path())
+      if (fs::exists(p / "tokenizer.json")) {
+        out->tokenizer = (p / "tokenizer.json").string();
+        break;
+      }
+    return true;
+  });
+}
 
 void register_ckpt(CLI::App& app, Context&, Command& run) {
   auto* cmd = app.add_subcommand("ckpt", "List, inspect, verify and prune checkpoints");
@@ -123,17 +162,9 @@ void register_export(CLI::App& app, Context&, Command& run) {
   cmd->callback([&run, src, out, tokenizer] {
     run = [src, out, tokenizer] {
       std::string dir = checkpoint_dir(*src);
+      model::ModelConfig cfg;
+      model::GPT gpt = model_from_checkpoint(dir, &cfg);
       ckpt::CheckpointReader r(dir);
-      r.verify();
-      auto cfg = model::ModelConfig::from_json(r.manifest().at("state").at("model"));
-      model::GPT gpt(cfg);
-      auto params = ckpt::read_parameters(r);
-      torch::NoGradGuard no_grad;
-      for (auto& p : gpt->named_parameters()) {
-        auto it = params.find(p.key());
-        SHARDLM_CHECK(it != params.end(), core::CheckpointError, "{}: no parameter {}", dir, p.key());
-        p.value().copy_(it->second.view(p.value().sizes()));
-      }
       fs::create_directories(*out);
       model::save_safetensors(gpt, cfg, *out);
       if (!tokenizer->empty()) fs::copy_file(*tokenizer, fs::path(*out) / "tokenizer.json",
