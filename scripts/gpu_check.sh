@@ -42,24 +42,31 @@ row mpirun "$(mpirun --version 2>&1 | head -1)"
 
 # ---- build --------------------------------------------------------------------------------
 TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+NCCL_ROOT=$(python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))' 2>/dev/null || echo /usr/local/cuda)
+export NCCL_ROOT
 export CUDACXX=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 B=build-gpu
 cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
-  -DCMAKE_CUDA_ARCHITECTURES=90 -DSHARDLM_BUILD_BENCH=ON >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
+  -DNCCL_ROOT="$NCCL_ROOT" -DSHARDLM_PYTHON="$(command -v python3)" -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
 grep "shardlm:" "$OUT/cmake.log"
 t=$(date +%s)
-cmake --build $B -j "$(nproc)" >"$OUT/build.log" 2>&1 || { grep -E "error|Error" "$OUT/build.log" | head -40; tail -20 "$OUT/build.log"; exit 1; }
+TARGETS=(shardlm test_gpu test_parallel test_model bench_train_step)
+[ "$MODE" = probe ] && TARGETS=(shardlm test_core)
+cmake --build $B -j "$(nproc)" --target "${TARGETS[@]}" >"$OUT/build.log" 2>&1 ||
+  { grep -E "error|Error" "$OUT/build.log" | head -40; tail -20 "$OUT/build.log"; }
 row "build seconds" $(( $(date +%s) - t ))
 $B/launcher/shardlm info | tee "$OUT/info.log"
 
 # ---- tests ----------------------------------------------------------------------------------
-(cd $B && ctest --output-on-failure -j 8 -E 'slurm|browser' --timeout 300) >"$OUT/ctest.log" 2>&1
-row ctest "$(grep -E 'tests passed' "$OUT/ctest.log")"
-grep -E "Failed|\*\*\*" "$OUT/ctest.log" | head -20
-(cd $B && ctest -L gpu --output-on-failure -V) >"$OUT/ctest_gpu.log" 2>&1
+export LD_LIBRARY_PATH=$NCCL_ROOT/lib:${LD_LIBRARY_PATH:-}
+(cd $B && ctest -L gpu --output-on-failure -V --timeout 300) >"$OUT/ctest_gpu.log" 2>&1
 row "gpu tests" "$(grep -E 'tests passed' "$OUT/ctest_gpu.log")"
+grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|error" "$OUT/ctest_gpu.log" | head -30
+(cd $B && ctest -R '^(model|core)\.' --output-on-failure --timeout 300 -j 8) >"$OUT/ctest.log" 2>&1
+row "model+core tests (LibTorch 2.x)" "$(grep -E 'tests passed' "$OUT/ctest.log")"
+grep -E "\*\*\*|Failed" "$OUT/ctest.log" | head -20
 
-if [ "$MODE" = full ] && [ -x bench/gpu/run.sh ]; then
+if [ "$MODE" = full ]; then
   bench/gpu/run.sh "$B" "$OUT" "$RESULTS"
 fi
 row "total seconds" $(( $(date +%s) - T0 ))
