@@ -139,7 +139,8 @@ cmd_demo() {
     "$bin" tokenizer train --input "$corpus" --vocab-size 4096 --out "$run/tokenizer.json"
   fi
   log "preparing the corpus into HDF5 shards"
-  "$bin" prepare --input "$corpus" --output "$run/data" --tokenizer "$run/tokenizer.json"
+  "$bin" prepare --input "$corpus" --output "$run/data" --tokenizer "$run/tokenizer.json" \
+    'prepare.txt_documents="line"' prepare.val_fraction=0.01
   log "training on 2 MPI ranks (ZeRO-2); dashboard live at http://127.0.0.1:8765/ (control token: $run/monitor.token)"
   local resume=()
   [ -f "$run/checkpoints/latest" ] && resume=(--resume latest)

@@ -460,7 +460,8 @@ Tensor GPTImpl::forward(const Tensor& ids, const ForwardOptions& opts) {
 #endif
 
 AutocastGuard::AutocastGuard(torch::DeviceType device, torch::ScalarType dtype, bool enabled)
-    : device_(device) {
+    : device_(device), active_(enabled) {
+  if (!active_) return;
 #ifdef SHARDLM_AUTOCAST_BY_DEVICE
   prev_enabled_ = at::autocast::is_autocast_enabled(device);
   prev_dtype_ = at::autocast::get_autocast_dtype(device);
@@ -483,6 +484,7 @@ AutocastGuard::AutocastGuard(torch::DeviceType device, torch::ScalarType dtype, 
 }
 
 AutocastGuard::~AutocastGuard() {
+  if (!active_) return;
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
 #ifdef SHARDLM_AUTOCAST_BY_DEVICE
   at::autocast::set_autocast_enabled(device_, prev_enabled_);

@@ -209,6 +209,7 @@ torch::Tensor loss(const torch::Tensor& logits, const torch::Tensor& targets,
 // Autocast for one scope, as Python's torch.autocast: matmuls run in `dtype`
 // (bf16 on CPU, bf16/fp16 on CUDA) while weights stay fp32; the previous state is
 // restored and the cast cache cleared on exit. Works on LibTorch 1.13 and 2.x.
+// With enabled = false it does nothing (so callers can write one code path).
 class AutocastGuard {
  public:
   AutocastGuard(torch::DeviceType device, torch::ScalarType dtype, bool enabled = true);
@@ -218,7 +219,8 @@ class AutocastGuard {
 
  private:
   torch::DeviceType device_;
-  bool prev_enabled_;
+  bool active_ = true;  // enabled = false: the guard changes nothing
+  bool prev_enabled_ = false;
   torch::ScalarType prev_dtype_;
 };
 

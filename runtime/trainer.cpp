@@ -310,7 +310,10 @@ double Trainer::Impl::step() {
     m.loss = loss;
     m.lr = lr;
     if (std::isfinite(norm)) m.grad_norm = norm;
-    if (scaler.config().enabled) m.loss_scale = scaler.scale();
+    if (scaler.config().enabled) {
+      m.loss_scale = scaler.scale();
+      m.extra["skipped_steps"] = static_cast<double>(scaler.skipped_steps());
+    }
     m.tokens_per_s = local_tokens / dt;
     m.tokens = tokens_seen / env.world_size;
     m.time.total = dt;

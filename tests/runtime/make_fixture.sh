@@ -19,5 +19,5 @@ if [ ! -s "$OUT/tokenizer.json" ]; then
     --out "$OUT/tokenizer.json" --no-progress
 fi
 "$BIN" prepare --input "$OUT/corpus.txt" --output "$OUT/data" --tokenizer "$OUT/tokenizer.json" \
-  --no-progress prepare.val_fraction=0.05 prepare.shard_mb=1
+  --no-progress prepare.val_fraction=0.05 prepare.shard_mb=1 'prepare.txt_documents="line"'
 test -s "$OUT/data/manifest.json"

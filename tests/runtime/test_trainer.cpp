@@ -143,18 +143,25 @@ TEST(TrainerRun, Fp16ScalerSkipsTheOverflowingStepAndHalves) {
                  "fp16");
   std::ifstream in(fs::path(tmp_run("fp16")) / "metrics" / "rank-0.jsonl");
   ASSERT_TRUE(in);
-  std::vector<double> scales;
+  std::vector<double> scales, skipped;
   std::string line;
   while (std::getline(in, line)) {
     auto j = nlohmann::json::parse(line);
-    if (j["type"] == "step") scales.push_back(j["loss_scale"].get<double>());
+    if (j["type"] != "step") continue;
+    scales.push_back(j["loss_scale"].get<double>());
+    skipped.push_back(j["extra"]["skipped_steps"].get<double>());
   }
   ASSERT_EQ(scales.size(), 3u);
-  EXPECT_DOUBLE_EQ(scales[0], 1.7e38 / 2);  // reported after the update: halved
-  EXPECT_DOUBLE_EQ(scales[1], 1.7e38 / 4);
-  // The skipped steps did not move the model: the loss of step 1 equals step 0's
-  // up to the data (different batches), so check the skip through the scale only,
-  // and that training still produced finite losses.
+  // Step 0 overflowed: skipped, scale halved (reported after the update).
+  EXPECT_DOUBLE_EQ(skipped[0], 1);
+  EXPECT_DOUBLE_EQ(scales[0], 1.7e38 / 2);
+  // Each later step either overflowed again (halved once more, one more skip)
+  // or was clean (scale kept, no skip).
+  for (size_t i = 1; i < scales.size(); ++i) {
+    bool halved = scales[i] == scales[i - 1] / 2;
+    EXPECT_TRUE(halved || scales[i] == scales[i - 1]) << "step " << i;
+    EXPECT_EQ(skipped[i], skipped[i - 1] + (halved ? 1 : 0)) << "step " << i;
+  }
   for (double l : s.losses) EXPECT_TRUE(std::isfinite(l));
 }
 
