@@ -15,7 +15,7 @@ ours_ckpt=$("$B/bench/runtime/bench_train_step" "${ARGS[@]}" --checkpointing 2>>
 echo "shardlm+checkpointing: $ours_ckpt" | tee -a "$OUT/bench.log"
 eager=$(python3 "$HERE/../runtime/pytorch_train_step.py" "${ARGS[@]}" 2>"$OUT/bench_py.err" | tail -1)
 echo "pytorch eager: $eager" | tee -a "$OUT/bench.log"
-compiled=$(timeout 300 python3 "$HERE/../runtime/pytorch_train_step.py" "${ARGS[@]}" --compile 2>>"$OUT/bench_py.err" | tail -1)
+compiled=$(timeout 150 python3 "$HERE/../runtime/pytorch_train_step.py" "${ARGS[@]}" --compile 2>>"$OUT/bench_py.err" | tail -1)
 echo "pytorch compile: $compiled" | tee -a "$OUT/bench.log"
 tps() { python3 -c 'import json,sys; print("%.0f" % json.loads(sys.argv[1])["tokens_per_s"])' "$1" 2>/dev/null || echo "?"; }
 row "GPT-2 124M bf16 T=1024 B=16 train step, shardlm tokens/s" "$(tps "$ours")"
