@@ -31,9 +31,12 @@ for f in .gpu/debs/*.deb; do
   # Skip what the image has, under its own name or Ubuntu's t64 name, or when
   # any header/library of the package already exists (mixing versions breaks).
   if dpkg-query -W -f='${Status}' "$pkg" "${pkg}t64" 2>/dev/null | grep -q "install ok installed"; then continue; fi
-  clash=$(dpkg-deb -c "$f" | awk '$1 !~ /^d/ {print substr($6,2)}' | grep -E '^/usr/(include|lib)/' |
+  clash=$(dpkg-deb -c "$f" | awk '$1 !~ /^d/ {print substr($6,2)}' | grep -E '^/usr/(include|lib|bin)/' |
           while read -r p; do [ -e "$p" ] && { echo "$p"; break; }; done)
   if [ -n "$clash" ]; then echo "skip $pkg ($clash exists)"; continue; fi
+  # Only under /usr: never /lib or /bin (symlinks on merged-/usr images).
+  other=$(dpkg-deb -c "$f" | awk '{print $6}' | grep -vE '^\./(usr(/.*)?)?$' | head -1)
+  if [ -n "$other" ]; then echo "skip $pkg (installs $other)"; continue; fi
   dpkg -x "$f" / && echo "unpacked $pkg"
 done >"$OUT/unpack.log" 2>&1
 ldconfig
