@@ -18,6 +18,7 @@
 
 #include "model/gpt.h"
 #include "parallel/mpi_group.h"
+#include "parallel/nccl_group.h"
 #include "runtime/core/env.h"
 #include "runtime/engine.h"
 
@@ -66,7 +67,12 @@ int main(int argc, char** argv) {
   oc.beta2 = 0.95;
   oc.eps = 1e-8;
   oc.weight_decay = 0.1;
-  runtime::Engine engine(gpt, sc, oc, std::make_shared<parallel::MpiGroup>(MPI_COMM_WORLD), dev);
+  std::shared_ptr<parallel::ProcessGroup> group;
+  if (dev.is_cuda() && parallel::NcclGroup::compiled())
+    group = parallel::NcclGroup::create(MPI_COMM_WORLD);
+  else
+    group = std::make_shared<parallel::MpiGroup>(MPI_COMM_WORLD);
+  runtime::Engine engine(gpt, sc, oc, group, dev);
   auto opts = torch::TensorOptions().dtype(torch::kLong).device(dev);
   auto x = torch::randint(vocab, {batch, seq}, opts);
   auto y = torch::randint(vocab, {batch, seq}, opts);
