@@ -186,7 +186,12 @@ std::shared_ptr<NcclGroup> NcclGroup::create(MPI_Comm comm, ProcessGroupOptions 
   if (rank == 0) SHARDLM_NCCL_CHECK(ncclGetUniqueId(&id));
   SHARDLM_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, im.mpi));
   c10::cuda::CUDAGuard guard(device);
-  SHARDLM_CUDA_CHECK(cudaStreamCreateWithFlags(&im.stream, cudaStreamNonBlocking));
+  // A stream of LibTorch's pool, which lives as long as the process: tensors
+  // recorded on it (recordStream) may be freed after this group is gone, and
+  // the caching allocator then records an event on the stream.
+  im.stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false,
+                                          static_cast<c10::DeviceIndex>(device))
+                  .stream();
   SHARDLM_NCCL_CHECK(ncclCommInitRank(&im.comm, size, id, rank));
   im.watchdog = std::make_unique<Watchdog>(im.mpi, g->options_.name);
   NcclGroup* self = g.get();
@@ -244,7 +249,7 @@ NcclGroup::~NcclGroup() {
   if (im.monitor.joinable()) im.monitor.join();  // returns once nothing is in flight
   im.watchdog.reset();
   if (im.comm) ncclCommDestroy(im.comm);
-  if (im.stream) cudaStreamDestroy(im.stream);
+  // im.stream belongs to LibTorch's pool: not destroyed here.
   if (im.mpi != MPI_COMM_NULL && core::MpiSession::active()) MPI_Comm_free(&im.mpi);
 }
 

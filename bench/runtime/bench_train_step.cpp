@@ -106,5 +106,6 @@ int main(int argc, char** argv) {
                       {"tokens_per_s", batch * seq / med}, {"loss", loss_v},
                       {"parameters", cfg.num_parameters()}};
   std::printf("%s\n", j.dump().c_str());
+  std::fflush(stdout);  // before teardown, whatever happens there
   return 0;
 }
