@@ -24,6 +24,10 @@ DEB_PACKAGES=(
   libutf8proc-dev zlib1g-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3-torch python3-numpy
+  # tokenizer: xxHash (piece cache, stable digest); a real English corpus for its
+  # tests and benchmarks (bench/tokenizer/make_corpus.sh) and spm_train as the
+  # training baseline (the apt-get below installs without recommends)
+  libxxhash-dev bible-kjv fortunes-min python3.11-doc sentencepiece
 )
 SETUP_EXTRA=${SETUP_EXTRA:-}
 

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", SHARDLM_VERSION);
   launcher::Command run;
   launcher::register_info(app, ctx, run);
+  launcher::register_tokenizer(app, ctx, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
