@@ -28,6 +28,10 @@ DEB_PACKAGES=(
   # tests and benchmarks (bench/tokenizer/make_corpus.sh) and spm_train as the
   # training baseline (the apt-get below installs without recommends)
   libxxhash-dev bible-kjv fortunes-min python3.11-doc sentencepiece
+  # launch: a real one-node SLURM cluster for the requeue/resume test
+  # (tests/slurm/cluster.sh); brings slurmctld, slurmd, slurm-client, the basic
+  # plugins (mpi_pmix among them) and liblua5.1, ~13 MB installed
+  slurm-wlm munge
 )
 SETUP_EXTRA=${SETUP_EXTRA:-}
 

@@ -34,5 +34,6 @@ using Command = std::function<int()>;
 // Adds a subcommand to `app`; its body is stored in `run` when it is chosen.
 void register_info(CLI::App& app, Context& ctx, Command& run);
 void register_tokenizer(CLI::App& app, Context& ctx, Command& run);
+void register_launch(CLI::App& app, Context& ctx, Command& run);
 
 }  // namespace shardlm::launcher

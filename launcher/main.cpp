@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   launcher::Command run;
   launcher::register_info(app, ctx, run);
   launcher::register_tokenizer(app, ctx, run);
+  launcher::register_launch(app, ctx, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
