@@ -202,7 +202,9 @@ LaunchLine build_srun(const LaunchOptions& opt, const LaunchSite& site) {
     auto [k, v] = split_mca(m);
     line.env["OMPI_MCA_" + k] = v;
   }
-  line.argv = {"srun", "--mpi=pmix", "--kill-on-bad-exit=1"};
+  // A rank that stops after a checkpoint exits 75 (and a failing one aborts
+  // the world itself): srun must not kill the others while they still save.
+  line.argv = {"srun", "--mpi=pmix", "--kill-on-bad-exit=0"};
   if (opt.ranks > 0) line.argv.push_back("--ntasks=" + std::to_string(opt.ranks));
   line.argv.push_back(opt.program);
   line.argv.insert(line.argv.end(), opt.args.begin(), opt.args.end());

@@ -41,7 +41,7 @@ ranks=$(grep -o '"rank":[0-9]*' "$tmp/out" | sort | tr '\n' ' ')
 srun_line=$(SLURM_JOB_ID=7 SLURM_NTASKS=4 SLURM_JOB_NUM_NODES=2 SLURM_TASKS_PER_NODE='2(x2)' \
   SLURM_CPUS_ON_NODE=8 "$SHARDLM" launch --dry-run -- train --config 'my run.toml')
 echo "under SLURM: $srun_line"
-want="OMPI_MCA_btl=tcp,vader,self OMPI_MCA_pml=ob1 OMP_NUM_THREADS=4 srun --mpi=pmix --kill-on-bad-exit=1 $SHARDLM train --config 'my run.toml'"
+want="OMPI_MCA_btl=tcp,vader,self OMPI_MCA_pml=ob1 OMP_NUM_THREADS=4 srun --mpi=pmix --kill-on-bad-exit=0 $SHARDLM train --config 'my run.toml'"
 [ "$srun_line" = "$want" ] || fail "expected: $want"
 
 # ---- nothing to run ---------------------------------------------------------------------------

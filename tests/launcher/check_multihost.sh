@@ -40,7 +40,6 @@ ip -n "$ns_b" addr add "$ip_b/24" dev "$tag-vb"
 for ns in "$ns_a" "$ns_b"; do ip -n "$ns" link set lo up; done
 ip -n "$ns_a" link set "$tag-va" up
 ip -n "$ns_b" link set "$tag-vb" up
-ip netns exec "$ns_a" ping -c 1 -W 2 "$ip_b" > /dev/null || fail "the veth pair does not connect $ip_a and $ip_b"
 
 # The launch agent, called by mpirun as `agent HOST COMMAND...` (like ssh, so
 # the words of COMMAND are joined and parsed by a shell): runs COMMAND in
@@ -59,13 +58,15 @@ chmod +x "$tmp/agent.sh"
 
 tx_bytes() { ip -n "$ns_a" -s -j link show "$tag-va" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["bytes"])'; }
 before=$(tx_bytes)
-cmd=("$SHARDLM" launch --hosts "$ip_a:1,$ip_b:1" --net "$cidr" --threads 1
-     --mca "plm_rsh_agent=$tmp/agent.sh" --program "$TEST_PARALLEL" -- "--gtest_filter=$FILTER" --gtest_color=no)
+launch=("$SHARDLM" launch --hosts "$ip_a:1,$ip_b:1" --net "$cidr" --threads 1
+        --mca "plm_rsh_agent=$tmp/agent.sh" --program "$TEST_PARALLEL")
+tests=(-- "--gtest_filter=$FILTER" --gtest_color=no)
 echo "in namespace $ns_a (host-a):"
-"${cmd[@]}" --dry-run
-ip netns exec "$ns_a" unshare --uts sh -c 'hostname host-a && exec "$@"' sh "${cmd[@]}" 2>&1 | tee "$tmp/run.log"
-rc=${PIPESTATUS[0]}
-[ "$rc" -eq 0 ] || fail "the ZeRO-3 parity tests failed across the two namespaces (exit $rc)"
+"${launch[@]}" --dry-run "${tests[@]}"
+if ! ip netns exec "$ns_a" unshare --uts sh -c 'hostname host-a && exec "$@"' sh \
+    "${launch[@]}" "${tests[@]}" 2>&1 | tee "$tmp/run.log"; then
+  fail "the ZeRO-3 parity tests failed across the two namespaces"
+fi
 grep -q "PASSED  \] 2 tests" "$tmp/run.log" || fail "expected 2 passed tests in the output"
 sent=$(($(tx_bytes) - before))
 echo "veth $ip_a -> $ip_b carried $sent bytes"

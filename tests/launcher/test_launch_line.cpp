@@ -169,7 +169,7 @@ TEST(LaunchLine, SlurmUsesSrunWithPmix) {
   EXPECT_EQ(line.kind, "srun");
   EXPECT_EQ(line.threads, 4);
   EXPECT_EQ(line.str(),
-            "OMP_NUM_THREADS=4 srun --mpi=pmix --kill-on-bad-exit=1 /opt/shardlm/bin/shardlm "
+            "OMP_NUM_THREADS=4 srun --mpi=pmix --kill-on-bad-exit=0 /opt/shardlm/bin/shardlm "
             "train --config run.toml");
   auto site = slurm_node(8, 2, 1);
   site.env["SLURM_CPUS_PER_TASK"] = "3";

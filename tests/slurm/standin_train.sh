@@ -37,16 +37,18 @@ if [ -n "$resume" ]; then
 fi
 [ "$rank" -ne 0 ] || echo "start $step" >> "$run_dir/starts.txt"
 
+# No command substitution below: bash 5.2 can garble a trap that fires while
+# it parses one ("trap: unexpected EOF while looking for matching `)'").
 while [ "$step" -lt "$steps" ]; do
   sleep "${delay:-0.3}" & wait $! || true   # the "compute" of one step; a signal ends only the wait
   state=$(( (state * 1103515245 + 12345) % 2147483648 ))
   step=$((step + 1))
-  [ "$rank" -ne 0 ] || printf '%d %.9f\n' "$step" "$(awk "BEGIN{print $state / 2147483648}")" >> "$run_dir/losses.txt"
+  [ "$rank" -ne 0 ] || printf '%d 0.%09d\n' "$step" $((state * 1000000000 / 2147483648)) >> "$run_dir/losses.txt"
   if [ -n "$stop" ]; then
-    dir=$(printf '%s/checkpoints/step-%06d' "$run_dir" "$step")
+    printf -v dir '%s/checkpoints/step-%06d' "$run_dir" "$step"
     mkdir -p "$dir"
     echo "$step $state" > "$dir/rank-$rank"
-    [ "$rank" -ne 0 ] || ln -sfn "$(basename "$dir")" "$run_dir/checkpoints/latest"
+    [ "$rank" -ne 0 ] || ln -sfn "${dir##*/}" "$run_dir/checkpoints/latest"
     exit 75
   fi
 done

@@ -63,10 +63,12 @@ ref_pid=$!
 conf=$("$SRC/tests/slurm/cluster.sh" start "$tmp/cluster") || fail "the test cluster did not start"
 export "$conf"
 say "cluster up ($SLURM_CONF)"
-submit() {  # submit OUTPUT_FILE -> job id
-  sbatch --parsable --chdir="$tmp" --output="$1" --ntasks=2 --ntasks-per-node=2 --cpus-per-task=1 \
+submit() {  # submit SCRIPT OUTPUT_FILE [sbatch options] -> job id
+  local script=$1 out=$2
+  shift 2
+  sbatch --parsable --chdir="$tmp" --output="$out" --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 \
     --time=10 --export="ALL,CONFIG=$cfg,RUN_DIR=$tmp/run,SHARDLM=$SHARDLM,SHARDLM_PROGRAM=$PAYLOAD" \
-    "$SRC/slurm/train.sbatch"
+    "$@" "$SRC/slurm/$script"
 }
 job_field() { scontrol show job "$1" -o | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 # wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds.
@@ -83,7 +85,7 @@ job_done() {
   return 1
 }
 
-job=$(submit "$tmp/job.out")
+job=$(submit train.sbatch "$tmp/job.out")
 say "submitted job $job; waiting for 5 steps"
 wait_for 60 "5 steps of job $job" lines_at_least "$tmp/run/losses.txt" 5
 scancel --signal=USR1 --batch "$job"
@@ -101,7 +103,8 @@ mapfile -t starts < <(starts_of "$tmp/run")
 [ "${#starts[@]}" -eq 2 ] && [ "${starts[0]}" = "start 0" ] || fail "expected two starts, got: ${starts[*]}"
 resumed_at=${starts[1]#start }
 [ "$resumed_at" -gt 0 ] && [ "$resumed_at" -lt "$STEPS" ] || fail "resumed at step $resumed_at"
-say "resumed at step $resumed_at of $STEPS"
+say "resumed at step $resumed_at of $STEPS; the job's log:"
+sed 's/^/    /' "$tmp/job.out"
 
 wait "$ref_pid" || fail "the reference run failed: $(cat "$tmp/ref.log")"
 ref_pid=''
@@ -110,9 +113,11 @@ diff <(losses_of "$tmp/ref") <(losses_of "$tmp/run") > "$tmp/losses.diff" ||
   fail "losses differ from the uninterrupted run: $(cat "$tmp/losses.diff")"
 say "losses of the interrupted run equal the uninterrupted run's ($STEPS steps)"
 
-# ---- a finished run is not started again ---------------------------------------------
+# ---- a finished run is not started again -----------------------------------------------
+# (submitted through the multi-node script, shrunk to this one GPU-less node: it
+# must find and run train.sbatch, which must see the marker)
 before=$(losses_of "$tmp/run" | md5sum)
-job2=$(submit "$tmp/job2.out")
+job2=$(submit train-multinode.sbatch "$tmp/job2.out" --gpus-per-node=0)
 wait_for 60 "job $job2 (the finished run again)" job_done "$job2"
 grep -q "FINISHED exists" "$tmp/job2.out" || fail "the second job did not see the marker"
 [ "$(losses_of "$tmp/run" | md5sum)" = "$before" ] || fail "the second job trained again"
