@@ -24,7 +24,8 @@ DEB_PACKAGES=(
   libutf8proc-dev zlib1g-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3-torch python3-numpy
-  # tokenizer: xxHash (piece cache, stable digest); a real English corpus for its
+  # tokenizer and data/: xxHash (piece cache, stable digest; document keys for
+  # dedup and split, shard checksums); a real English corpus for its
   # tests and benchmarks (bench/tokenizer/make_corpus.sh) and spm_train as the
   # training baseline (the apt-get below installs without recommends)
   libxxhash-dev bible-kjv fortunes-min python3.11-doc sentencepiece
@@ -128,8 +129,34 @@ cmd_demo() {
   cmd_build
   export OMPI_MCA_rmaps_base_oversubscribe=${OMPI_MCA_rmaps_base_oversubscribe:-1}
   if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+  local bin="$BUILD_DIR/launcher/shardlm" run=runs/demo corpus=.cache/corpus/english.txt
   log "shardlm info on 2 MPI ranks"
-  mpirun -n 2 "$BUILD_DIR/launcher/shardlm" info
+  mpirun -n 2 "$bin" info
+  log "corpus: ~10 MB of English from Debian packages (bible-kjv, fortunes, Python's docs)"
+  bench/tokenizer/make_corpus.sh
+  mkdir -p "$run"
+  if [ ! -s "$run/tokenizer.json" ]; then
+    log "training a 4096-token BPE tokenizer"
+    "$bin" tokenizer train --input "$corpus" --vocab-size 4096 --out "$run/tokenizer.json"
+  fi
+  log "preparing the corpus into HDF5 shards"
+  "$bin" prepare --input "$corpus" --output "$run/data" --tokenizer "$run/tokenizer.json"
+  log "training on 2 MPI ranks (ZeRO-2); dashboard live at http://127.0.0.1:8765/ (control token: $run/monitor.token)"
+  local resume=()
+  [ -f "$run/checkpoints/latest" ] && resume=(--resume latest)
+  mpirun -n 2 "$bin" train --config configs/demo.toml "${resume[@]}" "$@"
+  log "exporting the trained model to $run/model"
+  "$bin" export --ckpt "$run" --out "$run/model" --tokenizer "$run/tokenizer.json"
+  if "$bin" generate --help >/dev/null 2>&1; then
+    log "generating continuations"
+    for prompt in "In the beginning" "And the LORD said unto Moses" "The quick brown fox"; do
+      "$bin" generate --model "$run/model" --prompt "$prompt" --strategy sample --temperature 0.8 \
+        --top-p 0.95 --max-new-tokens 48 --seed 1
+      echo
+    done
+  fi
+  log "done. Replay the run in the dashboard: $bin monitor --run-dir $run --port 8765"
 }
 
 cmd=${1:-help}

@@ -34,6 +34,11 @@ using Command = std::function<int()>;
 // Adds a subcommand to `app`; its body is stored in `run` when it is chosen.
 void register_info(CLI::App& app, Context& ctx, Command& run);
 void register_tokenizer(CLI::App& app, Context& ctx, Command& run);
+void register_prepare(CLI::App& app, Context& ctx, Command& run);
+void register_train(CLI::App& app, Context& ctx, Command& run);
+void register_ckpt(CLI::App& app, Context& ctx, Command& run);
+void register_export(CLI::App& app, Context& ctx, Command& run);
+void register_monitor(CLI::App& app, Context& ctx, Command& run);
 void register_launch(CLI::App& app, Context& ctx, Command& run);
 
 }  // namespace shardlm::launcher

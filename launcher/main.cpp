@@ -17,6 +17,11 @@ int main(int argc, char** argv) {
   launcher::Command run;
   launcher::register_info(app, ctx, run);
   launcher::register_tokenizer(app, ctx, run);
+  launcher::register_prepare(app, ctx, run);
+  launcher::register_train(app, ctx, run);
+  launcher::register_ckpt(app, ctx, run);
+  launcher::register_export(app, ctx, run);
+  launcher::register_monitor(app, ctx, run);
   launcher::register_launch(app, ctx, run);
   try {
     app.parse(argc, argv);

@@ -78,6 +78,7 @@ struct ShardedModel::Unit {
   int64_t expected = 0;  // parameters that receive gradients
   int64_t ready = 0;     // of those, arrived this micro-batch
   bool reduced = false;
+  bool frozen = false;  // layer-wise training: no gradients, no step
   bool into_buf = false;
   WorkPtr reduce_work, gather_work;
   bool gathered = true;
@@ -300,9 +301,9 @@ void ShardedModel::finish_reductions() {
   in_step_ = false;
   const int stage = static_cast<int>(config_.zero_stage);
   if (stage <= 1 && !last_micro_batch_) return;
-  // Units whose hooks did not fire (unused or frozen parameters), in unit order.
+  // Units whose hooks did not fire (unused parameters), in unit order.
   for (auto& u : units_)
-    if (!u->reduced) {
+    if (!u->reduced && !u->frozen) {
       if (stage == 3) release_params(*u);
       u->ready = u->expected;
       u->reduced = false;
@@ -357,6 +358,7 @@ double ShardedModel::step(double max_grad_norm) {
   torch::NoGradGuard no_grad;
   for (size_t k = 0; k < units_.size(); ++k) {
     Unit& u = *units_[k];
+    if (u.frozen) continue;
     torch::Tensor params = u.opt_params(stage, rank);
     if (config_.cpu_offload) {
       u.host_grad.copy_(grads[k]);
@@ -423,10 +425,75 @@ void ShardedModel::load_state_dict(const StateDict& state) {
   for (auto& w : gathers) w->wait();
 }
 
+std::pair<int64_t, int64_t> ShardedModel::unit_range(size_t i) const {
+  const Unit& u = *units_.at(i);
+  if (config_.zero_stage == 0) return {0, u.flat->padded_numel()};
+  return u.flat->shard_range(group_->rank());
+}
+
+torch::Tensor ShardedModel::unit_params(size_t i) const {
+  const Unit& u = *units_.at(i);
+  torch::Tensor p = config_.cpu_offload ? u.master
+                                        : u.opt_params(static_cast<int>(config_.zero_stage), group_->rank());
+  return p.detach().to(torch::kCPU, false, true);
+}
+
+StateDict ShardedModel::unit_dense_state(size_t i) const {
+  const Unit& u = *units_.at(i);
+  if (u.opt->steps() == 0) return {};
+  StateDict d = u.opt->dense_state();
+  for (auto& [k, v] : d) v = v.to(torch::kCPU, false, true);
+  return d;
+}
+
+void ShardedModel::load_unit(size_t i, const torch::Tensor& saved, const StateDict* optimizer,
+                             bool dense) {
+  const int stage = static_cast<int>(config_.zero_stage);
+  Unit& u = *units_.at(i);
+  torch::NoGradGuard no_grad;
+  torch::Tensor params = u.opt_params(stage, group_->rank());
+  SHARDLM_CHECK(saved.numel() == params.numel(), core::CheckpointError,
+                "unit {}: {} elements given, this rank holds {}", u.name, saved.numel(), params.numel());
+  params.copy_(saved.view_as(params));
+  if (config_.cpu_offload) u.master.copy_(saved.view_as(u.master));
+  if (optimizer && !optimizer->empty()) {
+    if (dense)
+      u.opt->load_dense_state(*optimizer);
+    else
+      u.opt->load_state_dict(*optimizer);
+  }
+}
+
+void ShardedModel::finish_load() {
+  const int stage = static_cast<int>(config_.zero_stage);
+  std::vector<WorkPtr> gathers;
+  for (auto& u : units_)
+    if (stage == 1 || stage == 2)
+      gathers.push_back(group_->all_gather_async(u->flat->flat(), u->opt_params(stage, group_->rank())));
+  for (auto& w : gathers) w->wait();
+}
+
 // ---- accessors ----------------------------------------------------------------------------
 
 void ShardedModel::set_lr(double lr) {
   for (auto& u : units_) u->opt->set_lr(lr);
+}
+
+void ShardedModel::set_frozen(size_t i, bool frozen) {
+  SHARDLM_CHECK(i < units_.size() && !units_[i]->root, core::ModelError,
+                "ShardedModel: unit {} cannot be frozen", i);
+  Unit& u = *units_[i];
+  u.frozen = frozen;
+  for (auto& p : u.params) p.set_requires_grad(!frozen);
+}
+
+bool ShardedModel::frozen(size_t i) const { return units_.at(i)->frozen; }
+
+int64_t ShardedModel::num_trainable_params() const {
+  int64_t n = 0;
+  for (const auto& u : units_)
+    if (!u->frozen) n += u->flat->numel();
+  return n;
 }
 
 int64_t ShardedModel::num_params() const {

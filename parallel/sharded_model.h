@@ -99,7 +99,14 @@ class ShardedModel {
   void gather_all();
 
   void set_lr(double lr);
+  // Layer-wise training: a frozen unit's parameters get no gradient, take no
+  // part in the reductions and are not stepped (their optimizer state is kept
+  // for when they thaw). Activations still backpropagate through the unit.
+  // Call between steps. The root unit cannot be frozen.
+  void set_frozen(size_t i, bool frozen);
+  bool frozen(size_t i) const;
   int64_t num_params() const;  // unpadded, all units
+  int64_t num_trainable_params() const;  // unpadded, units not frozen
   size_t num_units() const { return units_.size(); }
   ProcessGroup& group() { return *group_; }
   const ShardedConfig& config() const { return config_; }
@@ -116,6 +123,21 @@ class ShardedModel {
   // parameters of every rank are refreshed (collective). Throws
   // core::CheckpointError naming the entry that is missing or mis-shaped.
   void load_state_dict(const StateDict& state);
+
+  // Resharding-friendly loading, one unit at a time: `params` holds this
+  // rank's elements of unit i — the whole unit at stage 0, else its shard
+  // range (unit_layout(i).shard_range(rank)), padding included — and
+  // `optimizer`, when given, the optimizer's state for them (raw, or dense
+  // "exp_avg"/"exp_avg_sq"/"step" loaded with load_dense_state). After the
+  // last unit call finish_load() (collective: refreshes the parameters).
+  void load_unit(size_t i, const torch::Tensor& params, const StateDict* optimizer, bool dense);
+  void finish_load();
+  // This rank's elements of unit i as load_unit() takes them, and the dense
+  // optimizer state for them (empty before the unit's first step).
+  torch::Tensor unit_params(size_t i) const;
+  StateDict unit_dense_state(size_t i) const;
+  // [begin, end) of unit i's padded flat layout that load_unit/unit_params cover.
+  std::pair<int64_t, int64_t> unit_range(size_t i) const;
 
   // Bytes this rank holds now for model states. `params`, `grads`,
   // `optimizer`: on the compute device; `host`: offloaded master parameters,

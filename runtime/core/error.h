@@ -46,7 +46,8 @@ SHARDLM_DECLARE_ERROR(NotCompiled);
 class ConfigError : public Error {
  public:
   ConfigError(std::string file, std::string key, std::string value, std::string expected);
-  explicit ConfigError(const std::string& msg) : Error(msg) {}
+  explicit ConfigError(const std::string& msg, const char* file = nullptr, int line = 0)
+      : Error(msg, file, line) {}
   const std::string& config_file() const { return file_; }
   const std::string& key() const { return key_; }
   const std::string& value() const { return value_; }

@@ -1,0 +1,131 @@
+// manifest.json read/write (see manifest.h).
+#include "data/manifest.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "data/hash.h"
+#include "runtime/core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace shardlm::data {
+
+namespace {
+constexpr const char* kFormat = "shardlm-dataset";
+}
+
+std::string Manifest::path() const {
+  return (fs::path(dir) / kFileName).string();
+}
+
+bool Manifest::exists(const std::string& dir) {
+  return fs::exists(fs::path(dir) / kFileName);
+}
+
+nlohmann::json Manifest::to_json() const {
+  nlohmann::json j;
+  j["format"] = kFormat;
+  j["version"] = kVersion;
+  j["tokenizer"] = {{"hash", tokenizer_hash}, {"vocab_size", vocab_size}};
+  j["tokenizer"]["eos_id"] = eos_id ? nlohmann::json(*eos_id) : nlohmann::json(nullptr);
+  j["token_dtype"] = dtype_name(dtype);
+  j["cache_key"] = cache_key;
+  j["config"] = config;
+  j["inputs"] = inputs;
+  j["report"] = report;
+  nlohmann::json s = nlohmann::json::object();
+  for (const auto& [name, split] : splits) {
+    nlohmann::json shards = nlohmann::json::array();
+    for (const auto& sh : split.shards) shards.push_back(sh.to_json());
+    s[name] = {{"tokens", split.tokens}, {"documents", split.docs}, {"shards", shards}};
+  }
+  j["splits"] = s;
+  return j;
+}
+
+Manifest Manifest::load(const std::string& dir) {
+  Manifest m;
+  m.dir = dir;
+  std::string path = m.path();
+  SHARDLM_CHECK(fs::exists(path), core::DataError,
+                "no {} in {}: not a prepared dataset (run `shardlm prepare` first)", kFileName,
+                dir);
+  std::ifstream in(path);
+  SHARDLM_CHECK(in.good(), core::DataError, "cannot read {}", path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    SHARDLM_FAIL(core::DataError, "{}: malformed JSON ({})", path, e.what());
+  }
+  try {
+    SHARDLM_CHECK(j.value("format", "") == kFormat, core::DataError, "{}: \"format\" is not \"{}\"",
+                  path, kFormat);
+    int version = j.at("version").get<int>();
+    SHARDLM_CHECK(version == kVersion, core::DataError,
+                  "{}: version {} (this build reads version {}); prepare the data again", path,
+                  version, kVersion);
+    const auto& t = j.at("tokenizer");
+    m.tokenizer_hash = t.at("hash").get<std::string>();
+    m.vocab_size = t.at("vocab_size").get<uint64_t>();
+    if (t.contains("eos_id") && !t["eos_id"].is_null()) m.eos_id = t["eos_id"].get<uint32_t>();
+    m.dtype = dtype_from_name(j.at("token_dtype").get<std::string>());
+    m.cache_key = j.value("cache_key", "");
+    m.config = j.value("config", nlohmann::json::object());
+    m.inputs = j.value("inputs", nlohmann::json::array());
+    m.report = j.value("report", nlohmann::json::object());
+    for (const auto& [name, s] : j.at("splits").items()) {
+      SplitInfo split;
+      split.tokens = s.at("tokens").get<uint64_t>();
+      split.docs = s.at("documents").get<uint64_t>();
+      for (const auto& sh : s.at("shards"))
+        split.shards.push_back(ShardInfo::from_json(sh, path + " split " + name));
+      m.splits[name] = std::move(split);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    SHARDLM_FAIL(core::DataError, "{}: missing or mistyped field ({})", path, e.what());
+  }
+  return m;
+}
+
+void Manifest::save(const std::string& out_dir) const {
+  fs::path final_path = fs::path(out_dir) / kFileName;
+  std::string tmp = final_path.string() + ".tmp";
+  {
+    std::ofstream out(tmp);
+    SHARDLM_CHECK(out.good(), core::DataError, "cannot write {}", tmp);
+    out << to_json().dump(2) << "\n";
+    out.close();
+    SHARDLM_CHECK(out.good(), core::DataError, "error writing {}", tmp);
+  }
+  SHARDLM_CHECK(std::rename(tmp.c_str(), final_path.c_str()) == 0, core::DataError,
+                "cannot rename {} to {}", tmp, final_path.string());
+}
+
+const SplitInfo& Manifest::split(const std::string& name) const {
+  auto it = splits.find(name);
+  if (it == splits.end()) {
+    std::string have;
+    for (const auto& [n, s] : splits) have += (have.empty() ? "" : ", ") + n;
+    SHARDLM_FAIL(core::DataError, "{}: no split '{}' (it has: {})", path(), name, have);
+  }
+  return it->second;
+}
+
+std::string Manifest::fingerprint(const std::string& split_name) const {
+  std::string all = tokenizer_hash + "|" + split_name;
+  for (const auto& sh : split(split_name).shards) all += "|" + sh.file + ":" + sh.checksum;
+  return hex64(hash64(all));
+}
+
+void check_tokenizer(const Manifest& m, const std::string& tokenizer_hash) {
+  SHARDLM_CHECK(
+      tokenizer_hash == m.tokenizer_hash, core::DataError,
+      "{}: the dataset was prepared with tokenizer {} but the tokenizer given has hash {}; "
+      "use the same tokenizer or prepare the data again",
+      m.path(), m.tokenizer_hash, tokenizer_hash);
+}
+
+}  // namespace shardlm::data

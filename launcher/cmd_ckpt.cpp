@@ -1,0 +1,149 @@
+// `shardlm ckpt list|inspect|verify|prune` and `shardlm export`: checkpoints
+// of a run, and a consolidated model file from one.
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "ckpt/checkpoint.h"
+#include "launcher/app.h"
+#include "model/config.h"
+#include "model/gpt.h"
+#include "model/safetensors.h"
+#include "runtime/core/error.h"
+
+namespace shardlm::launcher {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A checkpoint directory from --ckpt: a step directory, or a run directory
+// (its newest intact checkpoint).
+std::string checkpoint_dir(const std::string& path) {
+  if (fs::exists(fs::path(path) / "manifest.json")) return path;
+  auto found = ckpt::resolve_checkpoint(path, "latest");
+  SHARDLM_CHECK(found, core::CheckpointError, "{}: no checkpoint (neither a step directory nor a run with one)",
+                path);
+  return *found;
+}
+
+void add_list(CLI::App& parent, Command& run) {
+  auto* cmd = parent.add_subcommand("list", "Checkpoints of a run, oldest first");
+  auto dir = std::make_shared<std::string>();
+  cmd->add_option("run_dir", *dir, "Run directory (train.run_dir)")->required();
+  cmd->callback([&run, dir] {
+    run = [dir] {
+      std::string latest;
+      std::ifstream(fs::path(*dir) / "checkpoints" / "latest") >> latest;
+      for (const auto& d : ckpt::list_checkpoints(*dir)) {
+        ckpt::CheckpointReader r(d);
+        const auto& m = r.manifest();
+        std::fprintf(stdout, "%s  step %lld  world %d  ZeRO-%lld  %s%s%s\n", d.c_str(),
+                     static_cast<long long>(r.step()), r.world_size(),
+                     static_cast<long long>(m["state"].value("zero_stage", int64_t{0})),
+                     m.contains("val_loss") ? fmt::format("val_loss {:.4f}", m["val_loss"].get<double>()).c_str() : "",
+                     fs::path(d).filename() == latest ? "  [latest]" : "", "");
+      }
+      return 0;
+    };
+  });
+}
+
+void add_inspect(CLI::App& parent, Command& run) {
+  auto* cmd = parent.add_subcommand("inspect", "What a checkpoint holds (manifest without the config)");
+  auto dir = std::make_shared<std::string>();
+  cmd->add_option("checkpoint", *dir, "Step directory, or a run directory (newest)")->required();
+  cmd->callback([&run, dir] {
+    run = [dir] {
+      ckpt::CheckpointReader r(checkpoint_dir(*dir));
+      nlohmann::json m = r.manifest();
+      m["state"].erase("config");
+      m["state"].erase("losses");
+      for (auto& [name, u] : m["units"].items()) u["layout"] = fmt::format("{} tensors", u["layout"].size());
+      std::printf("%s\n", m.dump(2).c_str());
+      return 0;
+    };
+  });
+}
+
+void add_verify(CLI::App& parent, Command& run) {
+  auto* cmd = parent.add_subcommand("verify", "Check every rank file against the manifest");
+  auto dir = std::make_shared<std::string>();
+  cmd->add_option("checkpoint", *dir, "Step directory")->required();
+  cmd->callback([&run, dir] {
+    run = [dir] {
+      ckpt::CheckpointReader r(*dir);
+      r.verify();
+      std::printf("%s: ok (step %lld, %d rank files)\n", dir->c_str(),
+                  static_cast<long long>(r.step()), r.world_size());
+      return 0;
+    };
+  });
+}
+
+void add_prune(CLI::App& parent, Command& run) {
+  auto* cmd = parent.add_subcommand("prune", "Apply retention rules to a run's checkpoints");
+  auto dir = std::make_shared<std::string>();
+  auto cfg = std::make_shared<ckpt::CheckpointConfig>();
+  cmd->add_option("run_dir", *dir, "Run directory")->required();
+  cmd->add_option("--keep-last", cfg->keep_last, "Newest n kept")->capture_default_str();
+  cmd->add_option("--keep-best", cfg->keep_best, "Best m by validation loss kept")->capture_default_str();
+  cmd->add_option("--keep-every", cfg->keep_every, "Every P-th step kept (0: none)")->capture_default_str();
+  cmd->callback([&run, dir, cfg] {
+    run = [dir, cfg] {
+      cfg->validate();
+      for (const auto& d : ckpt::prune_checkpoints(*dir, *cfg)) std::printf("removed %s\n", d.c_str());
+      return 0;
+    };
+  });
+}
+
+}  // namespace
+
+void register_ckpt(CLI::App& app, Context&, Command& run) {
+  auto* cmd = app.add_subcommand("ckpt", "List, inspect, verify and prune checkpoints");
+  cmd->require_subcommand(1);
+  add_list(*cmd, run);
+  add_inspect(*cmd, run);
+  add_verify(*cmd, run);
+  add_prune(*cmd, run);
+}
+
+void register_export(CLI::App& app, Context&, Command& run) {
+  auto* cmd = app.add_subcommand("export", "Write one consolidated model file from a checkpoint");
+  auto src = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  auto format = std::make_shared<std::string>("safetensors");
+  auto tokenizer = std::make_shared<std::string>();
+  cmd->add_option("--ckpt", *src, "Step directory, or a run directory (newest)")->required();
+  cmd->add_option("--out,-o", *out, "Output directory")->required();
+  cmd->add_option("--format", *format, "safetensors")->check(CLI::IsMember({"safetensors"}));
+  cmd->add_option("--tokenizer", *tokenizer, "Tokenizer file to copy beside the model");
+  cmd->callback([&run, src, out, tokenizer] {
+    run = [src, out, tokenizer] {
+      std::string dir = checkpoint_dir(*src);
+      ckpt::CheckpointReader r(dir);
+      r.verify();
+      auto cfg = model::ModelConfig::from_json(r.manifest().at("state").at("model"));
+      model::GPT gpt(cfg);
+      auto params = ckpt::read_parameters(r);
+      torch::NoGradGuard no_grad;
+      for (auto& p : gpt->named_parameters()) {
+        auto it = params.find(p.key());
+        SHARDLM_CHECK(it != params.end(), core::CheckpointError, "{}: no parameter {}", dir, p.key());
+        p.value().copy_(it->second.view(p.value().sizes()));
+      }
+      fs::create_directories(*out);
+      model::save_safetensors(gpt, cfg, *out);
+      if (!tokenizer->empty()) fs::copy_file(*tokenizer, fs::path(*out) / "tokenizer.json",
+                                             fs::copy_options::overwrite_existing);
+      std::printf("exported %s (step %lld, %lld parameters) to %s\n", dir.c_str(),
+                  static_cast<long long>(r.step()), static_cast<long long>(cfg.num_parameters()),
+                  out->c_str());
+      return 0;
+    };
+  });
+}
+
+}  // namespace shardlm::launcher

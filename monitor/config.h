@@ -1,0 +1,66 @@
+// The [monitor] section of a run configuration, and open_monitor(): what the
+// trainer calls once to get its sink, its control channel and (embedded mode,
+// rank 0) an in-process aggregator.
+//
+//   [monitor]
+//   url = "ws://127.0.0.1:8765/ws"   # send to an aggregator ("" = none)
+//   embedded = true                  # rank 0 starts the aggregator itself (port, bind)
+//   jsonl = true                     # RUN_DIR/metrics/rank-N.jsonl on every rank
+//   stdout = true                    # one line per step on rank 0
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "monitor/aggregator.h"
+#include "monitor/control.h"
+#include "monitor/sink.h"
+#include "runtime/core/config.h"
+
+namespace shardlm::monitor {
+
+struct MonitorConfig {
+  // rank side
+  std::string url;           // ws://HOST:PORT/PATH of an aggregator; "" = no WebSocket sink
+  bool jsonl = true;         // every rank appends its messages to RUN_DIR/metrics/rank-N.jsonl
+  bool stdout_lines = true;  // rank 0 prints one line per step ("stdout" in TOML)
+  int64_t every = 1;         // report every N steps
+  int64_t queue_capacity = 4096;
+  double heartbeat_s = 2.0;
+  // aggregator (embedded in rank 0, or `shardlm monitor`)
+  bool embedded = false;
+  std::string bind = "127.0.0.1";
+  int64_t port = 8765;
+  std::string static_dir;  // "" = find_dashboard_dir()
+  std::string token;       // "" = generated at start
+  std::string launch_command;
+  int64_t history_max_messages = 200000;
+  int64_t history_max_mb = 128;
+  double straggler_fraction = 0.2;
+  double dead_after_s = 10;
+  double idle_timeout_s = 30;
+  int64_t viewer_queue = 4096;
+  int64_t threads = 1;
+
+  static MonitorConfig from(const core::ConfigSection& s);
+  void validate() const;
+  // The aggregator settings for RUN_DIR.
+  AggregatorConfig aggregator(const std::string& run_dir) const;
+};
+
+// What a rank gets: always a sink and a control channel (Null* when off).
+struct Monitor {
+  std::shared_ptr<MetricsSink> sink;
+  std::shared_ptr<ControlChannel> control;
+  std::unique_ptr<Aggregator> embedded;  // rank 0 with embedded = true
+};
+
+// Builds the sinks this configuration asks for on `rank`; with `embedded`
+// rank 0 first starts an Aggregator on its own thread and its WebSocket sink
+// connects to it (url defaults to it). Throws what the sinks and the
+// aggregator throw (an unwritable run dir, a port in use).
+Monitor open_monitor(const MonitorConfig& cfg, int rank, int world_size, const std::string& run_dir,
+                     const std::string& run_id);
+
+}  // namespace shardlm::monitor
