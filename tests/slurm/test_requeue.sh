@@ -7,16 +7,18 @@
 # resumed from a step > 0, losses equal to an uninterrupted run of the same
 # payload (under mpirun, outside SLURM), the FINISHED marker, and that a
 # second submission of the finished run does nothing.
-#   tests/slurm/test_requeue.sh path/to/shardlm path/to/source
+#   SHARDLM_FIXTURE=DIR tests/slurm/test_requeue.sh path/to/shardlm path/to/source
+# DIR holds a dataset prepared with a 4096-token tokenizer (DIR/data; ctest's
+# runtime.fixture makes it).
 set -euo pipefail
 SHARDLM=$(realpath "$1")
 SRC=$(realpath "$2")
 
-# The training payload, the one thing to switch: a stand-in that obeys the
-# trainer's protocol (see standin_train.sh), or empty for the real
-# `shardlm train`.
-PAYLOAD=${SHARDLM_TEST_PAYLOAD-$SRC/tests/slurm/standin_train.sh}
-STEPS=30
+# The training payload, the one thing to switch: "train" is the real
+# `shardlm train`; "standin" is tests/slurm/standin_train.sh, a payload of
+# sleeps that obeys the same protocol (no data needed; it checks the batch
+# script and the cluster alone).
+PAYLOAD=${SHARDLM_TEST_PAYLOAD:-train}
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 say() { echo "[test_requeue $(date +%T)] $*"; }
@@ -43,19 +45,71 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# ---- the payload's config and what it logged --------------------------------------
+# ---- the payload: its config, and the losses and starts it logged ----------------------
 cfg=$tmp/run.toml
-cat > "$cfg" <<EOF
+case "$PAYLOAD" in
+  train)
+    program=''
+    STEPS=40
+    fixture=${SHARDLM_FIXTURE:?set SHARDLM_FIXTURE to a directory with a prepared dataset in data/}
+    # A small GPT on the fixture's data: ~0.2 s a step here, so USR1 lands mid-run.
+    cat > "$cfg" <<EOF
 [train]
+seed = 1234
 steps = $STEPS
-standin_step_seconds = 0.3
+grad_clip = 1.0
+[train.schedule]
+warmup_steps = 5
+[optimizer]
+lr = 1e-3
+[model]
+vocab_size = 4096
+context_length = 64
+n_layer = 2
+n_head = 2
+d_model = 128
+[data]
+path = "$fixture/data"
+batch_size = 4
+seq_len = 64
+[validation]
+every = 0
+[ckpt]
+async = false
+[parallel]
+zero_stage = 2
 EOF
-losses_of() { cat "$1/losses.txt"; }
-starts_of() { cat "$1/starts.txt"; }
+    # Every rank appends its messages to metrics/rank-N.jsonl, across restarts.
+    metrics() {
+      /usr/bin/python3 -c '
+import json, sys
+for line in open(sys.argv[1] + "/metrics/rank-0.jsonl"):
+    m = json.loads(line)
+    if m["type"] == "step" and sys.argv[2] == "losses": print(m["step"], repr(m["loss"]))
+    if m["type"] == "event" and m["kind"] == "run_started" and sys.argv[2] == "starts":
+        print("start", m.get("step", 0))' "$@"
+    }
+    losses_of() { metrics "$1" losses; }
+    starts_of() { metrics "$1" starts; }
+    steps_done() { grep -cs '"type":"step"' "$1/metrics/rank-0.jsonl" || true; }
+    ;;
+  standin)
+    program=$SRC/tests/slurm/standin_train.sh
+    STEPS=30
+    printf '[train]\nsteps = %d\nstandin_step_seconds = 0.3\n' $STEPS > "$cfg"
+    losses_of() { cat "$1/losses.txt"; }
+    starts_of() { cat "$1/starts.txt"; }
+    steps_done() { cat "$1/losses.txt" 2>/dev/null | wc -l; }
+    ;;
+  *) fail "SHARDLM_TEST_PAYLOAD=$PAYLOAD: expected train or standin" ;;
+esac
+# One thread per rank in both runs: the same arithmetic, so the same losses.
+launch_args="--threads=1${program:+ --program=$program}"
 
 # ---- the uninterrupted reference, under mpirun outside SLURM ----------------------
 say "reference run: shardlm launch --launcher mpirun -n 2"
-"$SHARDLM" launch --launcher mpirun -n 2 ${PAYLOAD:+--program "$PAYLOAD"} -- \
+# shellcheck disable=SC2086  # launch_args is a list of words
+"$SHARDLM" launch --launcher mpirun -n 2 $launch_args -- \
   train --config "$cfg" --train.run_dir="$tmp/ref" > "$tmp/ref.log" 2>&1 &
 ref_pid=$!
 
@@ -67,7 +121,7 @@ submit() {  # submit SCRIPT OUTPUT_FILE [sbatch options] -> job id
   local script=$1 out=$2
   shift 2
   sbatch --parsable --chdir="$tmp" --output="$out" --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 \
-    --time=10 --export="ALL,CONFIG=$cfg,RUN_DIR=$tmp/run,SHARDLM=$SHARDLM,SHARDLM_PROGRAM=$PAYLOAD" \
+    --time=10 --export="ALL,CONFIG=$cfg,RUN_DIR=$tmp/run,SHARDLM=$SHARDLM,LAUNCH_ARGS=$launch_args" \
     "$@" "$SRC/slurm/$script"
 }
 job_field() { scontrol show job "$1" -o | tr ' ' '\n' | sed -n "s/^$2=//p"; }
@@ -78,7 +132,7 @@ wait_for() {
   for _ in $(seq $((secs * 5))); do "$@" && return 0; sleep 0.2; done
   fail "timed out after ${secs}s waiting for $what"
 }
-lines_at_least() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
+steps_at_least() { [ "$(steps_done "$1")" -ge "$2" ]; }
 job_done() {
   local s; s=$(job_field "$1" JobState)
   case "$s" in COMPLETED) return 0 ;; FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY) fail "job $1 ended $s" ;; esac
@@ -87,7 +141,7 @@ job_done() {
 
 job=$(submit train.sbatch "$tmp/job.out")
 say "submitted job $job; waiting for 5 steps"
-wait_for 60 "5 steps of job $job" lines_at_least "$tmp/run/losses.txt" 5
+wait_for 90 "5 steps of job $job" steps_at_least "$tmp/run" 5
 scancel --signal=USR1 --batch "$job"
 say "sent USR1 to the batch script; waiting for checkpoint, requeue, resume and finish"
 wait_for 120 "job $job to finish after its requeue" job_done "$job"
