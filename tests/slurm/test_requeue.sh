@@ -50,14 +50,16 @@ cfg=$tmp/run.toml
 case "$PAYLOAD" in
   train)
     program=''
-    STEPS=40
+    STEPS=150
     fixture=${SHARDLM_FIXTURE:?set SHARDLM_FIXTURE to a directory with a prepared dataset in data/}
-    # A small GPT on the fixture's data: ~0.2 s a step here, so USR1 lands mid-run.
+    # A small GPT on the fixture's data: 0.04-0.1 s a step here, so USR1 lands
+    # mid-run. (Validation reads the train split: the fixture has no val split.)
     cat > "$cfg" <<EOF
 [train]
 seed = 1234
 steps = $STEPS
 grad_clip = 1.0
+precision = "fp32"
 [train.schedule]
 warmup_steps = 5
 [optimizer]
@@ -74,6 +76,8 @@ batch_size = 4
 seq_len = 64
 [validation]
 every = 0
+split = "train"
+batches = 2
 [ckpt]
 async = false
 [parallel]
@@ -91,7 +95,11 @@ for line in open(sys.argv[1] + "/metrics/rank-0.jsonl"):
     }
     losses_of() { metrics "$1" losses; }
     starts_of() { metrics "$1" starts; }
-    steps_done() { grep -cs '"type":"step"' "$1/metrics/rank-0.jsonl" || true; }
+    steps_done() {
+      local n
+      n=$(grep -cs '"type":"step"' "$1/metrics/rank-0.jsonl" || true)
+      echo "${n:-0}"
+    }
     ;;
   standin)
     program=$SRC/tests/slurm/standin_train.sh
@@ -157,8 +165,8 @@ mapfile -t starts < <(starts_of "$tmp/run")
 [ "${#starts[@]}" -eq 2 ] && [ "${starts[0]}" = "start 0" ] || fail "expected two starts, got: ${starts[*]}"
 resumed_at=${starts[1]#start }
 [ "$resumed_at" -gt 0 ] && [ "$resumed_at" -lt "$STEPS" ] || fail "resumed at step $resumed_at"
-say "resumed at step $resumed_at of $STEPS; the job's log:"
-sed 's/^/    /' "$tmp/job.out"
+say "resumed at step $resumed_at of $STEPS; the job's log (launch, batch script, stop):"
+tr '\r' '\n' < "$tmp/job.out" | grep -E '^\[(shardlm launch|train.sbatch)|^srun|stopping at|checkpoint:' | sed 's/^/    /'
 
 wait "$ref_pid" || fail "the reference run failed: $(cat "$tmp/ref.log")"
 ref_pid=''
