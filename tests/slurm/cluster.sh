@@ -35,7 +35,10 @@ start() {
   d=$(cd "$d" && pwd)
   : > "$d/pids"
   local host; host=$(hostname -s)
-  local cpus; cpus=$(nproc)
+  # (nproc would follow OMP_NUM_THREADS.) At least 4 CPUs, so a 2-task job fits
+  # a small CI machine: config_overrides lets slurmd believe the configuration.
+  local cpus; cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+  [ "$cpus" -ge 4 ] || cpus=4
   read -r ctld_port slurmd_port < <(free_ports)
 
   # munge: a fresh key, its socket and logs under DIR.
@@ -72,6 +75,7 @@ MpiDefault=pmix
 JobRequeue=1
 SchedulerParameters=sched_interval=2,bf_interval=1
 ReturnToService=2
+SlurmdParameters=config_overrides
 KillWait=10
 MinJobAge=300
 NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus} State=UNKNOWN
