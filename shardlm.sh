@@ -31,6 +31,10 @@ DEB_PACKAGES=(
   libxxhash-dev bible-kjv fortunes-min python3.11-doc sentencepiece
   # the dashboard's browser test (tests/dashboard) drives it through playwright-core
   chromium
+  # launch: a real one-node SLURM cluster for the requeue/resume test
+  # (tests/slurm/cluster.sh); brings slurmctld, slurmd, slurm-client, the basic
+  # plugins (mpi_pmix among them) and liblua5.1, ~13 MB installed
+  slurm-wlm munge
 )
 SETUP_EXTRA=${SETUP_EXTRA:-}
 

@@ -5,10 +5,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
-#include <ATen/ATen.h>
 
 #include "launcher/app.h"
 #include "runtime/core/mpi_check.h"
@@ -87,8 +87,8 @@ void register_info(CLI::App& app, Context& ctx, Command& run) {
         text = j.dump() + "\n";
       } else {
         text = fmt::format("[rank {}/{}] host {} device {} (local rank {}/{}, from {})\n", env.rank,
-                           env.world_size, env.hostname, env.device, env.local_rank,
-                           env.local_size, env.source);
+                           env.world_size, env.hostname, env.device, env.local_rank, env.local_size,
+                           env.source);
         for (auto& [k, v] : j.items()) {
           if (k == "rank" || k == "world_size" || k == "local_rank" || k == "local_size" ||
               k == "host" || k == "device" || k == "env_source")

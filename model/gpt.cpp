@@ -474,7 +474,8 @@ AutocastGuard::AutocastGuard(torch::DeviceType device, torch::ScalarType dtype, 
       cpu ? at::autocast::get_autocast_cpu_dtype() : at::autocast::get_autocast_gpu_dtype();
   if (cpu) {
     at::autocast::set_cpu_enabled(enabled);
-    at::autocast::set_autocast_cpu_dtype(dtype);
+    // LibTorch < 2 accepts only bfloat16 here, even with autocast off (fp32 runs).
+    if (enabled) at::autocast::set_autocast_cpu_dtype(dtype);
   } else {
     at::autocast::set_enabled(enabled);
     at::autocast::set_autocast_gpu_dtype(dtype);
