@@ -270,6 +270,7 @@ const ackOf = (command) => captured.find((m) => m.type === 'ack' && m.command ==
 
 let pid = null; // the run the aggregator spawned (its own process group)
 let ckptStep = null;
+let ckptName = null; // as listed: the trainer zero-pads (step-000650)
 
 try {
   await check('page loads, connects and unlocks controls with the token', async () => {
@@ -363,7 +364,8 @@ try {
     await page.waitForSelector(`[data-testid=checkpoint-table] >> text=step-`, { timeout: 10000 });
     const names = await page.$$eval('[data-testid=checkpoint-table] tbody tr td:first-child', (tds) => tds.map((t) => t.textContent));
     assert(names.length >= 1, `a checkpoint is listed (${names.join(', ')})`);
-    ckptStep = Number(/step-(\d+)/.exec(names[0])[1]);
+    ckptName = names[0].trim();
+    ckptStep = Number(/step-(\d+)/.exec(ckptName)[1]);
     await page.fill('[data-testid=input-wd]', '0.05');
     await page.click('[data-testid=apply-wd]');
     await page.waitForSelector('[data-testid=ack-set_weight_decay][data-phase=acked]', { timeout: 15000 });
@@ -488,7 +490,7 @@ try {
       }
     }, 15000);
     assert(ckptStep !== null && ckptStep < stoppedAt, `a checkpoint before the stop (${ckptStep} < ${stoppedAt})`);
-    const resumeBtn = page.locator('[data-testid=checkpoint-table] tbody tr', { hasText: `step-${ckptStep}` }).locator('button');
+    const resumeBtn = page.locator('[data-testid=checkpoint-table] tbody tr', { hasText: ckptName }).locator('button');
     await until('Resume from to be enabled', async () => await resumeBtn.isEnabled(), 15000);
     const mark = captured.length;
     await resumeBtn.click();
