@@ -198,6 +198,7 @@ Tensor MLPImpl::forward(const Tensor& x) {
   } else {
     h = at::silu(h);
   }
+  if (observe) observe(h);
   h = c_proj(h);
   return maybe_dropout(h, resid_dropout_, is_training()).view(x.sizes());
 }

@@ -127,6 +127,9 @@ class MLPImpl : public torch::nn::Module {
   explicit MLPImpl(const ModelConfig& cfg);
   torch::Tensor forward(const torch::Tensor& x);  // (N, C) -> (N, C)
   torch::nn::Linear c_fc{nullptr}, c_proj{nullptr};
+  // Inspection hook (the dashboard's activations view): when set, called with
+  // the (N, F) hidden activations after the nonlinearity, before c_proj.
+  std::function<void(const torch::Tensor&)> observe;
 
  private:
   std::string activation_;

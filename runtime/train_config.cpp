@@ -8,6 +8,7 @@ namespace shardlm::runtime {
 TrainConfig TrainConfig::from(const core::ConfigSection& s) {
   TrainConfig c;
   c.run_dir = s.get("run_dir", c.run_dir);
+  c.tokenizer = s.get("tokenizer", c.tokenizer);
   c.seed = s.get("seed", c.seed);
   c.steps = s.get("steps", c.steps);
   c.accumulation = s.get("accumulation", c.accumulation);

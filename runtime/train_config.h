@@ -22,6 +22,10 @@ struct TrainConfig {
   std::string precision = "fp32";  // fp32 | bf16 | fp16 (dynamic loss scaling)
   std::string device = "auto";     // auto (cuda:<local rank> when available) | cpu | cuda
   std::string init_from;           // start from this safetensors model (fine-tuning)
+  // The tokenizer of the data, for the dashboard's model inspection (prompts)
+  // and for what the run records; default: tokenizer.json in data.path or its
+  // parent folder when its hash is the one the data was prepared with.
+  std::string tokenizer;
   bool activation_checkpointing = false;
   int64_t log_every = 1;
   // Layer-wise training: pairs [step, k]: from `step` on, only the top k blocks

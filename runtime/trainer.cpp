@@ -20,6 +20,7 @@
 #include "monitor/config.h"
 #include "monitor/control.h"
 #include "monitor/hardware.h"
+#include "monitor/websocket_sink.h"
 #include "parallel/loss_scaler.h"
 #include "parallel/mpi_group.h"
 #include "parallel/nccl_group.h"
@@ -27,6 +28,7 @@
 #include "runtime/core/log.h"
 #include "runtime/engine.h"
 #include "runtime/evaluate.h"
+#include "runtime/inspect.h"
 #include "runtime/progress.h"
 #include "runtime/signals.h"
 #include "runtime/train_config.h"
@@ -121,6 +123,7 @@ void Trainer::Impl::setup() {
   vcfg.prefetch = 2;
   val_loader = std::make_unique<data::Loader>(vcfg, env.rank, env.world_size);
   val_start = val_loader->state();
+  load_tokenizer();
 
   schedule = std::make_unique<LrSchedule>(
       train.schedule, opt_cfg.lr,
@@ -374,6 +377,7 @@ void Trainer::Impl::apply(const monitor::ControlCommand& c) {
                          ec.enabled ? "on" : "off", ec.patience, ec.min_delta);
       break;
     }
+    case K::kInspect: inspect(c); return;
     default:
       if (env.is_root()) mon.control->ack(c, step_, false, "not handled by a training run");
       return;
@@ -387,6 +391,59 @@ void Trainer::Impl::apply(const monitor::ControlCommand& c) {
     ev.message = note;
     mon.sink->event(ev);
   }
+}
+
+void Trainer::Impl::load_tokenizer() {
+  const std::string want = loader->manifest().tokenizer_hash;
+  if (!train.tokenizer.empty()) {
+    tokenizer = data::Tokenizer::load(train.tokenizer);
+    data::check_tokenizer(loader->manifest(), tokenizer->hash());
+    return;
+  }
+  fs::path data_dir(data_cfg.path);
+  for (const fs::path& p : {data_dir / "tokenizer.json", data_dir.parent_path() / "tokenizer.json"}) {
+    std::error_code ec;
+    if (!fs::is_regular_file(p, ec)) continue;
+    try {
+      data::Tokenizer t = data::Tokenizer::load(p.string());
+      if (!want.empty() && t.hash() != want) {
+        core::log::info0("{} is not the data's tokenizer (hash {}, data {}): not used", p.string(),
+                         t.hash(), want);
+        continue;
+      }
+      tokenizer = std::move(t);
+      core::log::debug("tokenizer for inspection: {}", p.string());
+      return;
+    } catch (const std::exception& e) {
+      core::log::warn0("{}: not a tokenizer ({}); model inspection will not encode prompts",
+                       p.string(), e.what());
+    }
+  }
+}
+
+// Every rank runs the request (a ZeRO-3 forward gathers blocks from all);
+// rank 0 answers. Requests are identical on all ranks, so a refusal is too.
+void Trainer::Impl::inspect(const monitor::ControlCommand& c) {
+  engine->gather_all();
+  InspectTarget target;
+  target.model = model;
+  target.runner = engine->block_runner(false);
+  target.tokenizer = tokenizer ? &*tokenizer : nullptr;
+  target.device = device;
+  nlohmann::json data;
+  std::string error;
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    data = inspect_model(c.inspect_what, c.args, target);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  if (!env.is_root()) return;
+  auto* ws = dynamic_cast<monitor::WebSocketSink*>(mon.control.get());
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  core::log::debug("inspect {} at step {}: {} in {:.0f} ms", c.inspect_what, step_,
+                   error.empty() ? "answered" : error, ms);
+  if (ws) ws->inspect_result(c, error.empty(), data, error);
 }
 
 void Trainer::Impl::handle_control() {

@@ -2,6 +2,7 @@
 // Adam moments as ranges of its flat layout, RNG states, loader position, LR
 // schedule, loss scaler, early stopping, counters) and how a run continues
 // from one written by any world size and ZeRO stage.
+#include <chrono>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -102,17 +103,22 @@ ckpt::Snapshot Trainer::Impl::snapshot() {
 
 void Trainer::Impl::save_checkpoint(bool async) {
   if (step_ == 0) return;  // nothing trained yet
+  // The training loop's stall: the host snapshot plus whatever save() waits for
+  // (the previous save in flight, or the whole write when not async).
+  auto t0 = std::chrono::steady_clock::now();
   checkpointer->save(snapshot(), async);
+  const double stall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   monitor::Event ev;
   ev.kind = monitor::EventKind::kCheckpointSaved;
   ev.step = step_;
   ev.message = fmt::format("checkpoint {}{}", ckpt::step_dir_name(step_), async ? " (writing)" : "");
   ev.data = {{"path", (fs::path(checkpointer->checkpoints_dir()) / ckpt::step_dir_name(step_)).string()},
-             {"stall_s", checkpointer->last_stall_seconds()}};
+             {"stall_s", stall_s},
+             {"snapshot_s", stall_s - checkpointer->last_stall_seconds()}};
   mon.sink->event(ev);
-  core::log::info0("checkpoint: step {} {} (training waited {:.3f} s)", step_,
-                   async ? "being written in the background" : "written",
-                   checkpointer->last_stall_seconds());
+  core::log::info0("checkpoint: step {} {} (training waited {:.3f} s, of which {:.3f} s snapshot)",
+                   step_, async ? "being written in the background" : "written", stall_s,
+                   stall_s - checkpointer->last_stall_seconds());
 }
 
 // ---- restore --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 #include "ckpt/checkpoint.h"
 #include "ckpt/config.h"
 #include "data/loader.h"
+#include "data/tokenizer.h"
 #include "model/config.h"
 #include "model/gpt.h"
 #include "monitor/config.h"
@@ -56,6 +57,7 @@ struct Trainer::Impl {
   std::unique_ptr<monitor::HardwareProbe> probe;
   std::unique_ptr<Progress> progress;
   std::unique_ptr<ckpt::Checkpointer> checkpointer;
+  std::optional<data::Tokenizer> tokenizer;  // for inspection; may be absent
   std::optional<double> last_val_loss;
   bool save_requested = false;  // a save_checkpoint command
 
@@ -77,6 +79,8 @@ struct Trainer::Impl {
   double step();  // one optimizer step; returns the global mean loss
   void handle_control();
   void apply(const monitor::ControlCommand& c);
+  void inspect(const monitor::ControlCommand& c);
+  void load_tokenizer();
   void validate_now(bool final);
   void write_report();
   int run();

@@ -1,5 +1,6 @@
 // Unit tests of the trainer's parts: LR schedule, early stopping, activation
-// checkpointing (gradients identical with and without), autocast guard.
+// checkpointing (gradients identical with and without), autocast guard, model
+// inspection.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,7 +8,9 @@
 #include "model/activation_checkpoint.h"
 #include "model/autocast.h"
 #include "model/gpt.h"
+#include "runtime/core/error.h"
 #include "runtime/early_stopping.h"
+#include "runtime/inspect.h"
 #include "runtime/schedule.h"
 #include "runtime/train_config.h"
 
@@ -170,4 +173,133 @@ TEST(Autocast, GuardEnablesBf16OnCpuAndRestores) {
   EXPECT_EQ(before.cpu, after.cpu);
   auto a = torch::randn({4, 4});
   EXPECT_EQ(torch::mm(a, a).scalar_type(), c10::kFloat);
+}
+
+// ---- model inspection (the dashboard's Model tab) ---------------------------------------
+
+namespace {
+struct InspectFixture {
+  data::Tokenizer tok;  // bytes only: id = byte value
+  model::GPT gpt;
+  runtime::InspectTarget target;
+  InspectFixture() : gpt(model::GPT([] {
+    model::ModelConfig c;
+    c.vocab_size = 300;
+    c.context_length = 32;
+    c.n_layer = 3;
+    c.n_head = 2;
+    c.d_model = 32;
+    return c;
+  }())) {
+    target.model = gpt;
+    target.tokenizer = &tok;
+    target.max_prompt_tokens = 12;
+  }
+};
+}  // namespace
+
+TEST(Inspect, AttentionIsCausalRowStochasticPerHead) {
+  InspectFixture f;
+  f.gpt->train();
+  auto j = runtime::inspect_model("attention", {{"prompt", "Once upon a time, far away"}, {"layer", 1}},
+                                  f.target);
+  EXPECT_TRUE(f.gpt->is_training()) << "the training mode is restored";
+  EXPECT_EQ(j["layer"], 1);
+  EXPECT_EQ(j["layers"], 3);
+  EXPECT_EQ(j["heads"], 2);
+  ASSERT_EQ(j["tokens"].size(), 12u) << "cut to max_prompt_tokens";
+  EXPECT_EQ(j["tokens"][0], "O");
+  ASSERT_EQ(j["weights"].size(), 2u);
+  for (const auto& head : j["weights"]) {
+    ASSERT_EQ(head.size(), 12u);
+    for (size_t q = 0; q < 12; ++q) {
+      double sum = 0;
+      for (size_t k = 0; k < 12; ++k) {
+        double w = head[q][k].get<double>();
+        if (k > q) EXPECT_EQ(w, 0.0) << "no weight on a future token";
+        sum += w;
+      }
+      EXPECT_NEAR(sum, 1.0, 2e-3);
+    }
+  }
+  // The first query attends only to itself.
+  EXPECT_NEAR(j["weights"][0][0][0].get<double>(), 1.0, 1e-6);
+}
+
+TEST(Inspect, EmbeddingsProjectOnTheLeadingComponents) {
+  InspectFixture f;
+  auto j = runtime::inspect_model("embeddings", {{"limit", 280}}, f.target);
+  EXPECT_EQ(j["method"], "pca");
+  ASSERT_EQ(j["points"].size(), 280u);
+  ASSERT_EQ(j["ids"].size(), 280u);
+  EXPECT_EQ(j["tokens"][65], "A");
+  EXPECT_EQ(j["tokens"][279], "#279") << "ids the tokenizer does not have are named by number";
+  double v0 = j["explained_variance"][0], v1 = j["explained_variance"][1];
+  EXPECT_GT(v0, 0.0);
+  EXPECT_GE(v0, v1);
+  EXPECT_LT(v0 + v1, 1.0);
+  // The projection is centred: each coordinate averages to ~0, and the first
+  // component's spread is at least the second's.
+  double m0 = 0, m1 = 0, s0 = 0, s1 = 0;
+  for (const auto& p : j["points"]) {
+    m0 += p[0].get<double>(), m1 += p[1].get<double>();
+    s0 += p[0].get<double>() * p[0].get<double>(), s1 += p[1].get<double>() * p[1].get<double>();
+  }
+  EXPECT_NEAR(m0 / 280, 0.0, 1e-3);
+  EXPECT_NEAR(m1 / 280, 0.0, 1e-3);
+  EXPECT_GE(s0, s1 * 0.999);
+}
+
+TEST(Inspect, ActivationsPerLayerAndATopNeuron) {
+  InspectFixture f;
+  auto j = runtime::inspect_model("activations", {{"prompt", "the dog ran home"}, {"layer", 2}, {"neuron", 5}},
+                                  f.target);
+  ASSERT_EQ(j["layers"].size(), 3u);
+  const int64_t F = f.gpt->config().ffn_dim();
+  for (int l = 0; l < 3; ++l) {
+    const auto& L = j["layers"][l];
+    EXPECT_EQ(L["name"], "blocks." + std::to_string(l) + ".mlp");
+    EXPECT_LE(L["min"].get<double>(), L["mean"].get<double>());
+    EXPECT_LE(L["mean"].get<double>(), L["max"].get<double>());
+    int64_t total = 0;
+    for (const auto& c : L["histogram"]["counts"]) total += c.get<int64_t>();
+    EXPECT_EQ(total, 12 * F) << "every activation of the 12 prompt tokens is counted once";
+    EXPECT_EQ(L["histogram"]["edges"].size(), L["histogram"]["counts"].size() + 1);
+  }
+  const auto& n = j["neuron"];
+  EXPECT_EQ(n["layer"], 2);
+  EXPECT_EQ(n["index"], 5);
+  ASSERT_EQ(n["top"].size(), 10u);
+  for (size_t i = 1; i < 10; ++i) EXPECT_GE(n["top"][i - 1]["value"].get<double>(), n["top"][i]["value"].get<double>());
+  // The hooks are removed afterwards.
+  for (int l = 0; l < 3; ++l) EXPECT_FALSE(f.gpt->blocks[l]->as<model::BlockImpl>()->mlp->observe);
+}
+
+TEST(Inspect, ArchitectureCountsEveryParameterOnce) {
+  InspectFixture f;
+  auto j = runtime::inspect_model("architecture", nlohmann::json::object(), f.target);
+  int64_t n = 0;
+  for (const auto& p : f.gpt->parameters()) n += p.numel();
+  EXPECT_EQ(j["root"]["params"], n);
+  EXPECT_EQ(j["root"]["type"], "GPT");
+  int64_t children = 0;
+  for (const auto& c : j["root"]["children"]) children += c["params"].get<int64_t>();
+  EXPECT_EQ(children, n) << "the children's counts add up to the root's";
+}
+
+TEST(Inspect, BadRequestsNameTheProblem) {
+  InspectFixture f;
+  auto msg = [&](const std::string& what, const nlohmann::json& args) {
+    try {
+      runtime::inspect_model(what, args, f.target);
+    } catch (const core::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(msg("attention", {{"prompt", "x"}, {"layer", 7}}).find("layers 0..2"), std::string::npos);
+  EXPECT_NE(msg("activations", {{"neuron", 100000}}).find("out of range"), std::string::npos);
+  EXPECT_NE(msg("weights", nlohmann::json::object()).find("cannot inspect 'weights'"), std::string::npos);
+  f.target.tokenizer = nullptr;
+  EXPECT_NE(msg("attention", {{"prompt", "x"}}).find("no tokenizer"), std::string::npos);
 }

@@ -389,7 +389,7 @@ try {
     await shot('system');
   });
 
-  await check('model inspection views answer or say "not available"', async () => {
+  await check('model inspection views draw what the live run answers', async () => {
     await tab('model');
     for (const [what, result] of [
       ['attention', 'attention-result'],
@@ -398,7 +398,10 @@ try {
       ['architecture', 'architecture-result'],
     ]) {
       await page.click(`[data-testid=inspect-tabs-${what}]`);
+      // The real trainer answers every request (runtime/inspect.cpp): "not available" fails.
       await page.waitForSelector(`[data-testid=${result}], [data-testid=inspect-unavailable]`, { timeout: 30000 });
+      const unavailable = await page.$('[data-testid=inspect-unavailable]');
+      assert(!unavailable, `${what}: ${unavailable ? await unavailable.textContent() : ''}`);
       if (what === 'embeddings' && (await page.$('[data-testid=embeddings-search]'))) {
         await page.fill('[data-testid=embeddings-search]', 'the');
         await page.waitForSelector('[data-testid=embeddings-matches]', { timeout: 5000 });
@@ -496,7 +499,9 @@ try {
     await resumeBtn.click();
     await page.waitForSelector('[data-testid=ack-resume_from][data-phase=done]', { timeout: 15000 });
     const first = await until('the first step of the resumed run', async () => captured.slice(mark).find((m) => m.type === 'step' && m.rank === 0), 30000);
-    assert(first.step === ckptStep + 1, `the resumed run starts after the checkpoint (step ${first.step}, checkpoint ${ckptStep})`);
+    // step-N holds N finished steps; a step message carries its 0-based index, so
+    // the resumed run's first step is N.
+    assert(first.step === ckptStep, `the resumed run starts at the checkpoint (step ${first.step}, checkpoint ${ckptStep})`);
     const spawned = captured.slice(mark).find((m) => m.type === 'event' && m.kind === 'run_spawned');
     pid = spawned?.data?.pid ?? pid;
     await page.waitForSelector('[data-testid=run-phase]:has-text("running")', { timeout: 10000 });
@@ -537,7 +542,7 @@ try {
 
 await check('messages from the C++ aggregator match the schema and the TypeScript types', async () => {
   const types = new Set(captured.map((m) => m.type));
-  for (const t of ['welcome', 'history_end', 'run_info', 'step', 'aggregate', 'ranks', 'ack', 'event', 'validation', 'checkpoints'])
+  for (const t of ['welcome', 'history_end', 'run_info', 'step', 'aggregate', 'ranks', 'ack', 'event', 'validation', 'checkpoints', 'inspect_result'])
     assert(types.has(t), `a captured ${t} message`);
   const r = spawnSync('npx', ['vitest', 'run', 'test/protocol.test.ts', '-t', 'captured'], {
     cwd: DASH,
