@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Crash test of checkpoints (ctest ckpt.crash, label mpi): a real 2-rank
-# `shardlm train` of the benchmark model saves every 2 steps (async, as users
+# `shardlm train` of a 21M-parameter model (~125 MB of checkpoint per rank, so
+# that a save takes long enough to be hit) saves every 2 steps (async, as users
 # run it); as soon as a save starts (its step-N.tmp/ appears) a random delay
 # later one rank, chosen at random, gets SIGKILL. After each of TRIALS crashes:
 #   - no step-N/ directory is half-written: every committed one verifies
@@ -18,7 +19,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 tmp=$(mktemp -d /tmp/shardlm-crash.XXXXXX)
 cleanup() {
-  pkill -9 -f "$tmp/run" 2>/dev/null || true
+  pkill -9 -f "$tmp/" 2>/dev/null || true  # a run left by a failed trial
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -31,9 +32,9 @@ steps = 100000
 [model]
 vocab_size = 4096
 context_length = 64
-n_layer = 4
-n_head = 4
-d_model = 256
+n_layer = 6
+n_head = 8
+d_model = 512
 [data]
 path = "$FIXTURE/data"
 batch_size = 2
@@ -66,6 +67,7 @@ rank_pid() {  # the PID of `shardlm train` rank $1, or nothing
 committed() { find "$tmp/run/checkpoints" -maxdepth 1 -name 'step-*' ! -name '*.tmp' -type d 2>/dev/null | sort; }
 
 RANDOM=$$
+in_flight=0  # kills that found a step-N.tmp/ being written
 for trial in $(seq 1 "$TRIALS"); do
   before=$(cat "$tmp/run/checkpoints/latest" 2>/dev/null || echo none)
   resume=()
@@ -83,14 +85,15 @@ for trial in $(seq 1 "$TRIALS"); do
     fi
     sleep 0.01
   done
-  delay_ms=$((RANDOM % 150))
+  delay_ms=$((trial == 1 ? 0 : RANDOM % 150))  # the first kill lands at once
   victim=$((RANDOM % 2))
   sleep "0.$(printf '%03d' $delay_ms)"
   pid=$(rank_pid $victim)
   [ -n "$pid" ] || fail "trial $trial: rank $victim not found"
-  tmps=$(compgen -G "$tmp/run/checkpoints/step-*.tmp" | xargs -r -n1 basename | tr '\n' ' ')
+  tmps=$( (compgen -G "$tmp/run/checkpoints/step-*.tmp" || true) | xargs -r -n1 basename | tr '\n' ' ')
   kill -9 "$pid"
   wait "$launcher" && fail "trial $trial: mpiexec exited 0 after a rank was killed" || true
+  [ -z "$tmps" ] || in_flight=$((in_flight + 1))
   echo "trial $trial: killed rank $victim ${delay_ms} ms after a save began (in flight: ${tmps:-none}); committed: $(committed | xargs -r -n1 basename | tr '\n' ' ')"
 
   # Every committed checkpoint verifies; latest names one of them.
@@ -111,4 +114,5 @@ for trial in $(seq 1 "$TRIALS"); do
     fail "trial $trial: the resume did not start from step $step: $(grep -m3 resumed "$tmp/resume-$trial.log")"
   echo "trial $trial: step-$step verified and resumed"
 done
-echo "ok: $TRIALS crashes during saves, every committed checkpoint verified and resumed"
+[ "$in_flight" -ge 1 ] || fail "no kill landed while a save was being written (saves too fast to hit?)"
+echo "ok: $TRIALS crashes during saves ($in_flight with a save in flight), every committed checkpoint verified and resumed"

@@ -149,10 +149,10 @@ job_done() {
 
 job=$(submit train.sbatch "$tmp/job.out")
 say "submitted job $job; waiting for 5 steps"
-wait_for 90 "5 steps of job $job" steps_at_least "$tmp/run" 5
+wait_for 240 "5 steps of job $job" steps_at_least "$tmp/run" 5
 scancel --signal=USR1 --batch "$job"
 say "sent USR1 to the batch script; waiting for checkpoint, requeue, resume and finish"
-wait_for 120 "job $job to finish after its requeue" job_done "$job"
+wait_for 240 "job $job to finish after its requeue" job_done "$job"
 
 # ---- what must hold ---------------------------------------------------------------------
 restarts=$(job_field "$job" Restarts)

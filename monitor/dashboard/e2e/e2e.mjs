@@ -535,6 +535,11 @@ try {
       process.kill(-pid, 'SIGTERM');
     } catch {}
   }
+  // And whatever run is still training in this run directory (a check that
+  // failed half-way may not know the newest run's pid): they all name RUN_DIR.
+  spawnSync('pkill', ['-TERM', '-f', `--train.run_dir=${RUN_DIR}`]);
+  await sleep(2000);
+  spawnSync('pkill', ['-KILL', '-f', `--train.run_dir=${RUN_DIR}`]);
   capture.end();
 }
 
