@@ -130,8 +130,11 @@ void register_checkpoint_loader() {
     out->model->eval();
     out->format = "checkpoint";
     out->source = dir;
-    // A tokenizer beside the run (runs/NAME/tokenizer.json), if any.
-    for (fs::path p = fs::path(dir); !p.empty() && p != p.parent_path(); p = p.parent_path())
+    // A tokenizer beside the run, if any: in the step directory, checkpoints/,
+    // the run directory (runs/NAME/tokenizer.json) or the folder of runs.
+    int depth = 0;
+    for (fs::path p = fs::path(dir); !p.empty() && p != p.parent_path() && depth < 4;
+         p = p.parent_path(), ++depth)
       if (fs::exists(p / "tokenizer.json")) {
         out->tokenizer = (p / "tokenizer.json").string();
         break;

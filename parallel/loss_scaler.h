@@ -21,7 +21,7 @@ namespace shardlm::parallel {
 
 class ProcessGroup;
 
-// The [loss_scale] section of a run configuration.
+// The [loss_scaler] section of a run configuration (enabled is set by train.precision = "fp16").
 struct LossScalerConfig {
   bool enabled = true;  // false: scale() is 1 and nothing is ever skipped
   double init_scale = 65536.0;

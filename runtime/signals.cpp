@@ -13,9 +13,10 @@ extern "C" void on_signal(int sig) {
   StopSignal s = sig == SIGINT    ? StopSignal::kInterrupt
                  : sig == SIGUSR1 ? StopSignal::kPreempt
                                   : StopSignal::kTerminate;
+  // After the first Ctrl-C the default action is back: a second one kills at once.
+  if (sig == SIGINT) std::signal(SIGINT, SIG_DFL);
   int expected = 0;
-  if (!g_signal.compare_exchange_strong(expected, static_cast<int>(s)) && sig == SIGINT)
-    std::signal(SIGINT, SIG_DFL);  // second Ctrl-C: default action next time
+  g_signal.compare_exchange_strong(expected, static_cast<int>(s));
 }
 }  // namespace
 

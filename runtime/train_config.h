@@ -34,7 +34,7 @@ struct TrainConfig {
   std::vector<std::vector<int64_t>> freeze_schedule;
   // Dynamic batch sizing: choose the largest micro-batch that fits (GPU: by
   // trying; CPU: within memory_budget_mb), then set accumulation so that
-  // micro_batch x accumulation x ranks stays >= global_batch.
+  // micro_batch x accumulation x ranks is as close to global_batch as fits, never above.
   bool auto_batch = false;
   int64_t global_batch = 0;        // rows per optimizer step over all ranks (auto_batch)
   int64_t memory_budget_mb = 0;    // CPU auto_batch: bytes this rank may use for training

@@ -18,6 +18,7 @@
 #include <torch/torch.h>
 
 #include "ckpt/checkpoint.h"
+#include "runtime/core/log.h"
 
 using namespace shardlm;
 namespace fs = std::filesystem;
@@ -30,7 +31,10 @@ int main(int argc, char** argv) {
   app.add_option("--dir", dir, "Run directory to write into (removed first)")->required();
   app.add_option("--gb", gb, "Checkpoint size in GB (10^9 bytes), all ranks together");
   app.add_option("--units", units, "Units (blocks) the parameters are split into");
+  bool verbose = false;
+  app.add_flag("--verbose", verbose, "Log the time of each phase of the save");
   CLI11_PARSE(app, argc, argv);
+  if (verbose) core::log::set_level(core::log::parse_level("debug"));
   MPI_Init(&argc, &argv);
   int rank = 0, world = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -57,6 +61,8 @@ int main(int argc, char** argv) {
     snap.units.push_back(std::move(p));
   }
   snap.state = {{"step", 1}};
+  bool same = true;
+  {  // the Checkpointer and the reader hold MPI communicators: gone before MPI_Finalize
   ckpt::CheckpointConfig cfg;
   cfg.keep_last = 1;
   cfg.keep_best = 0;
@@ -73,7 +79,6 @@ int main(int argc, char** argv) {
   // the same world size); compare one unit to what was saved.
   auto t1 = std::chrono::steady_clock::now();
   ckpt::CheckpointReader reader((fs::path(dir) / "checkpoints" / ckpt::step_dir_name(1)).string());
-  bool same = true;
   for (int u = 0; u < units; ++u)
     for (const char* what : {"params", "exp_avg", "exp_avg_sq"}) {
       auto t = reader.read_range("unit" + std::to_string(u), what, piece * rank, piece * (rank + 1));
@@ -91,6 +96,7 @@ int main(int argc, char** argv) {
                         {"read_back_equal", same}};
     std::printf("%s\n", j.dump().c_str());
     std::fflush(stdout);
+  }
   }
   MPI_Finalize();
   return same ? 0 : 1;

@@ -146,6 +146,29 @@ TEST(Ckpt, RetentionKeepsLastBestAndEvery) {
     EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
 }
 
+TEST(Ckpt, RetentionKeepsTheSaveLatestNames) {
+  // A run resumed from step 2 while steps 3..5 of an abandoned timeline exist:
+  // its save at step 3 replaces that step; with keep_last = 1 ranking by step
+  // number would keep step 5 and delete the save just made.
+  std::string dir = run_dir("prune_latest", MPI_COMM_SELF);
+  ckpt::CheckpointConfig cfg;
+  cfg.keep_last = 5;
+  cfg.keep_best = 0;
+  {
+    ckpt::Checkpointer c(cfg, dir, MPI_COMM_SELF);
+    for (int s = 1; s <= 5; ++s) c.save(synthetic(s, 0, 1, false), false);
+  }
+  cfg.keep_last = 1;
+  ckpt::Checkpointer c(cfg, dir, MPI_COMM_SELF);
+  c.save(synthetic(3, 0, 1, false), false);
+  std::vector<std::string> names;
+  for (const auto& d : ckpt::list_checkpoints(dir)) names.push_back(fs::path(d).filename().string());
+  EXPECT_EQ(names, (std::vector<std::string>{"step-000003", "step-000005"}));
+  auto latest = ckpt::resolve_checkpoint(dir, "latest");
+  ASSERT_TRUE(latest.has_value());
+  EXPECT_EQ(fs::path(*latest).filename().string(), "step-000003");
+}
+
 TEST(Ckpt, WriteFailureKeepsThePreviousCheckpoint) {
   std::string dir = run_dir("fail", MPI_COMM_SELF);
   ckpt::CheckpointConfig cfg;
