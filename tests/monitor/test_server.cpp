@@ -295,7 +295,14 @@ TEST(ServerRobustness, MalformedBinaryOversizedAndHalfOpenConnectionsDoNotStopTh
   }
   {  // oversized before hello: closed with 1009, others unaffected
     WsClient big(port);
-    big.send_text(std::string(200 * 1024, 'x'));
+    try {
+      big.send_text(std::string(200 * 1024, 'x'));
+    } catch (const boost::system::system_error& e) {
+      // The server may close at its read limit before the client has written
+      // the whole frame: the client then sees EPIPE or a reset.
+      EXPECT_TRUE(e.code() == net::error::broken_pipe || e.code() == net::error::connection_reset)
+          << e.what();
+    }
     EXPECT_FALSE(big.recv(5).has_value());
     EXPECT_TRUE(big.closed());
   }
