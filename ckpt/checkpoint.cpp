@@ -30,7 +30,9 @@ using Clock = std::chrono::steady_clock;
 
 // ---- small helpers ---------------------------------------------------------------
 
-std::string step_dir_name(int64_t step) { return fmt::format("step-{:06d}", step); }
+std::string step_dir_name(int64_t step) {
+  return fmt::format("step-{:06d}", step);
+}
 std::string rank_file_name(int rank, int world) {
   return fmt::format("rank-{:05d}-of-{:05d}.h5", rank, world);
 }
@@ -77,7 +79,8 @@ void write_atomically(const std::string& path, const std::string& text) {
 }
 
 // Every rank's string on rank 0 (others get an empty vector).
-std::vector<std::string> gather_strings(MPI_Comm comm, const std::string& mine, int rank, int world) {
+std::vector<std::string> gather_strings(MPI_Comm comm, const std::string& mine, int rank,
+                                        int world) {
   int len = static_cast<int>(mine.size());
   std::vector<int> lens(world), offs(world);
   SHARDLM_MPI_CHECK(MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, comm));
@@ -96,15 +99,24 @@ std::vector<std::string> gather_strings(MPI_Comm comm, const std::string& mine, 
 
 hid_t h5_type(torch::ScalarType t) {
   switch (t) {
-    case torch::kFloat: return H5T_NATIVE_FLOAT;
-    case torch::kDouble: return H5T_NATIVE_DOUBLE;
-    case torch::kLong: return H5T_NATIVE_INT64;
-    case torch::kInt: return H5T_NATIVE_INT32;
-    case torch::kByte: return H5T_NATIVE_UINT8;
-    case torch::kChar: return H5T_NATIVE_INT8;
-    case torch::kShort: return H5T_NATIVE_INT16;
-    case torch::kBool: return H5T_NATIVE_UINT8;
-    default: SHARDLM_FAIL(CheckpointError, "cannot store tensors of type {}", c10::toString(t));
+    case torch::kFloat:
+      return H5T_NATIVE_FLOAT;
+    case torch::kDouble:
+      return H5T_NATIVE_DOUBLE;
+    case torch::kLong:
+      return H5T_NATIVE_INT64;
+    case torch::kInt:
+      return H5T_NATIVE_INT32;
+    case torch::kByte:
+      return H5T_NATIVE_UINT8;
+    case torch::kChar:
+      return H5T_NATIVE_INT8;
+    case torch::kShort:
+      return H5T_NATIVE_INT16;
+    case torch::kBool:
+      return H5T_NATIVE_UINT8;
+    default:
+      SHARDLM_FAIL(CheckpointError, "cannot store tensors of type {}", c10::toString(t));
   }
 }
 
@@ -139,14 +151,17 @@ void write_tensor(hid_t loc, const std::string& name, const torch::Tensor& t0) {
   std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
   bool scalar = dims.empty();
   if (scalar) dims.push_back(1);
-  hid_t space = SHARDLM_H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
+  hid_t space =
+      SHARDLM_H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
   hid_t ds = SHARDLM_H5_CHECK(H5Dcreate2(loc, name.c_str(), h5_type(t.scalar_type()), space,
                                          H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   if (t.numel() > 0)
-    SHARDLM_H5_CHECK(H5Dwrite(ds, h5_type(t.scalar_type()), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()));
+    SHARDLM_H5_CHECK(
+        H5Dwrite(ds, h5_type(t.scalar_type()), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()));
   if (scalar) {
     hid_t as = SHARDLM_H5_CHECK(H5Screate(H5S_SCALAR));
-    hid_t a = SHARDLM_H5_CHECK(H5Acreate2(ds, "scalar", H5T_NATIVE_INT, as, H5P_DEFAULT, H5P_DEFAULT));
+    hid_t a =
+        SHARDLM_H5_CHECK(H5Acreate2(ds, "scalar", H5T_NATIVE_INT, as, H5P_DEFAULT, H5P_DEFAULT));
     int one = 1;
     SHARDLM_H5_CHECK(H5Awrite(a, H5T_NATIVE_INT, &one));
     H5Aclose(a);
@@ -285,7 +300,9 @@ Checkpointer::~Checkpointer() {
   if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
-std::string Checkpointer::checkpoints_dir() const { return (fs::path(run_dir_) / "checkpoints").string(); }
+std::string Checkpointer::checkpoints_dir() const {
+  return (fs::path(run_dir_) / "checkpoints").string();
+}
 
 void Checkpointer::wait() {
   if (worker_.joinable()) worker_.join();
@@ -384,7 +401,8 @@ void Checkpointer::write_and_commit(const Snapshot& snap) {
         std::error_code ec;
         if (fs::exists(final_dir)) fs::remove_all(final_dir, ec);  // an older save of this step
         fs::rename(tmp, final_dir, ec);
-        SHARDLM_CHECK(!ec, CheckpointError, "{}: cannot commit: {}", final_dir.string(), ec.message());
+        SHARDLM_CHECK(!ec, CheckpointError, "{}: cannot commit: {}", final_dir.string(),
+                      ec.message());
         fsync_path(root.string(), true);
         write_atomically((root / "latest").string(), name + "\n");
         fsync_path(root.string(), true);
@@ -403,7 +421,8 @@ void Checkpointer::write_and_commit(const Snapshot& snap) {
   SHARDLM_MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, comm_));
   write_s_ = std::chrono::duration<double>(Clock::now() - t0).count();
   if (!ok) {
-    if (rank_ == 0) throw CheckpointError(fmt::format("checkpoint of step {} failed: {}", snap.step, failure));
+    if (rank_ == 0)
+      throw CheckpointError(fmt::format("checkpoint of step {} failed: {}", snap.step, failure));
     throw CheckpointError(fmt::format("checkpoint of step {} failed on another rank", snap.step));
   }
 }
@@ -418,11 +437,13 @@ struct CheckpointReader::Files {
   }
 };
 
-CheckpointReader::CheckpointReader(std::string dir) : dir_(std::move(dir)), files_(std::make_unique<Files>()) {
+CheckpointReader::CheckpointReader(std::string dir)
+    : dir_(std::move(dir)), files_(std::make_unique<Files>()) {
   core::h5_silence_errors();
   fs::path mpath = fs::path(dir_) / "manifest.json";
   std::ifstream in(mpath);
-  SHARDLM_CHECK(in, CheckpointError, "{}: no manifest.json (not a checkpoint, or not committed)", dir_);
+  SHARDLM_CHECK(in, CheckpointError, "{}: no manifest.json (not a checkpoint, or not committed)",
+                dir_);
   try {
     manifest_ = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
@@ -435,14 +456,16 @@ CheckpointReader::CheckpointReader(std::string dir) : dir_(std::move(dir)), file
                 manifest_.value("version", 0), kFormatVersion);
   world_ = manifest_.at("world_size").get<int>();
   SHARDLM_CHECK(static_cast<int>(manifest_.at("files").size()) == world_, CheckpointError,
-                "{}: lists {} files for a world of {}", mpath.string(), manifest_.at("files").size(),
-                world_);
+                "{}: lists {} files for a world of {}", mpath.string(),
+                manifest_.at("files").size(), world_);
   files_->handles.assign(world_, -1);
 }
 
 CheckpointReader::~CheckpointReader() = default;
 
-int64_t CheckpointReader::step() const { return manifest_.at("step").get<int64_t>(); }
+int64_t CheckpointReader::step() const {
+  return manifest_.at("step").get<int64_t>();
+}
 
 void CheckpointReader::verify() const {
   for (const auto& f : manifest_.at("files")) {
@@ -476,7 +499,8 @@ torch::Tensor CheckpointReader::read_range(const std::string& unit, const std::s
                                            int64_t begin, int64_t end) const {
   int64_t numel = unit_numel(unit);
   SHARDLM_CHECK(0 <= begin && begin <= end && end <= numel, CheckpointError,
-                "{}: range [{}, {}) outside unit '{}' of {} elements", dir_, begin, end, unit, numel);
+                "{}: range [{}, {}) outside unit '{}' of {} elements", dir_, begin, end, unit,
+                numel);
   auto out = torch::empty({end - begin}, torch::kFloat);
   for (int r = 0; r < world_; ++r) {
     const auto& f = manifest_.at("files").at(r);
@@ -502,15 +526,18 @@ torch::Tensor CheckpointReader::read_range(const std::string& unit, const std::s
 }
 
 std::map<std::string, torch::Tensor> CheckpointReader::rank_tensors(int rank) const {
-  std::string path = (fs::path(dir_) / manifest_.at("files").at(rank).at("file").get<std::string>()).string();
+  std::string path =
+      (fs::path(dir_) / manifest_.at("files").at(rank).at("file").get<std::string>()).string();
   hid_t& h = files_->handles.at(rank);
   if (h < 0) h = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   SHARDLM_CHECK(h >= 0, CheckpointError, "{}: cannot open", path);
   return read_group(h, "rank");
 }
 
-std::map<std::string, torch::Tensor> CheckpointReader::unit_raw(int rank, const std::string& unit) const {
-  std::string path = (fs::path(dir_) / manifest_.at("files").at(rank).at("file").get<std::string>()).string();
+std::map<std::string, torch::Tensor> CheckpointReader::unit_raw(int rank,
+                                                                const std::string& unit) const {
+  std::string path =
+      (fs::path(dir_) / manifest_.at("files").at(rank).at("file").get<std::string>()).string();
   hid_t& h = files_->handles.at(rank);
   if (h < 0) h = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   SHARDLM_CHECK(h >= 0, CheckpointError, "{}: cannot open", path);
@@ -527,8 +554,8 @@ std::map<std::string, torch::Tensor> read_parameters(const CheckpointReader& rea
       int64_t n = 1;
       for (int64_t d : shape) n *= d;
       int64_t off = e.at("offset").get<int64_t>();
-      SHARDLM_CHECK(off + n <= numel, CheckpointError, "{}: layout of unit '{}' exceeds its {} elements",
-                    reader.dir(), unit, numel);
+      SHARDLM_CHECK(off + n <= numel, CheckpointError,
+                    "{}: layout of unit '{}' exceeds its {} elements", reader.dir(), unit, numel);
       out[e.at("name").get<std::string>()] = flat.narrow(0, off, n).view(shape).clone();
     }
   }
@@ -588,7 +615,8 @@ std::optional<std::string> resolve_checkpoint(const std::string& run_dir, const 
   return std::nullopt;
 }
 
-std::vector<std::string> prune_checkpoints(const std::string& run_dir, const CheckpointConfig& cfg) {
+std::vector<std::string> prune_checkpoints(const std::string& run_dir,
+                                           const CheckpointConfig& cfg) {
   auto all = list_checkpoints(run_dir);
   std::set<std::string> keep;
   for (size_t i = all.size() > static_cast<size_t>(cfg.keep_last) ? all.size() - cfg.keep_last : 0;
@@ -613,10 +641,12 @@ std::vector<std::string> prune_checkpoints(const std::string& run_dir, const Che
     if (m.is_discarded()) continue;
     int64_t step = m.value("step", int64_t{0});
     if (cfg.keep_every > 0 && step % cfg.keep_every == 0) keep.insert(d);
-    if (m.contains("val_loss") && m["val_loss"].is_number()) scored.emplace_back(m["val_loss"].get<double>(), d);
+    if (m.contains("val_loss") && m["val_loss"].is_number())
+      scored.emplace_back(m["val_loss"].get<double>(), d);
   }
   std::sort(scored.begin(), scored.end());
-  for (size_t i = 0; i < scored.size() && i < static_cast<size_t>(cfg.keep_best); ++i) keep.insert(scored[i].second);
+  for (size_t i = 0; i < scored.size() && i < static_cast<size_t>(cfg.keep_best); ++i)
+    keep.insert(scored[i].second);
   std::vector<std::string> removed;
   for (const auto& d : all)
     if (!keep.count(d)) {

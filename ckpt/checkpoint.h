@@ -31,8 +31,8 @@
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/types.h>
+#include <nlohmann/json.hpp>
 
 #include "ckpt/config.h"
 
@@ -43,13 +43,13 @@ inline constexpr int kFormatVersion = 1;
 // One unit's piece held by this rank: elements [begin, end) of the unit's
 // unpadded flat layout.
 struct UnitPiece {
-  std::string name;            // "unit0", ..., "root"
-  int64_t numel = 0;           // elements of the whole unit (unpadded)
-  int64_t begin = 0, end = 0;  // this rank's range
-  torch::Tensor params;        // (end - begin,) fp32, on the CPU
+  std::string name;                          // "unit0", ..., "root"
+  int64_t numel = 0;                         // elements of the whole unit (unpadded)
+  int64_t begin = 0, end = 0;                // this rank's range
+  torch::Tensor params;                      // (end - begin,) fp32, on the CPU
   torch::Tensor exp_avg, exp_avg_sq;         // same shape; undefined when never stepped
   std::map<std::string, torch::Tensor> raw;  // the optimizer's own state (8-bit), exact layout
-  nlohmann::json layout;       // [{name, shape, offset}] of the unit's parameters
+  nlohmann::json layout;                     // [{name, shape, offset}] of the unit's parameters
 };
 
 // What one rank hands to save(): host copies only, so training can go on.

@@ -17,7 +17,8 @@ CheckpointConfig CheckpointConfig::from(const core::ConfigSection& s) {
 
 void CheckpointConfig::validate() const {
   using core::config_require;
-  config_require(every >= 0, "every", std::to_string(every), "an integer >= 0 (0 = at the end only)");
+  config_require(every >= 0, "every", std::to_string(every),
+                 "an integer >= 0 (0 = at the end only)");
   config_require(keep_last >= 1, "keep_last", std::to_string(keep_last), "an integer >= 1");
   config_require(keep_best >= 0, "keep_best", std::to_string(keep_best), "an integer >= 0");
   config_require(keep_every >= 0, "keep_every", std::to_string(keep_every), "an integer >= 0");

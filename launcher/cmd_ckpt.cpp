@@ -24,8 +24,8 @@ namespace {
 std::string checkpoint_dir(const std::string& path) {
   if (fs::exists(fs::path(path) / "manifest.json")) return path;
   auto found = ckpt::resolve_checkpoint(path, "latest");
-  SHARDLM_CHECK(found, core::CheckpointError, "{}: no checkpoint (neither a step directory nor a run with one)",
-                path);
+  SHARDLM_CHECK(found, core::CheckpointError,
+                "{}: no checkpoint (neither a step directory nor a run with one)", path);
   return *found;
 }
 
@@ -43,7 +43,9 @@ void add_list(CLI::App& parent, Command& run) {
         std::fprintf(stdout, "%s  step %lld  world %d  ZeRO-%lld  %s%s%s\n", d.c_str(),
                      static_cast<long long>(r.step()), r.world_size(),
                      static_cast<long long>(m["state"].value("zero_stage", int64_t{0})),
-                     m.contains("val_loss") ? fmt::format("val_loss {:.4f}", m["val_loss"].get<double>()).c_str() : "",
+                     m.contains("val_loss")
+                         ? fmt::format("val_loss {:.4f}", m["val_loss"].get<double>()).c_str()
+                         : "",
                      fs::path(d).filename() == latest ? "  [latest]" : "", "");
       }
       return 0;
@@ -52,7 +54,8 @@ void add_list(CLI::App& parent, Command& run) {
 }
 
 void add_inspect(CLI::App& parent, Command& run) {
-  auto* cmd = parent.add_subcommand("inspect", "What a checkpoint holds (manifest without the config)");
+  auto* cmd =
+      parent.add_subcommand("inspect", "What a checkpoint holds (manifest without the config)");
   auto dir = std::make_shared<std::string>();
   cmd->add_option("checkpoint", *dir, "Step directory, or a run directory (newest)")->required();
   cmd->callback([&run, dir] {
@@ -61,7 +64,8 @@ void add_inspect(CLI::App& parent, Command& run) {
       nlohmann::json m = r.manifest();
       m["state"].erase("config");
       m["state"].erase("losses");
-      for (auto& [name, u] : m["units"].items()) u["layout"] = fmt::format("{} tensors", u["layout"].size());
+      for (auto& [name, u] : m["units"].items())
+        u["layout"] = fmt::format("{} tensors", u["layout"].size());
       std::printf("%s\n", m.dump(2).c_str());
       return 0;
     };
@@ -89,12 +93,15 @@ void add_prune(CLI::App& parent, Command& run) {
   auto cfg = std::make_shared<ckpt::CheckpointConfig>();
   cmd->add_option("run_dir", *dir, "Run directory")->required();
   cmd->add_option("--keep-last", cfg->keep_last, "Newest n kept")->capture_default_str();
-  cmd->add_option("--keep-best", cfg->keep_best, "Best m by validation loss kept")->capture_default_str();
-  cmd->add_option("--keep-every", cfg->keep_every, "Every P-th step kept (0: none)")->capture_default_str();
+  cmd->add_option("--keep-best", cfg->keep_best, "Best m by validation loss kept")
+      ->capture_default_str();
+  cmd->add_option("--keep-every", cfg->keep_every, "Every P-th step kept (0: none)")
+      ->capture_default_str();
   cmd->callback([&run, dir, cfg] {
     run = [dir, cfg] {
       cfg->validate();
-      for (const auto& d : ckpt::prune_checkpoints(*dir, *cfg)) std::printf("removed %s\n", d.c_str());
+      for (const auto& d : ckpt::prune_checkpoints(*dir, *cfg))
+        std::printf("removed %s\n", d.c_str());
       return 0;
     };
   });
@@ -121,26 +128,27 @@ model::GPT model_from_checkpoint(const std::string& dir, model::ModelConfig* cfg
 
 void register_checkpoint_loader() {
   // `shardlm generate --model RUN_DIR` or a step directory: training checkpoints.
-  model::register_inference_loader("checkpoint", [](const std::string& path, model::InferenceModel* out) {
-    bool step_dir = fs::exists(fs::path(path) / "manifest.json");
-    bool run_dir = fs::exists(fs::path(path) / "checkpoints");
-    if (!step_dir && !run_dir) return false;
-    std::string dir = checkpoint_dir(path);
-    out->model = model_from_checkpoint(dir);
-    out->model->eval();
-    out->format = "checkpoint";
-    out->source = dir;
-    // A tokenizer beside the run, if any: in the step directory, checkpoints/,
-    // the run directory (runs/NAME/tokenizer.json) or the folder of runs.
-    int depth = 0;
-    for (fs::path p = fs::path(dir); !p.empty() && p != p.parent_path() && depth < 4;
-         p = p.parent_path(), ++depth)
-      if (fs::exists(p / "tokenizer.json")) {
-        out->tokenizer = (p / "tokenizer.json").string();
-        break;
-      }
-    return true;
-  });
+  model::register_inference_loader(
+      "checkpoint", [](const std::string& path, model::InferenceModel* out) {
+        bool step_dir = fs::exists(fs::path(path) / "manifest.json");
+        bool run_dir = fs::exists(fs::path(path) / "checkpoints");
+        if (!step_dir && !run_dir) return false;
+        std::string dir = checkpoint_dir(path);
+        out->model = model_from_checkpoint(dir);
+        out->model->eval();
+        out->format = "checkpoint";
+        out->source = dir;
+        // A tokenizer beside the run, if any: in the step directory, checkpoints/,
+        // the run directory (runs/NAME/tokenizer.json) or the folder of runs.
+        int depth = 0;
+        for (fs::path p = fs::path(dir); !p.empty() && p != p.parent_path() && depth < 4;
+             p = p.parent_path(), ++depth)
+          if (fs::exists(p / "tokenizer.json")) {
+            out->tokenizer = (p / "tokenizer.json").string();
+            break;
+          }
+        return true;
+      });
 }
 
 void register_ckpt(CLI::App& app, Context&, Command& run) {
@@ -170,8 +178,9 @@ void register_export(CLI::App& app, Context&, Command& run) {
       ckpt::CheckpointReader r(dir);
       fs::create_directories(*out);
       model::save_safetensors(gpt, cfg, *out);
-      if (!tokenizer->empty()) fs::copy_file(*tokenizer, fs::path(*out) / "tokenizer.json",
-                                             fs::copy_options::overwrite_existing);
+      if (!tokenizer->empty())
+        fs::copy_file(*tokenizer, fs::path(*out) / "tokenizer.json",
+                      fs::copy_options::overwrite_existing);
       std::printf("exported %s (step %lld, %lld parameters) to %s\n", dir.c_str(),
                   static_cast<long long>(r.step()), static_cast<long long>(cfg.num_parameters()),
                   out->c_str());

@@ -4,12 +4,14 @@
 #include <cstdio>
 
 #include "launcher/app.h"
+#include "runtime/core/env.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
 
 using namespace shardlm;
 
 int main(int argc, char** argv) {
+  core::prefer_passive_omp_wait(argv);
   launcher::Context ctx(&argc, &argv);
   CLI::App app{"shardlm: train, evaluate, compress and serve GPT-style language models"};
   app.require_subcommand(1);

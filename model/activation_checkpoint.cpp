@@ -29,8 +29,7 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     bool cuda = x.is_cuda();
     ctx->saved_data["cuda"] = cuda;
     if (cuda) {
-      ctx->saved_data["cuda_rng"] =
-          at::globalContext().defaultGenerator(x.device()).get_state();
+      ctx->saved_data["cuda_rng"] = at::globalContext().defaultGenerator(x.device()).get_state();
     }
     AutocastState ac = AutocastState::current();
     ctx->saved_data["ac_cpu"] = ac.cpu;

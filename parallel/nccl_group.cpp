@@ -189,9 +189,9 @@ std::shared_ptr<NcclGroup> NcclGroup::create(MPI_Comm comm, ProcessGroupOptions 
   // A stream of LibTorch's pool, which lives as long as the process: tensors
   // recorded on it (recordStream) may be freed after this group is gone, and
   // the caching allocator then records an event on the stream.
-  im.stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false,
-                                          static_cast<c10::DeviceIndex>(device))
-                  .stream();
+  im.stream =
+      c10::cuda::getStreamFromPool(/*isHighPriority=*/false, static_cast<c10::DeviceIndex>(device))
+          .stream();
   SHARDLM_NCCL_CHECK(ncclCommInitRank(&im.comm, size, id, rank));
   im.watchdog = std::make_unique<Watchdog>(im.mpi, g->options_.name);
   NcclGroup* self = g.get();

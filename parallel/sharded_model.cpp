@@ -433,8 +433,9 @@ std::pair<int64_t, int64_t> ShardedModel::unit_range(size_t i) const {
 
 torch::Tensor ShardedModel::unit_params(size_t i) const {
   const Unit& u = *units_.at(i);
-  torch::Tensor p = config_.cpu_offload ? u.master
-                                        : u.opt_params(static_cast<int>(config_.zero_stage), group_->rank());
+  torch::Tensor p = config_.cpu_offload
+                        ? u.master
+                        : u.opt_params(static_cast<int>(config_.zero_stage), group_->rank());
   return p.detach().to(torch::kCPU, false, true);
 }
 
@@ -453,7 +454,8 @@ void ShardedModel::load_unit(size_t i, const torch::Tensor& saved, const StateDi
   torch::NoGradGuard no_grad;
   torch::Tensor params = u.opt_params(stage, group_->rank());
   SHARDLM_CHECK(saved.numel() == params.numel(), core::CheckpointError,
-                "unit {}: {} elements given, this rank holds {}", u.name, saved.numel(), params.numel());
+                "unit {}: {} elements given, this rank holds {}", u.name, saved.numel(),
+                params.numel());
   params.copy_(saved.view_as(params));
   if (config_.cpu_offload) u.master.copy_(saved.view_as(u.master));
   if (optimizer && !optimizer->empty()) {
@@ -469,7 +471,8 @@ void ShardedModel::finish_load() {
   std::vector<WorkPtr> gathers;
   for (auto& u : units_)
     if (stage == 1 || stage == 2)
-      gathers.push_back(group_->all_gather_async(u->flat->flat(), u->opt_params(stage, group_->rank())));
+      gathers.push_back(
+          group_->all_gather_async(u->flat->flat(), u->opt_params(stage, group_->rank())));
   for (auto& w : gathers) w->wait();
 }
 
@@ -487,7 +490,9 @@ void ShardedModel::set_frozen(size_t i, bool frozen) {
   for (auto& p : u.params) p.set_requires_grad(!frozen);
 }
 
-bool ShardedModel::frozen(size_t i) const { return units_.at(i)->frozen; }
+bool ShardedModel::frozen(size_t i) const {
+  return units_.at(i)->frozen;
+}
 
 int64_t ShardedModel::num_trainable_params() const {
   int64_t n = 0;

@@ -105,7 +105,7 @@ class ShardedModel {
   // Call between steps. The root unit cannot be frozen.
   void set_frozen(size_t i, bool frozen);
   bool frozen(size_t i) const;
-  int64_t num_params() const;  // unpadded, all units
+  int64_t num_params() const;            // unpadded, all units
   int64_t num_trainable_params() const;  // unpadded, units not frozen
   size_t num_units() const { return units_.size(); }
   ProcessGroup& group() { return *group_; }

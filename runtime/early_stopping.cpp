@@ -17,8 +17,8 @@ EarlyStoppingConfig EarlyStoppingConfig::from(const core::ConfigSection& s) {
 void EarlyStoppingConfig::validate() const {
   core::config_require(patience >= 1, "patience", std::to_string(patience), "an integer >= 1");
   core::config_require(min_delta >= 0, "min_delta", std::to_string(min_delta), "a number >= 0");
-  core::config_require(metric == "val_loss" || metric == "val_ppl" || metric == "val_acc",
-                       "metric", metric, "one of val_loss, val_ppl, val_acc");
+  core::config_require(metric == "val_loss" || metric == "val_ppl" || metric == "val_acc", "metric",
+                       metric, "one of val_loss, val_ppl, val_acc");
 }
 
 bool EarlyStopping::update(int64_t step, double value) {

@@ -13,8 +13,8 @@ namespace shardlm::runtime {
 
 struct EarlyStoppingConfig {
   bool enabled = false;
-  int64_t patience = 5;     // validations without improvement before stopping
-  double min_delta = 0.0;   // an improvement must be larger than this
+  int64_t patience = 5;             // validations without improvement before stopping
+  double min_delta = 0.0;           // an improvement must be larger than this
   std::string metric = "val_loss";  // val_loss | val_ppl | val_acc (higher is better for acc)
   static EarlyStoppingConfig from(const core::ConfigSection& s);
   void validate() const;

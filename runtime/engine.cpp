@@ -39,7 +39,8 @@ double Engine::step(double lr, double clip) {
 
 void Engine::set_weight_decay(double wd) {
   weight_decay_ = wd;
-  for (size_t i = 0; i < sharded_->num_units(); ++i) sharded_->unit_optimizer(i).set_weight_decay(wd);
+  for (size_t i = 0; i < sharded_->num_units(); ++i)
+    sharded_->unit_optimizer(i).set_weight_decay(wd);
 }
 
 }  // namespace shardlm::runtime

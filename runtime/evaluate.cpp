@@ -3,7 +3,6 @@
 
 #include <cmath>
 
-
 namespace shardlm::runtime {
 
 EvalResult evaluate(model::GPT& model, data::Loader& loader, int64_t batches,
@@ -19,8 +18,8 @@ EvalResult evaluate(model::GPT& model, data::Loader& loader, int64_t batches,
   for (; n < batches; ++n) {
     data::Batch b = loader.next();
     auto ids = b.input_ids.to(device);
-    auto targets = b.targets.to(device);      // (B, L), kIgnoreIndex at padding
-    auto mask = b.loss_mask.to(device);       // (B, L) float
+    auto targets = b.targets.to(device);  // (B, L), kIgnoreIndex at padding
+    auto mask = b.loss_mask.to(device);   // (B, L) float
     model::ForwardOptions opts;
     opts.block_runner = runner;
     if (b.attention_mask.defined() && !b.attention_mask.all().item<bool>())
@@ -28,9 +27,9 @@ EvalResult evaluate(model::GPT& model, data::Loader& loader, int64_t batches,
     torch::Tensor logits;
     {
       model::AutocastGuard ac(device.type(), dtype, dtype != c10::kFloat);
-      logits = model->forward(ids, opts);     // (B, L, V)
+      logits = model->forward(ids, opts);  // (B, L, V)
     }
-    auto lp = model::log_probs(logits);       // (B, L, V) fp32
+    auto lp = model::log_probs(logits);  // (B, L, V) fp32
     auto safe = targets.clamp_min(0);
     auto nll = -lp.gather(-1, safe.unsqueeze(-1)).squeeze(-1);  // (B, L)
     auto top5 = std::get<1>(lp.topk(5, -1));                    // (B, L, 5)

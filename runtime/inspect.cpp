@@ -38,7 +38,8 @@ std::vector<uint32_t> encode_prompt(const InspectTarget& t, const json& args) {
   SHARDLM_CHECK(t.tokenizer != nullptr, core::ConfigError,
                 "this run has no tokenizer to encode a prompt: set train.tokenizer (or put "
                 "tokenizer.json in data.path or its parent folder)");
-  std::string prompt = args.value("prompt", std::string("Once upon a time there was a little model"));
+  std::string prompt =
+      args.value("prompt", std::string("Once upon a time there was a little model"));
   SHARDLM_CHECK(!prompt.empty(), core::ConfigError, "the prompt is empty");
   auto ids = t.tokenizer->encode(prompt);
   SHARDLM_CHECK(!ids.empty(), core::ConfigError, "the prompt encodes to no tokens");
@@ -99,7 +100,10 @@ json attention(InspectTarget& t, const json& args) {
     }
     weights.push_back(std::move(rows));
   }
-  return {{"tokens", tokens}, {"layers", cfg.n_layer}, {"heads", H}, {"layer", layer},
+  return {{"tokens", tokens},
+          {"layers", cfg.n_layer},
+          {"heads", H},
+          {"layer", layer},
           {"weights", weights}};
 }
 
@@ -131,10 +135,14 @@ json embeddings(InspectTarget& t, const json& args) {
   for (int64_t i = 0; i < n; ++i) {
     ids.push_back(i);
     const bool known = t.tokenizer && i < static_cast<int64_t>(t.tokenizer->vocab_size());
-    tokens.push_back(known ? token_text(*t.tokenizer, static_cast<uint32_t>(i)) : "#" + std::to_string(i));
+    tokens.push_back(known ? token_text(*t.tokenizer, static_cast<uint32_t>(i))
+                           : "#" + std::to_string(i));
     points.push_back({std::round(p[2 * i] * 1e5) / 1e5, std::round(p[2 * i + 1] * 1e5) / 1e5});
   }
-  return {{"method", "pca"}, {"tokens", tokens}, {"ids", ids}, {"points", points},
+  return {{"method", "pca"},
+          {"tokens", tokens},
+          {"ids", ids},
+          {"points", points},
           {"explained_variance", {std::clamp(ev[0], 0.0, 1.0), std::clamp(ev[1], 0.0, 1.0)}}};
 }
 
@@ -144,7 +152,8 @@ json histogram(const Tensor& v, double lo, double hi, int64_t bins) {
   if (!(hi > lo)) hi = lo + 1e-6;
   Tensor counts = torch::histc(v, bins, lo, hi).to(torch::kLong);
   json edges = json::array(), c = json::array();
-  for (int64_t i = 0; i <= bins; ++i) edges.push_back(lo + (hi - lo) * static_cast<double>(i) / bins);
+  for (int64_t i = 0; i <= bins; ++i)
+    edges.push_back(lo + (hi - lo) * static_cast<double>(i) / bins);
   auto cv = counts.accessor<int64_t, 1>();
   for (int64_t i = 0; i < bins; ++i) c.push_back(cv[i]);
   return {{"edges", edges}, {"counts", c}};
@@ -157,7 +166,8 @@ json activations(InspectTarget& t, const json& args) {
   const int64_t neuron_layer = layer_arg(args, "layer", cfg.n_layer);
   int64_t neuron = 0;
   if (want_neuron) {
-    SHARDLM_CHECK(args["neuron"].is_number_integer(), core::ConfigError, "neuron must be an integer");
+    SHARDLM_CHECK(args["neuron"].is_number_integer(), core::ConfigError,
+                  "neuron must be an integer");
     neuron = args["neuron"].get<int64_t>();
     SHARDLM_CHECK(neuron >= 0 && neuron < cfg.ffn_dim(), core::ConfigError,
                   "neuron {} is out of range: the MLP has units 0..{}", neuron, cfg.ffn_dim() - 1);
@@ -167,7 +177,9 @@ json activations(InspectTarget& t, const json& args) {
   std::vector<std::shared_ptr<model::MLPImpl>> mlps;
   for (int64_t l = 0; l < cfg.n_layer; ++l) {
     auto mlp = t.model->blocks[static_cast<size_t>(l)]->as<model::BlockImpl>()->mlp.ptr();
-    mlp->observe = [&hidden, l](const Tensor& h) { hidden[l] = h.detach().to(torch::kCPU, torch::kFloat); };
+    mlp->observe = [&hidden, l](const Tensor& h) {
+      hidden[l] = h.detach().to(torch::kCPU, torch::kFloat);
+    };
     mlps.push_back(mlp);
   }
   struct Unhook {
@@ -236,8 +248,11 @@ json arch_node(const std::string& name, const torch::nn::Module& m) {
   if (params > 0) node["trainable"] = trainable;
   json children = json::array();
   for (const auto& p : m.named_parameters(false)) {
-    json leaf = {{"name", p.key()}, {"type", "Parameter"}, {"params", 1},
-                 {"shape", json::array()}, {"trainable", p.value().requires_grad()}};
+    json leaf = {{"name", p.key()},
+                 {"type", "Parameter"},
+                 {"params", 1},
+                 {"shape", json::array()},
+                 {"trainable", p.value().requires_grad()}};
     int64_t n = 1;
     for (auto d : p.value().sizes()) {
       leaf["shape"].push_back(d);
@@ -261,8 +276,8 @@ json inspect_model(const std::string& what, const json& args_in, InspectTarget& 
   if (what == "activations") return activations(t, args);
   if (what == "architecture") return {{"root", arch_node("gpt", *t.model)}};
   throw core::ConfigError(
-      fmt::format("cannot inspect '{}': expected attention, embeddings, activations or architecture",
-                  what),
+      fmt::format(
+          "cannot inspect '{}': expected attention, embeddings, activations or architecture", what),
       __FILE__, __LINE__);
 }
 

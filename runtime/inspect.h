@@ -10,8 +10,8 @@
 
 #include <string>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "data/tokenizer.h"
 #include "model/gpt.h"

@@ -27,10 +27,11 @@ void Progress::step(int64_t step, double loss, double lr, double grad_norm, doub
                     : tokens_per_s >= 1e3 ? fmt::format("{:.1f}k", tokens_per_s / 1e3)
                                           : fmt::format("{:.0f}", tokens_per_s);
   std::string gn = std::isfinite(grad_norm) ? fmt::format("{:.3f}", grad_norm) : "inf";
-  std::string text = fmt::format("step {}/{} | loss {:.4f} | lr {:.2e} | gnorm {} | {} tok/s | "
-                                 "{:.3f} s/step | ETA {}{}",
-                                 step, total_, loss, lr, gn, tps, step_seconds,
-                                 format_duration(eta), skipped ? " | skipped (overflow)" : "");
+  std::string text = fmt::format(
+      "step {}/{} | loss {:.4f} | lr {:.2e} | gnorm {} | {} tok/s | "
+      "{:.3f} s/step | ETA {}{}",
+      step, total_, loss, lr, gn, tps, step_seconds, format_duration(eta),
+      skipped ? " | skipped (overflow)" : "");
   if (tty_) {
     int width = 20;
     int filled = total_ > 0 ? static_cast<int>(width * step / total_) : width;

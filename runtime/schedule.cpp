@@ -39,7 +39,9 @@ double LrSchedule::shape(int64_t step) const {
   return m + (1.0 - m) * 0.5 * (1.0 + std::cos(M_PI * t));  // cosine
 }
 
-double LrSchedule::at(int64_t step) const { return base_lr_ * shape(step); }
+double LrSchedule::at(int64_t step) const {
+  return base_lr_ * shape(step);
+}
 
 void LrSchedule::set_lr_at(int64_t step, double lr) {
   double s = shape(step);

@@ -15,8 +15,8 @@ namespace shardlm::runtime {
 struct ScheduleConfig {
   std::string kind = "cosine";  // cosine | linear | constant
   int64_t warmup_steps = 100;
-  double min_lr_ratio = 0.1;    // final LR = lr * min_lr_ratio
-  int64_t total_steps = 0;      // length of the schedule; 0 = train.steps
+  double min_lr_ratio = 0.1;  // final LR = lr * min_lr_ratio
+  int64_t total_steps = 0;    // length of the schedule; 0 = train.steps
   static ScheduleConfig from(const core::ConfigSection& s);
   void validate() const;
 };

@@ -30,16 +30,26 @@ void install_stop_handlers() {
   sigaction(SIGUSR1, &sa, nullptr);
 }
 
-StopSignal pending_stop_signal() { return static_cast<StopSignal>(g_signal.load()); }
-void raise_stop_signal(StopSignal s) { g_signal = static_cast<int>(s); }
-void clear_stop_signal() { g_signal = 0; }
+StopSignal pending_stop_signal() {
+  return static_cast<StopSignal>(g_signal.load());
+}
+void raise_stop_signal(StopSignal s) {
+  g_signal = static_cast<int>(s);
+}
+void clear_stop_signal() {
+  g_signal = 0;
+}
 
 const char* to_string(StopSignal s) {
   switch (s) {
-    case StopSignal::kInterrupt: return "SIGINT";
-    case StopSignal::kTerminate: return "SIGTERM";
-    case StopSignal::kPreempt: return "SIGUSR1";
-    default: return "none";
+    case StopSignal::kInterrupt:
+      return "SIGINT";
+    case StopSignal::kTerminate:
+      return "SIGTERM";
+    case StopSignal::kPreempt:
+      return "SIGUSR1";
+    default:
+      return "none";
   }
 }
 

@@ -22,7 +22,8 @@ TrainConfig TrainConfig::from(const core::ConfigSection& s) {
   if (flat.size() % 2 != 0)
     s.fail("freeze_schedule", fmt::format("{} numbers", flat.size()),
            "pairs step, k as a flat array [s0, k0, s1, k1, ...]");
-  for (size_t i = 0; i + 1 < flat.size(); i += 2) c.freeze_schedule.push_back({flat[i], flat[i + 1]});
+  for (size_t i = 0; i + 1 < flat.size(); i += 2)
+    c.freeze_schedule.push_back({flat[i], flat[i + 1]});
   c.auto_batch = s.get("auto_batch", c.auto_batch);
   c.global_batch = s.get("global_batch", c.global_batch);
   c.memory_budget_mb = s.get("memory_budget_mb", c.memory_budget_mb);
@@ -33,7 +34,8 @@ TrainConfig TrainConfig::from(const core::ConfigSection& s) {
 void TrainConfig::validate() const {
   using core::config_require;
   config_require(steps >= 1, "steps", std::to_string(steps), "an integer >= 1");
-  config_require(accumulation >= 1, "accumulation", std::to_string(accumulation), "an integer >= 1");
+  config_require(accumulation >= 1, "accumulation", std::to_string(accumulation),
+                 "an integer >= 1");
   config_require(grad_clip >= 0, "grad_clip", std::to_string(grad_clip), "a number >= 0 (0 = off)");
   config_require(precision == "fp32" || precision == "bf16" || precision == "fp16", "precision",
                  precision, "one of fp32, bf16, fp16");

@@ -16,9 +16,9 @@ namespace shardlm::runtime {
 struct TrainConfig {
   std::string run_dir = "runs/default";
   int64_t seed = 1234;
-  int64_t steps = 1000;        // optimizer steps
-  int64_t accumulation = 1;    // micro-batches per optimizer step and rank
-  double grad_clip = 1.0;      // global-norm clipping; 0 = off
+  int64_t steps = 1000;            // optimizer steps
+  int64_t accumulation = 1;        // micro-batches per optimizer step and rank
+  double grad_clip = 1.0;          // global-norm clipping; 0 = off
   std::string precision = "fp32";  // fp32 | bf16 | fp16 (dynamic loss scaling)
   std::string device = "auto";     // auto (cuda:<local rank> when available) | cpu | cuda
   std::string init_from;           // start from this safetensors model (fine-tuning)
@@ -36,8 +36,8 @@ struct TrainConfig {
   // trying; CPU: within memory_budget_mb), then set accumulation so that
   // micro_batch x accumulation x ranks is as close to global_batch as fits, never above.
   bool auto_batch = false;
-  int64_t global_batch = 0;        // rows per optimizer step over all ranks (auto_batch)
-  int64_t memory_budget_mb = 0;    // CPU auto_batch: bytes this rank may use for training
+  int64_t global_batch = 0;      // rows per optimizer step over all ranks (auto_batch)
+  int64_t memory_budget_mb = 0;  // CPU auto_batch: bytes this rank may use for training
   ScheduleConfig schedule;
 
   static TrainConfig from(const core::ConfigSection& s);
@@ -47,8 +47,8 @@ struct TrainConfig {
 };
 
 struct ValidationConfig {
-  int64_t every = 100;     // steps between validations; 0 = only at the end
-  int64_t batches = 20;    // batches per rank per validation
+  int64_t every = 100;   // steps between validations; 0 = only at the end
+  int64_t batches = 20;  // batches per rank per validation
   std::string split = "val";
   EarlyStoppingConfig early_stopping;
   static ValidationConfig from(const core::ConfigSection& s);

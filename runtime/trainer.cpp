@@ -71,7 +71,7 @@ void Trainer::Impl::setup() {
     device = torch::Device(env.device);
   else
     device = torch::Device(train.device == "cuda" ? "cuda:" + std::to_string(env.local_rank)
-                                                 : train.device);
+                                                  : train.device);
   SHARDLM_CHECK(!device.is_cuda() || torch::cuda::is_available(), core::ConfigError,
                 "train.device = {} but no CUDA device is usable in this process", train.device);
   amp = autocast_dtype(train.precision);
@@ -135,7 +135,8 @@ void Trainer::Impl::setup() {
   if (!ckpt_cfg.resume.empty()) {
     // Rank 0 chooses (verifying files), every rank loads the same checkpoint.
     std::string chosen;
-    if (env.is_root()) chosen = ckpt::resolve_checkpoint(train.run_dir, ckpt_cfg.resume).value_or("");
+    if (env.is_root())
+      chosen = ckpt::resolve_checkpoint(train.run_dir, ckpt_cfg.resume).value_or("");
     int n = static_cast<int>(chosen.size());
     MPI_Bcast(&n, 1, MPI_INT, 0, comm);
     chosen.resize(n);
@@ -168,11 +169,11 @@ void Trainer::Impl::setup() {
   info["micro_batch"] = micro_batch;
   info["accumulation"] = train.accumulation;
   mon.sink->run_info(run_id, env.world_size, info);
-  core::log::info0("model: {} parameters ({} layers, {} heads, width {}), device {}, {} rank(s), "
-                   "micro-batch {} x accumulation {} x seq {}",
-                   model_cfg.num_parameters(), model_cfg.n_layer, model_cfg.n_head,
-                   model_cfg.d_model, device.str(), env.world_size, micro_batch,
-                   train.accumulation, data_cfg.seq_len);
+  core::log::info0(
+      "model: {} parameters ({} layers, {} heads, width {}), device {}, {} rank(s), "
+      "micro-batch {} x accumulation {} x seq {}",
+      model_cfg.num_parameters(), model_cfg.n_layer, model_cfg.n_head, model_cfg.d_model,
+      device.str(), env.world_size, micro_batch, train.accumulation, data_cfg.seq_len);
 }
 
 void Trainer::Impl::apply_trainable(int64_t step) {
@@ -180,8 +181,9 @@ void Trainer::Impl::apply_trainable(int64_t step) {
   if (k == trainable_k) return;
   engine->set_trainable_top_blocks(k);
   if (trainable_k >= 0 || k < model_cfg.n_layer)
-    core::log::info0("layer-wise training: from step {} the top {} of {} blocks train ({} parameters)",
-                     step, k, model_cfg.n_layer, engine->num_trainable());
+    core::log::info0(
+        "layer-wise training: from step {} the top {} of {} blocks train ({} parameters)", step, k,
+        model_cfg.n_layer, engine->num_trainable());
   trainable_k = k;
 }
 
@@ -190,7 +192,8 @@ void Trainer::Impl::choose_batch() {
   int64_t T = data_cfg.seq_len, B = data_cfg.batch_size;
   auto fits_gpu = [&](int64_t b) {
     try {
-      auto ids = torch::randint(model_cfg.vocab_size, {b, T}, torch::TensorOptions(device).dtype(torch::kLong));
+      auto ids = torch::randint(model_cfg.vocab_size, {b, T},
+                                torch::TensorOptions(device).dtype(torch::kLong));
       engine->begin_micro_batch(true);
       model::ForwardOptions opts;
       opts.block_runner = engine->block_runner(train.activation_checkpointing);
@@ -216,8 +219,8 @@ void Trainer::Impl::choose_batch() {
     // gradient (3 T V at 4 bytes).
     double bytes = amp == c10::kFloat ? 4.0 : 2.0;
     double d = model_cfg.d_model, H = model_cfg.n_head, L = model_cfg.n_layer;
-    double per_sample = L * T * d * (34 + 5 * H * T / d) * bytes / 2 +
-                        3.0 * T * model_cfg.vocab_size * 4;
+    double per_sample =
+        L * T * d * (34 + 5 * H * T / d) * bytes / 2 + 3.0 * T * model_cfg.vocab_size * 4;
     auto mem = engine->memory();
     double free = train.memory_budget_mb * 1048576.0 - static_cast<double>(mem.total());
     B = std::max<int64_t>(1, static_cast<int64_t>(free / per_sample));
@@ -233,9 +236,10 @@ void Trainer::Impl::choose_batch() {
     loader->load_state(st);
   }
   train.accumulation = accum;
-  core::log::info0("auto batch: micro-batch {} x accumulation {} x {} rank(s) = {} rows per step "
-                   "(asked for {})",
-                   B, accum, world, B * accum * world, train.global_batch);
+  core::log::info0(
+      "auto batch: micro-batch {} x accumulation {} x {} rank(s) = {} rows per step "
+      "(asked for {})",
+      B, accum, world, B * accum * world, train.global_batch);
 }
 
 // ---- one optimizer step -----------------------------------------------------------
@@ -336,8 +340,7 @@ double Trainer::Impl::step() {
     m.extra["offloaded_bytes"] = static_cast<double>(mem.host);
     probe->fill(m);
     if (step_ % mon_cfg.every == 0) mon.sink->step(m);
-    if (progress)
-      progress->step(step_ + 1, loss, lr, norm, global_tokens / dt, dt, !do_step);
+    if (progress) progress->step(step_ + 1, loss, lr, norm, global_tokens / dt, dt, !do_step);
   }
   return loss;
 }
@@ -348,13 +351,34 @@ void Trainer::Impl::apply(const monitor::ControlCommand& c) {
   using K = monitor::ControlKind;
   std::string note;
   switch (c.kind) {
-    case K::kPause: paused = true; note = "paused"; break;
-    case K::kResume: paused = false; note = "resumed"; break;
-    case K::kStop: stop_requested = true; note = "stop requested"; break;
-    case K::kSaveCheckpoint: save_requested = true; note = "checkpoint requested"; break;
-    case K::kSetLr: schedule->set_lr_at(step_, c.value); note = fmt::format("lr = {:.3g}", c.value); break;
-    case K::kSetWeightDecay: engine->set_weight_decay(c.value); note = fmt::format("weight decay = {}", c.value); break;
-    case K::kSetClip: clip = c.value; note = fmt::format("clip = {}", c.value); break;
+    case K::kPause:
+      paused = true;
+      note = "paused";
+      break;
+    case K::kResume:
+      paused = false;
+      note = "resumed";
+      break;
+    case K::kStop:
+      stop_requested = true;
+      note = "stop requested";
+      break;
+    case K::kSaveCheckpoint:
+      save_requested = true;
+      note = "checkpoint requested";
+      break;
+    case K::kSetLr:
+      schedule->set_lr_at(step_, c.value);
+      note = fmt::format("lr = {:.3g}", c.value);
+      break;
+    case K::kSetWeightDecay:
+      engine->set_weight_decay(c.value);
+      note = fmt::format("weight decay = {}", c.value);
+      break;
+    case K::kSetClip:
+      clip = c.value;
+      note = fmt::format("clip = {}", c.value);
+      break;
     case K::kSetBatch: {
       if (c.accumulation > 0) train.accumulation = c.accumulation;
       if (c.micro_batch > 0 && c.micro_batch != data_cfg.batch_size) {
@@ -373,11 +397,13 @@ void Trainer::Impl::apply(const monitor::ControlCommand& c) {
       if (c.early.patience > 0) ec.patience = c.early.patience;
       ec.min_delta = c.early.min_delta;
       early.reconfigure(ec);
-      note = fmt::format("early stopping {} (patience {}, min delta {})",
-                         ec.enabled ? "on" : "off", ec.patience, ec.min_delta);
+      note = fmt::format("early stopping {} (patience {}, min delta {})", ec.enabled ? "on" : "off",
+                         ec.patience, ec.min_delta);
       break;
     }
-    case K::kInspect: inspect(c); return;
+    case K::kInspect:
+      inspect(c);
+      return;
     default:
       if (env.is_root()) mon.control->ack(c, step_, false, "not handled by a training run");
       return;
@@ -401,7 +427,8 @@ void Trainer::Impl::load_tokenizer() {
     return;
   }
   fs::path data_dir(data_cfg.path);
-  for (const fs::path& p : {data_dir / "tokenizer.json", data_dir.parent_path() / "tokenizer.json"}) {
+  for (const fs::path& p :
+       {data_dir / "tokenizer.json", data_dir.parent_path() / "tokenizer.json"}) {
     std::error_code ec;
     if (!fs::is_regular_file(p, ec)) continue;
     try {
@@ -440,7 +467,8 @@ void Trainer::Impl::inspect(const monitor::ControlCommand& c) {
   }
   if (!env.is_root()) return;
   auto* ws = dynamic_cast<monitor::WebSocketSink*>(mon.control.get());
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   core::log::debug("inspect {} at step {}: {} in {:.0f} ms", c.inspect_what, step_,
                    error.empty() ? "answered" : error, ms);
   if (ws) ws->inspect_result(c, error.empty(), data, error);
@@ -479,15 +507,18 @@ void Trainer::Impl::validate_now(bool final) {
     summary.best_val_loss = r.loss;
     summary.best_step = step_;
   }
-  if (progress) progress->message(fmt::format(
-      "validation at step {}: loss {:.4f}  ppl {:.2f}  top-1 {:.1f}%  top-5 {:.1f}%  ({} tokens){}{}",
-      step_, r.loss, r.perplexity, 100 * r.top1, 100 * r.top5, r.tokens, best ? "  [best]" : "",
-      final ? "  [final]" : ""));
+  if (progress)
+    progress->message(
+        fmt::format("validation at step {}: loss {:.4f}  ppl {:.2f}  top-1 {:.1f}%  top-5 {:.1f}%  "
+                    "({} tokens){}{}",
+                    step_, r.loss, r.perplexity, 100 * r.top1, 100 * r.top5, r.tokens,
+                    best ? "  [best]" : "", final ? "  [final]" : ""));
   if (env.is_root()) {
-    nlohmann::json row = {{"step", step_}, {"loss", r.loss}, {"perplexity", r.perplexity},
+    nlohmann::json row = {{"step", step_},  {"loss", r.loss}, {"perplexity", r.perplexity},
                           {"top1", r.top1}, {"top5", r.top5}, {"tokens", r.tokens},
                           {"best", best}};
-    std::ofstream(fs::path(train.run_dir) / "validation.jsonl", std::ios::app) << row.dump() << "\n";
+    std::ofstream(fs::path(train.run_dir) / "validation.jsonl", std::ios::app)
+        << row.dump() << "\n";
   }
 }
 
@@ -506,12 +537,14 @@ void Trainer::Impl::write_report() {
                            {"tokens_per_s", summary.tokens_per_s},
                            {"validations", rows}};
   std::ofstream(fs::path(train.run_dir) / "validation_report.json") << report.dump(2) << "\n";
-  std::string table = "  step |   loss   |   ppl    | top-1  | top-5\n  ------+----------+----------+--------+-------\n";
+  std::string table =
+      "  step |   loss   |   ppl    | top-1  | top-5\n  "
+      "------+----------+----------+--------+-------\n";
   for (const auto& r : rows)
-    table += fmt::format("  {:>5} | {:8.4f} | {:8.2f} | {:5.1f}% | {:5.1f}%{}\n", r["step"].get<int64_t>(),
-                         r["loss"].get<double>(), r["perplexity"].get<double>(),
-                         100 * r["top1"].get<double>(), 100 * r["top5"].get<double>(),
-                         r["best"].get<bool>() ? "  best" : "");
+    table += fmt::format("  {:>5} | {:8.4f} | {:8.2f} | {:5.1f}% | {:5.1f}%{}\n",
+                         r["step"].get<int64_t>(), r["loss"].get<double>(),
+                         r["perplexity"].get<double>(), 100 * r["top1"].get<double>(),
+                         100 * r["top5"].get<double>(), r["best"].get<bool>() ? "  best" : "");
   std::ofstream(fs::path(train.run_dir) / "validation_report.txt") << table;
   if (progress) progress->message("validation report:\n" + table);
 }
@@ -529,15 +562,16 @@ int Trainer::Impl::run() {
   while (step_ < train.steps) {
     handle_control();
     // A stop signal on any rank stops every rank at the same boundary.
-    auto sig = torch::tensor({static_cast<float>(pending_stop_signal() != StopSignal::kNone ||
-                                                 stop_requested)});
+    auto sig = torch::tensor(
+        {static_cast<float>(pending_stop_signal() != StopSignal::kNone || stop_requested)});
     group->all_reduce(sig, parallel::ReduceOp::kMax);
     if (sig.item<float>() > 0) {
       summary.stopped = true;
       StopSignal s = pending_stop_signal();
       core::log::info0("stopping at step {} ({})", step_,
                        s == StopSignal::kNone ? "stop command" : to_string(s));
-      if (s == StopSignal::kTerminate || s == StopSignal::kPreempt) exit_code = kExitStoppedBySignal;
+      if (s == StopSignal::kTerminate || s == StopSignal::kPreempt)
+        exit_code = kExitStoppedBySignal;
       save_checkpoint(false);
       break;
     }
@@ -559,10 +593,11 @@ int Trainer::Impl::run() {
       validate_now(false);
       if (early.should_stop()) {
         summary.early_stopped = true;
-        core::log::info0("early stopping at step {}: no improvement of {} by more than {} in {} "
-                         "validations (best {:.4f} at step {})",
-                         step_, val.early_stopping.metric, val.early_stopping.min_delta,
-                         early.validations_without_improvement(), early.best(), early.best_step());
+        core::log::info0(
+            "early stopping at step {}: no improvement of {} by more than {} in {} "
+            "validations (best {:.4f} at step {})",
+            step_, val.early_stopping.metric, val.early_stopping.min_delta,
+            early.validations_without_improvement(), early.best(), early.best_step());
         monitor::Event ev;
         ev.kind = monitor::EventKind::kEarlyStop;
         ev.step = step_;
@@ -599,7 +634,11 @@ Trainer::Trainer(const core::RunConfig& cfg, const core::Env& env, MPI_Comm comm
   impl_->setup();
 }
 Trainer::~Trainer() = default;
-int Trainer::run() { return impl_->run(); }
-const TrainSummary& Trainer::summary() const { return impl_->summary; }
+int Trainer::run() {
+  return impl_->run();
+}
+const TrainSummary& Trainer::summary() const {
+  return impl_->summary;
+}
 
 }  // namespace shardlm::runtime

@@ -26,8 +26,8 @@ struct TrainSummary {
   double best_val_loss = 0;
   int64_t best_step = -1;
   bool early_stopped = false;
-  bool stopped = false;         // by a control command or a signal
-  double tokens_per_s = 0;      // over all ranks, mean over the run
+  bool stopped = false;     // by a control command or a signal
+  double tokens_per_s = 0;  // over all ranks, mean over the run
 };
 
 class Trainer {

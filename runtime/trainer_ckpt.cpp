@@ -66,7 +66,8 @@ ckpt::Snapshot Trainer::Impl::snapshot() {
       opt_steps[u.name] = dense.at("step").item<int64_t>();
       // 8-bit states: also the exact state, for a resume with the same layout.
       if (opt_cfg.name == "adam8bit")
-        for (auto& [k, v] : sm.unit_optimizer(i).state_dict()) u.raw[k] = v.to(torch::kCPU, false, true);
+        for (auto& [k, v] : sm.unit_optimizer(i).state_dict())
+          u.raw[k] = v.to(torch::kCPU, false, true);
     }
     snap.units.push_back(std::move(u));
   }
@@ -107,14 +108,17 @@ void Trainer::Impl::save_checkpoint(bool async) {
   // (the previous save in flight, or the whole write when not async).
   auto t0 = std::chrono::steady_clock::now();
   checkpointer->save(snapshot(), async);
-  const double stall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double stall_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   monitor::Event ev;
   ev.kind = monitor::EventKind::kCheckpointSaved;
   ev.step = step_;
-  ev.message = fmt::format("checkpoint {}{}", ckpt::step_dir_name(step_), async ? " (writing)" : "");
-  ev.data = {{"path", (fs::path(checkpointer->checkpoints_dir()) / ckpt::step_dir_name(step_)).string()},
-             {"stall_s", stall_s},
-             {"snapshot_s", stall_s - checkpointer->last_stall_seconds()}};
+  ev.message =
+      fmt::format("checkpoint {}{}", ckpt::step_dir_name(step_), async ? " (writing)" : "");
+  ev.data = {
+      {"path", (fs::path(checkpointer->checkpoints_dir()) / ckpt::step_dir_name(step_)).string()},
+      {"stall_s", stall_s},
+      {"snapshot_s", stall_s - checkpointer->last_stall_seconds()}};
   mon.sink->event(ev);
   core::log::info0("checkpoint: step {} {} (training waited {:.3f} s, of which {:.3f} s snapshot)",
                    step_, async ? "being written in the background" : "written", stall_s,
@@ -142,8 +146,8 @@ void Trainer::Impl::restore_checkpoint(const std::string& dir) {
     std::string name = unit_name(i);
     const auto& flat = sm.unit_layout(i);
     SHARDLM_CHECK(reader.unit_numel(name) == flat.numel(), CheckpointError,
-                  "{}: unit '{}' has {} elements there, {} here", dir, name, reader.unit_numel(name),
-                  flat.numel());
+                  "{}: unit '{}' has {} elements there, {} here", dir, name,
+                  reader.unit_numel(name), flat.numel());
     auto [lo, hi] = sm.unit_range(i);
     int64_t end = std::min(hi, flat.numel());
     auto read = [&](const char* what) {
@@ -196,9 +200,10 @@ void Trainer::Impl::restore_checkpoint(const std::string& dir) {
   } else {
     torch::manual_seed(static_cast<uint64_t>(train.seed) + 7919ULL * step_ + 1000003ULL * env.rank);
   }
-  core::log::info0("resumed from {} at step {} (saved by {} rank(s), ZeRO-{}; now {} rank(s), ZeRO-{})",
-                   dir, step_, reader.world_size(), st.at("zero_stage").get<int64_t>(), env.world_size,
-                   shard_cfg.zero_stage);
+  core::log::info0(
+      "resumed from {} at step {} (saved by {} rank(s), ZeRO-{}; now {} rank(s), ZeRO-{})", dir,
+      step_, reader.world_size(), st.at("zero_stage").get<int64_t>(), env.world_size,
+      shard_cfg.zero_stage);
 }
 
 void Trainer::Impl::init_from_safetensors(const std::string& path) {

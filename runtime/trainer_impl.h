@@ -61,9 +61,9 @@ struct Trainer::Impl {
   std::optional<double> last_val_loss;
   bool save_requested = false;  // a save_checkpoint command
 
-  int64_t step_ = 0;          // optimizer steps done
-  int64_t tokens_seen = 0;    // over all ranks
-  int64_t trainable_k = -1;   // blocks trainable now (layer-wise training)
+  int64_t step_ = 0;         // optimizer steps done
+  int64_t tokens_seen = 0;   // over all ranks
+  int64_t trainable_k = -1;  // blocks trainable now (layer-wise training)
   int64_t micro_batch = 0;
   bool paused = false;
   bool stop_requested = false;
@@ -72,7 +72,8 @@ struct Trainer::Impl {
   double train_seconds = 0;
 
   MPI_Comm comm;
-  Impl(const core::RunConfig& cfg, const core::Env& e, MPI_Comm c) : run_cfg(cfg), env(e), comm(c) {}
+  Impl(const core::RunConfig& cfg, const core::Env& e, MPI_Comm c)
+      : run_cfg(cfg), env(e), comm(c) {}
   void setup();
   void apply_trainable(int64_t step);
   void choose_batch();

@@ -13,9 +13,9 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <torch/torch.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "ckpt/checkpoint.h"
 #include "runtime/core/log.h"
@@ -63,40 +63,46 @@ int main(int argc, char** argv) {
   snap.state = {{"step", 1}};
   bool same = true;
   {  // the Checkpointer and the reader hold MPI communicators: gone before MPI_Finalize
-  ckpt::CheckpointConfig cfg;
-  cfg.keep_last = 1;
-  cfg.keep_best = 0;
-  cfg.async = false;
-  ckpt::Checkpointer saver(cfg, dir, MPI_COMM_WORLD);
+    ckpt::CheckpointConfig cfg;
+    cfg.keep_last = 1;
+    cfg.keep_best = 0;
+    cfg.async = false;
+    ckpt::Checkpointer saver(cfg, dir, MPI_COMM_WORLD);
 
-  MPI_Barrier(MPI_COMM_WORLD);
-  auto t0 = std::chrono::steady_clock::now();
-  saver.save(snap, false);
-  MPI_Barrier(MPI_COMM_WORLD);
-  double save_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    MPI_Barrier(MPI_COMM_WORLD);
+    auto t0 = std::chrono::steady_clock::now();
+    saver.save(snap, false);
+    MPI_Barrier(MPI_COMM_WORLD);
+    double save_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  // Read back this rank's ranges of every unit and every state (a resume on
-  // the same world size); compare one unit to what was saved.
-  auto t1 = std::chrono::steady_clock::now();
-  ckpt::CheckpointReader reader((fs::path(dir) / "checkpoints" / ckpt::step_dir_name(1)).string());
-  for (int u = 0; u < units; ++u)
-    for (const char* what : {"params", "exp_avg", "exp_avg_sq"}) {
-      auto t = reader.read_range("unit" + std::to_string(u), what, piece * rank, piece * (rank + 1));
-      if (u == 0 && std::string(what) == "params") same = torch::equal(t, snap.units[0].params);
+    // Read back this rank's ranges of every unit and every state (a resume on
+    // the same world size); compare one unit to what was saved.
+    auto t1 = std::chrono::steady_clock::now();
+    ckpt::CheckpointReader reader(
+        (fs::path(dir) / "checkpoints" / ckpt::step_dir_name(1)).string());
+    for (int u = 0; u < units; ++u)
+      for (const char* what : {"params", "exp_avg", "exp_avg_sq"}) {
+        auto t =
+            reader.read_range("unit" + std::to_string(u), what, piece * rank, piece * (rank + 1));
+        if (u == 0 && std::string(what) == "params") same = torch::equal(t, snap.units[0].params);
+      }
+    MPI_Barrier(MPI_COMM_WORLD);
+    double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+
+    int64_t bytes = 0;
+    for (const auto& e : fs::directory_iterator(reader.dir()))
+      bytes += static_cast<int64_t>(fs::file_size(e));
+    if (rank == 0) {
+      nlohmann::json j = {{"ranks", world},
+                          {"bytes", bytes},
+                          {"save_s", save_s},
+                          {"load_s", load_s},
+                          {"save_gb_s", bytes / save_s / 1e9},
+                          {"load_gb_s", bytes / load_s / 1e9},
+                          {"read_back_equal", same}};
+      std::printf("%s\n", j.dump().c_str());
+      std::fflush(stdout);
     }
-  MPI_Barrier(MPI_COMM_WORLD);
-  double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-
-  int64_t bytes = 0;
-  for (const auto& e : fs::directory_iterator(reader.dir())) bytes += static_cast<int64_t>(fs::file_size(e));
-  if (rank == 0) {
-    nlohmann::json j = {{"ranks", world},          {"bytes", bytes},
-                        {"save_s", save_s},        {"load_s", load_s},
-                        {"save_gb_s", bytes / save_s / 1e9}, {"load_gb_s", bytes / load_s / 1e9},
-                        {"read_back_equal", same}};
-    std::printf("%s\n", j.dump().c_str());
-    std::fflush(stdout);
-  }
   }
   MPI_Finalize();
   return same ? 0 : 1;

@@ -13,6 +13,7 @@
 #   bench/ckpt/run.sh [--gb 1] [--build build] [--dir /tmp/shardlm-ckpt-bench] [--fixture DIR]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+source "$ROOT/bench/lib.sh"
 GB=1 BUILD=$ROOT/build DIR=/tmp/shardlm-ckpt-bench FIXTURE=
 while [ $# -gt 0 ]; do
   case $1 in
@@ -73,16 +74,7 @@ run() {  # name every
 [train]
 run_dir = "$DIR/$1"
 steps = 40
-[model]
-vocab_size = 4096
-context_length = 128
-n_layer = 4
-n_head = 4
-d_model = 256
-[data]
-path = "$FIXTURE/data"
-batch_size = 8
-seq_len = 128
+$(bench_model_toml "$FIXTURE/data")
 [validation]
 every = 0
 batches = 1

@@ -9,6 +9,7 @@
 #   bench/monitor/step_overhead.sh [--build build] [--steps 40] [--rounds 3] [--fixture DIR]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+source "$ROOT/bench/lib.sh"
 BUILD=$ROOT/build STEPS=40 ROUNDS=3 FIXTURE=
 while [ $# -gt 0 ]; do
   case $1 in
@@ -29,16 +30,7 @@ run() {  # name monitor-section
 [train]
 run_dir = "$DIR/$1"
 steps = $STEPS
-[model]
-vocab_size = 4096
-context_length = 128
-n_layer = 4
-n_head = 4
-d_model = 256
-[data]
-path = "$FIXTURE/data"
-batch_size = 8
-seq_len = 128
+$(bench_model_toml "$FIXTURE/data")
 [validation]
 every = 0
 batches = 1

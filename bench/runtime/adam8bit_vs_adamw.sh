@@ -8,6 +8,7 @@
 #   bench/runtime/adam8bit_vs_adamw.sh [--steps 300] [--build build] [--fixture DIR]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+source "$ROOT/bench/lib.sh"
 STEPS=300 BUILD=$ROOT/build FIXTURE=
 while [ $# -gt 0 ]; do
   case $1 in
@@ -34,16 +35,7 @@ warmup_steps = 30
 name = "$opt"
 lr = 1e-3
 weight_decay = 0.1
-[model]
-vocab_size = 4096
-context_length = 128
-n_layer = 4
-n_head = 4
-d_model = 256
-[data]
-path = "$FIXTURE/data"
-batch_size = 8
-seq_len = 128
+$(bench_model_toml "$FIXTURE/data")
 [validation]
 every = 0
 batches = 20

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include <ATen/Parallel.h>
+#include <torch/torch.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "model/gpt.h"
 #include "parallel/mpi_group.h"
@@ -25,6 +25,7 @@
 using namespace shardlm;
 
 int main(int argc, char** argv) {
+  core::prefer_passive_omp_wait(argv);  // what the shardlm binary does (runtime/core/env.h)
   CLI::App app{"shardlm train-step benchmark"};
   int64_t layers = 4, heads = 4, width = 256, seq = 128, batch = 8, vocab = 4096;
   int steps = 10, warmup = 3, threads = 0, zero = 0;
@@ -100,10 +101,15 @@ int main(int argc, char** argv) {
   }
   std::sort(times.begin(), times.end());
   double med = times[times.size() / 2];
-  nlohmann::json j = {{"impl", "shardlm"},      {"torch", TORCH_VERSION}, {"device", device},
-                      {"dtype", dtype},          {"threads", at::get_num_threads()},
-                      {"zero_stage", zero},      {"step_s", med},
-                      {"tokens_per_s", batch * seq / med}, {"loss", loss_v},
+  nlohmann::json j = {{"impl", "shardlm"},
+                      {"torch", TORCH_VERSION},
+                      {"device", device},
+                      {"dtype", dtype},
+                      {"threads", at::get_num_threads()},
+                      {"zero_stage", zero},
+                      {"step_s", med},
+                      {"tokens_per_s", batch * seq / med},
+                      {"loss", loss_v},
                       {"parameters", cfg.num_parameters()}};
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);  // before teardown, whatever happens there

@@ -55,7 +55,9 @@ int env_int(const char* name, int def) {
   long x = std::strtol(v, &end, 10);
   return (end && *end == 0) ? static_cast<int>(x) : def;
 }
-bool has_env(const char* name) { return std::getenv(name) != nullptr; }
+bool has_env(const char* name) {
+  return std::getenv(name) != nullptr;
+}
 }  // namespace
 
 Env Env::detect() {
@@ -68,8 +70,8 @@ Env Env::detect() {
     SHARDLM_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &e.rank));
     SHARDLM_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &e.world_size));
     MPI_Comm local;
-    SHARDLM_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, e.rank,
-                                          MPI_INFO_NULL, &local));
+    SHARDLM_MPI_CHECK(
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, e.rank, MPI_INFO_NULL, &local));
     SHARDLM_MPI_CHECK(MPI_Comm_rank(local, &e.local_rank));
     SHARDLM_MPI_CHECK(MPI_Comm_size(local, &e.local_size));
     SHARDLM_MPI_CHECK(MPI_Comm_free(&local));
@@ -106,6 +108,17 @@ Env Env::detect() {
   return e;
 }
 
-void Env::apply_threads() const { at::set_num_threads(cpu_threads); }
+void Env::apply_threads() const {
+  at::set_num_threads(cpu_threads);
+}
+
+void prefer_passive_omp_wait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("SHARDLM_OMP_REEXEC") != nullptr)
+    return;
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::setenv("SHARDLM_OMP_REEXEC", "1", 1);  // never twice, even if the variable is dropped
+  ::execv("/proc/self/exe", argv);
+  // No /proc (or exec refused): go on with the policy libgomp already read.
+}
 
 }  // namespace shardlm::core

@@ -49,4 +49,15 @@ struct Env {
   void apply_threads() const;
 };
 
+// Debian's LibTorch runs element-wise operators on libgomp's threads and matrix
+// products on OpenBLAS's own pthreads. With libgomp's default (active) wait,
+// its idle threads spin through every matrix product and fight OpenBLAS for
+// the same cores: a CPU training step of the benchmark model took 0.65 s
+// instead of 0.22-0.28 s on the 2-core development machine. libgomp reads
+// OMP_WAIT_POLICY once, when it is loaded, so this sets it to PASSIVE and
+// executes the program again (once; argv unchanged). A user's own
+// OMP_WAIT_POLICY is left alone. Call it first thing in main(); it returns
+// when no new execution was needed or possible.
+void prefer_passive_omp_wait(char** argv);
+
 }  // namespace shardlm::core

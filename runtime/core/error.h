@@ -24,10 +24,10 @@ class Error : public std::runtime_error {
   int line_;
 };
 
-#define SHARDLM_DECLARE_ERROR(Name)                        \
-  class Name : public Error {                              \
-   public:                                                 \
-    using Error::Error;                                    \
+#define SHARDLM_DECLARE_ERROR(Name) \
+  class Name : public Error {       \
+   public:                          \
+    using Error::Error;             \
   }
 SHARDLM_DECLARE_ERROR(MpiError);
 SHARDLM_DECLARE_ERROR(CudaError);
@@ -60,9 +60,9 @@ class ConfigError : public Error {
 }  // namespace shardlm::core
 
 // SHARDLM_CHECK(cond, ErrorType, "fmt {}", args...): throw ErrorType when cond is false.
-#define SHARDLM_CHECK(cond, ErrorType, ...)                                         \
-  do {                                                                              \
-    if (!(cond)) throw ErrorType(fmt::format(__VA_ARGS__), __FILE__, __LINE__);    \
+#define SHARDLM_CHECK(cond, ErrorType, ...)                                     \
+  do {                                                                          \
+    if (!(cond)) throw ErrorType(fmt::format(__VA_ARGS__), __FILE__, __LINE__); \
   } while (0)
 
 // SHARDLM_FAIL(ErrorType, "fmt {}", args...): throw unconditionally.

@@ -74,8 +74,10 @@ TEST(Ckpt, WritesAndReadsRangesOnOneRank) {
   ckpt::CheckpointReader r(*found);
   r.verify();
   EXPECT_EQ(r.step(), 5);
-  EXPECT_TRUE(torch::equal(r.read_range("a", "params", 2, 9), torch::arange(2, 9, torch::kFloat) + 5));
-  EXPECT_TRUE(torch::equal(r.read_range("b", "exp_avg_sq", 0, 7), (torch::arange(0, 7, torch::kFloat) + 105) * 3));
+  EXPECT_TRUE(
+      torch::equal(r.read_range("a", "params", 2, 9), torch::arange(2, 9, torch::kFloat) + 5));
+  EXPECT_TRUE(torch::equal(r.read_range("b", "exp_avg_sq", 0, 7),
+                           (torch::arange(0, 7, torch::kFloat) + 105) * 3));
   EXPECT_EQ(r.manifest()["state"]["hello"], "world");
   auto params = ckpt::read_parameters(r);
   EXPECT_EQ(params.at("b.w").numel(), 7);
@@ -139,8 +141,10 @@ TEST(Ckpt, RetentionKeepsLastBestAndEvery) {
     c.save(std::move(snap), false);
   }
   std::vector<std::string> names;
-  for (const auto& d : ckpt::list_checkpoints(dir)) names.push_back(fs::path(d).filename().string());
-  EXPECT_EQ(names, (std::vector<std::string>{"step-000003", "step-000004", "step-000008", "step-000009"}));
+  for (const auto& d : ckpt::list_checkpoints(dir))
+    names.push_back(fs::path(d).filename().string());
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"step-000003", "step-000004", "step-000008", "step-000009"}));
   // No leftovers of the commit protocol.
   for (const auto& e : fs::directory_iterator(fs::path(dir) / "checkpoints"))
     EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
@@ -162,7 +166,8 @@ TEST(Ckpt, RetentionKeepsTheSaveLatestNames) {
   ckpt::Checkpointer c(cfg, dir, MPI_COMM_SELF);
   c.save(synthetic(3, 0, 1, false), false);
   std::vector<std::string> names;
-  for (const auto& d : ckpt::list_checkpoints(dir)) names.push_back(fs::path(d).filename().string());
+  for (const auto& d : ckpt::list_checkpoints(dir))
+    names.push_back(fs::path(d).filename().string());
   EXPECT_EQ(names, (std::vector<std::string>{"step-000003", "step-000005"}));
   auto latest = ckpt::resolve_checkpoint(dir, "latest");
   ASSERT_TRUE(latest.has_value());
@@ -197,7 +202,10 @@ TEST(CkptMpi, AnyWorldReadsWhatAnotherWrote) {
   ckpt::CheckpointReader r(*ckpt::resolve_checkpoint(dir, "latest"));
   EXPECT_EQ(r.world_size(), world);
   // Ranges that cross the writers' boundaries.
-  EXPECT_TRUE(torch::equal(r.read_range("a", "params", 0, 10), torch::arange(0, 10, torch::kFloat) + 7));
-  EXPECT_TRUE(torch::equal(r.read_range("b", "exp_avg", 1, 6), (torch::arange(1, 6, torch::kFloat) + 107) * 2));
-  EXPECT_TRUE(torch::equal(r.rank_tensors(world - 1).at("rng"), torch::full({4}, world - 1, torch::kByte)));
+  EXPECT_TRUE(
+      torch::equal(r.read_range("a", "params", 0, 10), torch::arange(0, 10, torch::kFloat) + 7));
+  EXPECT_TRUE(torch::equal(r.read_range("b", "exp_avg", 1, 6),
+                           (torch::arange(1, 6, torch::kFloat) + 107) * 2));
+  EXPECT_TRUE(
+      torch::equal(r.rank_tensors(world - 1).at("rng"), torch::full({4}, world - 1, torch::kByte)));
 }

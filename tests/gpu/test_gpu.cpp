@@ -94,7 +94,8 @@ TEST(Gpu, CheckpointingGradientsIdenticalOnCuda) {
   model::GPT m(cfg);
   m->to(torch::kCUDA);
   m->train();
-  auto ids = torch::randint(512, {2, 64}, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
+  auto ids =
+      torch::randint(512, {2, 64}, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
   auto grads = [&](bool ckpt) {
     for (auto& p : m->parameters()) p.mutable_grad() = torch::Tensor();
     torch::manual_seed(9);
@@ -128,7 +129,8 @@ TEST(Gpu, EngineStepsOnCudaAtZero0And3) {
     else
       g = std::make_shared<parallel::MpiGroup>(MPI_COMM_SELF);
     runtime::Engine e(m, sc, oc, g, torch::kCUDA);
-    auto ids = torch::randint(512, {4, 64}, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
+    auto ids = torch::randint(512, {4, 64},
+                              torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
     model::ForwardOptions o;
     o.block_runner = e.block_runner(true);
     std::vector<double> l;

@@ -21,8 +21,8 @@ TEST(Schedule, WarmupThenCosineToMinimum) {
   c.warmup_steps = 10;
   c.min_lr_ratio = 0.1;
   runtime::LrSchedule s(c, 1e-3, 110);
-  EXPECT_NEAR(s.at(0), 1e-4, 1e-12);   // (0 + 1) / 10
-  EXPECT_NEAR(s.at(9), 1e-3, 1e-12);   // end of warmup
+  EXPECT_NEAR(s.at(0), 1e-4, 1e-12);     // (0 + 1) / 10
+  EXPECT_NEAR(s.at(9), 1e-3, 1e-12);     // end of warmup
   EXPECT_NEAR(s.at(60), 0.55e-3, 1e-9);  // half-way down the cosine: (1 + 0.1) / 2
   EXPECT_NEAR(s.at(110), 1e-4, 1e-12);
   EXPECT_NEAR(s.at(500), 1e-4, 1e-12);  // stays at the minimum
@@ -145,8 +145,9 @@ TEST(ActivationCheckpoint, GradientsIdenticalWithAndWithoutDropout) {
     auto b = grads_of(m, true, ids);
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i)
-      EXPECT_TRUE(a[i].defined() && torch::equal(a[i], b[i])) << "parameter " << i << " dropout " << dropout
-                                            << " max diff " << (a[i] - b[i]).abs().max().item<float>();
+      EXPECT_TRUE(a[i].defined() && torch::equal(a[i], b[i]))
+          << "parameter " << i << " dropout " << dropout << " max diff "
+          << (a[i] - b[i]).abs().max().item<float>();
   }
 }
 
@@ -182,15 +183,16 @@ struct InspectFixture {
   data::Tokenizer tok;  // bytes only: id = byte value
   model::GPT gpt;
   runtime::InspectTarget target;
-  InspectFixture() : gpt(model::GPT([] {
-    model::ModelConfig c;
-    c.vocab_size = 300;
-    c.context_length = 32;
-    c.n_layer = 3;
-    c.n_head = 2;
-    c.d_model = 32;
-    return c;
-  }())) {
+  InspectFixture()
+      : gpt(model::GPT([] {
+          model::ModelConfig c;
+          c.vocab_size = 300;
+          c.context_length = 32;
+          c.n_layer = 3;
+          c.n_head = 2;
+          c.d_model = 32;
+          return c;
+        }())) {
     target.model = gpt;
     target.tokenizer = &tok;
     target.max_prompt_tokens = 12;
@@ -201,8 +203,8 @@ struct InspectFixture {
 TEST(Inspect, AttentionIsCausalRowStochasticPerHead) {
   InspectFixture f;
   f.gpt->train();
-  auto j = runtime::inspect_model("attention", {{"prompt", "Once upon a time, far away"}, {"layer", 1}},
-                                  f.target);
+  auto j = runtime::inspect_model(
+      "attention", {{"prompt", "Once upon a time, far away"}, {"layer", 1}}, f.target);
   EXPECT_TRUE(f.gpt->is_training()) << "the training mode is restored";
   EXPECT_EQ(j["layer"], 1);
   EXPECT_EQ(j["layers"], 3);
@@ -252,8 +254,8 @@ TEST(Inspect, EmbeddingsProjectOnTheLeadingComponents) {
 
 TEST(Inspect, ActivationsPerLayerAndATopNeuron) {
   InspectFixture f;
-  auto j = runtime::inspect_model("activations", {{"prompt", "the dog ran home"}, {"layer", 2}, {"neuron", 5}},
-                                  f.target);
+  auto j = runtime::inspect_model(
+      "activations", {{"prompt", "the dog ran home"}, {"layer", 2}, {"neuron", 5}}, f.target);
   ASSERT_EQ(j["layers"].size(), 3u);
   const int64_t F = f.gpt->config().ffn_dim();
   for (int l = 0; l < 3; ++l) {
@@ -270,7 +272,8 @@ TEST(Inspect, ActivationsPerLayerAndATopNeuron) {
   EXPECT_EQ(n["layer"], 2);
   EXPECT_EQ(n["index"], 5);
   ASSERT_EQ(n["top"].size(), 10u);
-  for (size_t i = 1; i < 10; ++i) EXPECT_GE(n["top"][i - 1]["value"].get<double>(), n["top"][i]["value"].get<double>());
+  for (size_t i = 1; i < 10; ++i)
+    EXPECT_GE(n["top"][i - 1]["value"].get<double>(), n["top"][i]["value"].get<double>());
   // The hooks are removed afterwards.
   for (int l = 0; l < 3; ++l) EXPECT_FALSE(f.gpt->blocks[l]->as<model::BlockImpl>()->mlp->observe);
 }
@@ -297,9 +300,11 @@ TEST(Inspect, BadRequestsNameTheProblem) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(msg("attention", {{"prompt", "x"}, {"layer", 7}}).find("layers 0..2"), std::string::npos);
+  EXPECT_NE(msg("attention", {{"prompt", "x"}, {"layer", 7}}).find("layers 0..2"),
+            std::string::npos);
   EXPECT_NE(msg("activations", {{"neuron", 100000}}).find("out of range"), std::string::npos);
-  EXPECT_NE(msg("weights", nlohmann::json::object()).find("cannot inspect 'weights'"), std::string::npos);
+  EXPECT_NE(msg("weights", nlohmann::json::object()).find("cannot inspect 'weights'"),
+            std::string::npos);
   f.target.tokenizer = nullptr;
   EXPECT_NE(msg("attention", {{"prompt", "x"}}).find("no tokenizer"), std::string::npos);
 }

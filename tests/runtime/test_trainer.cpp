@@ -75,13 +75,15 @@ core::Env single_env() {
 
 // A run directory of this process (not collective).
 std::string tmp_run(const std::string& name) {
-  return (fs::path(testing::TempDir()) / ("shardlm_rt_" + name + "_" + std::to_string(getpid()))).string();
+  return (fs::path(testing::TempDir()) / ("shardlm_rt_" + name + "_" + std::to_string(getpid())))
+      .string();
 }
 // One run directory for every rank of MPI_COMM_WORLD (collective).
 std::string shared_run(const std::string& name) {
   int pid = getpid();
   MPI_Bcast(&pid, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  return (fs::path(testing::TempDir()) / ("shardlm_rt_" + name + "_" + std::to_string(pid))).string();
+  return (fs::path(testing::TempDir()) / ("shardlm_rt_" + name + "_" + std::to_string(pid)))
+      .string();
 }
 
 runtime::TrainSummary train(const std::vector<std::string>& overrides, const std::string& name,
@@ -103,8 +105,9 @@ TEST(TrainerRun, ReproducesTheReferenceLosses) {
   ASSERT_EQ(s.losses.size(), 20u);
   std::string asset = std::string(SHARDLM_TEST_ASSETS) + "/reference_losses.json";
   if (std::getenv("SHARDLM_UPDATE_REFERENCE")) {
-    nlohmann::json j = {{"what", "first 20 global losses of the benchmark model at T=64, seed 1234, "
-                                 "on the test fixture (tests/runtime/make_fixture.sh)"},
+    nlohmann::json j = {{"what",
+                         "first 20 global losses of the benchmark model at T=64, seed 1234, "
+                         "on the test fixture (tests/runtime/make_fixture.sh)"},
                         {"losses", s.losses}};
     std::ofstream(asset) << j.dump(1) << "\n";
     GTEST_SKIP() << "reference written to " << asset;
@@ -180,11 +183,13 @@ TEST(TrainerRun, EarlyStoppingAndValidationReport) {
                  "early");
   EXPECT_TRUE(s.early_stopped);
   EXPECT_EQ(s.steps_done, 6);
-  auto report = nlohmann::json::parse(std::ifstream(fs::path(tmp_run("early")) / "validation_report.json"));
+  auto report =
+      nlohmann::json::parse(std::ifstream(fs::path(tmp_run("early")) / "validation_report.json"));
   EXPECT_TRUE(report["early_stopped"].get<bool>());
   ASSERT_GE(report["validations"].size(), 3u);
   double loss = report["validations"][0]["loss"].get<double>();
-  EXPECT_NEAR(report["validations"][0]["perplexity"].get<double>(), std::exp(loss), 1e-6 * std::exp(loss));
+  EXPECT_NEAR(report["validations"][0]["perplexity"].get<double>(), std::exp(loss),
+              1e-6 * std::exp(loss));
   EXPECT_TRUE(fs::exists(fs::path(tmp_run("early")) / "validation_report.txt"));
 }
 
@@ -227,8 +232,9 @@ namespace {
 runtime::TrainSummary run_in(const std::string& dir, int64_t steps, bool resume,
                              std::vector<std::string> extra = {}, MPI_Comm comm = MPI_COMM_SELF,
                              core::Env env = single_env()) {
-  std::vector<std::string> o = {fmt::format("train.steps={}", steps), "train.schedule.total_steps=20",
-                                "ckpt.save_final=true", "ckpt.async=false", "model.dropout=0.1"};
+  std::vector<std::string> o = {fmt::format("train.steps={}", steps),
+                                "train.schedule.total_steps=20", "ckpt.save_final=true",
+                                "ckpt.async=false", "model.dropout=0.1"};
   if (resume) o.push_back("ckpt.resume=\"latest\"");
   o.insert(o.end(), extra.begin(), extra.end());
   auto cfg = config(dir, o);
@@ -276,7 +282,8 @@ TEST(TrainerCkpt, CheckpointOfAnotherModelIsRefused) {
 TEST(TrainerCkptMpi, Zero3OffloadResumeIsBitwise) {
   REQUIRE_FIXTURE();
   core::Env env = env_of(MPI_COMM_WORLD);
-  std::vector<std::string> z3 = {"parallel.zero_stage=3", "parallel.cpu_offload=true", "data.batch_size=4"};
+  std::vector<std::string> z3 = {"parallel.zero_stage=3", "parallel.cpu_offload=true",
+                                 "data.batch_size=4"};
   std::string a = shared_run("z3straight"), b = shared_run("z3resumed");
   auto straight = run_in(a, 20, false, z3, MPI_COMM_WORLD, env);
   run_in(b, 10, false, z3, MPI_COMM_WORLD, env);
@@ -297,7 +304,8 @@ TEST(TrainerReshardMpi, FourRanksToTwoAndOne) {
   // Global batch 8 everywhere: 4 x 2, 2 x 4, 1 x 8. No dropout: only the
   // arithmetic of other shard boundaries may differ.
   auto four = [&](const std::string& dir, int64_t steps) {
-    return run_in(dir, steps, false, {"parallel.zero_stage=2", "data.batch_size=2", "model.dropout=0.0"},
+    return run_in(dir, steps, false,
+                  {"parallel.zero_stage=2", "data.batch_size=2", "model.dropout=0.0"},
                   MPI_COMM_WORLD, env_of(MPI_COMM_WORLD));
   };
   auto straight = four(base + "_straight", 20);
@@ -312,18 +320,21 @@ TEST(TrainerReshardMpi, FourRanksToTwoAndOne) {
   MPI_Comm two;
   MPI_Comm_split(MPI_COMM_WORLD, rank < 2 ? 0 : MPI_UNDEFINED, rank, &two);
   if (two != MPI_COMM_NULL) {
-    auto s = run_in(base + "_two", 20, true, {"parallel.zero_stage=3", "data.batch_size=4", "model.dropout=0.0"},
-                    two, env_of(two));
+    auto s = run_in(base + "_two", 20, true,
+                    {"parallel.zero_stage=3", "data.batch_size=4", "model.dropout=0.0"}, two,
+                    env_of(two));
     ASSERT_EQ(s.losses.size(), 20u);
     for (size_t i = 10; i < 20; ++i)
-      EXPECT_NEAR(s.losses[i], straight.losses[i], 1e-5 * straight.losses[i]) << "2 ranks, step " << i;
+      EXPECT_NEAR(s.losses[i], straight.losses[i], 1e-5 * straight.losses[i])
+          << "2 ranks, step " << i;
     MPI_Comm_free(&two);
   }
   if (rank == 0) {
     auto s = run_in(base + "_one", 20, true, {"data.batch_size=8", "model.dropout=0.0"});
     ASSERT_EQ(s.losses.size(), 20u);
     for (size_t i = 10; i < 20; ++i)
-      EXPECT_NEAR(s.losses[i], straight.losses[i], 1e-5 * straight.losses[i]) << "1 rank, step " << i;
+      EXPECT_NEAR(s.losses[i], straight.losses[i], 1e-5 * straight.losses[i])
+          << "1 rank, step " << i;
   }
   MPI_Barrier(MPI_COMM_WORLD);
 }
