@@ -647,12 +647,27 @@ std::vector<std::string> prune_checkpoints(const std::string& run_dir,
   std::sort(scored.begin(), scored.end());
   for (size_t i = 0; i < scored.size() && i < static_cast<size_t>(cfg.keep_best); ++i)
     keep.insert(scored[i].second);
+  // Renamed first, then deleted: a crash half-way through leaves either the
+  // whole step-N/ or a step-N.deleting/ that nothing reads (removed next time),
+  // never a step-N/ with some of its files gone.
   std::vector<std::string> removed;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(fs::path(run_dir) / "checkpoints", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (n.size() > 9 && n.compare(n.size() - 9, 9, ".deleting") == 0) {
+      std::error_code rm;
+      fs::remove_all(it->path(), rm);
+    }
+  }
   for (const auto& d : all)
     if (!keep.count(d)) {
-      std::error_code ec;
-      fs::remove_all(d, ec);
-      if (!ec) removed.push_back(d);
+      const std::string trash = d + ".deleting";
+      std::error_code rn, rm;
+      fs::rename(d, trash, rn);
+      if (rn) continue;
+      fs::remove_all(trash, rm);
+      removed.push_back(d);
     }
   return removed;
 }

@@ -142,7 +142,9 @@ json list_checkpoints(const std::string& run_dir) {
   for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
        it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (name.rfind("step-", 0) != 0 || !it->is_directory(ec)) continue;
+    // step-N.tmp/ (being written) and step-N.deleting/ (being pruned) are not checkpoints.
+    if (name.rfind("step-", 0) != 0 || name.find('.') != std::string::npos || !it->is_directory(ec))
+      continue;
     json item;
     item["name"] = name;
     item["path"] = it->path().string();

@@ -64,7 +64,8 @@ rank_pid() {  # the PID of `shardlm train` rank $1, or nothing
     fi
   done
 }
-committed() { find "$tmp/run/checkpoints" -maxdepth 1 -name 'step-*' ! -name '*.tmp' -type d 2>/dev/null | sort; }
+# Every step-N/ (not step-N.tmp/ being written, not step-N.deleting/ being pruned).
+committed() { find "$tmp/run/checkpoints" -maxdepth 1 -name 'step-*' ! -name '*.*' -type d 2>/dev/null | sort; }
 
 RANDOM=$$
 in_flight=0  # kills that found a step-N.tmp/ being written
