@@ -37,16 +37,22 @@ now() { date +%s.%N; }
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg); disk of $DIR: $(df -h "$DIR" | awk 'NR==2{print $1" "$2}')"
 
 # ---- 1. I/O --------------------------------------------------------------------
-# Three rounds, dd and shardlm alternating, medians reported: in a sandboxed
-# kernel (gVisor) the first GB written into fresh page cache costs several
-# times the later ones, so a single run favours whichever goes second.
+# Three rounds, dd and shardlm alternating, medians reported. In a sandboxed
+# kernel (gVisor) a GB written into page cache that was freed a while ago
+# costs several times one written right after another (dd alone: 2.5 s, then
+# 0.64 s), so before each measured write, of either side, an unmeasured dd
+# writes and deletes the same amount (warm()).
+warm() { dd if=/dev/zero of="$DIR/warm.bin" bs=16M count="$1" conv=fsync status=none; rm -f "$DIR/warm.bin"; }
+warm_count=$(( (${GB%.*} + 1) * 60 ))
 : > "$DIR/io.jsonl"
 for round in 1 2 3; do
+  warm "$warm_count"
   res=$(OMP_NUM_THREADS=1 mpiexec -n 1 "$IO" --dir "$DIR/ckpt" --gb "$GB")
   bytes=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['bytes'])" "$res")
   bs=$((16 << 20)) count=$(((bytes + (16 << 20) - 1) / (16 << 20)))
   rm -rf "$DIR/ckpt"
   sync
+  warm "$warm_count"
   t0=$(now); dd if=/dev/zero of="$DIR/dd.bin" bs=$bs count=$count conv=fsync status=none; t1=$(now)
   read_cache=$(drop)
   t2=$(now); dd if="$DIR/dd.bin" of=/dev/null bs=$bs status=none; t3=$(now)
@@ -103,10 +109,11 @@ def wall(rows):  # steps 10..39: after warm-up, 5 saves inside (10, 15, ..., 35)
 a, b = steps("nosave"), steps("save")
 med = statistics.median(x["time"]["total"] for x in a[10:])
 stalls = [float(m.group(1)) for m in re.finditer(r"training waited ([0-9.]+) s", open(f"{d}/save.log").read())]
-inside = [s for s in stalls][1:6] if len(stalls) > 5 else stalls
 saves = sum(1 for s in range(11, 40) if s % 5 == 0)
 extra = (wall(b) - wall(a)) / saves
 print(f"median step {med*1000:.1f} ms (no saves); {len(stalls)} async saves, loop stall per save "
-      f"{statistics.mean(stalls)*1000:.1f} ms = {statistics.mean(stalls)/med*100:.1f}% of a step; "
+      f"mean {statistics.mean(stalls)*1000:.1f} ms = {statistics.mean(stalls)/med*100:.1f}% of a step, "
+      f"median {statistics.median(stalls)*1000:.1f} ms = {statistics.median(stalls)/med*100:.1f}% "
+      f"(each: {' '.join(f'{x*1000:.0f}' for x in stalls)} ms); "
       f"wall-clock cost per save vs no saves {extra*1000:.1f} ms = {extra/med*100:.1f}% of a step")
 EOF
