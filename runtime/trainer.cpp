@@ -485,6 +485,7 @@ void Trainer::Impl::handle_control() {
 // ---- validation ----------------------------------------------------------------------
 
 void Trainer::Impl::validate_now(bool final) {
+  last_val_step = step_;
   val_loader->load_state(val_start);  // the same batches every time
   engine->gather_all();               // ZeRO-3: the root unit's parameters
   EvalResult r = evaluate(model, *val_loader, val.batches, group.get(), device, amp,
@@ -612,10 +613,12 @@ int Trainer::Impl::run() {
       save_requested = false;
     }
   }
-  if (!summary.stopped) validate_now(true);
+  // The final validation, unless this step has just been validated (early stop).
+  if (!summary.stopped && last_val_step != step_) validate_now(true);
   if (!summary.stopped && ckpt_cfg.save_final) save_checkpoint(false);
   checkpointer->wait();
-  summary.tokens_per_s = train_seconds > 0 ? tokens_seen / train_seconds : 0;
+  summary.tokens_per_s =
+      train_seconds > 0 ? static_cast<double>(tokens_seen - tokens_at_start) / train_seconds : 0;
   write_report();
   monitor::Event done;
   done.kind = summary.stopped ? monitor::EventKind::kStopped : monitor::EventKind::kRunFinished;

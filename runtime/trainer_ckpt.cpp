@@ -90,6 +90,8 @@ ckpt::Snapshot Trainer::Impl::snapshot() {
                 {"loader", loader->state().to_json()},
                 {"schedule", schedule->state()},
                 {"early_stopping", early.state()},
+                {"best_val_loss", summary.best_val_loss},
+                {"best_step", summary.best_step},
                 {"loss_scaler", scaler_state},
                 {"clip", clip},
                 {"weight_decay", engine->weight_decay()},
@@ -176,6 +178,10 @@ void Trainer::Impl::restore_checkpoint(const std::string& dir) {
 
   step_ = st.at("step").get<int64_t>();
   tokens_seen = st.at("tokens_seen").get<int64_t>();
+  tokens_at_start = tokens_seen;
+  // The report's best so far (checkpoints before this field: unknown until the next best).
+  summary.best_val_loss = st.value("best_val_loss", summary.best_val_loss);
+  summary.best_step = st.value("best_step", summary.best_step);
   summary.losses = st.at("losses").get<std::vector<double>>();
   summary.steps_done = step_;
   loader->load_state(data::LoaderState::from_json(st.at("loader")));

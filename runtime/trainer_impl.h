@@ -61,9 +61,11 @@ struct Trainer::Impl {
   std::optional<double> last_val_loss;
   bool save_requested = false;  // a save_checkpoint command
 
-  int64_t step_ = 0;         // optimizer steps done
-  int64_t tokens_seen = 0;   // over all ranks
-  int64_t trainable_k = -1;  // blocks trainable now (layer-wise training)
+  int64_t step_ = 0;            // optimizer steps done
+  int64_t tokens_seen = 0;      // over all ranks
+  int64_t tokens_at_start = 0;  // tokens_seen when this launch began (a resume's)
+  int64_t last_val_step = -1;   // step of the last validation
+  int64_t trainable_k = -1;     // blocks trainable now (layer-wise training)
   int64_t micro_batch = 0;
   bool paused = false;
   bool stop_requested = false;

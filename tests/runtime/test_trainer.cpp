@@ -186,7 +186,9 @@ TEST(TrainerRun, EarlyStoppingAndValidationReport) {
   auto report =
       nlohmann::json::parse(std::ifstream(fs::path(tmp_run("early")) / "validation_report.json"));
   EXPECT_TRUE(report["early_stopped"].get<bool>());
-  ASSERT_GE(report["validations"].size(), 3u);
+  // Steps 2, 4 and 6, each once (the final validation does not repeat step 6).
+  ASSERT_EQ(report["validations"].size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(report["validations"][i]["step"].get<int64_t>(), 2 * (i + 1));
   double loss = report["validations"][0]["loss"].get<double>();
   EXPECT_NEAR(report["validations"][0]["perplexity"].get<double>(), std::exp(loss),
               1e-6 * std::exp(loss));
