@@ -256,7 +256,14 @@ let viewport = '1280x800';
 const shots = [];
 async function shot(name) {
   const file = join(SCREENS, `${name}-${viewport}.png`);
-  await page.screenshot({ path: file, timeout: 15000 });
+  // A loaded 2-core machine (two training ranks, other tests) can starve the
+  // software renderer for a while: one retry with a longer wait.
+  try {
+    await page.screenshot({ path: file, timeout: 20000 });
+  } catch (e) {
+    log(`screenshot ${name}: ${String(e).split('\n')[0]}; retrying`);
+    await page.screenshot({ path: file, timeout: 60000 });
+  }
   shots.push(file);
 }
 async function tab(id) {
