@@ -26,6 +26,7 @@
 #include "parallel/nccl_group.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
+#include "runtime/core/mpi_check.h"
 #include "runtime/engine.h"
 #include "runtime/evaluate.h"
 #include "runtime/inspect.h"
@@ -424,27 +425,36 @@ void Trainer::Impl::load_tokenizer() {
   if (!train.tokenizer.empty()) {
     tokenizer = data::Tokenizer::load(train.tokenizer);
     data::check_tokenizer(loader->manifest(), tokenizer->hash());
-    return;
-  }
-  fs::path data_dir(data_cfg.path);
-  for (const fs::path& p :
-       {data_dir / "tokenizer.json", data_dir.parent_path() / "tokenizer.json"}) {
-    std::error_code ec;
-    if (!fs::is_regular_file(p, ec)) continue;
-    try {
-      data::Tokenizer t = data::Tokenizer::load(p.string());
-      if (!want.empty() && t.hash() != want) {
-        core::log::info0("{} is not the data's tokenizer (hash {}, data {}): not used", p.string(),
-                         t.hash(), want);
-        continue;
+  } else {
+    fs::path data_dir(data_cfg.path);
+    for (const fs::path& p :
+         {data_dir / "tokenizer.json", data_dir.parent_path() / "tokenizer.json"}) {
+      std::error_code ec;
+      if (!fs::is_regular_file(p, ec)) continue;
+      try {
+        data::Tokenizer t = data::Tokenizer::load(p.string());
+        if (!want.empty() && t.hash() != want) {
+          core::log::info0("{} is not the data's tokenizer (hash {}, data {}): not used",
+                           p.string(), t.hash(), want);
+          continue;
+        }
+        tokenizer = std::move(t);
+        core::log::debug("tokenizer for inspection: {}", p.string());
+        break;
+      } catch (const std::exception& e) {
+        core::log::warn0("{}: not a tokenizer ({}); model inspection will not encode prompts",
+                         p.string(), e.what());
       }
-      tokenizer = std::move(t);
-      core::log::debug("tokenizer for inspection: {}", p.string());
-      return;
-    } catch (const std::exception& e) {
-      core::log::warn0("{}: not a tokenizer ({}); model inspection will not encode prompts",
-                       p.string(), e.what());
     }
+  }
+  // Inspection is collective: every rank must take the same path, so the
+  // tokenizer is used only when every rank found it (hosts of a multi-host run
+  // have their own filesystems).
+  int have = tokenizer.has_value() ? 1 : 0, all = have;
+  SHARDLM_MPI_CHECK(MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, comm));
+  if (have && !all) {
+    core::log::warn("another rank has no tokenizer for inspection: prompts will not be encoded");
+    tokenizer.reset();
   }
 }
 
