@@ -188,7 +188,8 @@ TEST(TrainerRun, EarlyStoppingAndValidationReport) {
   EXPECT_TRUE(report["early_stopped"].get<bool>());
   // Steps 2, 4 and 6, each once (the final validation does not repeat step 6).
   ASSERT_EQ(report["validations"].size(), 3u);
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(report["validations"][i]["step"].get<int64_t>(), 2 * (i + 1));
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(report["validations"][i]["step"].get<int64_t>(), 2 * (i + 1));
   double loss = report["validations"][0]["loss"].get<double>();
   EXPECT_NEAR(report["validations"][0]["perplexity"].get<double>(), std::exp(loss),
               1e-6 * std::exp(loss));
