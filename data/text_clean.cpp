@@ -43,15 +43,22 @@ nlohmann::json CleanConfig::to_json() const {
 
 // ---- stats ----------------------------------------------------------------------
 
-#define SHARDLM_CLEAN_FIELDS(X)                                                                 \
-  X(docs_in)                                                                                    \
-  X(bytes_in)                                                                                   \
-  X(invalid_sequences)                                                                          \
-  X(docs_invalid_utf8)                                                                          \
-  X(docs_rejected_utf8)                                                                         \
-  X(docs_nfc_changed)                                                                           \
-  X(control_removed) X(docs_whitespace_changed) X(docs_too_short) X(docs_duplicate) X(docs_out) \
-      X(bytes_out)
+// clang-format reflows this X-macro differently on every pass: one field per line.
+// clang-format off
+#define SHARDLM_CLEAN_FIELDS(X) \
+  X(docs_in) \
+  X(bytes_in) \
+  X(invalid_sequences) \
+  X(docs_invalid_utf8) \
+  X(docs_rejected_utf8) \
+  X(docs_nfc_changed) \
+  X(control_removed) \
+  X(docs_whitespace_changed) \
+  X(docs_too_short) \
+  X(docs_duplicate) \
+  X(docs_out) \
+  X(bytes_out)
+// clang-format on
 
 CleanStats& CleanStats::operator+=(const CleanStats& o) {
 #define X(f) f += o.f;
