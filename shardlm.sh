@@ -113,9 +113,12 @@ cmd_test() {
   [ "$failed" -eq 0 ] && [ "$total" -gt 0 ] || rc=1
   if [ -f monitor/dashboard/package.json ] && [ -d monitor/dashboard/node_modules ] && [ ${#ctest_args[@]} -eq 0 ]; then
     local vout="$BUILD_DIR/vitest-output.log" vp vf
-    (cd monitor/dashboard && npx vitest run --reporter=default) 2>&1 | tee "$vout" || true
-    vp=$(sed -n 's/^ *Tests .*[^0-9]\([0-9][0-9]*\) passed.*/\1/p' "$vout" | tail -1)
-    vf=$(sed -n 's/^ *Tests *\([0-9][0-9]*\) failed.*/\1/p' "$vout" | tail -1)
+    (cd monitor/dashboard && NO_COLOR=1 npx vitest run --reporter=default) 2>&1 | tee "$vout" || true
+    # CI may force colour on: strip ANSI escapes before reading the counts
+    local vplain
+    vplain=$(sed 's/\x1b\[[0-9;]*m//g' "$vout")
+    vp=$(sed -n 's/^ *Tests .*[^0-9]\([0-9][0-9]*\) passed.*/\1/p' <<<"$vplain" | tail -1)
+    vf=$(sed -n 's/^ *Tests *\([0-9][0-9]*\) failed.*/\1/p' <<<"$vplain" | tail -1)
     [ -n "$vp$vf" ] || vf=1
     passed=$((passed + ${vp:-0})); failed=$((failed + ${vf:-0}))
     [ "${vf:-0}" -eq 0 ] || rc=1
