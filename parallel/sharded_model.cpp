@@ -20,12 +20,17 @@ ShardedConfig ShardedConfig::from(const core::ConfigSection& s) {
   c.zero_stage = s.get("zero_stage", c.zero_stage);
   c.cpu_offload = s.get("cpu_offload", c.cpu_offload);
   c.prefetch = s.get("prefetch", c.prefetch);
+  c.offload_params = s.get("offload_params", c.offload_params);
   return c;
 }
 
 void ShardedConfig::validate() const {
   core::config_require(zero_stage >= 0 && zero_stage <= 3, "zero_stage", std::to_string(zero_stage),
                        "0 (DDP), 1, 2 or 3");
+  if (offload_params)
+    core::config_require(zero_stage == 3 && cpu_offload, "offload_params", "true",
+                         "zero_stage = 3 and cpu_offload = true (layer streaming offloads the "
+                         "sharded parameters of ZeRO-3 along with its optimizer states)");
 }
 
 // ---- storage that comes and goes ------------------------------------------------------
@@ -69,6 +74,7 @@ struct ShardedModel::Unit {
   std::unique_ptr<FlatParams> flat;   // full parameters (padded,)
   torch::Tensor grad_full;            // (padded,); the parameters' .grad view it
   torch::Tensor param_shard;          // stage 3: this rank's parameters (shard,)
+  torch::Tensor staging;              // streaming on a GPU: the shard copied to the device
   torch::Tensor grad_shard;           // stages 1-3: reduced gradient of the shard
   torch::Tensor reduce_buf;           // stages 2-3: a later micro-batch's reduce-scatter output
   bool grad_shard_empty = true;
@@ -82,9 +88,11 @@ struct ShardedModel::Unit {
   bool into_buf = false;
   WorkPtr reduce_work, gather_work;
   bool gathered = true;
+  bool streamed = false;  // offload_params: the shard lives in `master` only
 
-  // The tensor the optimizer steps on the compute device.
+  // The tensor the optimizer steps on the compute device (streamed: the host).
   torch::Tensor opt_params(int stage, int rank) const {
+    if (streamed) return master;
     if (stage == 0) return flat->flat();
     if (stage == 3) return param_shard;
     return flat->shard(rank);
@@ -186,6 +194,23 @@ ShardedModel::ShardedModel(std::shared_ptr<torch::nn::Module> module,
       u->master = u->opt_params(stage, rank).to(torch::kCPU, torch::kFloat, false, true);
       u->host_grad = torch::zeros_like(u->master);
     }
+    if (config_.offload_params) {
+      // Pinned host memory, so that the copies to and from the GPU are DMA.
+      if (device.is_cuda()) {
+        u->master = u->master.pin_memory();
+        u->host_grad = u->host_grad.pin_memory();
+      }
+      u->streamed = true;
+      if (device.is_cpu() && u->flat->flat().scalar_type() == torch::kFloat) {
+        u->param_shard = u->master;  // the all-gather reads the host shard itself
+      } else {
+        u->param_shard = torch::Tensor();
+        u->staging = torch::empty({shard}, u->flat->flat().options());
+        free_storage(u->staging);
+      }
+      free_storage(u->grad_shard);
+      free_storage(u->grad_full);
+    }
     u->opt = make_optimizer(optimizer);
     u->opt->set_segments(stage == 0 ? u->flat->segments(0, u->flat->padded_numel())
                                     : u->flat->shard_segments(rank));
@@ -204,6 +229,7 @@ ShardedModel::ShardedModel(std::shared_ptr<torch::nn::Module> module,
   }
   if (stage == 3)
     for (auto& u : units_) release_params(*u);
+  peak_ = memory();
 }
 
 ShardedModel::~ShardedModel() {
@@ -217,12 +243,22 @@ void ShardedModel::gather(Unit& u, bool wait) {
   if (config_.zero_stage != 3) return;
   if (!u.gathered && !u.gather_work) {
     alloc_storage(u.flat->flat());
-    u.gather_work = group_->all_gather_async(u.flat->flat(), u.param_shard);
+    torch::Tensor source = u.param_shard;
+    if (u.staging.defined()) {  // streamed to a GPU: host shard -> device first
+      alloc_storage(u.staging);
+      u.staging.copy_(u.master, /*non_blocking=*/true);
+      source = u.staging;
+    }
+    u.gather_work = group_->all_gather_async(u.flat->flat(), source);
+    note_memory();
   }
   if (wait && u.gather_work) {
     u.gather_work->wait();
     u.gather_work.reset();
     u.gathered = true;
+    // The collective's stream was recorded on the staging storage: the caching
+    // allocator keeps it until the all-gather has read it.
+    if (u.staging.defined()) free_storage(u.staging);
   }
 }
 
@@ -242,8 +278,15 @@ void ShardedModel::gather_all() {
 }
 
 void ShardedModel::pre_backward(size_t i) {
-  gather(*units_[i], true);
+  Unit& u = *units_[i];
+  gather(u, true);
   if (config_.prefetch && i > 0) gather(*units_[i - 1], false);
+  // Streaming: the unit's full gradient exists from here until it has landed.
+  if (u.streamed && !u.frozen && !has_storage(u.grad_full)) {
+    alloc_storage(u.grad_full);
+    u.grad_full.zero_();
+    note_memory();
+  }
 }
 
 // ---- micro-batches --------------------------------------------------------------------
@@ -255,12 +298,16 @@ void ShardedModel::begin_micro_batch(bool last) {
   for (auto& u : units_) {
     u->ready = 0;
     u->reduced = false;
-    if (config_.zero_stage >= 2 && !has_storage(u->grad_full)) {
+    // Streamed units get theirs just before their backward (pre_backward);
+    // the root's gradients come first in backward, so it gets them now.
+    const bool lazy = u->streamed && !u->root;
+    if (config_.zero_stage >= 2 && !lazy && !has_storage(u->grad_full)) {
       alloc_storage(u->grad_full);
       u->grad_full.zero_();
     }
   }
   if (config_.zero_stage == 3 && units_.back()->root) gather(*units_.back(), true);
+  note_memory();
 }
 
 torch::Tensor ShardedModel::run_unit(size_t i, const torch::Tensor& x, const UnitFn& f) {
@@ -284,6 +331,21 @@ void ShardedModel::on_unit_grads_ready(Unit& u) {
   if (stage <= 1 && !last_micro_batch_) return;  // gradients accumulate locally
   if (u.reduced) return;
   u.reduced = true;
+  if (u.streamed) {
+    // Reduce-scatter into a transient device shard; land the previous unit's
+    // result on the host meanwhile, so at most two units' gradients are on
+    // the device.
+    if (!has_storage(u.grad_full)) {  // a unit whose backward never ran
+      alloc_storage(u.grad_full);
+      u.grad_full.zero_();
+    }
+    alloc_storage(u.grad_shard);
+    note_memory();
+    u.reduce_work = group_->reduce_scatter_async(u.grad_shard, u.grad_full, ReduceOp::kAvg);
+    for (Unit* prev : in_flight_) land_grads(*prev);
+    in_flight_.assign(1, &u);
+    return;
+  }
   if (stage == 0) {
     u.reduce_work = group_->all_reduce_async(u.grad_full, ReduceOp::kAvg);
     return;
@@ -294,6 +356,22 @@ void ShardedModel::on_unit_grads_ready(Unit& u) {
   if (u.into_buf && !u.reduce_buf.defined()) u.reduce_buf = torch::empty_like(u.grad_shard);
   u.reduce_work = group_->reduce_scatter_async(u.into_buf ? u.reduce_buf : u.grad_shard,
                                                u.grad_full, ReduceOp::kAvg);
+}
+
+// Streaming: a unit's reduced gradient shard goes to the host (copied at a
+// step's first micro-batch, added at later ones) and its device buffers go.
+void ShardedModel::land_grads(Unit& u) {
+  if (!u.reduce_work) return;
+  u.reduce_work->wait();
+  u.reduce_work.reset();
+  torch::NoGradGuard no_grad;
+  if (u.grad_shard_empty)
+    u.host_grad.copy_(u.grad_shard);
+  else
+    u.host_grad.add_(u.grad_shard.to(torch::kCPU));
+  u.grad_shard_empty = false;
+  free_storage(u.grad_full);
+  free_storage(u.grad_shard);
 }
 
 void ShardedModel::finish_reductions() {
@@ -310,6 +388,12 @@ void ShardedModel::finish_reductions() {
       on_unit_grads_ready(*u);
     }
   for (auto& u : units_) {
+    if (u->streamed) {
+      land_grads(*u);
+      // A unit that received nothing this step (frozen) has no stale host gradient.
+      if (u->grad_shard_empty) u->host_grad.zero_();
+      continue;
+    }
     if (u->reduce_work) u->reduce_work->wait();
     u->reduce_work.reset();
     if (stage >= 1) {
@@ -324,8 +408,12 @@ void ShardedModel::finish_reductions() {
 
 std::vector<torch::Tensor> ShardedModel::reduced_grads() {
   finish_reductions();
+  in_flight_.clear();
   std::vector<torch::Tensor> grads;
-  for (auto& u : units_) grads.push_back(config_.zero_stage == 0 ? u->grad_full : u->grad_shard);
+  for (auto& u : units_)
+    grads.push_back(u->streamed               ? u->host_grad
+                    : config_.zero_stage == 0 ? u->grad_full
+                                              : u->grad_shard);
   return grads;
 }
 
@@ -333,7 +421,7 @@ void ShardedModel::zero_grads() {
   for (auto& u : units_) {
     if (config_.zero_stage <= 1) u->grad_full.zero_();
     if (config_.zero_stage >= 1) {
-      u->grad_shard.zero_();
+      if (has_storage(u->grad_shard)) u->grad_shard.zero_();
       u->grad_shard_empty = true;
     }
   }
@@ -360,7 +448,9 @@ double ShardedModel::step(double max_grad_norm) {
     Unit& u = *units_[k];
     if (u.frozen) continue;
     torch::Tensor params = u.opt_params(stage, rank);
-    if (config_.cpu_offload) {
+    if (u.streamed) {
+      u.opt->step(u.master, u.host_grad);  // the next gather reads `master`
+    } else if (config_.cpu_offload) {
       u.host_grad.copy_(grads[k]);
       u.opt->step(u.master, u.host_grad);
       params.copy_(u.master);
@@ -413,7 +503,7 @@ void ShardedModel::load_state_dict(const StateDict& state) {
                   "(another world size, stage or model?)",
                   u->name, saved.numel(), params.numel());
     params.copy_(saved.view_as(params));
-    if (config_.cpu_offload) u->master.copy_(saved.view_as(u->master));
+    if (config_.cpu_offload && !u->streamed) u->master.copy_(saved.view_as(u->master));
     StateDict opt;
     const std::string prefix = u->name + ".optim.";
     for (const auto& [key, value] : state)
@@ -457,7 +547,7 @@ void ShardedModel::load_unit(size_t i, const torch::Tensor& saved, const StateDi
                 "unit {}: {} elements given, this rank holds {}", u.name, saved.numel(),
                 params.numel());
   params.copy_(saved.view_as(params));
-  if (config_.cpu_offload) u.master.copy_(saved.view_as(u.master));
+  if (config_.cpu_offload && !u.streamed) u.master.copy_(saved.view_as(u.master));
   if (optimizer && !optimizer->empty()) {
     if (dense)
       u.opt->load_dense_state(*optimizer);
@@ -517,7 +607,8 @@ Optimizer& ShardedModel::unit_optimizer(size_t i) {
 ShardedModel::Memory ShardedModel::memory() const {
   Memory m;
   for (const auto& u : units_) {
-    m.params += held_bytes(u->flat->flat()) + held_bytes(u->param_shard);
+    m.params += held_bytes(u->flat->flat()) + held_bytes(u->staging);
+    if (!u->streamed) m.params += held_bytes(u->param_shard);  // else it is `master`
     m.grads += held_bytes(u->grad_full) + held_bytes(u->grad_shard) + held_bytes(u->reduce_buf);
     if (config_.cpu_offload)
       m.host += held_bytes(u->master) + held_bytes(u->host_grad) + u->opt->state_bytes();
@@ -525,6 +616,14 @@ ShardedModel::Memory ShardedModel::memory() const {
       m.optimizer += u->opt->state_bytes();
   }
   return m;
+}
+
+void ShardedModel::note_memory() {
+  const Memory m = memory();
+  peak_.params = std::max(peak_.params, m.params);
+  peak_.grads = std::max(peak_.grads, m.grads);
+  peak_.optimizer = std::max(peak_.optimizer, m.optimizer);
+  peak_.host = std::max(peak_.host, m.host);
 }
 
 }  // namespace shardlm::parallel

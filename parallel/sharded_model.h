@@ -21,6 +21,14 @@
 //            hook gathers them again), with the next unit prefetched.
 //   offload  fp32 master shards and optimizer states on the CPU; the step
 //            runs there (CpuAdam), updated values are copied back.
+//   offload_params (layer streaming; stage 3 + offload): the parameter
+//            shards live only on the host as well. A unit's shard is copied
+//            to the device just before its all-gather, the next unit's is
+//            prefetched, and its full gradient exists on the device only
+//            from the start of its backward until its reduce-scatter has
+//            landed on the host. The compute device then holds about two
+//            units' parameters and gradients (plus the root's) at any time,
+//            so a model larger than device memory trains.
 //
 // Per micro-batch: begin_micro_batch(last) -> forward, calling run_unit(i, x, f)
 // for each unit -> loss.backward() -> ... -> step() after the last one.
@@ -52,6 +60,9 @@ struct ShardedConfig {
   int64_t zero_stage = 0;  // 0 (DDP), 1, 2, 3
   bool cpu_offload = false;
   bool prefetch = true;  // stage 3: gather the next unit while this one runs
+  // Layer streaming: parameter shards on the host too (needs zero_stage 3 and
+  // cpu_offload); the device holds only the units in use.
+  bool offload_params = false;
 
   static ShardedConfig from(const core::ConfigSection& s);
   void validate() const;
@@ -147,6 +158,11 @@ class ShardedModel {
     int64_t total() const { return params + grads + optimizer + host; }
   };
   Memory memory() const;
+  // The largest value each field of memory() reached since construction or
+  // the last reset_peak_memory() (fields peak independently), sampled at
+  // every allocation of parameters or gradients on the compute device.
+  Memory peak_memory() const { return peak_; }
+  void reset_peak_memory() { peak_ = memory(); }
 
   struct Unit;  // sharded_model.cpp
 
@@ -157,6 +173,8 @@ class ShardedModel {
   void finish_reductions();
   void zero_grads();
   void pre_backward(size_t i);
+  void land_grads(Unit& u);
+  void note_memory();
 
   std::shared_ptr<torch::nn::Module> module_;
   std::shared_ptr<ProcessGroup> group_;
@@ -164,6 +182,8 @@ class ShardedModel {
   std::vector<std::unique_ptr<Unit>> units_;  // the given units, then the root
   bool last_micro_batch_ = true;
   bool in_step_ = false;
+  Memory peak_;
+  std::vector<Unit*> in_flight_;  // offload_params: reductions not yet landed on the host
   friend struct PreBackwardFn;
 };
 

@@ -167,6 +167,7 @@ void Trainer::Impl::setup() {
   info["precision"] = train.precision;
   info["zero_stage"] = shard_cfg.zero_stage;
   info["cpu_offload"] = shard_cfg.cpu_offload;
+  info["offload_params"] = shard_cfg.offload_params;
   info["micro_batch"] = micro_batch;
   info["accumulation"] = train.accumulation;
   mon.sink->run_info(run_id, env.world_size, info);
@@ -339,6 +340,13 @@ double Trainer::Impl::step() {
     auto mem = engine->memory();
     m.extra["model_state_bytes"] = static_cast<double>(mem.params + mem.grads + mem.optimizer);
     m.extra["offloaded_bytes"] = static_cast<double>(mem.host);
+    // Model states on the compute device at their high-water mark since the last
+    // report (the sum of each kind's own peak: an upper bound). Layer streaming
+    // keeps it near two blocks and the root.
+    auto peak = engine->sharded().peak_memory();
+    m.extra["model_state_peak_bytes"] =
+        static_cast<double>(peak.params + peak.grads + peak.optimizer);
+    engine->sharded().reset_peak_memory();
     probe->fill(m);
     if (step_ % mon_cfg.every == 0) mon.sink->step(m);
     if (progress) progress->step(step_ + 1, loss, lr, norm, global_tokens / dt, dt, !do_step);

@@ -87,6 +87,7 @@ ckpt::Snapshot Trainer::Impl::snapshot() {
                 {"optimizer_steps", opt_steps},
                 {"zero_stage", shard_cfg.zero_stage},
                 {"cpu_offload", shard_cfg.cpu_offload},
+                {"offload_params", shard_cfg.offload_params},
                 {"loader", loader->state().to_json()},
                 {"schedule", schedule->state()},
                 {"early_stopping", early.state()},

@@ -1,6 +1,8 @@
 // Step time of ShardedModel at ZeRO-3 against DDP (stage 0) on the same model
 // and global batch, in one run under mpiexec (2 ranks for RESULTS.md). The
 // model: an MLP of 8 Linear(1024, 1024) units (8.4M parameters), batch 64.
+// Also ZeRO-3 with CPU offload and layer streaming (offload_params), with the
+// peak of model states on the compute device during a step.
 //   mpiexec -n 2 build/bench/parallel/bench_sharded_step
 #include <benchmark/benchmark.h>
 #include <mpi.h>
@@ -34,6 +36,7 @@ void BM_ShardedStep(benchmark::State& state) {
   ShardedConfig sc;
   sc.zero_stage = state.range(0);
   sc.cpu_offload = state.range(1) != 0;
+  sc.offload_params = state.range(2) != 0;
   OptimizerConfig oc;
   oc.name = sc.cpu_offload ? "cpu_adam" : "adamw";
   ShardedModel model(m, units, g_group, sc, oc);
@@ -50,21 +53,25 @@ void BM_ShardedStep(benchmark::State& state) {
   };
   one_step();
   g_group->stats().reset();
+  model.reset_peak_memory();
   for (auto _ : state) one_step();
   state.counters["ranks"] = g_group->size();
   state.counters["MB_sent/step"] =
       g_group->stats().total_all().wire_bytes / 1e6 / static_cast<double>(state.iterations());
   state.counters["model_state_MB"] = model.memory().total() / 1e6;
+  const auto peak = model.peak_memory();
+  state.counters["device_peak_MB"] = (peak.params + peak.grads + peak.optimizer) / 1e6;
   state.SetLabel(std::string("zero") + std::to_string(sc.zero_stage) +
-                 (sc.cpu_offload ? "+offload" : ""));
+                 (sc.cpu_offload ? "+offload" : "") + (sc.offload_params ? "+stream" : ""));
 }
 
 }  // namespace
 
 BENCHMARK(BM_ShardedStep)
-    ->Args({0, 0})
-    ->Args({3, 0})
-    ->Args({3, 1})
+    ->Args({0, 0, 0})
+    ->Args({3, 0, 0})
+    ->Args({3, 1, 0})
+    ->Args({3, 1, 1})
     ->Iterations(10)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();

@@ -4,11 +4,14 @@
 // memory per rank and bytes per step follow the ZeRO formulas.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <torch/torch.h>
 
 #include "parallel/loss_scaler.h"
 #include "parallel/mpi_group.h"
 #include "parallel/sharded_model.h"
+#include "runtime/core/error.h"
 
 namespace shardlm::parallel {
 namespace {
@@ -80,13 +83,14 @@ std::vector<double> reference_losses() {
 struct RunResult {
   std::vector<double> losses;
   ShardedModel::Memory memory;
-  CommCounters step_comm;  // the last step's collectives, all types
+  ShardedModel::Memory peak;  // over the run, each field on its own
+  CommCounters step_comm;     // the last step's collectives, all types
   int64_t params = 0;
 };
 
 // Stops after `save_at` steps, saves, builds a fresh model, loads and goes on.
 RunResult sharded_run(int stage, bool offload, int micro_batches, int steps = kSteps,
-                      int save_at = -1) {
+                      int save_at = -1, bool stream = false) {
   auto group = std::make_shared<MpiGroup>();
   auto m = std::make_shared<Mlp>();
   Data d;
@@ -95,6 +99,7 @@ RunResult sharded_run(int stage, bool offload, int micro_batches, int steps = kS
   ShardedConfig sc;
   sc.zero_stage = stage;
   sc.cpu_offload = offload;
+  sc.offload_params = stream;
   auto model_ptr = std::make_unique<ShardedModel>(m, units, group, sc, opt_config());
   const int p = group->size(), r = group->rank();
   const int local = kBatch / p, mb = local / micro_batches;
@@ -127,6 +132,7 @@ RunResult sharded_run(int stage, bool offload, int micro_batches, int steps = kS
       local_loss += loss.item<double>();
     }
     model.step(kMaxNorm);
+    res.peak = model.peak_memory();
     res.step_comm = group->stats().step(Collective::kAllReduce);
     for (Collective c :
          {Collective::kReduceScatter, Collective::kAllGather, Collective::kBroadcast})
@@ -140,15 +146,15 @@ RunResult sharded_run(int stage, bool offload, int micro_batches, int steps = kS
   return res;
 }
 
-void expect_same_losses(int stage, bool offload, int micro) {
+void expect_same_losses(int stage, bool offload, int micro, bool stream = false) {
   auto want = reference_losses();
-  auto got = sharded_run(stage, offload, micro).losses;
+  auto got = sharded_run(stage, offload, micro, kSteps, -1, stream).losses;
   ASSERT_EQ(got.size(), want.size());
   EXPECT_LT(want.back(), want.front() * 0.8);  // it does learn
   for (size_t s = 0; s < want.size(); ++s)
     EXPECT_NEAR(got[s], want[s], 1e-5 * std::fabs(want[s]))
-        << "stage " << stage << " offload " << offload << " micro-batches " << micro << " step "
-        << s;
+        << "stage " << stage << " offload " << offload << " stream " << stream << " micro-batches "
+        << micro << " step " << s;
 }
 
 TEST(Sharded, Stage0Ddp) {
@@ -175,6 +181,12 @@ TEST(Sharded, Stage3) {
 TEST(Sharded, Stage3Offload) {
   expect_same_losses(3, true, 1);
 }
+TEST(Sharded, Stage3StreamedLayers) {
+  expect_same_losses(3, true, 1, /*stream=*/true);
+}
+TEST(Sharded, AccumulationStage3StreamedLayers) {
+  expect_same_losses(3, true, 2, /*stream=*/true);
+}
 TEST(Sharded, AccumulationStage0) {
   expect_same_losses(0, false, 2);
 }
@@ -194,6 +206,26 @@ TEST(Sharded, SaveAndLoadResumesBitwise) {
     auto resumed = sharded_run(stage, stage == 3, 1, 8, /*save_at=*/4);
     EXPECT_EQ(straight.losses, resumed.losses) << "stage " << stage;
   }
+}
+
+TEST(Sharded, StreamedLayersResumeBitwise) {
+  auto straight = sharded_run(3, true, 1, 8, -1, true);
+  auto resumed = sharded_run(3, true, 1, 8, /*save_at=*/4, true);
+  EXPECT_EQ(straight.losses, resumed.losses);
+  // and the streamed run is the offloaded ZeRO-3 run, bit for bit
+  EXPECT_EQ(straight.losses, sharded_run(3, true, 1, 8).losses);
+}
+
+TEST(Sharded, StreamedLayersRejectAConfigWithoutZero3Offload) {
+  ShardedConfig sc;
+  sc.offload_params = true;
+  sc.zero_stage = 3;
+  EXPECT_THROW(sc.validate(), core::ConfigError);  // no cpu_offload
+  sc.cpu_offload = true;
+  sc.zero_stage = 2;
+  EXPECT_THROW(sc.validate(), core::ConfigError);
+  sc.zero_stage = 3;
+  EXPECT_NO_THROW(sc.validate());
 }
 
 TEST(Sharded, Stage3GatherAllMaterialisesTheModule) {
@@ -279,6 +311,45 @@ TEST(Sharded, MemoryPerRankFollowsZeroFormulas) {
   EXPECT_EQ(r3o.memory.optimizer, 0);
   EXPECT_NEAR(r3o.memory.params + r3o.memory.grads, 8 * psi / p, 0.1 * 8 * psi / p);
   EXPECT_GT(r3o.memory.host, 0);
+}
+
+// Layer streaming: at no moment of a step does the compute device hold more
+// than two units' parameters and gradients (plus the root's), while ZeRO-3
+// with optimizer offload keeps a shard of every unit there, and its full
+// gradients for the whole backward.
+TEST(Sharded, StreamedLayersHoldAboutTwoUnitsOnTheDevice) {
+  int p = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &p);
+  auto streamed = sharded_run(3, true, 1, 2, -1, true);
+  auto offload = sharded_run(3, true, 1, 2);
+  Mlp m;
+  std::vector<int64_t> unit_bytes;  // padded to a multiple of the world size
+  for (auto& l : m.layers) {
+    int64_t n = 0;
+    for (auto& t : l->parameters()) n += t.numel();
+    unit_bytes.push_back(4 * ((n + p - 1) / p) * p);
+  }
+  int64_t root = 0;
+  for (auto& t : m.head->parameters()) root += t.numel();
+  const int64_t root_bytes = 4 * ((root + p - 1) / p) * p;
+  std::sort(unit_bytes.rbegin(), unit_bytes.rend());
+  const int64_t two_units = unit_bytes[0] + unit_bytes[1];
+  // At rest nothing of the model is on the device; the host has it all.
+  EXPECT_EQ(streamed.memory.params + streamed.memory.grads + streamed.memory.optimizer, 0);
+  // The host copy of the shard is the fp32 master itself: no more host memory
+  // than offload alone, which keeps the shard on the device as well.
+  EXPECT_EQ(streamed.memory.host, offload.memory.host);
+  EXPECT_GT(offload.memory.params, 0);
+  EXPECT_LE(streamed.peak.params, two_units + root_bytes);
+  EXPECT_GE(streamed.peak.params, unit_bytes[1]);  // it did gather
+  // Full gradients of two units and their reduced shards, plus the root's.
+  EXPECT_LE(streamed.peak.grads, (two_units + root_bytes) * (p + 1) / p);
+  EXPECT_EQ(streamed.peak.optimizer, 0);
+  // ZeRO-3 + offload at its peak holds every unit's full gradient at once.
+  int64_t all_units = root_bytes;
+  for (int64_t b : unit_bytes) all_units += b;
+  EXPECT_GE(offload.peak.grads, all_units);
+  EXPECT_LT(streamed.peak.params + streamed.peak.grads, offload.peak.params + offload.peak.grads);
 }
 
 TEST(Sharded, BytesPerStepFollowZeroFormulas) {

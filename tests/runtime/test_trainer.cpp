@@ -281,7 +281,8 @@ TEST(TrainerCkpt, CheckpointOfAnotherModelIsRefused) {
   }
 }
 
-// 2 ranks, ZeRO-3 with CPU offload: save at 10, resume, bitwise equal.
+// 2 ranks, ZeRO-3 with CPU offload: save at 10, resume with layer streaming
+// (parameter shards offloaded too), bitwise equal to the run that never stopped.
 TEST(TrainerCkptMpi, Zero3OffloadResumeIsBitwise) {
   REQUIRE_FIXTURE();
   core::Env env = env_of(MPI_COMM_WORLD);
@@ -290,7 +291,9 @@ TEST(TrainerCkptMpi, Zero3OffloadResumeIsBitwise) {
   std::string a = shared_run("z3straight"), b = shared_run("z3resumed");
   auto straight = run_in(a, 20, false, z3, MPI_COMM_WORLD, env);
   run_in(b, 10, false, z3, MPI_COMM_WORLD, env);
-  auto resumed = run_in(b, 20, true, z3, MPI_COMM_WORLD, env);
+  std::vector<std::string> streamed = z3;
+  streamed.push_back("parallel.offload_params=true");
+  auto resumed = run_in(b, 20, true, streamed, MPI_COMM_WORLD, env);
   ASSERT_EQ(resumed.losses.size(), 20u);
   for (size_t i = 0; i < 20; ++i) EXPECT_EQ(resumed.losses[i], straight.losses[i]) << "step " << i;
 }
