@@ -1,6 +1,7 @@
 // GPU checks (label gpu; SKIPPED without a CUDA device): the NCCL process group
 // at world size 1, the GPT on CUDA against the CPU, bf16 autocast, activation
-// checkpointing and the sharded engine (ZeRO-0 and ZeRO-3) stepping on the GPU.
+// checkpointing and the sharded engine (ZeRO-0 and ZeRO-3) stepping on the GPU;
+// layer streaming (ZeRO-3 with parameters offloaded) against ZeRO-3 offload.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -150,4 +151,57 @@ TEST(Gpu, EngineStepsOnCudaAtZero0And3) {
   }
   for (size_t i = 0; i < losses[0].size(); ++i)
     EXPECT_NEAR(losses[0][i], losses[1][i], 1e-2 * losses[0][i]) << "step " << i;
+}
+
+// Layer streaming: parameter shards in pinned host memory, copied to the GPU
+// unit by unit. Same losses as ZeRO-3 with optimizer offload, and the GPU holds
+// at most two blocks' parameters besides the root's.
+TEST(Gpu, LayerStreamingMatchesOffloadOnCuda) {
+  REQUIRE_CUDA();
+  std::vector<std::vector<double>> losses;
+  parallel::ShardedModel::Memory streamed_peak;
+  for (bool stream : {false, true}) {
+    torch::manual_seed(11);
+    model::GPT m(small());
+    parallel::ShardedConfig sc;
+    sc.zero_stage = 3;
+    sc.cpu_offload = true;
+    sc.offload_params = stream;
+    parallel::OptimizerConfig oc;
+    oc.name = "cpu_adam";
+    oc.lr = 1e-3;
+    std::shared_ptr<parallel::ProcessGroup> g;
+    if (parallel::NcclGroup::compiled())
+      g = parallel::NcclGroup::create(MPI_COMM_SELF);
+    else
+      g = std::make_shared<parallel::MpiGroup>(MPI_COMM_SELF);
+    runtime::Engine e(m, sc, oc, g, torch::kCUDA);
+    auto ids = torch::randint(512, {4, 64},
+                              torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
+    model::ForwardOptions o;
+    o.block_runner = e.block_runner(true);
+    std::vector<double> l;
+    for (int s = 0; s < 6; ++s) {
+      e.begin_micro_batch(true);
+      torch::Tensor loss;
+      {
+        model::AutocastGuard ac(torch::kCUDA, torch::kBFloat16);
+        loss = model::loss(m->forward(ids, o), ids);
+      }
+      loss.backward();
+      e.step(1e-3, 1.0);
+      l.push_back(loss.item<double>());
+    }
+    if (stream) {
+      streamed_peak = e.sharded().peak_memory();
+      EXPECT_EQ(e.memory().params + e.memory().grads, 0);  // nothing left on the GPU at rest
+    }
+    losses.push_back(l);
+  }
+  for (size_t i = 0; i < losses[0].size(); ++i)
+    EXPECT_NEAR(losses[1][i], losses[0][i], 1e-5 * losses[0][i]) << "step " << i;
+  model::ModelConfig c = small();
+  const double block = 4.0 * (12.0 * c.d_model * c.d_model + 13.0 * c.d_model);
+  const double root = 4.0 * (c.vocab_size + c.context_length + 2) * c.d_model;
+  EXPECT_LE(streamed_peak.params, 2 * block + root + 4096);
 }
