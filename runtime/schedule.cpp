@@ -27,7 +27,11 @@ void ScheduleConfig::validate() const {
 }
 
 LrSchedule::LrSchedule(ScheduleConfig cfg, double base_lr, int64_t total_steps)
-    : cfg_(std::move(cfg)), base_lr_(base_lr), total_(total_steps) {}
+    : cfg_(std::move(cfg)),
+      base_lr_(base_lr),
+      total_(total_steps),
+      configured_lr_(base_lr),
+      configured_total_(total_steps) {}
 
 double LrSchedule::shape(int64_t step) const {
   if (step < cfg_.warmup_steps) return static_cast<double>(step + 1) / cfg_.warmup_steps;
@@ -48,20 +52,43 @@ void LrSchedule::set_lr_at(int64_t step, double lr) {
   base_lr_ = s > 0 ? lr / s : lr;
 }
 
+nlohmann::json LrSchedule::configured() const {
+  return {{"kind", cfg_.kind},
+          {"warmup_steps", cfg_.warmup_steps},
+          {"min_lr_ratio", cfg_.min_lr_ratio},
+          {"base_lr", configured_lr_},
+          {"total_steps", configured_total_}};
+}
+
 nlohmann::json LrSchedule::state() const {
   return {{"kind", cfg_.kind},
           {"warmup_steps", cfg_.warmup_steps},
           {"min_lr_ratio", cfg_.min_lr_ratio},
           {"base_lr", base_lr_},
-          {"total_steps", total_}};
+          {"total_steps", total_},
+          {"configured", configured()}};
 }
 
-void LrSchedule::load_state(const nlohmann::json& j) {
+std::string LrSchedule::load_state(const nlohmann::json& j) {
+  // Checkpoints before "configured" carry the live values only: restore them.
+  if (j.contains("configured")) {
+    const nlohmann::json& was = j.at("configured");
+    const nlohmann::json now = configured();
+    std::string changed;
+    for (const auto& [key, value] : now.items()) {
+      if (was.contains(key) && was.at(key) == value) continue;
+      if (!changed.empty()) changed += ", ";
+      changed +=
+          key + " " + (was.contains(key) ? was.at(key).dump() : "absent") + " -> " + value.dump();
+    }
+    if (!changed.empty()) return changed;  // the new configuration's schedule stays
+  }
   cfg_.kind = j.at("kind").get<std::string>();
   cfg_.warmup_steps = j.at("warmup_steps").get<int64_t>();
   cfg_.min_lr_ratio = j.at("min_lr_ratio").get<double>();
   base_lr_ = j.at("base_lr").get<double>();
   total_ = j.at("total_steps").get<int64_t>();
+  return "";
 }
 
 }  // namespace shardlm::runtime

@@ -34,14 +34,22 @@ class LrSchedule {
   int64_t total_steps() const { return total_; }
   void set_total_steps(int64_t total) { total_ = total; }
 
+  // The state holds the live values (a dashboard LR change included) and the
+  // configuration they came from. load_state restores them when that
+  // configuration equals this schedule's; when the user changed it for the
+  // resumed run (another lr, train.steps, warmup, kind...), the new schedule
+  // is kept and the returned text names what changed ("" = restored exactly).
   nlohmann::json state() const;
-  void load_state(const nlohmann::json& j);
+  std::string load_state(const nlohmann::json& j);
 
  private:
   double shape(int64_t step) const;  // in (0, 1]: the multiplier of base_lr
   ScheduleConfig cfg_;
+  nlohmann::json configured() const;
   double base_lr_;
   int64_t total_;
+  double configured_lr_;      // base_lr as configured (before live changes)
+  int64_t configured_total_;  // total steps as configured
 };
 
 }  // namespace shardlm::runtime

@@ -186,7 +186,12 @@ void Trainer::Impl::restore_checkpoint(const std::string& dir) {
   summary.losses = st.at("losses").get<std::vector<double>>();
   summary.steps_done = step_;
   loader->load_state(data::LoaderState::from_json(st.at("loader")));
-  schedule->load_state(st.at("schedule"));
+  const std::string changed = schedule->load_state(st.at("schedule"));
+  if (!changed.empty())
+    core::log::warn0(
+        "resume: the LR schedule's configuration changed ({}); from step {} the LR follows the "
+        "new schedule ({:.3g} now) instead of the saved one",
+        changed, step_, schedule->at(step_));
   early.load_state(st.at("early_stopping"));
   parallel::StateDict sc = {
       {"scale", torch::tensor(st.at("loss_scaler").at("scale").get<double>(), torch::kDouble)},

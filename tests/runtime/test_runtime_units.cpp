@@ -44,10 +44,37 @@ TEST(Schedule, LinearConstantAndLiveChange) {
   lin.set_lr_at(50, 0.5);
   EXPECT_NEAR(lin.at(50), 0.5, 1e-12);
   EXPECT_NEAR(lin.at(75), 0.25, 1e-12);
-  // The state round-trips.
+  // The state round-trips into a schedule of the same configuration, the
+  // live change included.
+  c.kind = "linear";
+  runtime::LrSchedule same(c, 2.0, 100);
+  EXPECT_EQ(same.load_state(lin.state()), "");
+  EXPECT_DOUBLE_EQ(same.at(75), lin.at(75));
+  // A state from before the configuration was saved restores as it is.
+  nlohmann::json old = lin.state();
+  old.erase("configured");
   runtime::LrSchedule other(runtime::ScheduleConfig{}, 9.0, 1);
-  other.load_state(lin.state());
+  EXPECT_EQ(other.load_state(old), "");
   EXPECT_DOUBLE_EQ(other.at(75), lin.at(75));
+}
+
+// Resuming with another configuration (a longer run, another peak LR) keeps the
+// new schedule and says what changed; the saved live values are not applied.
+TEST(Schedule, ChangedConfigurationOnResumeKeepsTheNewSchedule) {
+  runtime::ScheduleConfig c;
+  c.warmup_steps = 10;
+  runtime::LrSchedule saved(c, 1e-3, 100);
+  saved.set_lr_at(40, 2e-4);
+  runtime::LrSchedule longer(c, 1e-3, 400);
+  const std::string changed = longer.load_state(saved.state());
+  EXPECT_NE(changed.find("total_steps 100 -> 400"), std::string::npos) << changed;
+  EXPECT_EQ(changed.find("base_lr"), std::string::npos) << changed;
+  runtime::LrSchedule fresh(c, 1e-3, 400);
+  EXPECT_DOUBLE_EQ(longer.at(150), fresh.at(150));
+  EXPECT_GT(longer.at(150), saved.at(150));  // not decayed to the old minimum
+  runtime::LrSchedule hotter(c, 3e-3, 100);
+  EXPECT_NE(hotter.load_state(saved.state()).find("base_lr"), std::string::npos);
+  EXPECT_DOUBLE_EQ(hotter.at(50), runtime::LrSchedule(c, 3e-3, 100).at(50));
 }
 
 TEST(Schedule, ConfigErrorsNameTheKey) {
