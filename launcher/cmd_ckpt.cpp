@@ -162,17 +162,19 @@ void register_ckpt(CLI::App& app, Context&, Command& run) {
 }
 
 void register_export(CLI::App& app, Context&, Command& run) {
-  auto* cmd = app.add_subcommand(
-      "export", "Write one consolidated model (safetensors directory or ONNX file) from a "
-                "checkpoint or a model");
+  auto* cmd =
+      app.add_subcommand("export",
+                         "Write one consolidated model (safetensors directory or ONNX file) from a "
+                         "checkpoint or a model");
   auto src = std::make_shared<std::string>();
   auto model_path = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   auto format = std::make_shared<std::string>("safetensors");
   auto tokenizer = std::make_shared<std::string>();
   auto* ckpt_opt = cmd->add_option("--ckpt", *src, "Step directory, or a run directory (newest)");
-  auto* model_opt = cmd->add_option(
-      "--model,-m", *model_path, "Anything `generate --model` accepts (directory, file, checkpoint)");
+  auto* model_opt =
+      cmd->add_option("--model,-m", *model_path,
+                      "Anything `generate --model` accepts (directory, file, checkpoint)");
   ckpt_opt->excludes(model_opt);
   cmd->add_option("--out,-o", *out, "Output directory (safetensors) or file (onnx)")->required();
   cmd->add_option("--format", *format, "safetensors | onnx (forward graph, opset 17)")

@@ -31,13 +31,14 @@ void copy_tokenizer(const std::string& tokenizer, const std::string& out) {
                   fs::copy_options::overwrite_existing);
 }
 
-void print_sizes(const char* what, const std::string& in, int64_t in_params,
-                 const std::string& out, int64_t out_params) {
+void print_sizes(const char* what, const std::string& in, int64_t in_params, const std::string& out,
+                 int64_t out_params) {
   const double a = static_cast<double>(mc::weights_file_bytes(in)) / 1e6;
   const double b = static_cast<double>(mc::weights_file_bytes(out)) / 1e6;
-  std::printf("%s: %s -> %s\n  parameters %lld -> %lld\n  weights file %.2f MB -> %.2f MB (x%.2f)\n",
-              what, in.c_str(), out.c_str(), static_cast<long long>(in_params),
-              static_cast<long long>(out_params), a, b, b > 0 ? a / b : 0.0);
+  std::printf(
+      "%s: %s -> %s\n  parameters %lld -> %lld\n  weights file %.2f MB -> %.2f MB (x%.2f)\n", what,
+      in.c_str(), out.c_str(), static_cast<long long>(in_params),
+      static_cast<long long>(out_params), a, b, b > 0 ? a / b : 0.0);
 }
 
 // Batches of a prepared dataset for one process.
@@ -179,9 +180,9 @@ void add_distill(CLI::App& parent, Command& run) {
       model::InferenceModel teacher = model::load_for_inference(a->teacher);
       torch::manual_seed(c.seed);
       model::GPT student(scfg);
-      const int64_t T = a->d.seq_len > 0 ? a->d.seq_len
-                                         : std::min(scfg.context_length,
-                                                    teacher.model->config().context_length);
+      const int64_t T = a->d.seq_len > 0
+                            ? a->d.seq_len
+                            : std::min(scfg.context_length, teacher.model->config().context_length);
       data::Loader train(loader_config(a->d.data, "train", a->d.batch_size, T), 0, 1);
       // Held-out batches for the report: the val split when the dataset has one.
       const auto& splits = data::Manifest::load(a->d.data).splits;
@@ -190,17 +191,18 @@ void add_distill(CLI::App& parent, Command& run) {
       std::vector<data::Batch> report;
       for (int i = 0; i < 4; ++i) report.push_back(val.next());
       const double kl0 = mc::mean_kl(teacher.model, student, report);
-      mc::distill(teacher.model, student, [&] { return train.next(); }, c,
-                  [](const mc::DistillLog& l) {
-                    std::printf("step %lld  loss %.4f  kl*tau^2 %.4f  ce %.4f\n",
-                                static_cast<long long>(l.step), l.loss, l.kl, l.ce);
-                    std::fflush(stdout);
-                  });
+      mc::distill(
+          teacher.model, student, [&] { return train.next(); }, c,
+          [](const mc::DistillLog& l) {
+            std::printf("step %lld  loss %.4f  kl*tau^2 %.4f  ce %.4f\n",
+                        static_cast<long long>(l.step), l.loss, l.kl, l.ce);
+            std::fflush(stdout);
+          });
       const double kl1 = mc::mean_kl(teacher.model, student, report);
       model::save_safetensors(student, a->out);
       copy_tokenizer(teacher.tokenizer, a->out);
-      std::printf("KL(teacher || student) on 4 %s batches: %.4f -> %.4f nats/token\n",
-                  held.c_str(), kl0, kl1);
+      std::printf("KL(teacher || student) on 4 %s batches: %.4f -> %.4f nats/token\n", held.c_str(),
+                  kl0, kl1);
       print_sizes("distill", teacher.source, teacher.model->config().num_parameters(), a->out,
                   scfg.num_parameters());
       return 0;

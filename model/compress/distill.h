@@ -46,10 +46,10 @@ struct DistillConfig {
 torch::Tensor distill_kl(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
                          const torch::Tensor& loss_mask, double temperature);
 // The blended loss above; `kl_out` / `ce_out` receive its two terms (detached).
-torch::Tensor distill_loss(const torch::Tensor& student_logits,
-                           const torch::Tensor& teacher_logits, const torch::Tensor& targets,
-                           const torch::Tensor& loss_mask, const DistillConfig& cfg,
-                           torch::Tensor* kl_out = nullptr, torch::Tensor* ce_out = nullptr);
+torch::Tensor distill_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
+                           const torch::Tensor& targets, const torch::Tensor& loss_mask,
+                           const DistillConfig& cfg, torch::Tensor* kl_out = nullptr,
+                           torch::Tensor* ce_out = nullptr);
 
 struct DistillLog {
   int64_t step = 0;

@@ -54,7 +54,8 @@ class Graph {
     p->set_name(name);
     p->set_data_type(onnx::TensorProto::FLOAT);
     for (int64_t d : c.sizes()) p->add_dims(d);
-    p->set_raw_data(c.data_ptr(), static_cast<size_t>(c.numel()) * sizeof(float));
+    p->set_raw_data(std::string(static_cast<const char*>(c.data_ptr()),
+                                static_cast<size_t>(c.numel()) * sizeof(float)));
     return name;
   }
   // An int64 initializer of shape (n), or a scalar when `scalar`.
@@ -155,9 +156,10 @@ class GptWriter {
         torch::full({L, L}, -std::numeric_limits<float>::infinity(), torch::kFloat).triu_(1);
     const std::string tt = "seq_len2";
     Graph::attr_int(g_.node("Concat", {t1_, t1_}, tt), "axis", 0);
-    mask_ = g_.op("Slice", {g_.weight("causal_bias", bias), g_.ints("zero2", {0, 0}), tt,
-                            g_.ints("axes01", {0, 1})},
-                  "mask");
+    mask_ = g_.op(
+        "Slice",
+        {g_.weight("causal_bias", bias), g_.ints("zero2", {0, 0}), tt, g_.ints("axes01", {0, 1})},
+        "mask");
     for (int64_t l = 0; l < cfg_.n_layer; ++l) x = block(l, x);
     x = layer_norm(x, *m_.ln_f, "ln_f");
     // logits (B, T, V) = x @ W_out^T, W_out (V, C) shared with wte when tied.
@@ -242,12 +244,11 @@ class GptWriter {
       // gelu_tanh: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
       std::string inner;
       if (act == "gelu") {
-        inner = g_.op("Erf", {g_.op("Mul", {h, sqrt_half()}, p + ".xs")},
-                      p + ".erf");
+        inner = g_.op("Erf", {g_.op("Mul", {h, sqrt_half()}, p + ".xs")}, p + ".erf");
       } else {
         std::string x3 = g_.op("Mul", {g_.op("Mul", {h, h}, p + ".x2"), h}, p + ".x3");
-        std::string u = g_.op("Add", {h, g_.op("Mul", {x3, c("gelu_c", 0.044715f)}, p + ".cx3")},
-                              p + ".u");
+        std::string u =
+            g_.op("Add", {h, g_.op("Mul", {x3, c("gelu_c", 0.044715f)}, p + ".cx3")}, p + ".u");
         u = g_.op("Mul", {u, c("gelu_k", static_cast<float>(std::sqrt(2.0 / kPi)))}, p + ".ku");
         inner = g_.op("Tanh", {u}, p + ".tanh");
       }
@@ -261,8 +262,8 @@ class GptWriter {
     auto& b = *m_.blocks->ptr<BlockImpl>(l);
     const std::string p = "l" + std::to_string(l);
     if (cfg_.pre_norm) {
-      std::string h = g_.op(
-          "Add", {x, attention(l, layer_norm(x, *b.ln_1, p + ".ln_1"), *b.attn)}, p + ".res1");
+      std::string h = g_.op("Add", {x, attention(l, layer_norm(x, *b.ln_1, p + ".ln_1"), *b.attn)},
+                            p + ".res1");
       return g_.op("Add", {h, mlp(l, layer_norm(h, *b.ln_2, p + ".ln_2"), *b.mlp)}, p + ".res2");
     }
     std::string h =
@@ -312,13 +313,11 @@ void export_onnx(const GPT& model, const std::string& path, const OnnxExportOpti
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     SHARDLM_CHECK(out.good(), core::CheckpointError, "{}: cannot open for writing", tmp);
     SHARDLM_CHECK(mp.SerializeToOstream(&out) && out.good(), core::CheckpointError,
-                  "{}: write failed (a model over 2 GiB needs external data, not supported)",
-                  tmp);
+                  "{}: write failed (a model over 2 GiB needs external data, not supported)", tmp);
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  SHARDLM_CHECK(!ec, core::CheckpointError, "{}: cannot rename into place: {}", path,
-                ec.message());
+  SHARDLM_CHECK(!ec, core::CheckpointError, "{}: cannot rename into place: {}", path, ec.message());
 }
 
 #endif  // SHARDLM_WITH_ONNX

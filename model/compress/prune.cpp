@@ -206,7 +206,8 @@ Masks mask_units(GPT& model, const std::vector<Tensor>& keep, PartsFn parts_of, 
       if (!m.defined()) m = torch::ones(p.param.sizes(), torch::kBool);
       std::vector<int64_t> shape(p.param.dim(), 1);
       shape[p.dim] = n * p.unit;
-      m.narrow(p.dim, p.offset, n * p.unit).logical_and_(units.repeat_interleave(p.unit).view(shape));
+      m.narrow(p.dim, p.offset, n * p.unit)
+          .logical_and_(units.repeat_interleave(p.unit).view(shape));
     }
   }
   apply_masks(model, masks);
@@ -228,7 +229,7 @@ std::vector<Tensor> top_indices(const std::vector<Tensor>& importance, int64_t k
   for (const Tensor& s : importance) {
     SHARDLM_CHECK(keep > 0 && keep <= s.numel(), ModelError,
                   "top_indices: cannot keep {} of {} units", keep, s.numel());
-    out.push_back(std::get<1>(s.topk(keep)).sort().values);
+    out.push_back(std::get<0>(std::get<1>(s.topk(keep)).sort()));
   }
   return out;
 }

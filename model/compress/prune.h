@@ -77,8 +77,8 @@ Masks mask_neurons(GPT& model, const std::vector<torch::Tensor>& keep);
 Masks mask_heads(GPT& model, const std::vector<torch::Tensor>& keep);
 
 struct PruneResult {
-  GPT model{nullptr};  // a new model: `model` passed in is not changed
-  Masks masks;         // keep pruned entries zero when fine-tuning (apply_masks)
+  GPT model{nullptr};   // a new model: `model` passed in is not changed
+  Masks masks;          // keep pruned entries zero when fine-tuning (apply_masks)
   double sparsity = 0;  // share of zeros among the block Linear weights
 };
 // Applies cfg to a copy of `model`. Taylor scores need `batches`.

@@ -42,8 +42,8 @@ void QuantConfig::validate() const {
 }
 
 nlohmann::json QuantConfig::to_json() const {
-  return {{"method", method},     {"group_size", group_size}, {"symmetric", symmetric},
-          {"embeddings", embeddings}, {"runtime", runtime},   {"format_version", 1}};
+  return {{"method", method},         {"group_size", group_size}, {"symmetric", symmetric},
+          {"embeddings", embeddings}, {"runtime", runtime},       {"format_version", 1}};
 }
 
 QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
@@ -88,8 +88,8 @@ Tensor unpack_int4(const Tensor& packed) {
 namespace {
 Tensor as_matrix(const Tensor& w, const char* what) {
   SHARDLM_CHECK(w.dim() == 2 && w.is_floating_point(), ModelError,
-                "{}: expected a floating (out, in) matrix, got {} of {}", what,
-                c10::str(w.sizes()), c10::toString(w.scalar_type()));
+                "{}: expected a floating (out, in) matrix, got {} of {}", what, c10::str(w.sizes()),
+                c10::toString(w.scalar_type()));
   return w.detach().to(torch::kCPU, torch::kFloat).contiguous();
 }
 // A scale of 0 (an all-zero row or group) would divide by zero; any value works there.
@@ -229,11 +229,10 @@ QuantizedTensor read_quantized(const SafetensorsFile& f, const std::string& name
   qt.scale = s.to(torch::kFloat);
   if (q.scalar_type() == torch::kChar) {
     qt.scheme = "int8";
-    SHARDLM_CHECK(q.sizes() == torch::IntArrayRef({rows, cols}) && s.dim() == 1 &&
-                      s.size(0) == rows,
-                  CheckpointError,
-                  "{}: '{}' int8 weight {} / scale {} do not match the config's ({}, {})", f.path,
-                  name, shape(q), shape(s), rows, cols);
+    SHARDLM_CHECK(
+        q.sizes() == torch::IntArrayRef({rows, cols}) && s.dim() == 1 && s.size(0) == rows,
+        CheckpointError, "{}: '{}' int8 weight {} / scale {} do not match the config's ({}, {})",
+        f.path, name, shape(q), shape(s), rows, cols);
     return qt;
   }
   SHARDLM_CHECK(q.scalar_type() == torch::kByte, CheckpointError,
@@ -250,8 +249,8 @@ QuantizedTensor read_quantized(const SafetensorsFile& f, const std::string& name
     qt.scheme = "int4_asym";
     qt.zero = f.at(name + ".zero");
     SHARDLM_CHECK(qt.zero.scalar_type() == torch::kByte && qt.zero.sizes() == s.sizes(),
-                  CheckpointError, "{}: '{}.zero' must be U8 of shape {}, got {} {}", f.path,
-                  name, shape(s), c10::toString(qt.zero.scalar_type()), shape(qt.zero));
+                  CheckpointError, "{}: '{}.zero' must be U8 of shape {}, got {} {}", f.path, name,
+                  shape(s), c10::toString(qt.zero.scalar_type()), shape(qt.zero));
   }
   return qt;
 }

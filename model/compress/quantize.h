@@ -36,10 +36,10 @@ namespace shardlm::model::compress {
 //   "on_the_fly":  int8/int4 weights stay resident; each block's weights are
 //                  dequantised just before it runs and released after it.
 struct QuantConfig {
-  std::string method = "int8";  // "int8" (per output channel) | "int4" (per group)
-  int64_t group_size = 64;      // int4: 32, 64 or 128 input columns per scale
-  bool symmetric = true;        // int4: false = asymmetric (zero point per group)
-  bool embeddings = false;      // also int8 the token / position embeddings (and lm_head)
+  std::string method = "int8";          // "int8" (per output channel) | "int4" (per group)
+  int64_t group_size = 64;              // int4: 32, 64 or 128 input columns per scale
+  bool symmetric = true;                // int4: false = asymmetric (zero point per group)
+  bool embeddings = false;              // also int8 the token / position embeddings (and lm_head)
   std::string runtime = "dequantized";  // "dequantized" | "on_the_fly" (see above)
 
   // Reads the [quantize] section.
@@ -53,10 +53,10 @@ struct QuantConfig {
 // ---- one quantised matrix ---------------------------------------------------------------
 
 struct QuantizedTensor {
-  std::string scheme;   // "int8" | "int4" | "int4_asym"
-  torch::Tensor q;      // int8 (out, in) | uint8 (out, in / 2): two 4-bit codes per byte
-  torch::Tensor scale;  // fp32 (out) for int8 | (out, in / group) for int4
-  torch::Tensor zero;   // uint8 (out, in / group) for int4_asym, else undefined
+  std::string scheme;      // "int8" | "int4" | "int4_asym"
+  torch::Tensor q;         // int8 (out, in) | uint8 (out, in / 2): two 4-bit codes per byte
+  torch::Tensor scale;     // fp32 (out) for int8 | (out, in / group) for int4
+  torch::Tensor zero;      // uint8 (out, in / group) for int4_asym, else undefined
   int64_t group_size = 0;  // int4 only
   int64_t rows = 0, cols = 0;
 

@@ -63,7 +63,8 @@ void write_cases(GPT m, const std::string& path) {
     std::vector<int64_t> flat_ids(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
     nlohmann::json rows = nlohmann::json::array();
     for (int64_t b = 0; b < B; ++b)
-      rows.push_back(std::vector<int64_t>(flat_ids.begin() + b * T, flat_ids.begin() + (b + 1) * T));
+      rows.push_back(
+          std::vector<int64_t>(flat_ids.begin() + b * T, flat_ids.begin() + (b + 1) * T));
     cases.push_back({{"ids", rows},
                      {"shape", logits.sizes().vec()},
                      {"logits", std::vector<float>(logits.data_ptr<float>(),
@@ -100,9 +101,9 @@ TEST(OnnxExport, GraphPassesTheCheckerAndMatchesLibTorchLogits) {
     export_onnx(m, onnx_path);
     write_cases(m, cases);
     std::string out;
-    const int rc = run_cmd(std::string(SHARDLM_PYTHON) + " " + SHARDLM_ONNX_CHECK + " " +
-                               onnx_path + " " + cases,
-                           &out);
+    const int rc = run_cmd(
+        std::string(SHARDLM_PYTHON) + " " + SHARDLM_ONNX_CHECK + " " + onnx_path + " " + cases,
+        &out);
     std::printf("%s", out.c_str());
     EXPECT_EQ(rc, 0) << out;
     EXPECT_NE(out.find("check_model: ok"), std::string::npos) << out;
@@ -173,7 +174,8 @@ TEST(Distill, AFewStepsBringTheStudentCloserToTheTeacher) {
   other.vocab_size = 65;
   GPT wrong(other);
   EXPECT_NE(what_of([&] {
-              distill(teacher, wrong, [&] { return ct::synthetic_batch(2, 8, 1); }, c);
+              distill(
+                  teacher, wrong, [&] { return ct::synthetic_batch(2, 8, 1); }, c);
             }).find("vocab_size"),
             std::string::npos);
 }
@@ -202,14 +204,14 @@ TEST(CompressCli, QuantizePruneAndExportWriteLoadableOutputs) {
   EXPECT_EQ(load_for_inference(p).model->config().d_ff, 128);
   out.clear();
   if (onnx_export_available()) {
-    ASSERT_EQ(run_cmd(bin + " export --format onnx --model " + q + " --out " + q + "/model.onnx",
-                      &out),
-              0)
+    ASSERT_EQ(
+        run_cmd(bin + " export --format onnx --model " + q + " --out " + q + "/model.onnx", &out),
+        0)
         << out;
     EXPECT_GT(fs::file_size(q + "/model.onnx"), 0u);
   }
   out.clear();
-  EXPECT_NE(run_cmd(bin + " compress quantize --model " + src + " --out " + q + " --method int3",
-                    &out),
-            0);
+  EXPECT_NE(
+      run_cmd(bin + " compress quantize --model " + src + " --out " + q + " --method int3", &out),
+      0);
 }

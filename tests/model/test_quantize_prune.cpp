@@ -69,7 +69,7 @@ TEST(QuantInt8, RoundTripErrorIsAtMostHalfAScalePerElement) {
   Tensor err = (w - q.dequantize()).abs();
   Tensor bound = q.scale.unsqueeze(1) / 2 * (1 + 1e-6);
   EXPECT_TRUE((err <= bound).all().item<bool>()) << "max excess " << (err - bound).max();
-  EXPECT_TRUE((q.dequantize()[1] == 0).all().item<bool>());        // zero row stays zero
+  EXPECT_TRUE((q.dequantize()[1] == 0).all().item<bool>());  // zero row stays zero
   EXPECT_TRUE((q.dequantize().masked_select(w == 0) == 0).all().item<bool>());
   // The largest |w| of each row maps to +-127 exactly: the range is fully used.
   EXPECT_EQ(q.q[0].abs().max().item<int>(), 127);
@@ -108,7 +108,9 @@ TEST(QuantInt4, RoundTripErrorIsAtMostHalfAScaleForEveryGroupSizeAndMode) {
       EXPECT_TRUE((dq.masked_select(w == 0) == 0).all().item<bool>());  // zero is exact
     }
   }
-  EXPECT_NE(what_of([&] { quantize_int4(torch::randn({4, 48}), 32, true); }).find("multiple"),
+  EXPECT_NE(what_of([&] {
+              quantize_int4(torch::randn({4, 48}), 32, true);
+            }).find("multiple"),
             std::string::npos);
 }
 
