@@ -181,9 +181,9 @@ void register_export(CLI::App& app, Context&, Command& run) {
       ->check(CLI::IsMember({"safetensors", "onnx"}));
   cmd->add_option("--tokenizer", *tokenizer, "Tokenizer file to copy beside the model");
   cmd->callback([&run, src, model_path, out, format, tokenizer] {
-    SHARDLM_CHECK(!src->empty() || !model_path->empty(), core::ConfigError,
-                  "export: pass --ckpt DIR or --model PATH");
     run = [src, model_path, out, format, tokenizer] {
+      SHARDLM_CHECK(!src->empty() || !model_path->empty(), core::ConfigError,
+                    "export: pass --ckpt DIR or --model PATH");
       model::ModelConfig cfg;
       model::GPT gpt{nullptr};
       std::string from, step;  // step: "step N, " for a checkpoint

@@ -116,12 +116,13 @@ TEST(QuantInt4, RoundTripErrorIsAtMostHalfAScaleForEveryGroupSizeAndMode) {
 
 // ---- quantised models ----------------------------------------------------------------------
 
-// Bounds: a weight's rounding error is uniform in [-s/2, s/2], std s/sqrt(12). With
-// s = max|w_row| / 127 that is ~0.3 % of a weight's scale for int8; int4 groups of
-// 32 have s = max|w_group| / 7 (~4 % for the trained model's near-Gaussian rows). The
-// errors of independent weights add in quadrature through the layers, so the logits
-// move by a few tenths of a percent (int8) and a few percent (int4) of their range;
-// the bounds are about 3x what this model shows.
+// Bounds: a weight's rounding error is uniform in [-s/2, s/2], std s/sqrt(12). A
+// near-Gaussian row of 64-256 weights has max|w| ~ 3 sigma, so int8 (s = max / 127)
+// perturbs each weight by ~0.7 % of sigma; an int4 group of 32 (max ~ 2.2 sigma,
+// s = max / 7) by ~9 %. Independent errors average out in each dot product, so a
+// matmul output moves by about that fraction of its own spread, and the measured
+// max-logit error (0.35 % int8, 2.6 % int4 on this model) stays below it. The bounds
+// (1 %, 8 %) are ~3x the measurement and still under the per-weight estimate.
 TEST(QuantModel, LogitsStayCloseToFp32) {
   GPT m = trained_tiny();
   Tensor ids = test_ids();
@@ -136,7 +137,7 @@ TEST(QuantModel, LogitsStayCloseToFp32) {
   i4a.group_size = 64;
   i4a.symmetric = false;
   i8.embeddings = true;
-  for (const Case& c : {Case{i8, 0.02}, Case{i4, 0.15}, Case{i4a, 0.15}}) {
+  for (const Case& c : {Case{i8, 0.01}, Case{i4, 0.08}, Case{i4a, 0.08}}) {
     SCOPED_TRACE(c.cfg.to_json().dump());
     QuantizedModel qm = quantize(m, c.cfg);
     EXPECT_TRUE(torch::equal(logits_of(qm.model, ids), ref));  // not installed yet: fp32
@@ -212,7 +213,8 @@ TEST(QuantModel, SavedModelLoadsBackExactlyAndIsSmaller) {
   InferenceModel im = load_for_inference(q4dir);
   EXPECT_EQ(im.format, "safetensors+int4");
   EXPECT_TRUE(torch::equal(logits_of(im.model, ids), logits_of(load_quantized(q4dir).model, ids)));
-  EXPECT_NE(what_of([&] { load_safetensors(q4dir); }).find("quantised"), std::string::npos);
+  const std::string refused = what_of([&] { load_safetensors(q4dir); });
+  EXPECT_NE(refused.find("quantised"), std::string::npos) << refused;
   // A missing scale names the tensor.
   SafetensorsFile f8 = read_safetensors(q8dir + "/model.safetensors");
   NamedTensors kept;
