@@ -33,12 +33,18 @@ void copy_tokenizer(const std::string& tokenizer, const std::string& out) {
 
 void print_sizes(const char* what, const std::string& in, int64_t in_params, const std::string& out,
                  int64_t out_params) {
-  const double a = static_cast<double>(mc::weights_file_bytes(in)) / 1e6;
+  // A checkpoint source has no single weights file: count its fp32 parameters.
+  int64_t in_bytes = mc::weights_file_bytes(in);
+  const char* in_note = "";
+  if (in_bytes == 0) {
+    in_bytes = 4 * in_params;
+    in_note = " (fp32 parameters)";
+  }
+  const double a = static_cast<double>(in_bytes) / 1e6;
   const double b = static_cast<double>(mc::weights_file_bytes(out)) / 1e6;
-  std::printf(
-      "%s: %s -> %s\n  parameters %lld -> %lld\n  weights file %.2f MB -> %.2f MB (x%.2f)\n", what,
-      in.c_str(), out.c_str(), static_cast<long long>(in_params),
-      static_cast<long long>(out_params), a, b, b > 0 ? a / b : 0.0);
+  std::printf("%s: %s -> %s\n  parameters %lld -> %lld\n  weights %.2f MB%s -> %.2f MB (x%.2f)\n",
+              what, in.c_str(), out.c_str(), static_cast<long long>(in_params),
+              static_cast<long long>(out_params), a, in_note, b, b > 0 ? a / b : 0.0);
 }
 
 // Batches of a prepared dataset for one process.
