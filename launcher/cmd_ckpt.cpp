@@ -8,6 +8,7 @@
 #include "ckpt/checkpoint.h"
 #include "launcher/app.h"
 #include "model/compress/onnx_export.h"
+#include "model/compress/quantize.h"
 #include "model/config.h"
 #include "model/generate.h"
 #include "model/gpt.h"
@@ -192,7 +193,7 @@ void register_export(CLI::App& app, Context&, Command& run) {
         gpt = model_from_checkpoint(from, &cfg);
         step = fmt::format("step {}, ", ckpt::CheckpointReader(from).step());
       } else {
-        model::InferenceModel im = model::load_for_inference(*model_path);
+        model::InferenceModel im = model::compress::load_dense(*model_path);
         gpt = im.model;
         cfg = gpt->config();
         from = im.source;

@@ -91,7 +91,7 @@ void add_quantize(CLI::App& parent, Command& run) {
     run = [a] {
       a->q.symmetric = !a->asymmetric;
       a->q.validate();
-      model::InferenceModel im = model::load_for_inference(a->model);
+      model::InferenceModel im = mc::load_dense(a->model);
       mc::QuantizedModel qm = mc::quantize(im.model, a->q);
       mc::save_quantized(qm, a->out);
       copy_tokenizer(im.tokenizer, a->out);
@@ -127,7 +127,7 @@ void add_prune(CLI::App& parent, Command& run) {
   cmd->callback([&run, a] {
     run = [a] {
       a->p.validate();
-      model::InferenceModel im = model::load_for_inference(a->model);
+      model::InferenceModel im = mc::load_dense(a->model);
       mc::Batches batches;
       if (a->p.score == "taylor" && a->p.method != "magnitude") {
         SHARDLM_CHECK(!a->d.data.empty(), core::ConfigError,
@@ -183,7 +183,7 @@ void add_distill(CLI::App& parent, Command& run) {
       if (cmd->count("--alpha")) c.alpha = a->c.alpha;
       if (cmd->count("--lr")) c.lr = a->c.lr;
       c.validate();
-      model::InferenceModel teacher = model::load_for_inference(a->teacher);
+      model::InferenceModel teacher = mc::load_dense(a->teacher);
       torch::manual_seed(c.seed);
       model::GPT student(scfg);
       const int64_t T = a->d.seq_len > 0

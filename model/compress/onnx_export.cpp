@@ -188,6 +188,10 @@ class GptWriter {
 
   // x (..., in) @ W^T + b for a torch Linear (W (out, in) stored transposed).
   std::string linear(const std::string& x, const torch::nn::Linear& lin, const std::string& name) {
+    SHARDLM_CHECK(lin->weight.numel() > 0, core::ModelError,
+                  "onnx export: {} has no resident weight (a quantised model run on the fly); "
+                  "load it with compress::load_dense",
+                  name);
     std::string y =
         g_.op("MatMul", {x, g_.weight(name + ".weight_t", lin->weight.t())}, name + ".mm");
     if (lin->bias.defined()) y = g_.op("Add", {y, g_.weight(name + ".bias", lin->bias)}, name);

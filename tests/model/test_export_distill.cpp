@@ -190,7 +190,7 @@ TEST(CompressCli, QuantizePruneAndExportWriteLoadableOutputs) {
   const std::string bin = SHARDLM_BINARY;
   std::string out;
   ASSERT_EQ(run_cmd(bin + " compress quantize --model " + src + " --out " + q +
-                        " --method int4 --group-size 32",
+                        " --method int4 --group-size 32 --runtime on_the_fly",
                     &out),
             0)
       << out;
@@ -210,7 +210,10 @@ TEST(CompressCli, QuantizePruneAndExportWriteLoadableOutputs) {
         run_cmd(bin + " export --format onnx --model " + q + " --out " + q + "/model.onnx", &out),
         0)
         << out;
-    EXPECT_GT(fs::file_size(q + "/model.onnx"), 0u);
+    EXPECT_GT(fs::file_size(q + "/model.onnx"), 0u);  // from the on-the-fly model: dense again
+    GPT on_the_fly = load_for_inference(q).model;
+    EXPECT_NE(what_of([&] { export_onnx(on_the_fly, q + "/bad.onnx"); }).find("load_dense"),
+              std::string::npos);
   }
   out.clear();
   EXPECT_NE(

@@ -74,6 +74,11 @@ TEST(QuantInt8, RoundTripErrorIsAtMostHalfAScalePerElement) {
   // The largest |w| of each row maps to +-127 exactly: the range is fully used.
   EXPECT_EQ(q.q[0].abs().max().item<int>(), 127);
   EXPECT_EQ(q.nbytes(), 48 * 96 + 48 * 4);
+  // The same codes as PyTorch's own per-channel quantiser (torch.ao) given our scales.
+  Tensor ref = at::quantize_per_channel(w, q.scale.to(torch::kDouble),
+                                        torch::zeros({48}, torch::kLong), 0, torch::kQInt8)
+                   .int_repr();
+  EXPECT_TRUE(torch::equal(ref, q.q));
 }
 
 TEST(QuantInt4, PackingIsExactAndNibbleOrdered) {
