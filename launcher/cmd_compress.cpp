@@ -192,7 +192,8 @@ void add_distill(CLI::App& parent, Command& run) {
       data::Loader train(loader_config(a->d.data, "train", a->d.batch_size, T), 0, 1);
       // Held-out batches for the report: the val split when the dataset has one.
       const auto& splits = data::Manifest::load(a->d.data).splits;
-      const std::string held = splits.count("val") ? "val" : "train";
+      const bool has_val = splits.count("val") && splits.at("val").tokens > 0;
+      const std::string held = has_val ? "val" : "train";
       data::Loader val(loader_config(a->d.data, held, a->d.batch_size, T), 0, 1);
       std::vector<data::Batch> report;
       for (int i = 0; i < 4; ++i) report.push_back(val.next());

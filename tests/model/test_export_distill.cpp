@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/manifest.h"
 #include "model/compress/distill.h"
 #include "model/compress/io.h"
 #include "model/compress/onnx_export.h"
@@ -219,4 +220,56 @@ TEST(CompressCli, QuantizePruneAndExportWriteLoadableOutputs) {
   EXPECT_NE(
       run_cmd(bin + " compress quantize --model " + src + " --out " + q + " --method int3", &out),
       0);
+}
+
+TEST(CompressCli, DistillFromAPreparedDatasetLowersTheKl) {
+  const std::string work = tmp_path("cli_distill");
+  fs::create_directories(work);
+  {
+    std::ofstream corpus(work + "/corpus.txt");
+    const char* words[] = {"the",  "model", "learns",  "from", "a",    "teacher",
+                           "with", "soft",  "targets", "and",  "hard", "labels"};
+    for (int i = 0; i < 400; ++i) {
+      for (int w = 0; w < 12; ++w) corpus << words[(i * 7 + w * (i % 5 + 1)) % 12] << ' ';
+      corpus << (i % 4 == 3 ? "\n\n" : "\n");
+    }
+  }
+  const std::string bin = SHARDLM_BINARY;
+  std::string out;
+  ASSERT_EQ(run_cmd(bin + " tokenizer train --input " + work +
+                        "/corpus.txt --vocab-size 300 --out " + work + "/tok.json --no-progress",
+                    &out),
+            0)
+      << out;
+  ASSERT_EQ(run_cmd(bin + " prepare -i " + work + "/corpus.txt -o " + work + "/data -t " + work +
+                        "/tok.json --no-progress prepare.val_fraction=0.1",
+                    &out),
+            0)
+      << out;
+  // The teacher: any model over the tokenizer's vocabulary; a random one with large
+  // weights (peaked, far-from-uniform outputs), so the student has something to learn.
+  // alpha = 1: pure distillation, so the KL is what the student minimises.
+  const auto V = static_cast<int64_t>(shardlm::data::Manifest::load(work + "/data").vocab_size);
+  ModelConfig tc = ct::tiny_config();
+  tc.vocab_size = V;
+  tc.init_std = 0.3;
+  torch::manual_seed(3);
+  save_safetensors(GPT(tc), work + "/teacher");
+  std::ofstream(work + "/student.toml") << "[model]\nvocab_size = " << V
+                                        << "\ncontext_length = 32\nn_layer = 1\nn_head = "
+                                           "2\nd_model = 32\n[distill]\nlr = 3e-3\nalpha = 1.0\n";
+  out.clear();
+  ASSERT_EQ(run_cmd(bin + " compress distill --teacher " + work + "/teacher --student-config " +
+                        work + "/student.toml --data " + work +
+                        "/data --steps 30 --seq-len 32 --out " + work + "/student",
+                    &out),
+            0)
+      << out;
+  double before = 0, after = 0;
+  const auto at = out.find("KL(teacher || student)");
+  ASSERT_NE(at, std::string::npos) << out;
+  ASSERT_EQ(std::sscanf(out.c_str() + out.find(':', at) + 1, " %lf -> %lf", &before, &after), 2)
+      << out;
+  EXPECT_LT(after, before) << out;
+  EXPECT_EQ(load_for_inference(work + "/student").model->config().d_model, 32);
 }
