@@ -261,7 +261,7 @@ TEST(CompressCli, DistillFromAPreparedDatasetLowersTheKl) {
   out.clear();
   ASSERT_EQ(run_cmd(bin + " compress distill --teacher " + work + "/teacher --student-config " +
                         work + "/student.toml --data " + work +
-                        "/data --steps 30 --seq-len 32 --out " + work + "/student",
+                        "/data --steps 60 --seq-len 32 --out " + work + "/student",
                     &out),
             0)
       << out;
@@ -270,6 +270,7 @@ TEST(CompressCli, DistillFromAPreparedDatasetLowersTheKl) {
   ASSERT_NE(at, std::string::npos) << out;
   ASSERT_EQ(std::sscanf(out.c_str() + out.find(':', at) + 1, " %lf -> %lf", &before, &after), 2)
       << out;
-  EXPECT_LT(after, before) << out;
+  std::printf("distill CLI: KL %.4f -> %.4f\n", before, after);
+  EXPECT_LT(after, 0.75 * before) << out;
   EXPECT_EQ(load_for_inference(work + "/student").model->config().d_model, 32);
 }
