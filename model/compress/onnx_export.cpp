@@ -150,6 +150,19 @@ class GptWriter {
           g_.op("Slice", {g_.weight("positions", table), zero_, t1_, zero_}, "pos");  // (T, C)
       x = g_.op("Add", {x, pos}, "emb_pos");
     }
+    if (cfg_.positional == "rope") {  // (T, 1, D) cos and sin, broadcast over batch and heads
+      Tensor cos, sin;
+      rope_tables(&cos, &sin);
+      std::string shape = g_.ints("rope_shape", {-1, 1, cfg_.head_dim()});
+      rope_cos_ = g_.op(
+          "Reshape",
+          {g_.op("Slice", {g_.weight("rope_cos", cos), zero_, t1_, zero_}, "rope_cos_t"), shape},
+          "rope_cos_t3");
+      rope_sin_ = g_.op(
+          "Reshape",
+          {g_.op("Slice", {g_.weight("rope_sin", sin), zero_, t1_, zero_}, "rope_sin_t"), shape},
+          "rope_sin_t3");
+    }
     // Causal mask (T, T): 0 on and below the diagonal, -inf above, sliced from (L, L).
     const int64_t L = cfg_.context_length;
     Tensor bias =
@@ -175,6 +188,36 @@ class GptWriter {
     auto inv = torch::exp(torch::arange(0, C, 2, torch::kFloat64) * (-std::log(10000.0) / C));
     auto angle = pos * inv;
     return torch::stack({angle.sin(), angle.cos()}, -1).reshape({len, C}).to(torch::kFloat);
+  }
+
+  // As GPTImpl::rope_tables: angle[p, i] = (p * pos_scale) * theta^(-2i/D); cos = [cos, cos],
+  // sin = [-sin, sin] over the last dim; ceil(context_length * scaling factor) rows.
+  void rope_tables(Tensor* cos, Tensor* sin) const {
+    const int64_t D = cfg_.head_dim();
+    const double s = cfg_.rope_scaling_factor;
+    const auto len = static_cast<int64_t>(std::ceil(cfg_.context_length * s));
+    double theta = cfg_.rope_theta, pos_scale = 1.0;
+    if (cfg_.rope_scaling == "linear") pos_scale = 1.0 / s;
+    if (cfg_.rope_scaling == "ntk") theta *= std::pow(s, static_cast<double>(D) / (D - 2));
+    auto inv = torch::pow(theta, torch::arange(0, D, 2, torch::kFloat64) / -static_cast<double>(D));
+    auto angle = (torch::arange(len, torch::kFloat64) * pos_scale).unsqueeze(1) * inv;
+    *cos = torch::cat({angle.cos(), angle.cos()}, -1).to(torch::kFloat);
+    *sin = torch::cat({-angle.sin(), angle.sin()}, -1).to(torch::kFloat);
+  }
+
+  // RoPE on x (B, T, H, D), rotate-half convention: x cos + [x2, x1] sin.
+  std::string rope(const std::string& x, const std::string& name) {
+    const int64_t D = cfg_.head_dim(), half = D / 2;
+    std::string axis = c_ints("axis3", {3});
+    std::string x1 =
+        g_.op("Slice", {x, c_ints("zero1", {0}), c_ints("half", {half}), axis}, name + ".x1");
+    std::string x2 =
+        g_.op("Slice", {x, c_ints("half", {half}), c_ints("dim", {D}), axis}, name + ".x2");
+    Graph::attr_int(g_.node("Concat", {x2, x1}, name + ".rot"), "axis", 3);
+    return g_.op("Add",
+                 {g_.op("Mul", {x, rope_cos_}, name + ".xcos"),
+                  g_.op("Mul", {name + ".rot", rope_sin_}, name + ".rsin")},
+                 name + ".rope");
   }
 
   std::string layer_norm(const std::string& x, const LayerNormImpl& ln, const std::string& name) {
@@ -219,6 +262,10 @@ class GptWriter {
       q = g_.op("Reshape", {linear(x, a.q_proj, p + ".q_proj"), shape4}, p + ".q");
       k = g_.op("Reshape", {linear(x, a.k_proj, p + ".k_proj"), shape4}, p + ".k");
       v = g_.op("Reshape", {linear(x, a.v_proj, p + ".v_proj"), shape4}, p + ".v");
+    }
+    if (cfg_.positional == "rope") {
+      q = rope(q, p + ".q");
+      k = rope(k, p + ".k");
     }
     q = g_.transpose(q, {0, 2, 1, 3}, p + ".qh");  // (B, H, T, D)
     k = g_.transpose(k, {0, 2, 3, 1}, p + ".kt");  // (B, H, D, T)
@@ -280,12 +327,17 @@ class GptWriter {
     if (!consts_.count(name)) consts_[name] = g_.scalar(name, v);
     return consts_[name];
   }
+  // An int64 constant shared by every layer.
+  std::string c_ints(const std::string& name, const std::vector<int64_t>& v) {
+    if (!consts_.count(name)) consts_[name] = g_.ints(name, v);
+    return consts_[name];
+  }
   std::string sqrt_half() { return c("inv_sqrt2", static_cast<float>(1.0 / std::sqrt(2.0))); }
 
   Graph& g_;
   const GPTImpl& m_;
   const ModelConfig& cfg_;
-  std::string t1_, zero_, mask_;
+  std::string t1_, zero_, mask_, rope_cos_, rope_sin_;
   std::map<std::string, std::string> consts_;
 };
 
@@ -293,9 +345,6 @@ class GptWriter {
 
 void export_onnx(const GPT& model, const std::string& path, const OnnxExportOptions& opts) {
   const ModelConfig& cfg = model->config();
-  SHARDLM_CHECK(cfg.positional != "rope", core::ModelError,
-                "onnx export: rotary positions are not supported yet (positional = \"rope\"); "
-                "learned and sinusoidal positions are");
   SHARDLM_CHECK(opts.opset >= 17, core::ModelError,
                 "onnx export: opset {} has no LayerNormalization; use 17 or later", opts.opset);
   torch::NoGradGuard no_grad;

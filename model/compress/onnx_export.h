@@ -7,11 +7,11 @@
 // as initializers (Linear weights transposed to (in, out), so MatMul needs no
 // Transpose; the tied output projection shares wte through one Transpose).
 //
-// Supported: learned and sinusoidal positions (T <= context_length: the position
-// table is an initializer of that many rows), every activation, pre- and
-// post-LN, fused or separate QKV, with or without biases, tied or untied head,
-// scaled embeddings. Not yet: rotary positions (ModelError says so), padding
-// masks and the KV cache (the graph is the full causal forward).
+// Supported: learned, sinusoidal and rotary positions (with linear / NTK scaling;
+// the tables are initializers of context_length (x scaling factor) rows, which
+// bounds T), every activation, pre- and post-LN, fused or separate QKV, with or
+// without biases, tied or untied head, scaled embeddings. Not yet: padding masks
+// and the KV cache (the graph is the full causal forward).
 #pragma once
 
 #include <string>
@@ -26,7 +26,7 @@ struct OnnxExportOptions {
 };
 
 // Writes `model`'s forward graph to `path` (atomically). Throws ModelError for an
-// unsupported configuration (rotary positions), CheckpointError when the file
+// opset below 17 or weights that are not resident, CheckpointError when the file
 // cannot be written, NotCompiled when this build has no libonnx-dev.
 void export_onnx(const GPT& model, const std::string& path, const OnnxExportOptions& opts = {});
 // Whether this build can export ONNX.

@@ -82,7 +82,7 @@ TEST(OnnxExport, GraphPassesTheCheckerAndMatchesLibTorchLogits) {
   if (!onnx_export_available()) GTEST_SKIP() << "built without libonnx-dev";
   if (!python_has_onnx()) GTEST_SKIP() << SHARDLM_PYTHON << " has no onnx module";
   // Every architecture switch the exporter handles, two at a time.
-  std::vector<ModelConfig> configs(4, ct::tiny_config());
+  std::vector<ModelConfig> configs(4, ct::tiny_config());  // a fifth is pushed below
   configs[1].positional = "sinusoidal";
   configs[1].activation = "gelu";
   configs[1].fused_qkv = false;
@@ -93,6 +93,12 @@ TEST(OnnxExport, GraphPassesTheCheckerAndMatchesLibTorchLogits) {
   configs[2].scale_embeddings = true;
   configs[3].activation = "silu";
   configs[3].n_layer = 1;
+  configs[3].positional = "rope";
+  configs[3].fused_qkv = false;
+  configs.push_back(ct::tiny_config());
+  configs[4].positional = "rope";
+  configs[4].rope_scaling = "linear";
+  configs[4].rope_scaling_factor = 2.0;
   for (size_t i = 0; i <= configs.size(); ++i) {
     // The last round exports the trained model (logits of realistic size).
     const bool trained = i == configs.size();
@@ -115,14 +121,13 @@ TEST(OnnxExport, GraphPassesTheCheckerAndMatchesLibTorchLogits) {
   }
 }
 
-TEST(OnnxExport, RotaryPositionsAreRefusedWithAClearError) {
-  ModelConfig c = ct::tiny_config();
-  c.positional = "rope";
-  GPT m(c);
-  const std::string msg = what_of([&] { export_onnx(m, tmp_path("rope") + ".onnx"); });
+TEST(OnnxExport, OpsetBelow17IsRefused) {
+  GPT m(ct::tiny_config());
+  OnnxExportOptions o;
+  o.opset = 16;
+  const std::string msg = what_of([&] { export_onnx(m, tmp_path("opset") + ".onnx", o); });
   if (!onnx_export_available()) GTEST_SKIP() << msg;
-  EXPECT_NE(msg.find("onnx export: rotary positions are not supported yet"), std::string::npos)
-      << msg;
+  EXPECT_NE(msg.find("LayerNormalization"), std::string::npos) << msg;
 }
 
 // ---- distillation ---------------------------------------------------------------------------
