@@ -35,6 +35,10 @@ DEB_PACKAGES=(
   # (tests/slurm/cluster.sh); brings slurmctld, slurmd, slurm-client, the basic
   # plugins (mpi_pmix among them) and liblua5.1, ~13 MB installed
   slurm-wlm munge
+  # compress: `shardlm export --format onnx` writes the protobuf with libonnx-dev's
+  # classes (LibTorch links the same libonnx_proto); python3-onnx runs
+  # onnx.checker on the result in tests/model (compress/onnx_check.py)
+  libonnx-dev libprotobuf-dev python3-onnx
 )
 SETUP_EXTRA=${SETUP_EXTRA:-}
 

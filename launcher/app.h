@@ -43,5 +43,8 @@ void register_checkpoint_loader();
 void register_monitor(CLI::App& app, Context& ctx, Command& run);
 void register_generate(CLI::App& app, Context& ctx, Command& run);
 void register_launch(CLI::App& app, Context& ctx, Command& run);
+void register_compress(CLI::App& app, Context& ctx, Command& run);
+// Lets `load_for_inference` read quantised model directories (compress quantize).
+void register_quantized_loader();
 
 }  // namespace shardlm::launcher

@@ -7,6 +7,8 @@
 
 #include "ckpt/checkpoint.h"
 #include "launcher/app.h"
+#include "model/compress/onnx_export.h"
+#include "model/compress/quantize.h"
 #include "model/config.h"
 #include "model/generate.h"
 #include "model/gpt.h"
@@ -161,29 +163,55 @@ void register_ckpt(CLI::App& app, Context&, Command& run) {
 }
 
 void register_export(CLI::App& app, Context&, Command& run) {
-  auto* cmd = app.add_subcommand("export", "Write one consolidated model file from a checkpoint");
+  auto* cmd =
+      app.add_subcommand("export",
+                         "Write one consolidated model (safetensors directory or ONNX file) from a "
+                         "checkpoint or a model");
   auto src = std::make_shared<std::string>();
+  auto model_path = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   auto format = std::make_shared<std::string>("safetensors");
   auto tokenizer = std::make_shared<std::string>();
-  cmd->add_option("--ckpt", *src, "Step directory, or a run directory (newest)")->required();
-  cmd->add_option("--out,-o", *out, "Output directory")->required();
-  cmd->add_option("--format", *format, "safetensors")->check(CLI::IsMember({"safetensors"}));
+  auto* ckpt_opt = cmd->add_option("--ckpt", *src, "Step directory, or a run directory (newest)");
+  auto* model_opt =
+      cmd->add_option("--model,-m", *model_path,
+                      "Anything `generate --model` accepts (directory, file, checkpoint)");
+  ckpt_opt->excludes(model_opt);
+  cmd->add_option("--out,-o", *out, "Output directory (safetensors) or file (onnx)")->required();
+  cmd->add_option("--format", *format, "safetensors | onnx (forward graph, opset 17)")
+      ->check(CLI::IsMember({"safetensors", "onnx"}));
   cmd->add_option("--tokenizer", *tokenizer, "Tokenizer file to copy beside the model");
-  cmd->callback([&run, src, out, tokenizer] {
-    run = [src, out, tokenizer] {
-      std::string dir = checkpoint_dir(*src);
+  cmd->callback([&run, src, model_path, out, format, tokenizer] {
+    run = [src, model_path, out, format, tokenizer] {
+      SHARDLM_CHECK(!src->empty() || !model_path->empty(), core::ConfigError,
+                    "export: pass --ckpt DIR or --model PATH");
       model::ModelConfig cfg;
-      model::GPT gpt = model_from_checkpoint(dir, &cfg);
-      ckpt::CheckpointReader r(dir);
+      model::GPT gpt{nullptr};
+      std::string from, step;  // step: "step N, " for a checkpoint
+      if (!src->empty()) {
+        from = checkpoint_dir(*src);
+        gpt = model_from_checkpoint(from, &cfg);
+        step = fmt::format("step {}, ", ckpt::CheckpointReader(from).step());
+      } else {
+        model::InferenceModel im = model::compress::load_dense(*model_path);
+        gpt = im.model;
+        cfg = gpt->config();
+        from = im.source;
+      }
+      if (*format == "onnx") {
+        model::compress::export_onnx(gpt, *out);
+        std::printf("exported %s (%s%lld parameters) as ONNX to %s (%.2f MB)\n", from.c_str(),
+                    step.c_str(), static_cast<long long>(cfg.num_parameters()), out->c_str(),
+                    static_cast<double>(fs::file_size(*out)) / 1e6);
+        return 0;
+      }
       fs::create_directories(*out);
       model::save_safetensors(gpt, cfg, *out);
       if (!tokenizer->empty())
         fs::copy_file(*tokenizer, fs::path(*out) / "tokenizer.json",
                       fs::copy_options::overwrite_existing);
-      std::printf("exported %s (step %lld, %lld parameters) to %s\n", dir.c_str(),
-                  static_cast<long long>(r.step()), static_cast<long long>(cfg.num_parameters()),
-                  out->c_str());
+      std::printf("exported %s (%s%lld parameters) to %s\n", from.c_str(), step.c_str(),
+                  static_cast<long long>(cfg.num_parameters()), out->c_str());
       return 0;
     };
   });

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", SHARDLM_VERSION);
   launcher::register_checkpoint_loader();
+  launcher::register_quantized_loader();
   launcher::Command run;
   launcher::register_info(app, ctx, run);
   launcher::register_tokenizer(app, ctx, run);
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
   launcher::register_monitor(app, ctx, run);
   launcher::register_generate(app, ctx, run);
   launcher::register_launch(app, ctx, run);
+  launcher::register_compress(app, ctx, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -432,12 +432,13 @@ Tensor GPTImpl::hidden(const Tensor& ids, const ForwardOptions& opts) {
     }
   }
 
+  const BlockRunner& runner = opts.block_runner ? opts.block_runner : default_block_runner;
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     auto block = blocks->ptr<BlockImpl>(l);
     // By value: activation checkpointing calls `run` again during backward,
     // after this function has returned.
     BlockFn run = [block, ctx, l](const Tensor& h) { return block->forward(h, ctx, l); };
-    x = opts.block_runner ? opts.block_runner(l, run, x) : run(x);
+    x = runner ? runner(l, run, x) : run(x);
   }
   if (opts.cache) opts.cache->length = Tk;
   return ln_f(x);

@@ -178,6 +178,11 @@ class GPTImpl : public torch::nn::Module {
   void set_rope_scaling(const std::string& kind, double factor);
   const ModelConfig& config() const { return cfg_; }
 
+  // Runs each block when ForwardOptions::block_runner is empty (empty: block(x)).
+  // model/compress installs one that dequantises a block's int8/int4 weights just
+  // before the block runs and releases them after (QuantizedRuntime::kOnTheFly).
+  BlockRunner default_block_runner;
+
   torch::nn::Embedding wte{nullptr};  // (V, C)
   torch::nn::Embedding wpe{nullptr};  // (context_length, C), learned positions only
   torch::nn::ModuleList blocks;       // n_layer Blocks; parallel/ shards per block

@@ -372,6 +372,11 @@ GPT load_safetensors(const std::string& dir_or_file) {
   } catch (const nlohmann::json::exception& e) {
     SHARDLM_FAIL(CheckpointError, "{}: not valid JSON: {}", cfg_path.string(), e.what());
   }
+  SHARDLM_CHECK(!j.contains("quantization"), CheckpointError,
+                "{}: a quantised model (\"quantization\" block); load it with "
+                "load_for_inference after compress::register_quantized_loader(), or with "
+                "compress::load_quantized",
+                cfg_path.string());
   ModelConfig cfg;
   try {
     cfg = import_config(j, cfg_path.string());
