@@ -1,0 +1,553 @@
+// The HTTP inference server end to end: a tiny randomly initialised model and a
+// tokenizer trained here are saved to disk, served by serve::Server on a free
+// port in this process (or by the real `shardlm serve` for the SIGTERM test),
+// and spoken to over real sockets. Checks: completions equal model::Generator's
+// output, SSE streaming, batching of concurrent requests, the response cache,
+// seeded sampling, every error status, queue-full 503 and a clean shutdown.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <regex>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "data/tokenizer.h"
+#include "model/generate.h"
+#include "model/safetensors.h"
+#include "serve/client.h"
+#include "serve/server.h"
+
+using namespace shardlm;
+using namespace shardlm::serve;
+using shardlm::serve::client::http_request;
+using shardlm::serve::client::HttpResult;
+using shardlm::serve::client::sse_events;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// ---- fixtures ---------------------------------------------------------------------------------
+
+std::string corpus() {
+  std::string s;
+  const char* words[] = {"the", "cat",  "sat",  "on", "a",    "mat", "dog",  "ran",   "to", "old",
+                         "man", "bird", "sang", "in", "tree", "and", "then", "slept", "by", "fire"};
+  uint32_t x = 7;
+  for (int i = 0; i < 3000; ++i) {
+    x = x * 1103515245u + 12345u;
+    s += words[(x >> 16) % 20];
+    s += (i % 11 == 10) ? ".\n" : " ";
+  }
+  return s;
+}
+
+// A model directory (model.safetensors, config.json, tokenizer.json), made once per
+// process: `layers` x `width`, context `ctx`, random weights (init_std 0.1 keeps
+// the top tokens apart, so greedy argmax is stable across batch shapes).
+std::string make_model(const std::string& name, int64_t layers, int64_t width, int64_t ctx) {
+  const std::string dir =
+      std::string(SHARDLM_TEST_TMP) + "/serve_" + name + "_" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  data::TokenizerTrainOptions o;
+  o.vocab_size = 300;
+  o.threads = 1;
+  o.progress = false;
+  data::Tokenizer tok = data::train_tokenizer_on_texts(o, {corpus()});
+  model::ModelConfig c;
+  c.vocab_size = static_cast<int64_t>(tok.vocab_size());
+  c.context_length = ctx;
+  c.n_layer = layers;
+  c.n_head = 2;
+  c.d_model = width;
+  c.positional = "rope";
+  c.init_std = 0.1;
+  torch::manual_seed(1);
+  model::GPT m(c);
+  model::save_safetensors(m, dir);
+  tok.save(dir + "/tokenizer.json");
+  return dir;
+}
+
+const std::string& small_model() {
+  static const std::string dir = make_model("small", 2, 32, 128);
+  return dir;
+}
+
+// A server over small_model() on a free port, with its own engine and metrics.
+struct Running {
+  std::shared_ptr<ServeMetrics> metrics = std::make_shared<ServeMetrics>();
+  std::shared_ptr<Engine> engine;
+  std::unique_ptr<Server> server;
+  explicit Running(ServeConfig cfg = {}, const std::string& dir = small_model()) {
+    cfg.port = 0;
+    engine = std::make_shared<Engine>(dir, "", engine_config(cfg), metrics);
+    server = std::make_unique<Server>(cfg, engine, metrics);
+    server->start();
+  }
+  uint16_t port() const { return server->port(); }
+  HttpResult post(const std::string& path, const json& body) const {
+    return http_request(port(), "POST", path, body.dump());
+  }
+};
+
+// What model::Generator gives alone for `prompt` (greedy unless cfg says), as the
+// server reports it: the text without the EOS token's, and the finish reason.
+struct Expected {
+  std::string text, finish;
+  int64_t tokens = 0;
+};
+Expected generate_alone(const std::string& prompt, model::GenerationConfig cfg) {
+  model::InferenceModel im = model::load_for_inference(small_model());
+  data::Tokenizer tok = data::Tokenizer::load(im.tokenizer);
+  cfg.eos_ids = {static_cast<int64_t>(*tok.eos_id())};
+  cfg.pad_id = *tok.pad_id();
+  model::Generator gen(im.model, cfg);
+  auto ids32 = tok.encode(prompt);
+  const auto seq = gen.generate({std::vector<int64_t>(ids32.begin(), ids32.end())}).sequences[0][0];
+  std::vector<uint32_t> out;
+  for (int64_t t : seq.tokens)
+    if (t != cfg.eos_ids[0]) out.push_back(static_cast<uint32_t>(t));
+  Expected e;
+  e.text = tok.decode_bytes(out);
+  e.finish = seq.finish == model::FinishReason::kEos ? "stop" : "length";
+  e.tokens = static_cast<int64_t>(seq.tokens.size());
+  return e;
+}
+
+model::GenerationConfig greedy(int64_t n) {
+  model::GenerationConfig g;
+  g.max_new_tokens = n;
+  return g;
+}
+
+double metric(const std::string& text, const std::string& name) {
+  std::smatch m;
+  const std::regex re("\n" + name + " ([0-9.e+-]+)");
+  const std::string t = "\n" + text;
+  return std::regex_search(t, m, re) ? std::stod(m[1]) : -1;
+}
+
+}  // namespace
+
+// ---- completions --------------------------------------------------------------------------
+
+TEST(ServeCompletion, GreedyTextEqualsTheGeneratorAndUsageCountsTokens) {
+  Running s;
+  for (const std::string prompt : {"the cat sat", "a dog ran to the old man. the bird"}) {
+    const Expected want = generate_alone(prompt, greedy(20));
+    HttpResult r =
+        s.post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 20}, {"temperature", 0}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.headers["content-type"], "application/json");
+    json j = json::parse(r.body);
+    EXPECT_EQ(j["object"], "text_completion");
+    EXPECT_EQ(j["choices"][0]["text"], want.text) << prompt;
+    EXPECT_EQ(j["choices"][0]["finish_reason"], want.finish);
+    const auto prompt_tokens = static_cast<int64_t>(s.engine->tokenizer().encode(prompt).size());
+    EXPECT_EQ(j["usage"]["prompt_tokens"], prompt_tokens);
+    EXPECT_EQ(j["usage"]["completion_tokens"], want.tokens);
+    EXPECT_EQ(j["usage"]["total_tokens"], prompt_tokens + want.tokens);
+  }
+  // A list of prompts and n: one choice per (prompt, sample), prompt-major.
+  HttpResult r = s.post(
+      "/v1/completions",
+      {{"prompt", {"the cat", "a bird sang"}}, {"max_tokens", 8}, {"temperature", 0}, {"n", 2}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json j = json::parse(r.body);
+  ASSERT_EQ(j["choices"].size(), 4u);
+  EXPECT_EQ(j["choices"][0]["text"], generate_alone("the cat", greedy(8)).text);
+  EXPECT_EQ(j["choices"][1]["text"], j["choices"][0]["text"]);
+  EXPECT_EQ(j["choices"][2]["text"], generate_alone("a bird sang", greedy(8)).text);
+  EXPECT_EQ(j["choices"][3]["index"], 3);
+}
+
+TEST(ServeCompletion, StopStringsEndTheTextBeforeThemAndTokenIdPromptsWork) {
+  Running s;
+  const Expected full = generate_alone("the old man", greedy(24));
+  ASSERT_GE(full.text.size(), 6u);
+  const std::string stop = full.text.substr(full.text.size() / 2, 2);
+  HttpResult r =
+      s.post("/v1/completions",
+             {{"prompt", "the old man"}, {"max_tokens", 24}, {"temperature", 0}, {"stop", {stop}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json j = json::parse(r.body);
+  EXPECT_EQ(j["choices"][0]["text"], full.text.substr(0, full.text.find(stop)));
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  // The same prompt as token ids.
+  auto ids = s.engine->tokenizer().encode("the old man");
+  r = s.post("/v1/completions", {{"prompt", ids}, {"max_tokens", 24}, {"temperature", 0}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["choices"][0]["text"], full.text);
+}
+
+TEST(ServeCompletion, SeededSamplingReplaysAndOtherSeedsDiffer) {
+  Running s;
+  json body = {{"prompt", "the cat"}, {"max_tokens", 24}, {"temperature", 1.0},
+               {"top_k", 50},         {"seed", 11},       {"n", 2}};
+  HttpResult a = s.post("/v1/completions", body);
+  HttpResult b = s.post("/v1/completions", body);
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(json::parse(a.body)["choices"], json::parse(b.body)["choices"]);
+  body["seed"] = 12;
+  HttpResult c = s.post("/v1/completions", body);
+  EXPECT_NE(json::parse(a.body)["choices"], json::parse(c.body)["choices"]);
+  // The seed means what it means to model::Generator: the same draws.
+  model::GenerationConfig g = greedy(24);
+  g.strategy = "sample";
+  g.top_k = 50;
+  g.seed = 11;
+  g.num_return_sequences = 1;
+  // (n = 2 rows run as two prompts of one batch, so compare with n = 1.)
+  body["seed"] = 11;
+  body["n"] = 1;
+  HttpResult one = s.post("/v1/completions", body);
+  EXPECT_EQ(json::parse(one.body)["choices"][0]["text"], generate_alone("the cat", g).text);
+}
+
+// ---- streaming --------------------------------------------------------------------------------
+
+TEST(ServeStream, EventsConcatenateToTheTextAndArriveBeforeTheEnd) {
+  Running s;
+  const Expected want = generate_alone("the bird sang in the", greedy(100));
+  HttpResult r = s.post("/v1/completions", {{"prompt", "the bird sang in the"},
+                                            {"max_tokens", 100},
+                                            {"temperature", 0},
+                                            {"stream", true},
+                                            {"stream_options", {{"include_usage", true}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.headers["content-type"], "text/event-stream");
+  EXPECT_TRUE(r.chunked);
+  auto events = sse_events(r.body);
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  std::string text, finish;
+  int64_t completion_tokens = -1;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    json e = json::parse(events[i]);
+    EXPECT_EQ(e["object"], "text_completion");
+    if (e.contains("usage")) {
+      completion_tokens = e["usage"]["completion_tokens"];
+      continue;
+    }
+    text += e["choices"][0]["text"].get<std::string>();
+    if (!e["choices"][0]["finish_reason"].is_null()) finish = e["choices"][0]["finish_reason"];
+  }
+  EXPECT_EQ(text, want.text);
+  EXPECT_EQ(finish, want.finish);
+  EXPECT_EQ(completion_tokens, want.tokens);
+  // One HTTP chunk per event; the first arrived in an earlier socket read than the last.
+  ASSERT_EQ(r.chunks.size(), events.size());
+  EXPECT_LT(r.chunk_reads.front(), r.chunk_reads.back());
+  // The non-streamed answer is the same text.
+  HttpResult whole =
+      s.post("/v1/completions",
+             {{"prompt", "the bird sang in the"}, {"max_tokens", 100}, {"temperature", 0}});
+  EXPECT_EQ(json::parse(whole.body)["choices"][0]["text"], text);
+}
+
+// ---- batching -----------------------------------------------------------------------------------
+
+TEST(ServeBatch, ConcurrentRequestsShareBatchesAndGetTheirOwnText) {
+  ServeConfig cfg;
+  cfg.max_batch = 8;
+  cfg.batch_wait_ms = 200;  // generous: the 8 requests arrive within it even on a busy machine
+  cfg.cache_entries = 0;
+  Running s(cfg);
+  const std::vector<std::string> prompts = {"the cat",   "a dog ran", "the old man sat",
+                                            "bird",      "the mat",   "and then the dog slept by",
+                                            "in a tree", "fire"};
+  std::vector<int64_t> max_tokens = {5, 9, 12, 3, 16, 7, 10, 4};  // per-row limits in one batch
+  std::vector<std::future<HttpResult>> futs;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    futs.push_back(std::async(std::launch::async, [&, i] {
+      return s.post("/v1/completions",
+                    {{"prompt", prompts[i]}, {"max_tokens", max_tokens[i]}, {"temperature", 0}});
+    }));
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    HttpResult r = futs[i].get();
+    ASSERT_EQ(r.status, 200) << r.body;
+    const Expected want = generate_alone(prompts[i], greedy(max_tokens[i]));
+    json j = json::parse(r.body);
+    EXPECT_EQ(j["choices"][0]["text"], want.text) << prompts[i];
+    EXPECT_EQ(j["choices"][0]["finish_reason"], want.finish) << prompts[i];
+    EXPECT_EQ(j["usage"]["completion_tokens"], want.tokens) << prompts[i];
+  }
+  const uint64_t batches = s.metrics->batches;
+  EXPECT_LT(batches, prompts.size());
+  EXPECT_EQ(s.metrics->batch_rows, prompts.size());
+  EXPECT_EQ(s.metrics->completions, prompts.size());
+  const std::string m = http_request(s.port(), "GET", "/metrics").body;
+  EXPECT_EQ(metric(m, "shardlm_serve_batches_total"), static_cast<double>(batches));
+  EXPECT_EQ(metric(m, "shardlm_serve_batch_size_count"), static_cast<double>(batches));
+}
+
+TEST(ServeBatch, IncompatibleRequestsRunInSeparateBatches) {
+  ServeConfig cfg;
+  cfg.max_batch = 8;
+  cfg.batch_wait_ms = 200;
+  Running s(cfg);
+  // Greedy and seeded sampling never share a batch; both answers stay right.
+  auto a = std::async(std::launch::async, [&] {
+    return s.post("/v1/completions",
+                  {{"prompt", "the cat"}, {"max_tokens", 6}, {"temperature", 0}});
+  });
+  auto b = std::async(std::launch::async, [&] {
+    return s.post("/v1/completions",
+                  {{"prompt", "the cat"}, {"max_tokens", 6}, {"temperature", 0.8}, {"seed", 3}});
+  });
+  HttpResult ra = a.get(), rb = b.get();
+  ASSERT_EQ(ra.status, 200);
+  ASSERT_EQ(rb.status, 200);
+  EXPECT_EQ(json::parse(ra.body)["choices"][0]["text"], generate_alone("the cat", greedy(6)).text);
+  EXPECT_EQ(s.metrics->batches, 2u);
+}
+
+// ---- cache --------------------------------------------------------------------------------------
+
+TEST(ServeCache, RepeatedDeterministicRequestIsAHit) {
+  Running s;
+  const json body = {{"prompt", "the dog"}, {"max_tokens", 10}, {"temperature", 0}};
+  HttpResult first = s.post("/v1/completions", body);
+  HttpResult second = s.post("/v1/completions", body);
+  ASSERT_EQ(first.status, 200);
+  ASSERT_EQ(second.status, 200);
+  EXPECT_EQ(first.headers["x-cache"], "miss");
+  EXPECT_EQ(second.headers["x-cache"], "hit");
+  json a = json::parse(first.body), b = json::parse(second.body);
+  EXPECT_EQ(a["choices"], b["choices"]);
+  EXPECT_EQ(a["usage"], b["usage"]);
+  EXPECT_NE(a["id"], b["id"]);
+  EXPECT_EQ(s.metrics->batches, 1u);  // the hit never reached the model
+  // Other parameters are another entry; unseeded sampling is never cached.
+  EXPECT_EQ(
+      s.post("/v1/completions", {{"prompt", "the dog"}, {"max_tokens", 9}, {"temperature", 0}})
+          .headers["x-cache"],
+      "miss");
+  const json sampled = {{"prompt", "the dog"}, {"max_tokens", 4}, {"temperature", 0.7}};
+  EXPECT_EQ(s.post("/v1/completions", sampled).headers["x-cache"], "bypass");
+  EXPECT_EQ(s.post("/v1/completions", sampled).headers["x-cache"], "bypass");
+  const std::string m = http_request(s.port(), "GET", "/metrics").body;
+  EXPECT_EQ(metric(m, "shardlm_serve_cache_hits_total"), 1);
+  EXPECT_EQ(metric(m, "shardlm_serve_cache_entries"), 2);
+}
+
+TEST(ServeCache, LruEvictsByEntriesAndBytes) {
+  ResponseCache c(2, 1000);
+  c.put("a", "1");
+  c.put("b", "2");
+  ASSERT_TRUE(c.get("a"));  // a is now the most recent
+  c.put("c", "3");          // evicts b
+  EXPECT_FALSE(c.get("b"));
+  EXPECT_EQ(*c.get("a"), "1");
+  EXPECT_EQ(*c.get("c"), "3");
+  EXPECT_EQ(c.evictions(), 1u);
+  ResponseCache small(100, 20);
+  small.put("k1", std::string(8, 'x'));  // 10 bytes
+  small.put("k2", std::string(8, 'y'));  // 20
+  small.put("k3", std::string(8, 'z'));  // 30 > 20: k1 goes
+  EXPECT_EQ(small.entries(), 2u);
+  EXPECT_LE(small.bytes(), 20u);
+  EXPECT_FALSE(small.get("k1"));
+  small.put("huge", std::string(100, 'h'));  // larger than the bound: not stored
+  EXPECT_FALSE(small.get("huge"));
+  EXPECT_EQ(small.hits(), 0u);
+  EXPECT_EQ(small.misses(), 2u);
+}
+
+// ---- other endpoints and errors -----------------------------------------------------------------
+
+TEST(ServeHttp, TokenizeModelsHealthAndMetrics) {
+  Running s;
+  HttpResult r = s.post("/v1/tokenize", {{"prompt", "the cat sat"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto ids = json::parse(r.body)["tokens"].get<std::vector<int64_t>>();
+  auto want = s.engine->tokenizer().encode("the cat sat");
+  EXPECT_EQ(ids, std::vector<int64_t>(want.begin(), want.end()));
+  r = s.post("/v1/detokenize", {{"tokens", ids}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["prompt"], "the cat sat");
+
+  r = http_request(s.port(), "GET", "/v1/models");
+  ASSERT_EQ(r.status, 200);
+  json m = json::parse(r.body)["data"][0];
+  EXPECT_EQ(m["id"], s.server->model_name());
+  EXPECT_EQ(m["max_model_len"], 128);
+  EXPECT_EQ(m["config"]["n_layer"], 2);
+  EXPECT_EQ(m["parameters"], s.engine->info().parameters);
+  EXPECT_GT(m["parameters"].get<int64_t>(), 0);
+
+  r = http_request(s.port(), "GET", "/health");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body)["status"], "ok");
+  r = http_request(s.port(), "GET", "/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.headers["content-type"].find("text/plain"), std::string::npos);
+  EXPECT_EQ(metric(r.body, "shardlm_serve_queue_depth"), 0);
+  EXPECT_NE(r.body.find("shardlm_serve_http_responses_total{code=\"200\"}"), std::string::npos);
+  EXPECT_NE(r.body.find("# TYPE shardlm_serve_request_latency_seconds histogram"),
+            std::string::npos);
+}
+
+TEST(ServeHttp, BadRequestsGetTheirStatusAndAMessageNamingTheProblem) {
+  ServeConfig cfg;
+  cfg.max_body_bytes = 4096;
+  Running s(cfg);
+  struct Case {
+    std::string body, param, words;
+  };
+  const std::vector<Case> cases = {
+      {"{not json", "", "not valid JSON"},
+      {"[1, 2]", "", "JSON object"},
+      {R"({"max_tokens": 4})", "prompt", "required"},
+      {R"({"prompt": ""})", "prompt", "empty"},
+      {R"({"prompt": []})", "prompt", "empty list"},
+      {R"({"prompt": 5})", "prompt", "string or a list"},
+      {R"({"prompt": "a", "max_tokens": "ten"})", "max_tokens", "integer"},
+      {R"({"prompt": "a", "max_tokens": 0})", "max_tokens", ">= 1"},
+      {R"({"prompt": "a", "max_tokens": 500})", "max_tokens", "context"},
+      {R"({"prompt": "a", "temperature": -1})", "temperature", "temperature"},
+      {R"({"prompt": "a", "top_p": 0})", "top_p", "top_p"},
+      {R"({"prompt": "a", "stream": "yes"})", "stream", "true or false"},
+      {R"({"prompt": "a", "stop": 3})", "stop", "stop"},
+      {R"({"prompt": "a", "n": 0})", "n", "'n'"},
+      {R"({"prompt": "a", "max_token": 4})", "max_token", "unknown field 'max_token'"},
+      {R"({"prompt": "a", "logprobs": 5})", "logprobs", "not supported"},
+      {R"({"prompt": [99999]})", "prompt", "outside the vocabulary"},
+  };
+  for (const auto& c : cases) {
+    HttpResult r = http_request(s.port(), "POST", "/v1/completions", c.body);
+    EXPECT_EQ(r.status, 400) << c.body;
+    json e = json::parse(r.body)["error"];
+    EXPECT_EQ(e["type"], "invalid_request_error") << c.body;
+    EXPECT_NE(e["message"].get<std::string>().find(c.words), std::string::npos)
+        << c.body << " -> " << e["message"];
+    if (!c.param.empty()) EXPECT_EQ(e["param"], c.param) << c.body;
+  }
+  // A prompt longer than the context names the prompt.
+  std::string longp;
+  for (int i = 0; i < 200; ++i) longp += "fire ";
+  HttpResult r = s.post("/v1/completions", {{"prompt", longp}, {"max_tokens", 1}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(json::parse(r.body)["error"]["param"], "prompt");
+
+  r = http_request(s.port(), "GET", "/v2/nothing");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("/v2/nothing"),
+            std::string::npos);
+  r = http_request(s.port(), "GET", "/v1/completions");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.headers["allow"], "POST");
+  r = http_request(s.port(), "POST", "/health", "{}");
+  EXPECT_EQ(r.status, 405);
+  r = http_request(s.port(), "POST", "/v1/completions",
+                   R"({"prompt": ")" + std::string(10000, 'x') + R"("})");
+  EXPECT_EQ(r.status, 413);
+  EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("4096"),
+            std::string::npos);
+  r = s.post("/v1/detokenize", {{"tokens", {1, -2}}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(json::parse(r.body)["error"]["param"], "tokens");
+  // The server is still fine.
+  EXPECT_EQ(http_request(s.port(), "GET", "/health").status, 200);
+}
+
+TEST(ServeHttp, FullQueueAnswers503) {
+  ServeConfig cfg;
+  cfg.max_batch = 1;
+  cfg.batch_wait_ms = 0;
+  cfg.max_queue = 1;
+  cfg.cache_entries = 0;
+  Running s(cfg);
+  std::vector<std::future<HttpResult>> futs;
+  for (int i = 0; i < 8; ++i)
+    futs.push_back(std::async(std::launch::async, [&] {
+      return s.post(
+          "/v1/completions",
+          {{"prompt", "the cat"}, {"max_tokens", 100}, {"temperature", 0}, {"ignore_eos", true}});
+    }));
+  int ok = 0, busy = 0;
+  for (auto& f : futs) {
+    HttpResult r = f.get();
+    if (r.status == 200) {
+      ++ok;
+    } else {
+      ASSERT_EQ(r.status, 503) << r.body;
+      EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("queue is full"),
+                std::string::npos);
+      EXPECT_EQ(r.headers["retry-after"], "1");
+      ++busy;
+    }
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(busy, 1);
+  EXPECT_EQ(s.metrics->rejected_queue_full, static_cast<uint64_t>(busy));
+}
+
+// ---- the real binary: SIGTERM drains ------------------------------------------------------------
+
+TEST(ServeBinary, SigtermFinishesTheRequestInFlightThenExits) {
+  const std::string dir = make_model("wide", 4, 128, 512);
+  int out_pipe[2];
+  ASSERT_EQ(::pipe(out_pipe), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(out_pipe[1], 1);
+    ::close(out_pipe[0]);
+    ::execl(SHARDLM_BINARY, SHARDLM_BINARY, "serve", "--model", dir.c_str(), "--port", "0",
+            "--threads", "1", static_cast<char*>(nullptr));
+    std::_Exit(127);
+  }
+  ::close(out_pipe[1]);
+  FILE* out = ::fdopen(out_pipe[0], "r");
+  char line[1024];
+  ASSERT_NE(std::fgets(line, sizeof line, out), nullptr) << "no output from shardlm serve";
+  std::smatch m;
+  const std::string first(line);
+  ASSERT_TRUE(std::regex_search(first, m, std::regex("listening on http://127.0.0.1:([0-9]+)")))
+      << first;
+  const auto port = static_cast<uint16_t>(std::stoi(m[1]));
+
+  // A long streamed request; SIGTERM once its first event has arrived.
+  auto fut = std::async(std::launch::async, [&] {
+    return http_request(port, "POST", "/v1/completions",
+                        json({{"prompt", "the cat"},
+                              {"max_tokens", 400},
+                              {"temperature", 0},
+                              {"ignore_eos", true},
+                              {"stream", true}})
+                            .dump());
+  });
+  // Wait until it is being decoded.
+  for (int i = 0; i < 500; ++i) {
+    const std::string met = http_request(port, "GET", "/metrics").body;
+    if (metric(met, "shardlm_serve_running") >= 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  HttpResult r = fut.get();
+  ASSERT_EQ(r.status, 200);
+  auto events = sse_events(r.body);
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  json last = json::parse(events[events.size() - 2]);
+  EXPECT_EQ(last["choices"][0]["finish_reason"], "length");  // all 400 tokens, not cut short
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  std::string rest;
+  while (std::fgets(line, sizeof line, out)) rest += line;
+  std::fclose(out);
+  EXPECT_NE(rest.find("stopped"), std::string::npos) << rest;
+  EXPECT_THROW(http_request(port, "GET", "/health"), std::exception);  // nobody listens
+}
