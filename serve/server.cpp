@@ -90,6 +90,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   ResponseCache cache;
   std::string name;  // the model's name in responses
   net::io_context ioc;
+  // Keeps the io threads running while no socket operation is pending (a session
+  // waiting for the engine has none); released in stop() once every answer is out.
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   std::optional<tcp::acceptor> acceptor;
   net::signal_set signals;
   std::vector<std::thread> threads;
@@ -136,6 +139,30 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(srv_->cfg.max_body_bytes);
     parser_->header_limit(16 * 1024);
     stream_.expires_after(ms(srv_->cfg.http_timeout_s));
+    http::async_read_header(stream_, buf_, *parser_,
+                            beast::bind_front_handler(&Session::on_header, shared_from_this()));
+  }
+
+  // curl sends "Expect: 100-continue" with bodies over 1 KiB and waits (1 s) for
+  // the interim answer before sending the body: give it at once.
+  void on_header(error_code ec, size_t) {
+    if (ec) return on_read(ec, 0);
+    const auto& req = parser_->get();
+    auto expect = req.find(http::field::expect);
+    if (expect != req.end() && beast::iequals(expect->value(), "100-continue") &&
+        !parser_->is_done()) {
+      auto res = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                    req.version());
+      http::async_write(stream_, *res, [self = shared_from_this(), res](error_code e, size_t) {
+        if (e) return self->close();
+        self->read_body();
+      });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
     http::async_read(stream_, buf_, *parser_,
                      beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
@@ -587,6 +614,7 @@ void Server::Impl::stop() {
   }
   for (auto& s : open) s->shutdown();
   open.clear();
+  work.reset();
   // With the acceptor and every socket closed the io threads run out of work;
   // a handler that still holds on is cut short after a few seconds.
   {
@@ -644,6 +672,7 @@ void Server::start() {
       std::thread([self] { self->stop(); }).detach();
     });
   }
+  m.work.emplace(net::make_work_guard(m.ioc));
   m.do_accept();
   m.running_threads = m.cfg.io_threads;
   for (int i = 0; i < m.cfg.io_threads; ++i)

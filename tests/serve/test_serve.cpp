@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -50,13 +51,16 @@ std::string corpus() {
   return s;
 }
 
-// A model directory (model.safetensors, config.json, tokenizer.json), made once per
-// process: `layers` x `width`, context `ctx`, random weights (init_std 0.1 keeps
-// the top tokens apart, so greedy argmax is stable across batch shapes).
+// A model directory (model.safetensors, config.json, tokenizer.json): `layers` x
+// `width`, context `ctx`, random weights (init_std 0.1 keeps the top tokens apart,
+// so greedy argmax is stable across batch shapes). Deterministic, so it is made
+// once per build tree (in a temporary directory renamed into place: test
+// processes may race) and reused.
 std::string make_model(const std::string& name, int64_t layers, int64_t width, int64_t ctx) {
-  const std::string dir =
-      std::string(SHARDLM_TEST_TMP) + "/serve_" + name + "_" + std::to_string(::getpid());
-  fs::remove_all(dir);
+  const std::string dir = std::string(SHARDLM_TEST_TMP) + "/serve_" + name;
+  if (fs::exists(dir + "/tokenizer.json")) return dir;
+  const std::string tmp = dir + ".tmp" + std::to_string(::getpid());
+  fs::remove_all(tmp);
   data::TokenizerTrainOptions o;
   o.vocab_size = 300;
   o.threads = 1;
@@ -72,8 +76,11 @@ std::string make_model(const std::string& name, int64_t layers, int64_t width, i
   c.init_std = 0.1;
   torch::manual_seed(1);
   model::GPT m(c);
-  model::save_safetensors(m, dir);
-  tok.save(dir + "/tokenizer.json");
+  model::save_safetensors(m, tmp);
+  tok.save(tmp + "/tokenizer.json");
+  std::error_code ec;
+  fs::rename(tmp, dir, ec);  // another process may have won the race: fine
+  if (ec) fs::remove_all(tmp);
   return dir;
 }
 
@@ -99,6 +106,12 @@ struct Running {
   }
 };
 
+// `s` as it reads after a trip through the server's JSON: invalid UTF-8 (a random
+// model's byte tokens) becomes U+FFFD.
+std::string valid_utf8(const std::string& s) {
+  return json::parse(serve::dump(json(s))).get<std::string>();
+}
+
 // What model::Generator gives alone for `prompt` (greedy unless cfg says), as the
 // server reports it: the text without the EOS token's, and the finish reason.
 struct Expected {
@@ -117,7 +130,7 @@ Expected generate_alone(const std::string& prompt, model::GenerationConfig cfg) 
   for (int64_t t : seq.tokens)
     if (t != cfg.eos_ids[0]) out.push_back(static_cast<uint32_t>(t));
   Expected e;
-  e.text = tok.decode_bytes(out);
+  e.text = valid_utf8(tok.decode_bytes(out));
   e.finish = seq.finish == model::FinishReason::kEos ? "stop" : "length";
   e.tokens = static_cast<int64_t>(seq.tokens.size());
   return e;
@@ -137,6 +150,52 @@ double metric(const std::string& text, const std::string& name) {
 }
 
 }  // namespace
+
+// ---- protocol (no server) -----------------------------------------------------------------
+
+TEST(ServeProtocol, ParsesOpenAiFormsAndGroupsCompatibleParameters) {
+  ServeConfig cfg;
+  cfg.default_max_tokens = 7;
+  CompletionRequest r = parse_completion(R"({"prompt": "hi"})", cfg);
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].text, "hi");
+  EXPECT_EQ(r.params.max_tokens, 7);
+  EXPECT_EQ(r.params.temperature, 1.0);  // OpenAI's default: sampling
+  EXPECT_FALSE(r.params.deterministic());
+  r = parse_completion(R"({"prompt": [[1, 2], "x", [3]], "stop": "\n", "top_k": -1})", cfg);
+  ASSERT_EQ(r.prompts.size(), 3u);
+  EXPECT_TRUE(r.prompts[0].is_ids);
+  EXPECT_EQ(r.prompts[0].ids, (std::vector<int64_t>{1, 2}));
+  EXPECT_FALSE(r.prompts[1].is_ids);
+  EXPECT_EQ(r.params.stop, std::vector<std::string>{"\n"});
+  EXPECT_EQ(r.params.top_k, 0);
+  r = parse_completion(R"({"prompt": [5, 6, 7]})", cfg);
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].ids.size(), 3u);
+  // OpenAI clients send neutral values of unsupported fields: accepted.
+  EXPECT_NO_THROW(parse_completion(
+      R"({"prompt": "a", "logprobs": null, "echo": false, "best_of": 1, "user": "u"})", cfg));
+  EXPECT_THROW(parse_completion(R"({"prompt": "a", "echo": true})", cfg), RequestError);
+
+  // Greedy requests batch together whatever their sampling fields and seed say;
+  // sampling ones by their parameters; seeded sampling runs alone.
+  SamplingParams g1, g2, s1, s2, seeded;
+  g1.temperature = g2.temperature = 0;
+  g2.top_k = 5;
+  g2.seed = 3;
+  g2.max_tokens = 99;
+  EXPECT_EQ(g1.batch_key(), g2.batch_key());
+  EXPECT_EQ(g2.to_json().count("seed"), 0u);  // greedy: the seed is not part of the cache key
+  s1.temperature = s2.temperature = 0.8;
+  s2.top_p = 0.9;
+  EXPECT_NE(s1.batch_key(), s2.batch_key());
+  EXPECT_NE(s1.batch_key(), g1.batch_key());
+  g2.repetition_penalty = 1.2;
+  EXPECT_NE(g1.batch_key(), g2.batch_key());
+  seeded.seed = 4;
+  EXPECT_EQ(seeded.batch_key(), "");
+  EXPECT_TRUE(seeded.deterministic());
+}
 
 // ---- completions --------------------------------------------------------------------------
 
@@ -172,21 +231,39 @@ TEST(ServeCompletion, GreedyTextEqualsTheGeneratorAndUsageCountsTokens) {
 
 TEST(ServeCompletion, StopStringsEndTheTextBeforeThemAndTokenIdPromptsWork) {
   Running s;
-  const Expected full = generate_alone("the old man", greedy(24));
-  ASSERT_GE(full.text.size(), 6u);
-  const std::string stop = full.text.substr(full.text.size() / 2, 2);
-  HttpResult r =
-      s.post("/v1/completions",
-             {{"prompt", "the old man"}, {"max_tokens", 24}, {"temperature", 0}, {"stop", {stop}}});
-  ASSERT_EQ(r.status, 200) << r.body;
-  json j = json::parse(r.body);
-  EXPECT_EQ(j["choices"][0]["text"], full.text.substr(0, full.text.find(stop)));
-  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
-  // The same prompt as token ids.
-  auto ids = s.engine->tokenizer().encode("the old man");
-  r = s.post("/v1/completions", {{"prompt", ids}, {"max_tokens", 24}, {"temperature", 0}});
-  ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(json::parse(r.body)["choices"][0]["text"], full.text);
+  // A prompt whose continuation holds an ASCII letter after its first character:
+  // that letter is the stop string (the raw bytes of a random model's output are
+  // rarely valid UTF-8, and a stop string must be).
+  for (const std::string prompt : {"the old man", "the cat", "a bird", "fire", "in the"}) {
+    model::InferenceModel im = model::load_for_inference(small_model());
+    const auto& tok = s.engine->tokenizer();
+    model::GenerationConfig g = greedy(24);
+    g.eos_ids = {static_cast<int64_t>(*tok.eos_id())};
+    auto ids32 = tok.encode(prompt);
+    const std::vector<int64_t> ids(ids32.begin(), ids32.end());
+    auto seq = model::Generator(im.model, g).generate({ids}).sequences[0][0];
+    std::vector<uint32_t> out;
+    for (int64_t t : seq.tokens)
+      if (t != g.eos_ids[0]) out.push_back(static_cast<uint32_t>(t));
+    const std::string raw = tok.decode_bytes(out);
+    size_t at = 1;
+    while (at < raw.size() && !std::isalpha(static_cast<unsigned char>(raw[at]))) ++at;
+    if (at >= raw.size()) continue;
+    const std::string stop(1, raw[at]);
+    HttpResult r =
+        s.post("/v1/completions",
+               {{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}, {"stop", {stop}}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    json j = json::parse(r.body);
+    EXPECT_EQ(j["choices"][0]["text"], valid_utf8(raw.substr(0, raw.find(stop))));
+    EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+    // The same prompt as token ids.
+    r = s.post("/v1/completions", {{"prompt", ids}, {"max_tokens", 24}, {"temperature", 0}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(json::parse(r.body)["choices"][0]["text"], valid_utf8(raw));
+    return;
+  }
+  FAIL() << "no prompt gave a continuation with an ASCII letter";
 }
 
 TEST(ServeCompletion, SeededSamplingReplaysAndOtherSeedsDiffer) {
@@ -534,6 +611,9 @@ TEST(ServeBinary, SigtermFinishesTheRequestInFlightThenExits) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  // The request was still running when the signal went out...
+  EXPECT_NE(fut.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  // ...and it is answered in full all the same.
   HttpResult r = fut.get();
   ASSERT_EQ(r.status, 200);
   auto events = sse_events(r.body);
