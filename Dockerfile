@@ -29,7 +29,7 @@ FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libtorch1.13 libopenblas0-pthread libopenmpi3 libhdf5-103-1 libfmt9 \
-      libpcre2-8-0 libutf8proc2 libxxhash0 zlib1g libgomp1 \
+      libpcre2-8-0 libutf8proc2 libxxhash0 libtomlplusplus3 libcurl4 libssl3 zlib1g libgomp1 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin shardlm
 COPY --from=build /out/ /
