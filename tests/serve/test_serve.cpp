@@ -2,8 +2,9 @@
 // tokenizer trained here are saved to disk, served by serve::Server on a free
 // port in this process (or by the real `shardlm serve` for the SIGTERM test),
 // and spoken to over real sockets. Checks: completions equal model::Generator's
-// output, SSE streaming, batching of concurrent requests, the response cache,
-// seeded sampling, every error status, queue-full 503 and a clean shutdown.
+// output, SSE streaming, a client leaving mid-stream, batching of concurrent
+// requests, the response cache, seeded sampling, every error status, queue-full
+// 503 and a clean shutdown.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -329,6 +330,36 @@ TEST(ServeStream, EventsConcatenateToTheTextAndArriveBeforeTheEnd) {
       s.post("/v1/completions",
              {{"prompt", "the bird sang in the"}, {"max_tokens", 100}, {"temperature", 0}});
   EXPECT_EQ(json::parse(whole.body)["choices"][0]["text"], text);
+}
+
+TEST(ServeStream, AClientThatLeavesEndsItsRowsEarly) {
+  Running s(ServeConfig{}, make_model("wide", 4, 128, 512));
+  namespace net = boost::asio;
+  net::io_context ioc;
+  net::ip::tcp::socket sock(ioc);
+  sock.connect({net::ip::make_address("127.0.0.1"), s.port()});
+  const std::string body = json({{"prompt", "the cat"},
+                                 {"max_tokens", 400},
+                                 {"temperature", 0},
+                                 {"ignore_eos", true},
+                                 {"stream", true}})
+                               .dump();
+  const std::string req =
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+      "application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  net::write(sock, net::buffer(req));
+  std::string got;
+  char buf[4096];
+  while (got.find("data: ") == std::string::npos) got.append(buf, sock.read_some(net::buffer(buf)));
+  sock.close();  // gone after the first event
+  for (int i = 0; i < 400 && (s.metrics->cancelled == 0 || s.metrics->running != 0); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(s.metrics->cancelled, 1u);
+  EXPECT_EQ(s.metrics->running, 0);
+  EXPECT_LT(s.metrics->generated_tokens, 400u);  // the row ended early
+  // The server goes on serving.
+  EXPECT_EQ(http_request(s.port(), "GET", "/health").status, 200);
 }
 
 // ---- batching -----------------------------------------------------------------------------------
