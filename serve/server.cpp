@@ -365,9 +365,10 @@ class Session : public std::enable_shared_from_this<Session> {
                                      r.prompts.size(), r.n, job.rows(), srv_->cfg.max_batch * 16),
                          "n");
 
-    // The response cache: deterministic, non-streamed requests.
+    // The response cache: deterministic requests, streamed or not (the stream
+    // changes how the answer is sent, not what it is).
     std::string key;
-    if (r.params.deterministic() && !r.stream && srv_->cfg.cache_entries > 0) {
+    if (r.params.deterministic() && srv_->cfg.cache_entries > 0) {
       key = dump({{"model", mi.source},
                   {"prompts", job.prompts},
                   {"n", r.n},
@@ -376,9 +377,10 @@ class Session : public std::enable_shared_from_this<Session> {
         json c = json::parse(*hit);
         c["id"] = completion_id();
         c["created"] = unix_time();
+        srv_->metrics->latency.observe(since(t0_));
+        if (r.stream) return replay_stream(c, r.include_usage);
         Response res = json_response(http::status::ok, c, version_);
         res.set("X-Cache", "hit");
-        srv_->metrics->latency.observe(since(t0_));
         return send(std::move(res));
       }
     }
@@ -403,7 +405,7 @@ class Session : public std::enable_shared_from_this<Session> {
       self->srv_->metrics->prompt_tokens += static_cast<uint64_t>(prompt_tokens);
       net::post(ex, [self, stream, usage, key, prompt_tokens, res = std::move(res)] {
         if (stream)
-          self->end_stream(res, prompt_tokens, usage);
+          self->end_stream(res, prompt_tokens, usage, key);
         else
           self->end_completion(res, prompt_tokens, key);
       });
@@ -430,7 +432,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     ++srv_->metrics->completions;
     stream_.expires_never();  // generation may take longer than a read timeout
-    if (stream) start_stream();
+    if (stream) start_stream(key.empty() ? "bypass" : "miss");
   }
 
   void end_completion(const JobResult& res, int64_t prompt_tokens, const std::string& key) {
@@ -449,12 +451,12 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // ---- streaming: header, then one chunk per event, then the last chunk
-  void start_stream() {
+  void start_stream(const char* cache) {
     sse_res_.emplace(http::status::ok, version_);
     sse_res_->set(http::field::server, kServerName);
     sse_res_->set(http::field::content_type, "text/event-stream");
     sse_res_->set(http::field::cache_control, "no-cache");
-    sse_res_->set("X-Cache", "bypass");
+    sse_res_->set("X-Cache", cache);
     sse_res_->keep_alive(keep_alive_);
     sse_res_->chunked(true);
     sse_sr_.emplace(*sse_res_);
@@ -468,14 +470,43 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // A cache hit asked for as a stream: each choice's whole text as one event.
+  void replay_stream(const json& c, bool usage) {
+    id_text_ = c["id"].get<std::string>();
+    created_ = c["created"].get<int64_t>();
+    start_stream("hit");
+    const json& choices = c["choices"];
+    for (size_t i = 0; i < choices.size(); ++i) {
+      const std::string text = choices[i]["text"].get<std::string>();
+      if (!text.empty())
+        events_.push_back(std::make_shared<const std::string>(
+            stream_chunk(id_text_, created_, srv_->name, i, text, "")));
+    }
+    for (size_t i = 0; i < choices.size(); ++i)
+      events_.push_back(std::make_shared<const std::string>(stream_chunk(
+          id_text_, created_, srv_->name, i, "", choices[i]["finish_reason"].get<std::string>())));
+    if (usage)
+      events_.push_back(std::make_shared<const std::string>(stream_usage_chunk(
+          id_text_, created_, srv_->name, c["usage"]["prompt_tokens"].get<int64_t>(),
+          c["usage"]["completion_tokens"].get<int64_t>())));
+    events_.push_back(std::make_shared<const std::string>(stream_done()));
+    ended_ = true;
+  }
+
   void push_event(std::shared_ptr<const std::string> event) {
     if (failed_) return;
     events_.push_back(std::move(event));
     write_next();
   }
 
-  void end_stream(const JobResult& res, int64_t prompt_tokens, bool usage) {
+  void end_stream(const JobResult& res, int64_t prompt_tokens, bool usage, const std::string& key) {
     srv_->metrics->latency.observe(since(t0_));
+    if (!key.empty() && res.error.empty() && !failed_ && !cancelled_->load()) {
+      std::vector<Choice> choices;
+      for (const auto& c : res.choices) choices.push_back({c.text, c.finish_reason});
+      srv_->cache.put(key, dump(completion_body(id_text_, created_, srv_->name, choices,
+                                                prompt_tokens, res.completion_tokens)));
+    }
     if (!res.error.empty()) {
       json e = error_body("generation failed: " + res.error, "server_error");
       events_.push_back(std::make_shared<const std::string>("data: " + dump(e) + "\n\n"));

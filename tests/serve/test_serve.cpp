@@ -443,9 +443,28 @@ TEST(ServeCache, RepeatedDeterministicRequestIsAHit) {
   const json sampled = {{"prompt", "the dog"}, {"max_tokens", 4}, {"temperature", 0.7}};
   EXPECT_EQ(s.post("/v1/completions", sampled).headers["x-cache"], "bypass");
   EXPECT_EQ(s.post("/v1/completions", sampled).headers["x-cache"], "bypass");
+  // Streamed: the same entry, replayed as events (one per choice, then the ends).
+  json streamed = body;
+  streamed["stream"] = true;
+  HttpResult st = s.post("/v1/completions", streamed);
+  ASSERT_EQ(st.status, 200);
+  EXPECT_EQ(st.headers["x-cache"], "hit");
+  auto events = sse_events(st.body);
+  ASSERT_EQ(events.size(), 3u);  // text, finish, [DONE]
+  EXPECT_EQ(json::parse(events[0])["choices"][0]["text"], a["choices"][0]["text"]);
+  EXPECT_EQ(json::parse(events[1])["choices"][0]["finish_reason"],
+            a["choices"][0]["finish_reason"]);
+  // A streamed miss fills the cache for the plain request.
+  json other = {{"prompt", "a bird"}, {"max_tokens", 6}, {"temperature", 0}, {"stream", true}};
+  EXPECT_EQ(s.post("/v1/completions", other).headers["x-cache"], "miss");
+  other.erase("stream");
+  HttpResult plain = s.post("/v1/completions", other);
+  EXPECT_EQ(plain.headers["x-cache"], "hit");
+  EXPECT_EQ(json::parse(plain.body)["choices"][0]["text"],
+            generate_alone("a bird", greedy(6)).text);
   const std::string m = http_request(s.port(), "GET", "/metrics").body;
-  EXPECT_EQ(metric(m, "shardlm_serve_cache_hits_total"), 1);
-  EXPECT_EQ(metric(m, "shardlm_serve_cache_entries"), 2);
+  EXPECT_EQ(metric(m, "shardlm_serve_cache_hits_total"), 3);
+  EXPECT_EQ(metric(m, "shardlm_serve_cache_entries"), 3);
 }
 
 TEST(ServeCache, LruEvictsByEntriesAndBytes) {
