@@ -332,6 +332,40 @@ TEST(ServeStream, EventsConcatenateToTheTextAndArriveBeforeTheEnd) {
   EXPECT_EQ(json::parse(whole.body)["choices"][0]["text"], text);
 }
 
+TEST(ServeStream, AKeepAliveConnectionServesAStreamThenMoreRequests) {
+  Running s;
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  namespace net = boost::asio;
+  net::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  stream.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), s.port()));
+  beast::flat_buffer buf;
+  auto ask = [&](http::verb verb, const std::string& target, const std::string& body) {
+    http::request<http::string_body> req{verb, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.keep_alive(true);
+    req.body() = body;
+    req.prepare_payload();
+    http::write(stream, req);
+    http::response<http::string_body> res;
+    http::read(stream, buf, res);
+    return res;
+  };
+  auto a = ask(http::verb::post, "/v1/completions",
+               json({{"prompt", "the cat"}, {"max_tokens", 6}, {"stream", true}}).dump());
+  EXPECT_EQ(a.result_int(), 200u);
+  EXPECT_TRUE(a.keep_alive());
+  EXPECT_EQ(sse_events(a.body()).back(), "[DONE]");
+  auto b = ask(http::verb::post, "/v1/completions", json({{"prompt", "the cat"}}).dump());
+  EXPECT_EQ(b.result_int(), 200u);
+  auto c = ask(http::verb::get, "/v1/nothing", "");
+  EXPECT_EQ(c.result_int(), 404u);
+  auto d = ask(http::verb::get, "/health", "");
+  EXPECT_EQ(d.result_int(), 200u);
+  EXPECT_EQ(s.metrics->completions, 2u);
+}
+
 TEST(ServeStream, AClientThatLeavesEndsItsRowsEarly) {
   Running s(ServeConfig{}, make_model("wide", 4, 128, 512));
   namespace net = boost::asio;
