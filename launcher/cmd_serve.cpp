@@ -3,7 +3,6 @@
 // Prints "listening on URL" once it accepts connections (--port 0: a free port);
 // SIGINT / SIGTERM finish the requests in flight, then exit 0. docs/serving.md.
 #include <cstdio>
-#include <filesystem>
 
 #include "launcher/app.h"
 #include "runtime/core/error.h"
@@ -26,11 +25,6 @@ int run_serve(ServeArgs a) {
   serve::EngineConfig ec = serve::engine_config(a.cfg);
   ec.device = a.device;
   ec.threads = a.threads;
-  if (a.cfg.model_name.empty()) {
-    std::filesystem::path p(a.model);
-    while (!p.empty() && p.filename().empty()) p = p.parent_path();  // "dir/" -> "dir"
-    a.cfg.model_name = p.stem().string();
-  }
   auto metrics = std::make_shared<serve::ServeMetrics>();
   auto engine = std::make_shared<serve::Engine>(a.model, a.tokenizer, ec, metrics);
   serve::Server server(a.cfg, engine, metrics);
@@ -58,7 +52,8 @@ void register_serve(CLI::App& app, Context&, Command& run) {
       ->required();
   cmd->add_option("--tokenizer,-t", a->tokenizer,
                   "Tokenizer file (default: tokenizer.json beside the model)");
-  cmd->add_option("--model-name", c.model_name, "Name in responses (default: the model's name)");
+  cmd->add_option("--model-name", c.model_name,
+                  "Name in responses (default: the directory of the weights)");
   cmd->add_option("--host", c.host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", c.port, "Port (0 = any free port)")->capture_default_str();
   cmd->add_option("--max-batch", c.max_batch, "Rows decoded together")->capture_default_str();
