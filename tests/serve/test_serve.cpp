@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cctype>
 #include <csignal>
 #include <cstdio>
@@ -57,7 +58,8 @@ std::string corpus() {
 // so greedy argmax is stable across batch shapes). Deterministic, so it is made
 // once per build tree (in a temporary directory renamed into place: test
 // processes may race) and reused.
-std::string make_model(const std::string& name, int64_t layers, int64_t width, int64_t ctx) {
+std::string make_model(const std::string& name, int64_t layers, int64_t width, int64_t ctx,
+                       int64_t extra_vocab = 0) {
   const std::string dir = std::string(SHARDLM_TEST_TMP) + "/serve_" + name;
   if (fs::exists(dir + "/tokenizer.json")) return dir;
   const std::string tmp = dir + ".tmp" + std::to_string(::getpid());
@@ -68,7 +70,7 @@ std::string make_model(const std::string& name, int64_t layers, int64_t width, i
   o.progress = false;
   data::Tokenizer tok = data::train_tokenizer_on_texts(o, {corpus()});
   model::ModelConfig c;
-  c.vocab_size = static_cast<int64_t>(tok.vocab_size());
+  c.vocab_size = static_cast<int64_t>(tok.vocab_size()) + extra_vocab;  // padded past the tokenizer
   c.context_length = ctx;
   c.n_layer = layers;
   c.n_head = 2;
@@ -265,6 +267,31 @@ TEST(ServeCompletion, StopStringsEndTheTextBeforeThemAndTokenIdPromptsWork) {
     return;
   }
   FAIL() << "no prompt gave a continuation with an ASCII letter";
+}
+
+TEST(ServeCompletion, AVocabularyPaddedPastTheTokenizerGivesTextWithoutTheExtraIds) {
+  // Models often round the vocabulary up (GPT-2's 50257 to 50304): the extra ids
+  // have no text, and producing one must not fail the request.
+  Running s(ServeConfig{}, make_model("padded", 2, 32, 128, /*extra_vocab=*/200));
+  ASSERT_GT(s.engine->info().vocab_size, static_cast<int64_t>(s.engine->tokenizer().vocab_size()));
+  HttpResult r = s.post("/v1/completions", {{"prompt", "the cat"},
+                                            {"max_tokens", 60},
+                                            {"temperature", 1.0},
+                                            {"seed", 1},
+                                            {"ignore_eos", true}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["usage"]["completion_tokens"], 60);
+  // The same draws through model::Generator do contain ids past the tokenizer.
+  model::GenerationConfig g = greedy(60);
+  g.strategy = "sample";
+  g.seed = 1;
+  g.pad_id = *s.engine->tokenizer().pad_id();
+  model::Generator gen(model::load_for_inference(s.engine->info().source).model, g);
+  auto ids = s.engine->tokenizer().encode("the cat");
+  const auto out = gen.generate({std::vector<int64_t>(ids.begin(), ids.end())}).sequences[0][0];
+  const auto tok_vocab = static_cast<int64_t>(s.engine->tokenizer().vocab_size());
+  EXPECT_TRUE(
+      std::any_of(out.tokens.begin(), out.tokens.end(), [&](int64_t t) { return t >= tok_vocab; }));
 }
 
 TEST(ServeCompletion, SeededSamplingReplaysAndOtherSeedsDiffer) {
