@@ -457,8 +457,11 @@ class Session : public std::enable_shared_from_this<Session> {
     sse_res_->set(http::field::content_type, "text/event-stream");
     sse_res_->set(http::field::cache_control, "no-cache");
     sse_res_->set("X-Cache", cache);
+    // HTTP/1.0 has no chunked transfer: the body ends when the connection closes.
+    chunked_ = version_ >= 11;
+    if (!chunked_) keep_alive_ = false;
     sse_res_->keep_alive(keep_alive_);
-    sse_res_->chunked(true);
+    sse_res_->chunked(chunked_);
     sse_sr_.emplace(*sse_res_);
     srv_->metrics->count_response(200);
     writing_ = true;
@@ -528,28 +531,32 @@ class Session : public std::enable_shared_from_this<Session> {
     if (writing_ || failed_) return;
     if (events_.empty()) {
       if (!ended_) return;
-      writing_ = true;  // the last chunk: the response is complete
+      auto done = [self = shared_from_this()](error_code e, size_t) {
+        self->writing_ = false;
+        self->sse_sr_.reset();
+        self->sse_res_.reset();
+        self->ended_ = false;
+        self->after_response(e, self->keep_alive_ && !self->srv_->stopping);
+      };
+      if (!chunked_) return done({}, 0);  // closing the connection ends the body
+      writing_ = true;                    // the last chunk: the response is complete
       stream_.expires_after(ms(srv_->cfg.http_timeout_s));
-      net::async_write(stream_, http::make_chunk_last(),
-                       [self = shared_from_this()](error_code e, size_t) {
-                         self->writing_ = false;
-                         self->sse_sr_.reset();
-                         self->sse_res_.reset();
-                         self->ended_ = false;
-                         self->after_response(e, self->keep_alive_ && !self->srv_->stopping);
-                       });
+      net::async_write(stream_, http::make_chunk_last(), std::move(done));
       return;
     }
     auto event = std::move(events_.front());
     events_.pop_front();
     writing_ = true;
     stream_.expires_after(ms(srv_->cfg.http_timeout_s));
-    net::async_write(stream_, http::make_chunk(net::buffer(*event)),
-                     [self = shared_from_this(), event](error_code e, size_t) {
-                       self->writing_ = false;
-                       if (e) return self->stream_failed();
-                       self->write_next();
-                     });
+    auto next = [self = shared_from_this(), event](error_code e, size_t) {
+      self->writing_ = false;
+      if (e) return self->stream_failed();
+      self->write_next();
+    };
+    if (chunked_)
+      net::async_write(stream_, http::make_chunk(net::buffer(*event)), std::move(next));
+    else
+      net::async_write(stream_, net::buffer(*event), std::move(next));
   }
 
   // The client went away mid-stream: its rows end at their next token.
@@ -595,7 +602,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::response<http::empty_body>> sse_res_;
   std::optional<http::response_serializer<http::empty_body>> sse_sr_;
   std::deque<std::shared_ptr<const std::string>> events_;
-  bool writing_ = false, ended_ = false, failed_ = false;
+  bool writing_ = false, ended_ = false, failed_ = false, chunked_ = true;
   std::shared_ptr<std::array<char, 4096>> drain_;
 };
 
