@@ -23,6 +23,7 @@
 
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
+#include "serve/completion.h"
 
 namespace shardlm::serve {
 
@@ -320,59 +321,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // ---- completions
   void completion(const std::string& body) {
-    CompletionRequest r = parse_completion(body, srv_->cfg);
-    const Engine& engine = *srv_->engine;
-    const ModelInfo& mi = engine.info();
-    Job job;
-    job.n = r.n;
-    job.params = r.params;
-    int64_t prompt_tokens = 0;
-    for (size_t i = 0; i < r.prompts.size(); ++i) {
-      const PromptInput& p = r.prompts[i];
-      std::vector<int64_t> ids = p.ids;
-      const std::string field = r.prompts.size() == 1 ? "prompt" : fmt::format("prompt[{}]", i);
-      if (!p.is_ids) {
-        auto v = engine.tokenizer().encode(p.text);
-        ids.assign(v.begin(), v.end());
-      }
-      for (size_t t = 0; t < ids.size(); ++t)
-        if (ids[t] >= mi.vocab_size)
-          throw RequestError(400,
-                             fmt::format("{} token {} is id {}, outside the vocabulary [0, {})",
-                                         field, t, ids[t], mi.vocab_size),
-                             "prompt");
-      const auto len = static_cast<int64_t>(ids.size());
-      if (len >= mi.context_length)
-        throw RequestError(400,
-                           fmt::format("{} has {} tokens; this model's context is {} tokens "
-                                       "(prompt + max_tokens): shorten the prompt",
-                                       field, len, mi.context_length),
-                           "prompt");
-      if (len + r.params.max_tokens > mi.context_length)
-        throw RequestError(
-            400,
-            fmt::format("max_tokens is {}, but {} has {} tokens and this model's context is {} "
-                        "tokens: max_tokens may be at most {}",
-                        r.params.max_tokens, field, len, mi.context_length,
-                        mi.context_length - len),
-            "max_tokens");
-      prompt_tokens += len;
-      job.prompts.push_back(std::move(ids));
-    }
-    if (job.rows() > srv_->cfg.max_batch * 16)
-      throw RequestError(400,
-                         fmt::format("{} prompts x n {} = {} rows; at most {} per request",
-                                     r.prompts.size(), r.n, job.rows(), srv_->cfg.max_batch * 16),
-                         "n");
-
-    // The response cache: deterministic requests, streamed or not (the stream
-    // changes how the answer is sent, not what it is).
-    std::string key;
-    if (r.params.deterministic() && srv_->cfg.cache_entries > 0) {
-      key = dump({{"model", mi.source},
-                  {"prompts", job.prompts},
-                  {"n", r.n},
-                  {"params", r.params.to_json()}});
+    const CompletionRequest r = parse_completion(body, srv_->cfg);
+    PreparedCompletion prep =
+        prepare_completion(r, srv_->engine->tokenizer(), srv_->engine->info(), srv_->cfg);
+    Job& job = prep.job;
+    const int64_t prompt_tokens = prep.prompt_tokens;
+    const std::string key = prep.cache_key;
+    if (!key.empty()) {
       if (auto hit = srv_->cache.get(key)) {
         json c = json::parse(*hit);
         c["id"] = completion_id();

@@ -26,6 +26,7 @@
 #include "model/generate.h"
 #include "model/safetensors.h"
 #include "serve/client.h"
+#include "serve/completion.h"
 #include "serve/server.h"
 
 using namespace shardlm;
@@ -198,6 +199,45 @@ TEST(ServeProtocol, ParsesOpenAiFormsAndGroupsCompatibleParameters) {
   seeded.seed = 4;
   EXPECT_EQ(seeded.batch_key(), "");
   EXPECT_TRUE(seeded.deterministic());
+}
+
+TEST(ServeProtocol, PrepareChecksPromptsAgainstTheModelAndKeysTheCache) {
+  const data::Tokenizer tok = data::Tokenizer::load(small_model() + "/tokenizer.json");
+  ModelInfo mi;
+  mi.source = "m.safetensors";
+  mi.vocab_size = static_cast<int64_t>(tok.vocab_size());
+  mi.context_length = 16;
+  ServeConfig cfg;
+  cfg.max_batch = 2;
+  auto prep = [&](const std::string& body) {
+    return prepare_completion(parse_completion(body, cfg), tok, mi, cfg);
+  };
+  auto ids = tok.encode("the cat");
+  const json as_ids(std::vector<int64_t>(ids.begin(), ids.end()));
+  PreparedCompletion a = prep(R"({"prompt": "the cat", "max_tokens": 4, "temperature": 0})");
+  PreparedCompletion b =
+      prep(R"({"prompt": )" + as_ids.dump() + R"(, "max_tokens": 4, "temperature": 0})");
+  EXPECT_EQ(a.prompt_tokens, static_cast<int64_t>(ids.size()));
+  EXPECT_EQ(a.job.prompts, b.job.prompts);
+  EXPECT_FALSE(a.cache_key.empty());
+  EXPECT_EQ(a.cache_key, b.cache_key);  // text and its ids are one entry
+  EXPECT_TRUE(prep(R"({"prompt": "the cat", "max_tokens": 4})").cache_key.empty());  // sampling
+  auto error_of = [&](const std::string& body) -> std::pair<std::string, std::string> {
+    try {
+      prep(body);
+    } catch (const RequestError& e) {
+      return {e.param(), e.what()};
+    }
+    return {"", ""};
+  };
+  auto e = error_of(R"({"prompt": [[5], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]], "max_tokens": 8})");
+  EXPECT_EQ(e.first, "max_tokens");
+  EXPECT_NE(e.second.find("prompt[1]"), std::string::npos) << e.second;
+  e = error_of(R"({"prompt": [[1, 2, 999]]})");
+  EXPECT_EQ(e.first, "prompt");
+  EXPECT_NE(e.second.find("token 2 is id 999"), std::string::npos) << e.second;
+  e = error_of(R"({"prompt": ["a", "b"], "n": 17, "max_tokens": 1})");
+  EXPECT_EQ(e.first, "n");  // 34 rows > 16 x max_batch
 }
 
 // ---- completions --------------------------------------------------------------------------
