@@ -42,6 +42,7 @@ void register_export(CLI::App& app, Context& ctx, Command& run);
 void register_checkpoint_loader();
 void register_monitor(CLI::App& app, Context& ctx, Command& run);
 void register_generate(CLI::App& app, Context& ctx, Command& run);
+void register_serve(CLI::App& app, Context& ctx, Command& run);
 void register_launch(CLI::App& app, Context& ctx, Command& run);
 void register_compress(CLI::App& app, Context& ctx, Command& run);
 // Lets `load_for_inference` read quantised model directories (compress quantize).

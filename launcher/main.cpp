@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   launcher::register_export(app, ctx, run);
   launcher::register_monitor(app, ctx, run);
   launcher::register_generate(app, ctx, run);
+  launcher::register_serve(app, ctx, run);
   launcher::register_launch(app, ctx, run);
   launcher::register_compress(app, ctx, run);
   try {

@@ -1,0 +1,42 @@
+// ServeConfig: how `shardlm serve` listens, batches and caches. Torch-free, so
+// the launcher and the HTTP layer read it without LibTorch. docs/serving.md
+// explains each option; a run's TOML may hold them as a [serve] section.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "runtime/core/config.h"
+
+namespace shardlm::serve {
+
+struct ServeConfig {
+  // ---- network
+  std::string host = "127.0.0.1";
+  int port = 8000;     // 0: any free port (Server::port() says which)
+  int io_threads = 2;  // Asio threads for HTTP (inference runs on its own thread)
+  size_t max_body_bytes = size_t{1} << 20;  // larger request bodies get 413
+  double http_timeout_s = 30;               // reading a request, writing a response
+  double drain_timeout_s = 60;              // stop(): how long running requests may take to finish
+  bool handle_signals = false;  // SIGINT/SIGTERM drain and stop the server (the CLI sets it)
+
+  // ---- batching: one inference thread decodes up to max_batch rows together
+  int max_batch = 8;                // rows (prompts x n) in one batch
+  int batch_wait_ms = 5;            // how long the first request waits for others to join
+  int max_queue = 256;              // waiting requests; more get 503
+  int64_t default_max_tokens = 16;  // max_tokens when a request gives none (OpenAI: 16)
+
+  // ---- response cache (deterministic requests: greedy, or sampling with a seed)
+  size_t cache_entries = 1024;  // 0 = off
+  size_t cache_bytes = size_t{64} << 20;
+
+  // ---- the model
+  std::string model_name;  // what /v1/models and responses call it; "" = model directory name
+
+  static ServeConfig from(const core::ConfigSection& s);
+  // Throws ConfigError naming the first field that is wrong and what was expected.
+  void validate() const;
+};
+
+}  // namespace shardlm::serve

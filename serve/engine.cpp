@@ -1,0 +1,282 @@
+// Engine (engine.h): the bounded queue, the batching policy and the decode of one
+// batch with model::Generator. Each row of a batch is one (prompt, sample) of one
+// job, passed to Generator as its own prompt, so TokenEvent::prompt is the row.
+#include "serve/engine.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "model/generate.h"
+#include "runtime/core/error.h"
+#include "runtime/core/log.h"
+
+namespace shardlm::serve {
+
+struct Engine::Impl {
+  EngineConfig cfg;
+  std::shared_ptr<ServeMetrics> metrics;
+  data::Tokenizer tok;
+  model::InferenceModel im;
+  ModelInfo info;
+  model::DecodeFn decode;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Job> queue;  // under mu
+  bool stopping = false, drain = true;
+  std::atomic<bool> abort{false};
+  std::thread worker;
+
+  void loop();
+  std::vector<Job> next_batch();  // blocks; empty when stopped and drained
+  void run(std::vector<Job>& batch);
+};
+
+namespace {
+
+model::GenerationConfig generation_config(const SamplingParams& p, int64_t max_new,
+                                          const data::Tokenizer& tok) {
+  model::GenerationConfig g;
+  g.strategy = p.greedy() ? "greedy" : "sample";
+  g.max_new_tokens = max_new;
+  g.temperature = p.greedy() ? 1.0 : p.temperature;
+  g.top_k = p.top_k;
+  g.top_p = p.top_p;
+  g.min_p = p.min_p;
+  g.repetition_penalty = p.repetition_penalty;
+  g.frequency_penalty = p.frequency_penalty;
+  g.presence_penalty = p.presence_penalty;
+  g.seed = p.seed;
+  if (!p.ignore_eos && tok.eos_id()) g.eos_ids.push_back(*tok.eos_id());
+  if (tok.pad_id()) g.pad_id = *tok.pad_id();
+  return g;
+}
+
+}  // namespace
+
+Engine::Engine(const std::string& model_path, const std::string& tokenizer_path, EngineConfig cfg,
+               std::shared_ptr<ServeMetrics> metrics)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.cfg = std::move(cfg);
+  m.metrics = metrics ? std::move(metrics) : std::make_shared<ServeMetrics>();
+  if (m.cfg.threads > 0) torch::set_num_threads(m.cfg.threads);
+  torch::Device device = torch::kCPU;
+  try {
+    device = torch::Device(m.cfg.device);
+  } catch (const c10::Error&) {
+    throw core::ConfigError("", "--device", m.cfg.device, "cpu, cuda or cuda:N");
+  }
+  m.im = model::load_for_inference(model_path, device);
+  m.info.tokenizer = tokenizer_path.empty() ? m.im.tokenizer : tokenizer_path;
+  if (m.info.tokenizer.empty())
+    throw core::ConfigError(
+        fmt::format("no tokenizer: pass --tokenizer, or put tokenizer.json beside the model ({})",
+                    m.im.source));
+  m.tok = data::Tokenizer::load(m.info.tokenizer);
+  const model::ModelConfig& mc = m.im.model->config();
+  if (static_cast<int64_t>(m.tok.vocab_size()) > mc.vocab_size)
+    throw core::ConfigError(fmt::format(
+        "tokenizer {} has {} tokens but the model only {} (vocab_size): not its tokenizer",
+        m.info.tokenizer, m.tok.vocab_size(), mc.vocab_size));
+  m.info.source = m.im.source;
+  m.info.format = m.im.format;
+  m.info.config = mc.to_json();
+  m.info.context_length = mc.context_length;
+  m.info.vocab_size = mc.vocab_size;
+  for (const auto& p : m.im.model->parameters()) m.info.parameters += p.numel();
+  const data::Tokenizer* tok = &m.tok;
+  // Ids the tokenizer lacks (a model vocabulary padded past the tokenizer's) have no text.
+  m.decode = [tok](const std::vector<int64_t>& ids) {
+    std::vector<uint32_t> known;
+    known.reserve(ids.size());
+    for (int64_t id : ids)
+      if (id >= 0 && id <= UINT32_MAX && tok->is_token(static_cast<uint32_t>(id)))
+        known.push_back(static_cast<uint32_t>(id));
+    return tok->decode_bytes(known);
+  };
+  m.worker = std::thread([this] { impl_->loop(); });
+}
+
+Engine::~Engine() {
+  stop(false);
+}
+
+const ModelInfo& Engine::info() const {
+  return impl_->info;
+}
+const data::Tokenizer& Engine::tokenizer() const {
+  return impl_->tok;
+}
+
+bool Engine::submit(Job job) {
+  {
+    std::lock_guard<std::mutex> g(impl_->mu);
+    if (impl_->stopping || static_cast<int>(impl_->queue.size()) >= impl_->cfg.max_queue)
+      return false;
+    impl_->queue.push_back(std::move(job));
+    ++impl_->metrics->queue_depth;
+  }
+  impl_->cv.notify_all();
+  return true;
+}
+
+void Engine::stop(bool drain) {
+  std::deque<Job> dropped;
+  {
+    std::lock_guard<std::mutex> g(impl_->mu);
+    if (!impl_->stopping) {
+      impl_->stopping = true;
+      impl_->drain = drain;
+    }
+    if (!drain) {
+      impl_->abort = true;
+      dropped.swap(impl_->queue);
+      impl_->metrics->queue_depth -= static_cast<int64_t>(dropped.size());
+    }
+  }
+  impl_->cv.notify_all();
+  for (auto& job : dropped) {
+    JobResult r;
+    r.error = "the server is shutting down";
+    if (job.on_done) job.on_done(std::move(r));
+  }
+  if (impl_->worker.joinable()) impl_->worker.join();
+}
+
+// ---- batching -----------------------------------------------------------------------------------
+
+std::vector<Job> Engine::Impl::next_batch() {
+  std::vector<Job> batch;
+  std::unique_lock<std::mutex> lk(mu);
+  cv.wait(lk, [&] { return stopping || !queue.empty(); });
+  if (queue.empty()) return batch;
+  batch.push_back(std::move(queue.front()));
+  queue.pop_front();
+  int64_t rows = batch[0].rows();
+  const std::string key = batch[0].params.batch_key();
+  // Takes the waiting jobs that fit (same key, rows within max_batch), oldest first;
+  // the others keep their place for a later batch.
+  auto gather = [&] {
+    for (auto it = queue.begin(); it != queue.end() && rows < cfg.max_batch;) {
+      if (it->params.batch_key() == key && rows + it->rows() <= cfg.max_batch) {
+        rows += it->rows();
+        batch.push_back(std::move(*it));
+        it = queue.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
+  if (!key.empty()) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg.batch_wait_ms);
+    gather();
+    while (rows < cfg.max_batch && !stopping) {
+      if (cv.wait_until(lk, deadline) == std::cv_status::timeout) {
+        gather();
+        break;
+      }
+      gather();
+    }
+  }
+  metrics->queue_depth -= static_cast<int64_t>(batch.size());
+  return batch;
+}
+
+void Engine::Impl::loop() {
+  while (true) {
+    std::vector<Job> batch = next_batch();
+    if (batch.empty()) return;
+    metrics->running += static_cast<int64_t>(batch.size());
+    run(batch);
+    metrics->running -= static_cast<int64_t>(batch.size());
+  }
+}
+
+// ---- one batch ----------------------------------------------------------------------------------
+
+void Engine::Impl::run(std::vector<Job>& batch) {
+  struct Row {
+    size_t job = 0, choice = 0;
+    std::unique_ptr<model::TextStream> text;
+    int64_t count = 0;
+    bool stopped = false;  // a stop string appeared
+  };
+  std::vector<Row> rows;
+  std::vector<std::vector<int64_t>> prompts;
+  int64_t max_new = 1;
+  for (size_t j = 0; j < batch.size(); ++j) {
+    const Job& job = batch[j];
+    max_new = std::max(max_new, job.params.max_tokens);
+    for (size_t p = 0; p < job.prompts.size(); ++p)
+      for (int64_t s = 0; s < job.n; ++s) {
+        Row r;
+        r.job = j;
+        r.choice = p * static_cast<size_t>(job.n) + static_cast<size_t>(s);
+        r.text = std::make_unique<model::TextStream>(decode, job.params.stop);
+        rows.push_back(std::move(r));
+        prompts.push_back(job.prompts[p]);
+      }
+  }
+  const model::GenerationConfig g = generation_config(batch[0].params, max_new, tok);
+  const std::unordered_set<int64_t> eos(g.eos_ids.begin(), g.eos_ids.end());
+  ++metrics->batches;
+  metrics->batch_rows += rows.size();
+  metrics->batch_size.observe(static_cast<double>(rows.size()));
+
+  // Per-row limits: Generator applies max_new (the batch's largest) to every row.
+  auto on_token = [&](const model::TokenEvent& e) {
+    Row& r = rows[static_cast<size_t>(e.prompt)];
+    Job& job = batch[r.job];
+    ++r.count;
+    ++metrics->generated_tokens;
+    if (abort || job.cancelled->load()) return false;
+    if (!eos.count(e.token)) {  // the EOS token's text is not part of the completion
+      std::string piece = r.text->push(e.token);
+      if (!piece.empty() && job.on_text) job.on_text(r.choice, piece);
+    }
+    if (r.text->stopped()) {
+      r.stopped = true;
+      return false;
+    }
+    return r.count < job.params.max_tokens;
+  };
+
+  std::vector<JobResult> results(batch.size());
+  for (size_t j = 0; j < batch.size(); ++j)
+    results[j].choices.resize(static_cast<size_t>(batch[j].rows()));
+  try {
+    model::Generator gen(im.model, g);
+    const model::GenerationOutput out = gen.generate(prompts, on_token);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      Row& r = rows[i];
+      const model::GeneratedSequence& seq = out.sequences[i][0];
+      ChoiceOutput& c = results[r.job].choices[r.choice];
+      if (!r.stopped) {
+        std::string tail = r.text->finish();  // held back at the end: an unfinished character
+        if (!tail.empty() && batch[r.job].on_text) batch[r.job].on_text(r.choice, tail);
+      }
+      c.text = r.text->text();
+      c.tokens = static_cast<int64_t>(seq.tokens.size());
+      const bool stop = r.stopped || seq.finish == model::FinishReason::kEos ||
+                        seq.finish == model::FinishReason::kStop;
+      c.finish_reason = stop ? "stop" : "length";
+      results[r.job].completion_tokens += c.tokens;
+    }
+  } catch (const std::exception& e) {
+    core::log::error("serve: a batch of {} rows failed: {}", rows.size(), e.what());
+    for (auto& r : results) r.error = e.what();
+  }
+  for (size_t j = 0; j < batch.size(); ++j)
+    if (batch[j].on_done) batch[j].on_done(std::move(results[j]));
+}
+
+}  // namespace shardlm::serve
