@@ -43,5 +43,6 @@ void register_checkpoint_loader();
 void register_monitor(CLI::App& app, Context& ctx, Command& run);
 void register_generate(CLI::App& app, Context& ctx, Command& run);
 void register_launch(CLI::App& app, Context& ctx, Command& run);
+void register_eval(CLI::App& app, Context& ctx, Command& run);
 
 }  // namespace shardlm::launcher

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   launcher::register_monitor(app, ctx, run);
   launcher::register_generate(app, ctx, run);
   launcher::register_launch(app, ctx, run);
+  launcher::register_eval(app, ctx, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
