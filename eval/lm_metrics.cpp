@@ -153,25 +153,28 @@ LmScores perplexity_texts(model::GPT& model, const data::Tokenizer& tok,
     std::vector<double> item(LmScores::kFields, 0.0);
     item[LmScores::kBytes] = static_cast<double>(text.size());
     const auto all = torch::tensor(ids, torch::kLong);
-    int64_t prev_end = 1;  // targets before this position are scored already
-    for (int64_t begin = 0; begin < L - 1; begin += stride) {
-      const int64_t end = std::min(begin + w, L);
-      const int64_t first = std::max(prev_end, begin + 1);  // first target position
-      if (end > first) {
-        auto x = all.slice(0, begin, end).unsqueeze(0).to(device);   // (1, n)
-        auto lp = model::log_probs(model->forward(x)).squeeze(0);    // (n, V)
-        // logits at index i predict position begin + i + 1
-        auto rows = lp.slice(0, first - begin - 1, end - begin - 1);  // (k, V)
-        auto tgt = all.slice(0, first, end).to(device);               // (k)
-        auto nll = -rows.gather(1, tgt.unsqueeze(1)).squeeze(1);
-        auto top5 = std::get<1>(rows.topk(std::min<int64_t>(5, rows.size(1)), 1));
-        item[LmScores::kNll] += nll.sum().item<double>();
-        item[LmScores::kTokens] += static_cast<double>(end - first);
-        item[LmScores::kTop1] += (top5.select(1, 0) == tgt).sum().item<double>();
-        item[LmScores::kTop5] += (top5 == tgt.unsqueeze(1)).any(1).sum().item<double>();
-      }
+    // Windows [end - w, end): the first ends at w, each next one `step` tokens
+    // later and scores the targets [prev_end, end). step <= w - 1 keeps at least
+    // one token of context before the first new target.
+    const int64_t step = std::min(stride, w - 1);
+    int64_t prev_end = 1;  // the first target not scored yet
+    int64_t end = std::min(w, L);
+    while (L >= 2) {
+      const int64_t begin = std::max<int64_t>(0, end - w);
+      auto x = all.slice(0, begin, end - 1).unsqueeze(0).to(device);  // (1, n)
+      auto lp = model::log_probs(model->forward(x)).squeeze(0);        // (n, V)
+      // logits at index i predict position begin + i + 1
+      auto rows = lp.slice(0, prev_end - begin - 1, end - begin - 1);  // (k, V)
+      auto tgt = all.slice(0, prev_end, end).to(device);               // (k)
+      auto nll = -rows.gather(1, tgt.unsqueeze(1)).squeeze(1);
+      auto top5 = std::get<1>(rows.topk(std::min<int64_t>(5, rows.size(1)), 1));
+      item[LmScores::kNll] += nll.sum().item<double>();
+      item[LmScores::kTokens] += static_cast<double>(end - prev_end);
+      item[LmScores::kTop1] += (top5.select(1, 0) == tgt).sum().item<double>();
+      item[LmScores::kTop5] += (top5 == tgt.unsqueeze(1)).any(1).sum().item<double>();
       prev_end = end;
       if (end == L) break;
+      end = std::min(end + step, L);
     }
     out.items.push_back(std::move(item));
   }

@@ -45,13 +45,16 @@ LmScores perplexity_split(model::GPT& model, data::LoaderConfig cfg, int64_t max
 
 struct SlidingWindow {
   int64_t window = 0;      // tokens per forward (0: context_length)
-  int64_t stride = 0;      // new targets per window after the first (0: window / 2)
+  int64_t stride = 0;      // new targets per window after the first (0: window / 2;
+                           // at most window - 1, so each window has context)
   bool prefix_eos = true;  // prepend the tokenizer's EOS so the first token is scored too
 };
 // Each text tokenised with `tok` and scored with a sliding window (Hugging Face's
-// "Perplexity of fixed-length models"): window w moves by `stride`; each token is
-// scored once, in the first window that reaches it, with at least w - stride
-// tokens of context (all earlier tokens while the text fits in one window).
+// "Perplexity of fixed-length models"): the first window scores its w - 1
+// targets, each later window ends `stride` tokens further and scores only its
+// new targets, with the w - stride tokens before them as context. Every token is
+// scored exactly once (also with stride = w, where HF's recipe drops one token
+// per window); a text that fits one window scores as one forward pass.
 LmScores perplexity_texts(model::GPT& model, const data::Tokenizer& tok,
                           const std::vector<std::string>& texts, const SlidingWindow& sw,
                           torch::Device device);

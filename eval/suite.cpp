@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
+
+#include <nlohmann/json.hpp>
 
 #include "runtime/core/error.h"
 
@@ -99,22 +102,33 @@ SuiteConfig SuiteConfig::load(const std::string& path, const std::vector<std::st
   auto resolve = [&](const std::string& p) {
     return p.empty() || fs::path(p).is_absolute() ? p : (dir / p).lexically_normal().string();
   };
-  for (const auto& n : names) {
-    const std::string section = "task." + n;
-    if (!rc.section("task").has(n))
-      s.fail("tasks", n, fmt::format("a task defined by a [{}] table", section));
-    TaskConfig t = rc.get<TaskConfig>(section);  // validate() errors gain file and line
+  // Every [task.*] table is read and validated (a typo in a task not run now is
+  // still found); only the ones named in `tasks` run, in that order.
+  const auto all = nlohmann::json::parse(rc.to_json());
+  std::vector<std::string> defined;
+  if (all.contains("task") && all["task"].is_object())
+    for (const auto& [n, v] : all["task"].items()) defined.push_back(n);
+  std::map<std::string, TaskConfig> parsed;
+  for (const auto& n : defined) {
+    TaskConfig t = rc.get<TaskConfig>("task." + n);  // validate() errors gain file and line
     t.name = n;
     t.data = resolve(t.data);
     t.file = resolve(t.file);
     for (auto& f : t.files) f = resolve(f);
+    parsed.emplace(n, std::move(t));
+  }
+  for (const auto& n : names) {
+    auto it = parsed.find(n);
+    if (it == parsed.end())
+      s.fail("tasks", n, fmt::format("a task defined by a [task.{}] table", n));
+    const TaskConfig& t = it->second;
     for (const auto& f : t.files)
       SHARDLM_CHECK(fs::exists(f), core::ConfigError, "{}: task.{}.files: {} does not exist",
                     path, n, f);
     if (!t.file.empty())
       SHARDLM_CHECK(fs::exists(t.file), core::ConfigError, "{}: task.{}.file: {} does not exist",
                     path, n, t.file);
-    c.tasks.push_back(std::move(t));
+    c.tasks.push_back(t);
   }
   rc.check_unknown_keys();
   return c;

@@ -17,7 +17,8 @@
 //   [task.facts.generate]              # model::GenerationConfig keys (docs/generation.md)
 //   max_new_tokens = 16
 //
-// Relative paths are relative to the suite file's directory. Every key is
+// Relative paths are relative to the suite file's directory. A [task.*] table
+// not named in `tasks` is read and checked but not run. Every key is
 // checked: a typo or a key that the task's kind does not use is a ConfigError
 // naming the file and line; docs/evaluation.md lists the keys of each kind.
 #pragma once
