@@ -22,8 +22,12 @@ bool is_13a_punct(unsigned char c) {
   return (c >= '{' && c <= '~') || (c >= '[' && c <= '`') || (c >= ' ' && c <= '&') ||
          (c >= '(' && c <= '+') || (c >= ':' && c <= '@') || c == '/';
 }
-bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-bool is_period_comma(unsigned char c) { return c == '.' || c == ','; }
+bool is_digit(unsigned char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_period_comma(unsigned char c) {
+  return c == '.' || c == ',';
+}
 
 // Applies one two-character rule as Python's re.sub does: left to right, matches
 // do not overlap. `emit` writes the replacement of s[i], s[i+1].
@@ -33,8 +37,8 @@ std::string sub2(const std::string& s, Match match, Emit emit) {
   out.reserve(s.size() + s.size() / 4);
   size_t i = 0;
   while (i < s.size()) {
-    if (i + 1 < s.size() && match(static_cast<unsigned char>(s[i]),
-                                  static_cast<unsigned char>(s[i + 1]))) {
+    if (i + 1 < s.size() &&
+        match(static_cast<unsigned char>(s[i]), static_cast<unsigned char>(s[i + 1]))) {
       emit(out, s[i], s[i + 1]);
       i += 2;
     } else {
@@ -117,8 +121,9 @@ BleuConfig BleuConfig::from(const core::ConfigSection& s) {
 void BleuConfig::validate() const {
   core::config_require(tokenize == "13a" || tokenize == "none", "tokenize", tokenize,
                        "13a or none");
-  core::config_require(smooth == "exp" || smooth == "floor" || smooth == "add-k" || smooth == "none",
-                       "smooth", smooth, "exp, floor, add-k or none");
+  core::config_require(
+      smooth == "exp" || smooth == "floor" || smooth == "add-k" || smooth == "none", "smooth",
+      smooth, "exp, floor, add-k or none");
   core::config_require(max_order >= 1 && max_order <= 9, "max_order", std::to_string(max_order),
                        "1..9");
 }
@@ -382,8 +387,7 @@ double compute_chrf(const ChrfStats& st, const ChrfConfig& cfg) {
 }
 
 double corpus_chrf(const std::vector<std::string>& hypotheses,
-                   const std::vector<std::vector<std::string>>& references,
-                   const ChrfConfig& cfg) {
+                   const std::vector<std::vector<std::string>>& references, const ChrfConfig& cfg) {
   check_parallel(hypotheses.size(), references);
   ChrfStats sum(3 * cfg.char_order, 0.0);
   for (size_t i = 0; i < hypotheses.size(); ++i) {

@@ -13,7 +13,9 @@
 
 namespace shardlm::eval {
 
-std::string JsonLine::where() const { return file + ":" + std::to_string(line); }
+std::string JsonLine::where() const {
+  return file + ":" + std::to_string(line);
+}
 
 namespace {
 template <class T>

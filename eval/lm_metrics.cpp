@@ -26,7 +26,9 @@ class EvalMode {
   bool was_training_;
 };
 
-int64_t context_of(model::GPT& model) { return model->config().context_length; }
+int64_t context_of(model::GPT& model) {
+  return model->config().context_length;
+}
 
 }  // namespace
 
@@ -54,13 +56,13 @@ torch::Tensor token_stats(model::GPT& model, const data::Batch& b, torch::Device
   }
   auto lp = model::log_probs(logits);  // (B, L, V) fp32
   auto safe = targets.clamp_min(0);
-  auto nll = -lp.gather(-1, safe.unsqueeze(-1)).squeeze(-1);  // (B, L)
+  auto nll = -lp.gather(-1, safe.unsqueeze(-1)).squeeze(-1);                // (B, L)
   auto top5 = std::get<1>(lp.topk(std::min<int64_t>(5, lp.size(-1)), -1));  // (B, L, 5)
   auto hit1 = (top5.select(-1, 0) == safe).to(torch::kFloat32);
   auto hit5 = (top5 == safe.unsqueeze(-1)).any(-1).to(torch::kFloat32);
-  return torch::stack({(nll * mask).sum(1), (hit1 * mask).sum(1), (hit5 * mask).sum(1),
-                       mask.sum(1)},
-                      1)
+  return torch::stack(
+             {(nll * mask).sum(1), (hit1 * mask).sum(1), (hit5 * mask).sum(1), mask.sum(1)},
+             1)
       .to(torch::kCPU)
       .to(torch::kFloat64);  // (B, 4)
 }
@@ -76,7 +78,9 @@ double LmScores::loss() const {
   const double t = sum(kTokens);
   return t > 0 ? sum(kNll) / t : 0.0;
 }
-double LmScores::perplexity() const { return std::exp(loss()); }
+double LmScores::perplexity() const {
+  return std::exp(loss());
+}
 double LmScores::bits_per_byte() const {
   const double b = sum(kBytes);
   return b > 0 ? sum(kNll) / std::log(2.0) / b : 0.0;
@@ -95,8 +99,7 @@ LmScores perplexity_split(model::GPT& model, data::LoaderConfig cfg, int64_t max
   SHARDLM_CHECK(loader.manifest().vocab_size <= static_cast<uint64_t>(model->config().vocab_size),
                 core::DataError,
                 "{}: prepared with a {}-token vocabulary but the model has {} (another tokenizer)",
-                loader.manifest().path(), loader.manifest().vocab_size,
-                model->config().vocab_size);
+                loader.manifest().path(), loader.manifest().vocab_size, model->config().vocab_size);
   // Bytes per token id, for bits per byte.
   std::vector<double> token_bytes;
   if (tok)
@@ -162,7 +165,7 @@ LmScores perplexity_texts(model::GPT& model, const data::Tokenizer& tok,
     while (L >= 2) {
       const int64_t begin = std::max<int64_t>(0, end - w);
       auto x = all.slice(0, begin, end - 1).unsqueeze(0).to(device);  // (1, n)
-      auto lp = model::log_probs(model->forward(x)).squeeze(0);        // (n, V)
+      auto lp = model::log_probs(model->forward(x)).squeeze(0);       // (n, V)
       // logits at index i predict position begin + i + 1
       auto rows = lp.slice(0, prev_end - begin - 1, end - begin - 1);  // (k, V)
       auto tgt = all.slice(0, prev_end, end).to(device);               // (k)
@@ -201,7 +204,7 @@ double continuation_logprob(model::GPT& model, std::vector<int64_t> context,
   ids.insert(ids.end(), continuation.begin(), continuation.end());
   auto all = torch::tensor(ids, torch::kLong);
   const int64_t L = all.size(0);
-  auto x = all.slice(0, 0, L - 1).unsqueeze(0).to(device);  // (1, L-1)
+  auto x = all.slice(0, 0, L - 1).unsqueeze(0).to(device);   // (1, L-1)
   auto lp = model::log_probs(model->forward(x)).squeeze(0);  // (L-1, V)
   auto rows = lp.slice(0, L - 1 - n, L - 1);                 // predict the continuation
   auto tgt = all.slice(0, L - n, L).to(device);
@@ -209,8 +212,7 @@ double continuation_logprob(model::GPT& model, std::vector<int64_t> context,
 }
 
 std::vector<ChoiceScore> score_choices(model::GPT& model, const data::Tokenizer& tok,
-                                       const std::vector<ChoiceItem>& items,
-                                       torch::Device device) {
+                                       const std::vector<ChoiceItem>& items, torch::Device device) {
   std::vector<ChoiceScore> out;
   for (const auto& it : items) {
     std::string ctx = it.context;

@@ -33,9 +33,9 @@ struct LmScores {
   enum Field { kNll = 0, kTokens, kBytes, kTop1, kTop5, kFields };
   std::vector<std::vector<double>> items;
   double sum(Field f) const;
-  double loss() const;             // nats per token
-  double perplexity() const;       // exp(loss)
-  double bits_per_byte() const;    // nll / ln 2 / bytes (0 when bytes unknown)
+  double loss() const;           // nats per token
+  double perplexity() const;     // exp(loss)
+  double bits_per_byte() const;  // nll / ln 2 / bytes (0 when bytes unknown)
 };
 
 // One pass (or max_batches batches) over `cfg.path`'s split in stored order.

@@ -30,15 +30,15 @@ std::vector<RatingItem> read_rating_items(const std::string& path) {
     SHARDLM_CHECK(l.value.contains("outputs") && l.value["outputs"].is_array(), core::DataError,
                   "{}: missing field 'outputs' (a list of {{\"model\", \"text\"}})", l.where());
     for (const auto& o : l.value["outputs"]) {
-      SHARDLM_CHECK(o.is_object() && o.contains("text") && o["text"].is_string(),
-                    core::DataError, "{}: each output needs a string 'text'", l.where());
+      SHARDLM_CHECK(o.is_object() && o.contains("text") && o["text"].is_string(), core::DataError,
+                    "{}: each output needs a string 'text'", l.where());
       it.outputs.push_back({o.value("model", std::string("model")), o["text"].get<std::string>()});
     }
     SHARDLM_CHECK(it.outputs.size() == 1 || it.outputs.size() == 2, core::DataError,
                   "{}: {} outputs; rating takes 1 (a 1-5 score) or 2 (A/B)", l.where(),
                   it.outputs.size());
-    SHARDLM_CHECK(ids.insert(it.id).second, core::DataError, "{}: id '{}' appears twice",
-                  l.where(), it.id);
+    SHARDLM_CHECK(ids.insert(it.id).second, core::DataError, "{}: id '{}' appears twice", l.where(),
+                  it.id);
     items.push_back(std::move(it));
   }
   return items;
@@ -180,8 +180,7 @@ RatingSummary summarize_ratings(const std::vector<JsonLine>& ratings, const Boot
       scores[l.get<std::string>("model")].push_back(static_cast<double>(v));
     } else if (kind == "pair") {
       const auto shown = l.get<std::vector<std::string>>("shown");
-      SHARDLM_CHECK(shown.size() == 2, core::DataError, "{}: 'shown' needs two models",
-                    l.where());
+      SHARDLM_CHECK(shown.size() == 2, core::DataError, "{}: 'shown' needs two models", l.where());
       const std::string choice = l.get<std::string>("choice");
       SHARDLM_CHECK(choice == "A" || choice == "B" || choice == "tie", core::DataError,
                     "{}: choice '{}' is not A, B or tie", l.where(), choice);

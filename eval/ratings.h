@@ -4,7 +4,8 @@
 // samples.jsonl, one item per line (written by `shardlm eval compare --samples`
 // or by hand):
 //   {"id": "q1", "prompt": "...", "outputs": [{"model": "a", "text": "..."}]}            score 1-5
-//   {"id": "q2", "prompt": "...", "outputs": [{"model": "a", ...}, {"model": "b", ...}]} A / B / tie
+//   {"id": "q2", "prompt": "...", "outputs": [{"model": "a", ...}, {"model": "b", ...}]} A / B /
+//   tie
 // The rater sees the prompt and the output(s) only: with two, the models are
 // hidden and their order is shuffled per item (a seeded hash of the id, so a
 // resumed session shows the same order). Each answer is appended to

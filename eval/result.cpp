@@ -19,7 +19,9 @@ const MetricResult* TaskResult::metric(const std::string& n) const {
 
 namespace {
 
-nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
+nlohmann::json number(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json();
+}
 
 nlohmann::json metric_json(const MetricResult& m) {
   nlohmann::json j{{"value", number(m.value)}, {"higher_is_better", m.higher_is_better}};
@@ -137,8 +139,8 @@ std::string compare_markdown(const std::vector<ModelResults>& models, const std:
       std::vector<const MetricResult*> ms;
       for (const auto& m : models) {
         const MetricResult* r = task_of(m, ti, first).metric(m0.name);
-        SHARDLM_CHECK(r, core::DataError, "model {} has no metric {} in task {}", m.label,
-                      m0.name, t0.name);
+        SHARDLM_CHECK(r, core::DataError, "model {} has no metric {} in task {}", m.label, m0.name,
+                      t0.name);
         ms.push_back(r);
       }
       const int win = winner(ms, o.bootstrap);
@@ -150,8 +152,8 @@ std::string compare_markdown(const std::vector<ModelResults>& models, const std:
       }
       for (size_t k = 1; k < ms.size(); ++k) {
         const PairDiff d = pair_diff(*ms[k], *ms[0], o.bootstrap);
-        md += d.ok ? fmt::format(" {} {} (p = {:.3f}) |", fmt_value(d.diff.value),
-                                 fmt_ci(d.diff), d.p)
+        md += d.ok ? fmt::format(" {} {} (p = {:.3f}) |", fmt_value(d.diff.value), fmt_ci(d.diff),
+                                 d.p)
                    : " - |";
       }
       md += "\n";
@@ -186,9 +188,8 @@ nlohmann::json compare_json(const std::vector<ModelResults>& models, const std::
       std::vector<const MetricResult*> ms;
       for (const auto& m : models) ms.push_back(task_of(m, ti, first).metric(m0.name));
       nlohmann::json row{{"task", first.tasks[ti].name}, {"metric", m0.name}};
-      const int win = std::find(ms.begin(), ms.end(), nullptr) == ms.end()
-                          ? winner(ms, o.bootstrap)
-                          : -1;
+      const int win =
+          std::find(ms.begin(), ms.end(), nullptr) == ms.end() ? winner(ms, o.bootstrap) : -1;
       row["winner"] = win >= 0 ? nlohmann::json(models[win].label) : nlohmann::json();
       nlohmann::json diffs = nlohmann::json::array();
       for (size_t a = 0; a < ms.size(); ++a)

@@ -13,11 +13,11 @@
 namespace shardlm::eval {
 
 struct MetricResult {
-  std::string name;             // "perplexity", "acc", "bleu", ...
-  double value = 0;             // over all items
-  Interval ci;                  // bootstrap 95% interval (ci.valid false: none)
+  std::string name;  // "perplexity", "acc", "bleu", ...
+  double value = 0;  // over all items
+  Interval ci;       // bootstrap 95% interval (ci.valid false: none)
   bool higher_is_better = true;
-  Decomposable data;            // per-item statistics (empty: not resampled, e.g. distinct-n)
+  Decomposable data;  // per-item statistics (empty: not resampled, e.g. distinct-n)
 };
 
 struct TaskResult {

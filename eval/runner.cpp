@@ -98,8 +98,8 @@ std::vector<std::string> generate_texts(EvalModel& m, model::GenerationConfig cf
     model::GenerationOutput g = gen.generate(batch);
     for (const auto& seqs : g.sequences) {
       std::vector<int64_t> toks = seqs[0].tokens;
-      if (!toks.empty() && std::find(cfg.eos_ids.begin(), cfg.eos_ids.end(), toks.back()) !=
-                               cfg.eos_ids.end())
+      if (!toks.empty() &&
+          std::find(cfg.eos_ids.begin(), cfg.eos_ids.end(), toks.back()) != cfg.eos_ids.end())
         toks.pop_back();  // the EOS that ended it is not text
       model::TextStream ts(decode, cfg.stop_strings);
       for (int64_t id : toks) ts.push(id);
@@ -136,8 +136,7 @@ void add_lm_metrics(TaskResult& r, const LmScores& s, const BootstrapOptions& bs
   r.items = static_cast<int64_t>(s.items.size());
 }
 
-void run_perplexity(const TaskConfig& t, EvalModel& m, const BootstrapOptions& bs,
-                    TaskResult& r) {
+void run_perplexity(const TaskConfig& t, EvalModel& m, const BootstrapOptions& bs, TaskResult& r) {
   if (!t.data.empty()) {
     data::LoaderConfig lc;
     lc.path = t.data;
@@ -179,8 +178,10 @@ void run_choice(const TaskConfig& t, EvalModel& m, const BootstrapOptions& bs, T
                     "{}: answer \"{}\" is not one of the choices", l.where(), a.get<std::string>());
       it.answer = pos - it.choices.begin();
     } else {
-      SHARDLM_FAIL(core::DataError, "{}: missing field 'answer' (the index or text of the "
-                   "right choice)", l.where());
+      SHARDLM_FAIL(core::DataError,
+                   "{}: missing field 'answer' (the index or text of the "
+                   "right choice)",
+                   l.where());
     }
     SHARDLM_CHECK(it.answer >= 0 && it.answer < static_cast<int64_t>(it.choices.size()),
                   core::DataError, "{}: answer {} outside 0..{}", l.where(), it.answer,
@@ -236,8 +237,7 @@ void run_factual(const TaskConfig& t, EvalModel& m, const BootstrapOptions& bs, 
   r.metrics.push_back(make_metric("must_not_rate", mean_metric(violated), false, bs));
 }
 
-void run_generation(const TaskConfig& t, EvalModel& m, const BootstrapOptions& bs,
-                    TaskResult& r) {
+void run_generation(const TaskConfig& t, EvalModel& m, const BootstrapOptions& bs, TaskResult& r) {
   auto wants = [&](const char* k) {
     return std::find(t.metrics.begin(), t.metrics.end(), k) != t.metrics.end();
   };
@@ -252,8 +252,7 @@ void run_generation(const TaskConfig& t, EvalModel& m, const BootstrapOptions& b
                     "{}: missing field 'references' (metric {} of task {} needs them)", l.where(),
                     wants("bleu") ? "bleu" : "chrf", t.name);
       refs.push_back(l.get<std::vector<std::string>>("references"));
-      SHARDLM_CHECK(!refs.back().empty(), core::DataError, "{}: 'references' is empty",
-                    l.where());
+      SHARDLM_CHECK(!refs.back().empty(), core::DataError, "{}: 'references' is empty", l.where());
     }
   }
   const auto outputs = generate_texts(m, t.generate, prompts);

@@ -28,7 +28,9 @@ double Decomposable::value() const {
 Decomposable mean_metric(const std::vector<double>& x) {
   Decomposable d;
   for (double v : x) d.items.push_back({v, 1.0});
-  d.finalize = [](const std::vector<double>& s) { return s.empty() || s[1] == 0 ? 0 : s[0] / s[1]; };
+  d.finalize = [](const std::vector<double>& s) {
+    return s.empty() || s[1] == 0 ? 0 : s[0] / s[1];
+  };
   return d;
 }
 

@@ -24,7 +24,7 @@ struct Decomposable {
   std::vector<std::vector<double>> items;  // (n_items, n_stats)
   std::function<double(const std::vector<double>& summed)> finalize;
 
-  double value() const;                                 // over all items
+  double value() const;                                   // over all items
   double value_of(const std::vector<size_t>& idx) const;  // over items[idx] (repeats count)
 };
 // The metric "mean of x" as a Decomposable.

@@ -78,10 +78,9 @@ void TaskConfig::validate() const {
   if (kind == "factual" || kind == "generation") generate.validate();
   if (kind == "generation") {
     for (const auto& m : metrics)
-      core::config_require(
-          std::find(kGenerationMetrics.begin(), kGenerationMetrics.end(), m) !=
-              kGenerationMetrics.end(),
-          "metrics", m, quoted_list(kGenerationMetrics));
+      core::config_require(std::find(kGenerationMetrics.begin(), kGenerationMetrics.end(), m) !=
+                               kGenerationMetrics.end(),
+                           "metrics", m, quoted_list(kGenerationMetrics));
     bleu.validate();
   }
 }
@@ -123,8 +122,8 @@ SuiteConfig SuiteConfig::load(const std::string& path, const std::vector<std::st
       s.fail("tasks", n, fmt::format("a task defined by a [task.{}] table", n));
     const TaskConfig& t = it->second;
     for (const auto& f : t.files)
-      SHARDLM_CHECK(fs::exists(f), core::ConfigError, "{}: task.{}.files: {} does not exist",
-                    path, n, f);
+      SHARDLM_CHECK(fs::exists(f), core::ConfigError, "{}: task.{}.files: {} does not exist", path,
+                    n, f);
     if (!t.file.empty())
       SHARDLM_CHECK(fs::exists(t.file), core::ConfigError, "{}: task.{}.file: {} does not exist",
                     path, n, t.file);

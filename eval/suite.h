@@ -45,9 +45,9 @@ struct TaskConfig {
   int64_t max_batches = 0;  // 0: one pass over the split
   // ... or over raw text files (sliding window)
   std::vector<std::string> files;
-  int64_t window = 0;       // tokens per forward; 0: the model's context_length
-  int64_t stride = 0;       // new tokens scored per window; 0: window / 2
-  bool prefix_eos = true;   // condition the first token on EOS, so every token counts
+  int64_t window = 0;      // tokens per forward; 0: the model's context_length
+  int64_t stride = 0;      // new tokens scored per window; 0: window / 2
+  bool prefix_eos = true;  // condition the first token on EOS, so every token counts
 
   // choice, factual, generation: a JSONL file (formats in docs/evaluation.md)
   std::string file;

@@ -90,8 +90,7 @@ std::vector<std::string> split_sentences(std::string_view text) {
     }
     cur += c;
     const bool end_mark = c == '.' || c == '!' || c == '?';
-    if (end_mark && (i + 1 == text.size() || text[i + 1] == ' ' || text[i + 1] == '\t'))
-      flush();
+    if (end_mark && (i + 1 == text.size() || text[i + 1] == ' ' || text[i + 1] == '\t')) flush();
   }
   flush();
   return out;

@@ -21,11 +21,15 @@
 #include "eval/runner.h"
 #include "launcher/app.h"
 #include "runtime/core/error.h"
-#include "runtime/core/log.h"
 
 namespace shardlm::launcher {
 
 namespace {
+
+// Progress goes to stderr: stdout carries the table or the JSON.
+void progress(const std::string& s) {
+  std::fprintf(stderr, "[shardlm eval] %s\n", s.c_str());
+}
 
 void write_out(const std::string& s) {
   std::fwrite(s.data(), 1, s.size(), stdout);
@@ -71,8 +75,7 @@ int run_eval(const RunArgs& a) {
   const eval::SuiteConfig suite = eval::SuiteConfig::load(a.suite, a.overrides);
   eval::EvalModel m = eval::load_eval_model(a.model, a.tokenizer, parse_device(a.device));
   if (!a.label.empty()) m.label = a.label;
-  const eval::ModelResults r =
-      eval::run_suite(suite, m, [](const std::string& s) { core::log::info("{}", s); });
+  const eval::ModelResults r = eval::run_suite(suite, m, progress);
   const nlohmann::json j = eval::results_json(r, suite.name);
   if (!a.out.empty()) write_file(a.out, dump(j) + "\n");
   write_out(a.json ? dump(j) + "\n" : eval::results_table(r));
@@ -119,8 +122,7 @@ int run_compare(const CompareArgs& a) {
   for (size_t i = 0; i < a.models.size(); ++i) {
     eval::EvalModel m = eval::load_eval_model(a.models[i], a.tokenizer, device);
     m.label = a.labels.empty() ? std::string(1, static_cast<char>('a' + i)) : a.labels[i];
-    results.push_back(
-        eval::run_suite(suite, m, [](const std::string& s) { core::log::info("{}", s); }));
+    results.push_back(eval::run_suite(suite, m, progress));
   }
   eval::CompareOptions o;
   o.bootstrap.resamples = suite.bootstrap;
@@ -157,10 +159,9 @@ int run_rate(RateArgs a) {
   } else {
     r = eval::run_rating_session(a.opts, std::cin, std::cout);
   }
-  std::cout << fmt::format(
-                   "\n{} rated now, {} rated before, {} skipped{}; answers in {}\n", r.rated,
-                   r.already, r.skipped, r.finished ? "" : " (not finished: run again to resume)",
-                   a.opts.out)
+  std::cout << fmt::format("\n{} rated now, {} rated before, {} skipped{}; answers in {}\n",
+                           r.rated, r.already, r.skipped,
+                           r.finished ? "" : " (not finished: run again to resume)", a.opts.out)
             << std::flush;
   return 0;
 }
@@ -212,9 +213,14 @@ int run_bleu(const BleuArgs& a) {
     for (size_t i = 0; i < lines.size(); ++i) refs[i].push_back(lines[i]);
   }
   const auto b = eval::corpus_bleu(hyps, refs, a.cfg);
-  nlohmann::json j{{"bleu", b.score},         {"precisions", b.precisions}, {"bp", b.bp},
-                   {"hyp_len", b.sys_len},    {"ref_len", b.ref_len},       {"sentences", hyps.size()},
-                   {"tokenize", a.cfg.tokenize}, {"smooth", a.cfg.smooth}};
+  nlohmann::json j{{"bleu", b.score},
+                   {"precisions", b.precisions},
+                   {"bp", b.bp},
+                   {"hyp_len", b.sys_len},
+                   {"ref_len", b.ref_len},
+                   {"sentences", hyps.size()},
+                   {"tokenize", a.cfg.tokenize},
+                   {"smooth", a.cfg.smooth}};
   std::string text = b.to_string() + "\n";
   if (a.chrf) {
     j["chrf"] = eval::corpus_chrf(hyps, refs);
@@ -253,7 +259,8 @@ void register_eval(CLI::App& app, Context&, Command& run) {
     c->add_option("--labels", a->labels, "Their names in the report (default a, b, c...)")
         ->delimiter(',');
     c->add_option("--suite,-s", a->suite, "Suite TOML")->required();
-    c->add_option("--tokenizer,-t", a->tokenizer, "Tokenizer for every model (default: beside each)");
+    c->add_option("--tokenizer,-t", a->tokenizer,
+                  "Tokenizer for every model (default: beside each)");
     c->add_option("--out,-o", a->out, "Markdown report")->capture_default_str();
     c->add_option("--json-out", a->json_out, "JSON report (default: --out with .json)");
     c->add_option("--samples", a->samples,

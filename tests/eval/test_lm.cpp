@@ -45,7 +45,7 @@ std::string grammar_corpus(int sentences, uint32_t seed = 1234) {
 }
 
 struct Models {
-  std::string dir;                // tokenizer.json, corpus.txt, data/
+  std::string dir;                 // tokenizer.json, corpus.txt, data/
   std::string trained, untrained;  // model directories (model.safetensors, config.json, tokenizer)
   data::Tokenizer tok;
   model::GPT model{nullptr};  // the trained one
@@ -64,8 +64,8 @@ Models& models() {
     const int steps = 200, batch = 16;
     Models r;
     r.dir = std::string(SHARDLM_TEST_TMP) + "/eval_models_" +
-            std::to_string(std::hash<std::string>()(corpus + c.to_json().dump() +
-                                                    std::to_string(steps)));
+            std::to_string(
+                std::hash<std::string>()(corpus + c.to_json().dump() + std::to_string(steps)));
     r.trained = r.dir + "/trained";
     r.untrained = r.dir + "/untrained";
     if (fs::exists(r.dir + "/done")) {
@@ -207,17 +207,44 @@ TEST(EvalPerplexity, SlidingWindowScoresEveryTokenOnce) {
   const LmScores s = perplexity_texts(m.model, m.tok, {text}, {w, w, true}, torch::kCPU);
   EXPECT_EQ(s.sum(LmScores::kTokens), static_cast<double>(L - 1));
   double nll = 0;
-  for (int64_t end = w;; end = std::min(end + w - 1, L)) {
-    const int64_t begin = std::max<int64_t>(0, end - w);
-    std::vector<int64_t> chunk(ids.begin() + begin, ids.begin() + end);
-    nll += direct_loss(m.model, chunk) * static_cast<double>(end - begin - 1);
-    if (end == L) break;
+  {
+    torch::NoGradGuard g;
+    int64_t prev = 1;  // the next target to score
+    for (int64_t end = w;; end = std::min(end + w - 1, L)) {
+      const int64_t begin = std::max<int64_t>(0, end - w);
+      Tensor x =
+          torch::tensor(std::vector<int64_t>(ids.begin() + begin, ids.begin() + end), torch::kLong);
+      Tensor lp = model::log_probs(m.model->forward(x.unsqueeze(0))).squeeze(0);
+      if (prev == begin + 1) {  // a full window: its mean loss is model::loss's
+        EXPECT_NEAR(
+            direct_loss(m.model, std::vector<int64_t>(ids.begin() + begin, ids.begin() + end)) *
+                static_cast<double>(end - begin - 1),
+            -lp.narrow(0, 0, end - begin - 1)
+                 .gather(1, x.narrow(0, 1, end - begin - 1).unsqueeze(1))
+                 .sum()
+                 .item<double>(),
+            1e-3);
+      }
+      for (int64_t p = prev; p < end; ++p) nll -= lp[p - begin - 1][ids[p]].item<double>();
+      prev = end;
+      if (end == L) break;
+    }
   }
   EXPECT_NEAR(s.sum(LmScores::kNll), nll, 1e-3);
-  // Overlapping windows (stride < window) give every target more context: lower loss here.
-  const LmScores o = perplexity_texts(m.model, m.tok, {text}, {32, 8, true}, torch::kCPU);
+  // stride 1: every target p is scored with exactly the w - 1 tokens before it (all of
+  // them near the start), one forward per target, computed independently here.
+  const int64_t w1 = 8;
+  const LmScores o = perplexity_texts(m.model, m.tok, {text}, {w1, 1, true}, torch::kCPU);
   EXPECT_EQ(o.sum(LmScores::kTokens), static_cast<double>(L - 1));
-  EXPECT_LT(o.loss(), s.loss());
+  double nll1 = 0;
+  torch::NoGradGuard g;
+  for (int64_t p = 1; p < L; ++p) {
+    const int64_t b = std::max<int64_t>(0, p - (w1 - 1));
+    Tensor x = torch::tensor(std::vector<int64_t>(ids.begin() + b, ids.begin() + p), torch::kLong);
+    Tensor lp = model::log_probs(m.model->forward(x.unsqueeze(0))).squeeze(0);
+    nll1 -= lp[p - b - 1][ids[p]].item<double>();
+  }
+  EXPECT_NEAR(o.sum(LmScores::kNll), nll1, 1e-3);
 }
 
 TEST(EvalPerplexity, SplitEqualsTheDirectLossOverTheLoader) {
@@ -265,9 +292,8 @@ TEST(EvalChoice, PicksTheChoiceWithTheHighestLogLikelihood) {
     EXPECT_EQ(scores[i].pred, items[i].answer) << i;  // the grammar was learned
     // Each log-likelihood equals the direct computation: -loss * n over the choice's tokens.
     for (size_t c = 0; c < items[i].choices.size(); ++c) {
-      std::vector<int64_t> ctx = items[i].context.empty()
-                                     ? std::vector<int64_t>{*m.tok.eos_id()}
-                                     : ids_of(m.tok, items[i].context);
+      std::vector<int64_t> ctx = items[i].context.empty() ? std::vector<int64_t>{*m.tok.eos_id()}
+                                                          : ids_of(m.tok, items[i].context);
       const auto cont = ids_of(m.tok, items[i].choices[c]);
       std::vector<int64_t> all(ctx);
       all.insert(all.end(), cont.begin(), cont.end());
@@ -285,8 +311,8 @@ TEST(EvalChoice, PicksTheChoiceWithTheHighestLogLikelihood) {
   }
   // A context longer than the window is cut from the left, not refused.
   const std::string long_ctx = grammar_corpus(10, 5);
-  const auto cut = score_choices(m.model, m.tok, {{long_ctx, {" the cat", " cat the"}, 0}},
-                                 torch::kCPU);
+  const auto cut =
+      score_choices(m.model, m.tok, {{long_ctx, {" the cat", " cat the"}, 0}}, torch::kCPU);
   EXPECT_TRUE(std::isfinite(cut[0].loglik[0]));
   EXPECT_THROW(continuation_logprob(m.model, {1}, {}, torch::kCPU), core::ModelError);
 }
@@ -297,8 +323,10 @@ TEST(EvalCoherence, IdenticalSentencesAreFullyCoherent) {
                                   torch::kCPU),
               1.0, 1e-5);
   EXPECT_TRUE(std::isnan(embedding_coherence(m.model, m.tok, "one sentence only", torch::kCPU)));
-  const double c = embedding_coherence(m.model, m.tok, "the cat sat on the mat. a dog ran to the "
-                                       "river. my sister painted a house.", torch::kCPU);
+  const double c = embedding_coherence(m.model, m.tok,
+                                       "the cat sat on the mat. a dog ran to the "
+                                       "river. my sister painted a house.",
+                                       torch::kCPU);
   EXPECT_GT(c, -1.0);
   EXPECT_LT(c, 1.0);
   // PMI by its definition.
@@ -340,13 +368,15 @@ std::string write_suite(const std::string& dir) {
         "[suite]\nname = \"test\"\ntasks = [\"text\", \"split\", \"choice\", \"facts\", \"gen\"]\n"
         "bootstrap = 200\n"
         "[task.text]\nkind = \"perplexity\"\nfiles = [\"a.txt\", \"b.txt\", \"c.txt\"]\n"
-        "[task.split]\nkind = \"perplexity\"\ndata = \"" + models().dir + "/data\"\n"
-        "split = \"val\"\nbatch_size = 4\nmax_batches = 4\n"
-        "[task.choice]\nkind = \"choice\"\nfile = \"choice.jsonl\"\n"
-        "[task.facts]\nkind = \"factual\"\nfile = \"facts.jsonl\"\n"
-        "[task.facts.generate]\nmax_new_tokens = 6\n"
-        "[task.gen]\nkind = \"generation\"\nfile = \"prompts.jsonl\"\n"
-        "[task.gen.generate]\nmax_new_tokens = 12\n");
+        "[task.split]\nkind = \"perplexity\"\ndata = \"" +
+            models().dir +
+            "/data\"\n"
+            "split = \"val\"\nbatch_size = 4\nmax_batches = 4\n"
+            "[task.choice]\nkind = \"choice\"\nfile = \"choice.jsonl\"\n"
+            "[task.facts]\nkind = \"factual\"\nfile = \"facts.jsonl\"\n"
+            "[task.facts.generate]\nmax_new_tokens = 6\n"
+            "[task.gen]\nkind = \"generation\"\nfile = \"prompts.jsonl\"\n"
+            "[task.gen.generate]\nmax_new_tokens = 12\n");
   return dir + "/suite.toml";
 }
 
@@ -360,12 +390,12 @@ TEST(EvalCli, RunCompareAndRate) {
   ASSERT_TRUE(fs::exists(prepared_data() + "/manifest.json"));
   int rc = 0;
   std::string err;
-  const std::string out_t = run_cli("eval run --model " + m.trained + " --suite " + suite + " --json",
-                                    &rc, &err);
+  const std::string out_t =
+      run_cli("eval run --model " + m.trained + " --suite " + suite + " --json", &rc, &err);
   ASSERT_EQ(rc, 0) << err;
   const auto jt = nlohmann::json::parse(out_t);
-  const std::string out_u = run_cli("eval run --model " + m.untrained + " --suite " + suite +
-                                        " --json", &rc, &err);
+  const std::string out_u =
+      run_cli("eval run --model " + m.untrained + " --suite " + suite + " --json", &rc, &err);
   ASSERT_EQ(rc, 0) << err;
   const auto ju = nlohmann::json::parse(out_u);
   ASSERT_EQ(jt["tasks"].size(), 5u);
@@ -410,7 +440,8 @@ TEST(EvalCli, RunCompareAndRate) {
       found = true;
       EXPECT_EQ(c["winner"], "t");
       ASSERT_EQ(c["differences"].size(), 1u);
-      EXPECT_LT(c["differences"][0]["ci95"][1].get<double>(), 0);  // u - t... sign: a = u
+      EXPECT_EQ(c["differences"][0]["a"], "u");  // a - b = u - t: the untrained is worse
+      EXPECT_GT(c["differences"][0]["ci95"][0].get<double>(), 0);
     }
   EXPECT_TRUE(found);
   std::ifstream rm(dir + "/report.md");
@@ -421,7 +452,7 @@ TEST(EvalCli, RunCompareAndRate) {
 
   // rate the compare samples with scripted answers, then summarise.
   const auto items = read_jsonl(dir + "/samples.jsonl");
-  ASSERT_EQ(items.size(), 5u);  // 2 factual + 3 generation prompts
+  ASSERT_EQ(items.size(), 5u);               // 2 factual + 3 generation prompts
   write(dir + "/answers.txt", "a\nb\nt\n");  // three answers, then end of input
   std::string shown = run_cli("eval rate --samples " + dir + "/samples.jsonl --out " + dir +
                                   "/ratings.jsonl --from-file " + dir + "/answers.txt",
@@ -455,15 +486,18 @@ TEST(EvalCli, BadInputsGiveClearErrors) {
   EXPECT_EQ(rc, 1);
   EXPECT_NE(err.find("task.x.kind"), std::string::npos) << err;
   // A malformed JSONL line.
-  write(dir + "/c.jsonl", "{\"context\": \"a\", \"choices\": [\"b\", \"c\"], \"answer\": 0}\n{oops\n");
-  write(dir + "/s2.toml", "[suite]\ntasks = [\"c\"]\n[task.c]\nkind = \"choice\"\nfile = \"c.jsonl\"\n");
+  write(dir + "/c.jsonl",
+        "{\"context\": \"a\", \"choices\": [\"b\", \"c\"], \"answer\": 0}\n{oops\n");
+  write(dir + "/s2.toml",
+        "[suite]\ntasks = [\"c\"]\n[task.c]\nkind = \"choice\"\nfile = \"c.jsonl\"\n");
   run_cli("eval run --model " + m.trained + " --suite " + dir + "/s2.toml", &rc, &err);
   EXPECT_EQ(rc, 1);
   EXPECT_NE(err.find(dir + "/c.jsonl:2"), std::string::npos) << err;
   // Missing references for BLEU.
   write(dir + "/g.jsonl", "{\"prompt\": \"the cat\"}\n");
-  write(dir + "/s3.toml", "[suite]\ntasks = [\"g\"]\n[task.g]\nkind = \"generation\"\nfile = "
-                          "\"g.jsonl\"\nmetrics = [\"bleu\"]\n");
+  write(dir + "/s3.toml",
+        "[suite]\ntasks = [\"g\"]\n[task.g]\nkind = \"generation\"\nfile = "
+        "\"g.jsonl\"\nmetrics = [\"bleu\"]\n");
   run_cli("eval run --model " + m.trained + " --suite " + dir + "/s3.toml", &rc, &err);
   EXPECT_EQ(rc, 1);
   EXPECT_NE(err.find("g.jsonl:1: missing field 'references'"), std::string::npos) << err;

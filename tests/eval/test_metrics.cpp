@@ -60,8 +60,9 @@ const std::vector<std::vector<std::string>> kRefs{
 TEST(Bleu, SacrebleuReadmeExample) {
   const BleuScore b = corpus_bleu(kHyps, kRefs);
   EXPECT_NEAR(b.score, 48.530827, 1e-6);  // sacrebleu test_corpus_bleu, default settings
-  EXPECT_EQ(b.to_string(),
-            "BLEU = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ratio = 0.944 hyp_len = 17 ref_len = 18)");
+  EXPECT_EQ(
+      b.to_string(),
+      "BLEU = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ratio = 0.944 hyp_len = 17 ref_len = 18)");
   BleuConfig none;
   none.tokenize = "none";
   EXPECT_NEAR(corpus_bleu(kHyps, kRefs, none).score, 49.1919566, 1e-6);
@@ -72,13 +73,14 @@ TEST(Bleu, SacrebleuReadmeExample) {
   const BleuScore e = corpus_bleu({"", "", ""}, kRefs);
   EXPECT_EQ(e.score, 0.0);
   EXPECT_EQ(e.sys_len, 0);
-  EXPECT_EQ(e.ref_len, 15);  // 5 + 5 + 5 (the closest, shorter on ties)
+  EXPECT_EQ(e.ref_len, 17);  // the shorter reference of each pair: 6 + 5 + 6
 }
 
 TEST(Bleu, SentenceSmoothingOnUnicodeText) {
   // sacrebleu test/test_sentence_bleu.py (issue #98): Romanian with cedilla and comma letters.
   const std::string ref = "producţia de zahăr brut se exprimă în zahăr alb;";
-  const std::string sys = "Producția de zahăr primă va fi exprimată în ceea ce privește zahărul alb;";
+  const std::string sys =
+      "Producția de zahăr primă va fi exprimată în ceea ce privește zahărul alb;";
   struct Case {
     const char* smooth;
     double value;
@@ -121,7 +123,8 @@ TEST(Bleu, StatisticsAndScoringByHand) {
   // 6 hypothesis tokens, 8 reference tokens: bp = exp(1 - 8/6); precisions 4/6, 2/5, 1/4, 0.1/3.
   const double bp = std::exp(1 - 8.0 / 6);
   const double expect =
-      bp * std::exp((std::log(400.0 / 6) + std::log(40.0) + std::log(25.0) + std::log(10.0 / 3)) / 4);
+      bp *
+      std::exp((std::log(400.0 / 6) + std::log(40.0) + std::log(25.0) + std::log(10.0 / 3)) / 4);
   EXPECT_NEAR(compute_bleu(st, raw).score, expect, 1e-9);
   EXPECT_NEAR(compute_bleu(st, raw).score / 100, 0.1555722182, 1e-8);  // test_offset
   raw.smooth_value = 0;  // floor 0: a zero precision makes BLEU 0
@@ -155,7 +158,8 @@ TEST(Bleu, ModifiedPrecisionFromThePaper) {
   // Closest reference length, the shorter one on a tie: hyp 3 tokens, refs 2 and 4.
   const BleuStats tie = bleu_stats("a b c", {"a b c d", "a b"});
   EXPECT_EQ(tie.ref_len, 2);
-  EXPECT_EQ(bleu_stats("a b c", {"a b c d e", "x"}).ref_len, 5);
+  EXPECT_EQ(bleu_stats("a b c", {"a b c d e", "x"}).ref_len, 1);  // a tie: the shorter
+  EXPECT_EQ(bleu_stats("a b c", {"a b c d", "x"}).ref_len, 4);    // the closest, not the shortest
   // Brevity penalty by hand: 2 of the reference's 4 tokens, all matching.
   const BleuScore b = compute_bleu(bleu_stats("a b", {"a b c d"}), BleuConfig{});
   EXPECT_NEAR(b.bp, std::exp(1 - 4.0 / 2), 1e-12);
@@ -163,7 +167,9 @@ TEST(Bleu, ModifiedPrecisionFromThePaper) {
 
 TEST(Bleu, ErrorsNameTheProblem) {
   EXPECT_THROW(corpus_bleu({"a"}, {{"a"}, {"b"}}), DataError);
-  EXPECT_NE(what_of([] { corpus_bleu({"a", "b"}, {{"a"}, {}}); }).find("hypothesis 1"),
+  EXPECT_NE(what_of([] {
+              corpus_bleu({"a", "b"}, {{"a"}, {}});
+            }).find("hypothesis 1"),
             std::string::npos);
   EXPECT_THROW(bleu_stats("x", {}), DataError);
   BleuConfig bad;
@@ -197,14 +203,14 @@ TEST(Chrf, SacrebleuReadmeExample) {
 
 TEST(Diversity, HandComputedValues) {
   const std::vector<std::vector<std::string>> texts{{"a", "b", "a", "b"}, {"a", "c"}};
-  EXPECT_NEAR(distinct_n(texts, 1), 3.0 / 6, 1e-12);  // a b c of 6 tokens
-  EXPECT_NEAR(distinct_n(texts, 2), 3.0 / 4, 1e-12);  // ab ba ab ac: ab, ba, ac
-  EXPECT_EQ(distinct_n(texts, 5), 0.0);               // no 5-gram at all
+  EXPECT_NEAR(distinct_n(texts, 1), 3.0 / 6, 1e-12);                      // a b c of 6 tokens
+  EXPECT_NEAR(distinct_n(texts, 2), 3.0 / 4, 1e-12);                      // ab ba ab ac: ab, ba, ac
+  EXPECT_EQ(distinct_n(texts, 5), 0.0);                                   // no 5-gram at all
   EXPECT_NEAR(repetition_rate({"a", "b", "a", "b"}, 2), 1.0 / 3, 1e-12);  // ab ba ab
   EXPECT_EQ(repetition_rate({"a"}, 2), 0.0);
   // Unigram entropy of {a: 3, b: 2, c: 1}: -sum p log2 p.
-  const double h = -(0.5 * std::log2(0.5) + (1.0 / 3) * std::log2(1.0 / 3) +
-                     (1.0 / 6) * std::log2(1.0 / 6));
+  const double h =
+      -(0.5 * std::log2(0.5) + (1.0 / 3) * std::log2(1.0 / 3) + (1.0 / 6) * std::log2(1.0 / 6));
   EXPECT_NEAR(ngram_entropy(texts, 1), h, 1e-12);
   EXPECT_EQ(ngram_entropy({}, 1), 0.0);
   EXPECT_NEAR(self_bleu({"the cat sat on the mat", "the cat sat on the mat"}), 100.0, 1e-9);
@@ -263,8 +269,8 @@ TEST(Stats, BootstrapIntervals) {
 
 TEST(Stats, BradleyTerryAndElo) {
   // a beats b 3 times out of 4; b and c tie twice.
-  std::vector<PairOutcome> o{{"a", "b", 1}, {"a", "b", 1}, {"b", "a", 1}, {"a", "b", 1},
-                             {"b", "c", 0.5}, {"c", "b", 0.5}};
+  std::vector<PairOutcome> o{{"a", "b", 1}, {"a", "b", 1},   {"b", "a", 1},
+                             {"a", "b", 1}, {"b", "c", 0.5}, {"c", "b", 0.5}};
   auto bt = bradley_terry(o);
   ASSERT_EQ(bt.size(), 3u);
   EXPECT_GT(bt["a"], bt["b"]);
@@ -334,13 +340,15 @@ TEST(Suite, ReadsTasksAndRejectsBadOnes) {
   EXPECT_NE(e.find("perplexity, choice, factual, generation"), std::string::npos) << e;
   e = error_of("[suite]\ntasks = [\"y\"]\n");
   EXPECT_NE(e.find("[task.y]"), std::string::npos) << e;
-  e = error_of("[suite]\ntasks = [\"x\"]\n[task.x]\nkind = \"factual\"\nfile = \"facts.jsonl\"\n"
-               "stride = 3\n");  // a perplexity key on a factual task
+  e = error_of(
+      "[suite]\ntasks = [\"x\"]\n[task.x]\nkind = \"factual\"\nfile = \"facts.jsonl\"\n"
+      "stride = 3\n");  // a perplexity key on a factual task
   EXPECT_NE(e.find("task.x.stride"), std::string::npos) << e;
   e = error_of("[suite]\ntasks = [\"x\"]\n[task.x]\nkind = \"choice\"\nfile = \"nope.jsonl\"\n");
   EXPECT_NE(e.find("nope.jsonl"), std::string::npos) << e;
-  e = error_of("[suite]\ntasks = [\"x\"]\n[task.x]\nkind = \"generation\"\nfile = "
-               "\"facts.jsonl\"\nmetrics = [\"rouge\"]\n");
+  e = error_of(
+      "[suite]\ntasks = [\"x\"]\n[task.x]\nkind = \"generation\"\nfile = "
+      "\"facts.jsonl\"\nmetrics = [\"rouge\"]\n");
   EXPECT_NE(e.find("rouge"), std::string::npos) << e;
   e = error_of("[suite]\ntasks = [\"x\"]\n[task.x]\nkind = \"perplexity\"\n");
   EXPECT_NE(e.find("either data"), std::string::npos) << e;
@@ -425,12 +433,12 @@ TEST(Ratings, AggregatesManyAnswers) {
     text += "{\"id\":\"a" + std::to_string(v) + std::to_string(text.size()) +
             "\",\"kind\":\"score\",\"model\":\"m1\",\"score\":" + std::to_string(v) + "}\n";
   for (int v : {2, 3})
-    text += "{\"id\":\"b" + std::to_string(v) + "\",\"kind\":\"score\",\"model\":\"m2\",\"score\":" +
-            std::to_string(v) + "}\n";
+    text += "{\"id\":\"b" + std::to_string(v) +
+            "\",\"kind\":\"score\",\"model\":\"m2\",\"score\":" + std::to_string(v) + "}\n";
   for (int i = 0; i < 8; ++i)
     text += std::string("{\"id\":\"c") + std::to_string(i) +
-            "\",\"kind\":\"pair\",\"shown\":[\"m2\",\"m1\"],\"choice\":\"" +
-            (i < 6 ? "B" : "A") + "\"}\n";
+            "\",\"kind\":\"pair\",\"shown\":[\"m2\",\"m1\"],\"choice\":\"" + (i < 6 ? "B" : "A") +
+            "\"}\n";
   write(f, text);
   const RatingSummary s = summarize_ratings(read_jsonl(f));
   EXPECT_NEAR(s.mean_score.at("m1").value, 4.5, 1e-12);
