@@ -76,8 +76,9 @@ bool favours(const PairDiff& d, bool higher_is_better) {
 }
 
 // Index of the model that beats every other with confidence, or -1.
-int winner(const std::vector<const MetricResult*>& ms, const BootstrapOptions& bs) {
-  if (ms.size() < 2) return -1;
+int winner(const std::vector<const MetricResult*>& ms, int64_t items, const CompareOptions& o) {
+  const BootstrapOptions& bs = o.bootstrap;
+  if (ms.size() < 2 || items < o.min_items_for_winner) return -1;
   for (size_t i = 0; i < ms.size(); ++i) {
     bool all = true;
     for (size_t j = 0; j < ms.size() && all; ++j)
@@ -97,6 +98,7 @@ nlohmann::json results_json(const ModelResults& r, const std::string& suite) {
     tasks.push_back({{"name", t.name},
                      {"kind", t.kind},
                      {"items", t.items},
+                     {"tokens", t.tokens},
                      {"seconds", t.seconds},
                      {"metrics", metrics},
                      {"samples", t.samples}});
@@ -124,11 +126,12 @@ std::string compare_markdown(const std::vector<ModelResults>& models, const std:
   md += fmt::format(
       "\nEach cell: value [95% bootstrap interval over items, {} resamples]. A value is in "
       "**bold** only when the paired bootstrap interval of its difference to every other model "
-      "excludes 0. ↑ higher is better, ↓ lower is better.\n",
-      o.bootstrap.resamples);
+      "excludes 0 (tasks of at least {} items). ↑ higher is better, ↓ lower is better.\n",
+      o.bootstrap.resamples, o.min_items_for_winner);
   for (size_t ti = 0; ti < first.tasks.size(); ++ti) {
     const TaskResult& t0 = first.tasks[ti];
-    md += fmt::format("\n## {} ({}, {} items)\n\n| metric |", t0.name, t0.kind, t0.items);
+    md += fmt::format("\n## {} ({}, {} items{})\n\n| metric |", t0.name, t0.kind, t0.items,
+                      t0.tokens > 0 ? fmt::format(", {:.0f} tokens", t0.tokens) : "");
     for (const auto& m : models) md += " " + m.label + " |";
     for (size_t k = 1; k < models.size(); ++k)
       md += fmt::format(" {} − {} |", models[k].label, first.label);
@@ -143,7 +146,7 @@ std::string compare_markdown(const std::vector<ModelResults>& models, const std:
                       t0.name);
         ms.push_back(r);
       }
-      const int win = winner(ms, o.bootstrap);
+      const int win = winner(ms, t0.items, o);
       md += fmt::format("| {} {} |", m0.name, m0.higher_is_better ? "↑" : "↓");
       for (size_t k = 0; k < ms.size(); ++k) {
         const std::string v = fmt_value(ms[k]->value);
@@ -188,8 +191,9 @@ nlohmann::json compare_json(const std::vector<ModelResults>& models, const std::
       std::vector<const MetricResult*> ms;
       for (const auto& m : models) ms.push_back(task_of(m, ti, first).metric(m0.name));
       nlohmann::json row{{"task", first.tasks[ti].name}, {"metric", m0.name}};
-      const int win =
-          std::find(ms.begin(), ms.end(), nullptr) == ms.end() ? winner(ms, o.bootstrap) : -1;
+      const int win = std::find(ms.begin(), ms.end(), nullptr) == ms.end()
+                          ? winner(ms, first.tasks[ti].items, o)
+                          : -1;
       row["winner"] = win >= 0 ? nlohmann::json(models[win].label) : nlohmann::json();
       nlohmann::json diffs = nlohmann::json::array();
       for (size_t a = 0; a < ms.size(); ++a)

@@ -23,6 +23,7 @@ struct MetricResult {
 struct TaskResult {
   std::string name, kind;
   int64_t items = 0;  // scored units: texts, rows, questions, prompts
+  double tokens = 0;  // perplexity: tokens scored (0 for other kinds)
   double seconds = 0;
   std::vector<MetricResult> metrics;
   // Per item, for people to read: {"prompt", "output", ("references" | "answers"), ...}.
@@ -46,11 +47,15 @@ std::string results_table(const ModelResults& r);
 struct CompareOptions {
   BootstrapOptions bootstrap;
   int samples_per_task = 3;  // generated samples shown side by side
+  // A winner is marked only on tasks with at least this many items: a percentile
+  // bootstrap over a handful of items is too coarse to trust.
+  int64_t min_items_for_winner = 10;
 };
 // The comparison report: per task a Markdown table (one row per metric, one
 // column per model with value and 95% CI); with two or more models the first is
 // the baseline and every other gets a paired-bootstrap difference, and a winner
-// is marked (**bold**) only where that interval excludes 0. Generated samples
+// is marked (**bold**) only where the paired intervals against every other model
+// exclude 0 and the task has at least min_items_for_winner items. Generated samples
 // follow side by side. Throws DataError when the models ran different tasks.
 std::string compare_markdown(const std::vector<ModelResults>& models, const std::string& suite,
                              const CompareOptions& o = {});

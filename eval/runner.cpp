@@ -146,7 +146,7 @@ void run_perplexity(const TaskConfig& t, EvalModel& m, const BootstrapOptions& b
     lc.prefetch = 0;
     const LmScores s = perplexity_split(m.model, lc, t.max_batches, m.device, &m.tok);
     add_lm_metrics(r, s, bs, true);
-    r.metrics.push_back(plain_metric("tokens", s.sum(LmScores::kTokens), true));
+    r.tokens = s.sum(LmScores::kTokens);
     return;
   }
   std::vector<std::string> texts;
@@ -158,7 +158,7 @@ void run_perplexity(const TaskConfig& t, EvalModel& m, const BootstrapOptions& b
   SlidingWindow sw{t.window, t.stride, t.prefix_eos};
   const LmScores s = perplexity_texts(m.model, m.tok, texts, sw, m.device);
   add_lm_metrics(r, s, bs, true);
-  r.metrics.push_back(plain_metric("tokens", s.sum(LmScores::kTokens), true));
+  r.tokens = s.sum(LmScores::kTokens);
 }
 
 void run_choice(const TaskConfig& t, EvalModel& m, const BootstrapOptions& bs, TaskResult& r) {
