@@ -46,7 +46,7 @@ LmScores perplexity_split(model::GPT& model, data::LoaderConfig cfg, int64_t max
 struct SlidingWindow {
   int64_t window = 0;      // tokens per forward (0: context_length)
   int64_t stride = 0;      // new targets per window after the first (0: window / 2;
-                           // at most window - 1, so each window has context)
+                           // larger values act as window - 1, so each window has context)
   bool prefix_eos = true;  // prepend the tokenizer's EOS so the first token is scored too
 };
 // Each text tokenised with `tok` and scored with a sliding window (Hugging Face's

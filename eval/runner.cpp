@@ -357,7 +357,7 @@ ModelResults run_suite(const SuiteConfig& suite, EvalModel& m,
   for (const auto& t : suite.tasks) {
     out.tasks.push_back(run_task(t, m, bs));
     if (log)
-      log(fmt::format("{}: task {} ({}) done in {:.1f} s", m.label, t.name, t.kind,
+      log(fmt::format("{}: task {} ({}) done in {:.2f} s", m.label, t.name, t.kind,
                       out.tasks.back().seconds));
   }
   return out;

@@ -69,8 +69,6 @@ void TaskConfig::validate() const {
     core::config_require(window >= 0 && window != 1, "window", std::to_string(window),
                          "0 (the context length) or >= 2");
     core::config_require(stride >= 0, "stride", std::to_string(stride), ">= 0");
-    core::config_require(window == 0 || stride <= window, "stride", std::to_string(stride),
-                         "<= window");
     return;
   }
   core::config_require(!file.empty(), "file", file, "a JSONL file");

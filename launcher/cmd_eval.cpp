@@ -8,6 +8,7 @@
 // One process, no MPI. docs/evaluation.md describes metrics, suites and reports.
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -212,7 +213,9 @@ int run_bleu(const BleuArgs& a) {
                   lines.size(), a.hyp, hyps.size());
     for (size_t i = 0; i < lines.size(); ++i) refs[i].push_back(lines[i]);
   }
+  const auto t0 = std::chrono::steady_clock::now();
   const auto b = eval::corpus_bleu(hyps, refs, a.cfg);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   nlohmann::json j{{"bleu", b.score},
                    {"precisions", b.precisions},
                    {"bp", b.bp},
@@ -220,7 +223,8 @@ int run_bleu(const BleuArgs& a) {
                    {"ref_len", b.ref_len},
                    {"sentences", hyps.size()},
                    {"tokenize", a.cfg.tokenize},
-                   {"smooth", a.cfg.smooth}};
+                   {"smooth", a.cfg.smooth},
+                   {"seconds", secs}};
   std::string text = b.to_string() + "\n";
   if (a.chrf) {
     j["chrf"] = eval::corpus_chrf(hyps, refs);
