@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -301,6 +302,70 @@ BleuScore sentence_bleu(std::string_view hypothesis, const std::vector<std::stri
                         BleuConfig cfg) {
   cfg.effective_order = true;
   return compute_bleu(bleu_stats(hypothesis, references, cfg), cfg);
+}
+
+std::vector<double> leave_one_out_bleu(const std::vector<std::string>& texts, BleuConfig cfg) {
+  cfg.effective_order = true;
+  const size_t n_texts = texts.size();
+  std::vector<double> out(n_texts, 0.0);
+  if (n_texts < 2) return out;
+  const int N = cfg.max_order;
+  std::vector<NgramCounts> counts;
+  std::vector<double> lens;
+  counts.reserve(n_texts);
+  for (const auto& t : texts) {
+    const auto toks = bleu_tokens(t, cfg);
+    lens.push_back(static_cast<double>(toks.size()));
+    counts.push_back(count_ngrams(toks, N));
+  }
+  // Per n-gram: the largest count, the text that holds it, the largest count of the rest.
+  struct Top2 {
+    int c1 = 0, c2 = 0;
+    size_t owner = 0;
+  };
+  std::vector<std::unordered_map<std::string, Top2>> top(N);
+  for (size_t i = 0; i < n_texts; ++i)
+    for (int n = 0; n < N; ++n)
+      for (const auto& [g, k] : counts[i][n]) {
+        Top2& t = top[n][g];
+        if (k > t.c1) {
+          t.c2 = t.c1;
+          t.c1 = k;
+          t.owner = i;
+        } else if (k > t.c2) {
+          t.c2 = k;
+        }
+      }
+  // Lengths of the others: the closest to lens[i] (the shorter on a tie), with one
+  // copy of lens[i] itself removed.
+  std::map<double, int> len_count;
+  for (double l : lens) ++len_count[l];
+  for (size_t i = 0; i < n_texts; ++i) {
+    const double h = lens[i];
+    double ref_len;
+    if (len_count[h] >= 2) {
+      ref_len = h;
+    } else {
+      auto it = len_count.find(h);
+      const bool has_lo = it != len_count.begin();
+      const bool has_hi = std::next(it) != len_count.end();
+      const double lo = has_lo ? std::prev(it)->first : 0, hi = has_hi ? std::next(it)->first : 0;
+      ref_len = !has_lo ? hi : !has_hi ? lo : (h - lo <= hi - h ? lo : hi);
+    }
+    BleuStats st;
+    st.correct.assign(N, 0);
+    st.total.assign(N, 0);
+    st.sys_len = h;
+    st.ref_len = ref_len;
+    for (int n = 0; n < N; ++n)
+      for (const auto& [g, k] : counts[i][n]) {
+        const Top2& t = top[n].at(g);
+        st.total[n] += k;
+        st.correct[n] += std::min(k, t.owner == i ? t.c2 : t.c1);
+      }
+    out[i] = compute_bleu(st, cfg).score;
+  }
+  return out;
 }
 
 // ---- chrF ----------------------------------------------------------------------------------

@@ -79,6 +79,13 @@ BleuScore corpus_bleu(const std::vector<std::string>& hypotheses,
 BleuScore sentence_bleu(std::string_view hypothesis, const std::vector<std::string>& references,
                         BleuConfig cfg = {});
 
+// Sentence BLEU (effective order) of every text against all the other texts as
+// references, in O(total tokens) rather than O(texts^2): the reference counts of
+// text i are the maximum over the others, kept as the largest and second-largest
+// count of each n-gram. Equals sentence_bleu(texts[i], texts without i) for each i
+// (tests/eval). Fewer than 2 texts: all 0.
+std::vector<double> leave_one_out_bleu(const std::vector<std::string>& texts, BleuConfig cfg = {});
+
 // ---- chrF ----------------------------------------------------------------------------------
 
 struct ChrfConfig {

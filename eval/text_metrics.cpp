@@ -64,13 +64,7 @@ double ngram_entropy(const std::vector<std::vector<std::string>>& texts, int n) 
 double self_bleu(const std::vector<std::string>& texts, const BleuConfig& cfg) {
   if (texts.size() < 2) return 0;
   double sum = 0;
-  for (size_t i = 0; i < texts.size(); ++i) {
-    std::vector<std::string> others;
-    others.reserve(texts.size() - 1);
-    for (size_t j = 0; j < texts.size(); ++j)
-      if (j != i) others.push_back(texts[j]);
-    sum += sentence_bleu(texts[i], others, cfg).score;
-  }
+  for (double b : leave_one_out_bleu(texts, cfg)) sum += b;
   return sum / static_cast<double>(texts.size());
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "eval/bleu.h"
@@ -216,6 +217,28 @@ TEST(Diversity, HandComputedValues) {
   EXPECT_NEAR(self_bleu({"the cat sat on the mat", "the cat sat on the mat"}), 100.0, 1e-9);
   EXPECT_EQ(self_bleu({"one two three four", "five six seven eight"}), 0.0);
   EXPECT_EQ(self_bleu({"alone"}), 0.0);
+  // The O(n) leave-one-out equals the direct definition: each text against all others.
+  std::mt19937 rng(3);
+  const std::vector<std::string> vocab{"a", "b", "c", "d", "e", "the", "cat", ",", "."};
+  std::vector<std::string> gen;
+  for (int i = 0; i < 25; ++i) {
+    std::string t;
+    const int len = 1 + static_cast<int>(rng() % 12);
+    for (int j = 0; j < len; ++j) t += vocab[rng() % vocab.size()] + " ";
+    gen.push_back(t);
+  }
+  gen.push_back(gen[3]);  // a duplicate: its own copy counts as a reference
+  const auto loo = leave_one_out_bleu(gen);
+  double direct_sum = 0;
+  for (size_t i = 0; i < gen.size(); ++i) {
+    std::vector<std::string> others;
+    for (size_t j = 0; j < gen.size(); ++j)
+      if (j != i) others.push_back(gen[j]);
+    const double direct = sentence_bleu(gen[i], others).score;
+    EXPECT_NEAR(loo[i], direct, 1e-9) << i;
+    direct_sum += direct;
+  }
+  EXPECT_NEAR(self_bleu(gen), direct_sum / gen.size(), 1e-9);
   EXPECT_EQ(words("Hi, there."), (std::vector<std::string>{"Hi", ",", "there", "."}));
   EXPECT_EQ(split_sentences("One. Two!\nThree? 3.5 stays"),
             (std::vector<std::string>{"One.", "Two!", "Three?", "3.5 stays"}));
