@@ -12,6 +12,7 @@
 #include "eval/bleu.h"
 #include "eval/jsonl.h"
 #include "eval/ratings.h"
+#include "eval/result.h"
 #include "eval/stats.h"
 #include "eval/suite.h"
 #include "eval/text_metrics.h"
@@ -478,4 +479,63 @@ TEST(Ratings, AggregatesManyAnswers) {
   write(d + "/bad.jsonl", "{\"id\": \"x\", \"prompt\": \"p\", \"outputs\": []}\n");
   EXPECT_NE(what_of([&] { read_rating_items(d + "/bad.jsonl"); }).find("bad.jsonl:1: 0 outputs"),
             std::string::npos);
+}
+
+// ---- the comparison report --------------------------------------------------------------------
+
+namespace {
+ModelResults fake_model(const std::string& label, const std::vector<double>& acc, double distinct) {
+  ModelResults m;
+  m.label = label;
+  m.path = "/models/" + label;
+  TaskResult t;
+  t.name = "qa";
+  t.kind = "choice";
+  t.items = static_cast<int64_t>(acc.size());
+  MetricResult a;
+  a.name = "acc";
+  a.data = mean_metric(acc);
+  a.ci = bootstrap(a.data);
+  a.value = a.ci.value;
+  t.metrics.push_back(a);
+  MetricResult d;  // no per-item data: never a winner
+  d.name = "distinct_1";
+  d.value = distinct;
+  t.metrics.push_back(d);
+  t.samples.push_back({{"prompt", "Q | 1"}, {"output", label + " says\nhi"}});
+  m.tasks.push_back(t);
+  return m;
+}
+}  // namespace
+
+TEST(Report, WinnerOnlyWhereThePairedIntervalExcludesZero) {
+  std::vector<double> good(40, 1.0), bad(40, 0.0), mixed;
+  for (int i = 0; i < 40; ++i) mixed.push_back(i % 2);
+  for (int i = 0; i < 4; ++i) good[i] = 0;  // 0.9 vs 0.0: clearly better
+  CompareOptions o;
+  o.bootstrap.resamples = 300;
+  const std::vector<ModelResults> clear{fake_model("x", good, 0.5), fake_model("y", bad, 0.9)};
+  const auto j = compare_json(clear, "s", o);
+  EXPECT_EQ(j["comparisons"][0]["metric"], "acc");
+  EXPECT_EQ(j["comparisons"][0]["winner"], "x");
+  EXPECT_TRUE(j["comparisons"][1]["winner"].is_null());  // distinct_1 has no interval
+  EXPECT_NEAR(j["comparisons"][0]["differences"][0]["a_minus_b"].get<double>(), -0.9, 1e-12);
+  const std::string md = compare_markdown(clear, "s", o);
+  EXPECT_NE(md.find("| acc ↑ | **0.9000**"), std::string::npos) << md;
+  EXPECT_NE(md.find("| distinct_1 ↑ | 0.5000"), std::string::npos) << md;
+  EXPECT_NE(md.find("Q \\| 1"), std::string::npos);  // a pipe inside a cell is escaped
+  EXPECT_NE(md.find("x says<br>hi"), std::string::npos);
+  // Same mean on the same items: no winner.
+  std::vector<double> flipped;
+  for (int i = 0; i < 40; ++i) flipped.push_back(1 - (i % 2));
+  const auto tie = compare_json({fake_model("x", mixed, 0), fake_model("y", flipped, 0)}, "s", o);
+  EXPECT_TRUE(tie["comparisons"][0]["winner"].is_null());
+  // A clear difference on fewer items than min_items_for_winner: not marked.
+  const auto few = compare_json(
+      {fake_model("x", {1, 1, 1, 1, 1}, 0), fake_model("y", {0, 0, 0, 0, 0}, 0)}, "s", o);
+  EXPECT_TRUE(few["comparisons"][0]["winner"].is_null());
+  // Models that ran different tasks cannot be compared.
+  ModelResults other = fake_model("z", bad, 0);
+  other.tasks[0].name = "other";
+  EXPECT_THROW(compare_markdown({clear[0], other}, "s", o), DataError);
 }
