@@ -169,6 +169,9 @@ void run_choice(const TaskConfig& t, EvalModel& m, const BootstrapOptions& bs, T
     it.choices = l.get<std::vector<std::string>>("choices");
     SHARDLM_CHECK(it.choices.size() >= 2, core::DataError, "{}: 'choices' needs at least two",
                   l.where());
+    for (const auto& c : it.choices)
+      SHARDLM_CHECK(!c.empty(), core::DataError, "{}: an empty choice has no tokens to score",
+                    l.where());
     const auto& a = l.value.contains("answer") ? l.value["answer"] : nlohmann::json();
     if (a.is_number_integer()) {
       it.answer = a.get<int64_t>();
