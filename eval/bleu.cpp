@@ -188,6 +188,93 @@ NgramCounts count_ngrams(const std::vector<std::string>& toks, int max_order) {
 
 }  // namespace
 
+namespace {
+
+// Sentence-local token ids: an n-gram of up to 4 ids below 2^16 packs exactly into
+// 64 bits. Per order, the packed n-grams sorted and run-length counted: counting
+// and clipping become sorts and merges, several times faster than hashing strings.
+using Runs = std::vector<std::pair<uint64_t, int>>;  // (n-gram, count), by n-gram
+
+std::vector<Runs> packed_runs(const std::vector<uint32_t>& ids, int max_order) {
+  std::vector<Runs> out(max_order);
+  std::vector<uint64_t> keys;
+  for (int n = 1; n <= max_order; ++n) {
+    keys.clear();
+    for (size_t i = 0; i + n <= ids.size(); ++i) {
+      uint64_t key = 0;
+      for (int j = 0; j < n; ++j) key = (key << 16) | ids[i + j];
+      keys.push_back(key);
+    }
+    std::sort(keys.begin(), keys.end());
+    Runs& r = out[n - 1];
+    for (uint64_t k : keys) {
+      if (!r.empty() && r.back().first == k)
+        ++r.back().second;
+      else
+        r.emplace_back(k, 1);
+    }
+  }
+  return out;
+}
+
+void clipped_counts_packed(const std::vector<uint32_t>& hyp,
+                           const std::vector<std::vector<uint32_t>>& refs, int N, BleuStats* st) {
+  const std::vector<Runs> h = packed_runs(hyp, N);
+  std::vector<Runs> ref_max = packed_runs(refs[0], N);
+  if (refs.size() > 1) {  // the maximum count per n-gram over the references
+    for (size_t r = 1; r < refs.size(); ++r) {
+      const std::vector<Runs> more = packed_runs(refs[r], N);
+      for (int n = 0; n < N; ++n)
+        ref_max[n].insert(ref_max[n].end(), more[n].begin(), more[n].end());
+    }
+    for (auto& runs : ref_max) {
+      std::sort(runs.begin(), runs.end());
+      Runs merged;
+      for (const auto& [k, c] : runs) {
+        if (!merged.empty() && merged.back().first == k)
+          merged.back().second = std::max(merged.back().second, c);
+        else
+          merged.emplace_back(k, c);
+      }
+      runs.swap(merged);
+    }
+  }
+  for (int n = 0; n < N; ++n) {
+    size_t j = 0;
+    for (const auto& [k, c] : h[n]) {
+      st->total[n] += c;
+      while (j < ref_max[n].size() && ref_max[n][j].first < k) ++j;
+      if (j < ref_max[n].size() && ref_max[n][j].first == k)
+        st->correct[n] += std::min(c, ref_max[n][j].second);
+    }
+  }
+}
+
+// Clipped counts of `hyp` against the per-order maximum over `refs` (count_fn
+// turns one token sequence into per-order counts: string or packed keys).
+template <class Seq, class CountFn>
+void clipped_counts(const Seq& hyp, const std::vector<Seq>& refs, int N, CountFn count_fn,
+                    BleuStats* st) {
+  auto ref_max = count_fn(refs[0]);
+  for (size_t r = 1; r < refs.size(); ++r) {
+    const auto rc = count_fn(refs[r]);
+    for (int n = 0; n < N; ++n)
+      for (const auto& [g, k] : rc[n]) {
+        int& m = ref_max[n][g];
+        m = std::max(m, k);
+      }
+  }
+  const auto hc = count_fn(hyp);
+  for (int n = 0; n < N; ++n)
+    for (const auto& [g, k] : hc[n]) {
+      st->total[n] += k;
+      auto it = ref_max[n].find(g);
+      if (it != ref_max[n].end()) st->correct[n] += std::min(k, it->second);
+    }
+}
+
+}  // namespace
+
 BleuStats bleu_stats(std::string_view hypothesis, const std::vector<std::string>& references,
                      const BleuConfig& cfg) {
   SHARDLM_CHECK(!references.empty(), core::DataError,
@@ -195,41 +282,41 @@ BleuStats bleu_stats(std::string_view hypothesis, const std::vector<std::string>
                 hypothesis.substr(0, 60));
   const int N = cfg.max_order;
   const std::vector<std::string> hyp = bleu_tokens(hypothesis, cfg);
-  // The reference n-gram counts: the maximum over references (clipping).
   std::vector<std::vector<std::string>> ref_toks;
   ref_toks.reserve(references.size());
   for (const auto& r : references) ref_toks.push_back(bleu_tokens(r, cfg));
-  NgramCounts ref_max(N);
-  double closest_diff = -1, closest_len = -1;
-  const double hyp_len = static_cast<double>(hyp.size());
-  for (const auto& rt : ref_toks) {
-    const double len = static_cast<double>(rt.size());
-    const double diff = std::abs(hyp_len - len);
-    if (closest_diff < 0 || diff < closest_diff) {
-      closest_diff = diff;
-      closest_len = len;
-    } else if (diff == closest_diff && len < closest_len) {
-      closest_len = len;
-    }
-    const NgramCounts rc = count_ngrams(rt, N);
-    for (int n = 0; n < N; ++n)
-      for (const auto& [g, k] : rc[n]) {
-        int& m = ref_max[n][g];
-        m = std::max(m, k);
-      }
-  }
   BleuStats st;
   st.correct.assign(N, 0);
   st.total.assign(N, 0);
-  st.sys_len = hyp_len;
-  st.ref_len = closest_len;
-  const NgramCounts hc = count_ngrams(hyp, N);
-  for (int n = 0; n < N; ++n)
-    for (const auto& [g, k] : hc[n]) {
-      st.total[n] += k;
-      auto it = ref_max[n].find(g);
-      if (it != ref_max[n].end()) st.correct[n] += std::min(k, it->second);
+  st.sys_len = static_cast<double>(hyp.size());
+  // The closest reference length; the shorter one on a tie.
+  double closest_diff = -1;
+  for (const auto& rt : ref_toks) {
+    const double len = static_cast<double>(rt.size());
+    const double diff = std::abs(st.sys_len - len);
+    if (closest_diff < 0 || diff < closest_diff || (diff == closest_diff && len < st.ref_len)) {
+      closest_diff = diff;
+      st.ref_len = len;
     }
+  }
+  // Intern the tokens of this sentence; pack n-grams when they fit 64 bits.
+  std::unordered_map<std::string_view, uint32_t> intern;
+  auto to_ids = [&](const std::vector<std::string>& toks) {
+    std::vector<uint32_t> ids;
+    ids.reserve(toks.size());
+    for (const auto& t : toks)
+      ids.push_back(intern.emplace(t, static_cast<uint32_t>(intern.size())).first->second);
+    return ids;
+  };
+  const std::vector<uint32_t> hyp_ids = to_ids(hyp);
+  std::vector<std::vector<uint32_t>> ref_ids;
+  for (const auto& rt : ref_toks) ref_ids.push_back(to_ids(rt));
+  if (N <= 4 && intern.size() < (1u << 16))
+    clipped_counts_packed(hyp_ids, ref_ids, N, &st);
+  else
+    clipped_counts(
+        hyp, ref_toks, N, [N](const std::vector<std::string>& t) { return count_ngrams(t, N); },
+        &st);
   return st;
 }
 

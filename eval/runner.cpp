@@ -50,6 +50,7 @@ MetricResult make_metric(const std::string& name, Decomposable d, bool higher_is
   m.higher_is_better = higher_is_better;
   m.ci = bootstrap(d, bs);
   m.value = m.ci.value;
+  if (!std::isfinite(m.value)) m.ci.valid = false;  // no item had a value (e.g. coherence)
   m.data = std::move(d);
   return m;
 }

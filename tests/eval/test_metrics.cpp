@@ -132,6 +132,23 @@ TEST(Bleu, StatisticsAndScoringByHand) {
   raw.smooth_value = 0;  // floor 0: a zero precision makes BLEU 0
   EXPECT_NEAR(compute_bleu(st, raw).score, 0.0, 1e-12);
 
+  // max_order 5 counts with string keys (4-grams and below pack into 64 bits): same counts.
+  BleuConfig five = raw;
+  five.max_order = 5;
+  const BleuStats st5 =
+      bleu_stats("am I am a character sequence", {"I am a symbol string sequence a a"}, five);
+  EXPECT_EQ(st5.correct, (std::vector<double>{4, 2, 1, 0, 0}));
+  EXPECT_EQ(st5.total, (std::vector<double>{6, 5, 4, 3, 2}));
+  const BleuStats multi = bleu_stats("a b a b c", {"a b", "b a b c", "a a"}, five);
+  BleuConfig four = five;
+  four.max_order = 4;
+  const BleuStats multi4 = bleu_stats("a b a b c", {"a b", "b a b c", "a a"}, four);
+  for (int n = 0; n < 4; ++n) {
+    EXPECT_EQ(multi.correct[n], multi4.correct[n]) << n;
+    EXPECT_EQ(multi.total[n], multi4.total[n]) << n;
+  }
+  EXPECT_EQ(multi4.correct, (std::vector<double>{5, 3, 2, 1}));  // a: min(2, 2), b: 2, c: 1; ...
+
   // test_scoring: counts [9,7,5,3] of [10,8,6,4], lengths 11 and 11.
   BleuStats s2{{9, 7, 5, 3}, {10, 8, 6, 4}, 11, 11};
   EXPECT_NEAR(compute_bleu(s2, BleuConfig{}).score / 100, 0.8375922397, 1e-9);
