@@ -68,27 +68,32 @@ Models& models() {
                 std::hash<std::string>()(corpus + c.to_json().dump() + std::to_string(steps)));
     r.trained = r.dir + "/trained";
     r.untrained = r.dir + "/untrained";
-    if (fs::exists(r.dir + "/done")) {
+    auto load = [&r] {
       r.tok = data::Tokenizer::load(r.dir + "/tokenizer.json");
       r.model = model::load_for_inference(r.trained).model;
+    };
+    if (fs::exists(r.dir + "/tokenizer.json")) {
+      load();
       return r;
     }
-    fs::remove_all(r.dir);
-    fs::create_directories(r.dir);
+    // Built in a directory of this process, then renamed: ctest may run two
+    // entries of this executable at once.
+    const std::string tmp = r.dir + ".tmp" + std::to_string(::getpid());
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
     data::TokenizerTrainOptions o;
     o.vocab_size = 300;
     o.threads = 1;
     o.progress = false;
     r.tok = data::train_tokenizer_on_texts(o, {corpus});
-    r.tok.save(r.dir + "/tokenizer.json");
-    std::ofstream(r.dir + "/corpus.txt") << corpus;
+    std::ofstream(tmp + "/corpus.txt") << corpus;
     std::vector<uint32_t> ids32 = r.tok.encode(corpus);
     Tensor ids = torch::tensor(std::vector<int64_t>(ids32.begin(), ids32.end()), torch::kLong);
     c.vocab_size = static_cast<int64_t>(r.tok.vocab_size());
     torch::manual_seed(0);
     model::GPT untrained(c);
-    model::save_safetensors(untrained, r.untrained);
-    r.tok.save(r.untrained + "/tokenizer.json");
+    model::save_safetensors(untrained, tmp + "/untrained");
+    r.tok.save(tmp + "/untrained/tokenizer.json");
     torch::manual_seed(1);
     r.model = model::GPT(c);
     r.model->train();
@@ -104,9 +109,15 @@ Models& models() {
       opt.step();
     }
     r.model->eval();
-    model::save_safetensors(r.model, r.trained);
-    r.tok.save(r.trained + "/tokenizer.json");
-    std::ofstream(r.dir + "/done") << "ok";
+    model::save_safetensors(r.model, tmp + "/trained");
+    r.tok.save(tmp + "/trained/tokenizer.json");
+    r.tok.save(tmp + "/tokenizer.json");  // last: its presence marks a complete directory
+    std::error_code ec;
+    fs::rename(tmp, r.dir, ec);
+    if (ec) {  // another process won the race: use its models
+      fs::remove_all(tmp);
+      load();
+    }
     return r;
   }();
   return m;
@@ -140,6 +151,7 @@ std::string run_cli(const std::string& args, int* rc, std::string* err = nullptr
     std::ifstream e(err_file);
     err->assign((std::istreambuf_iterator<char>(e)), std::istreambuf_iterator<char>());
   }
+  fs::remove(err_file);
   return out;
 }
 
@@ -148,13 +160,17 @@ std::string prepared_data() {
   Models& m = models();
   const std::string data = m.dir + "/data";
   if (!fs::exists(data + "/manifest.json")) {
+    const std::string tmp = data + ".tmp" + std::to_string(::getpid());
     int rc = 0;
     std::string err;
-    run_cli("prepare --input " + m.dir + "/corpus.txt --output " + data + " --tokenizer " + m.dir +
+    run_cli("prepare --input " + m.dir + "/corpus.txt --output " + tmp + " --tokenizer " + m.dir +
                 "/tokenizer.json --no-progress prepare.val_fraction=0.2 "
                 "'prepare.txt_documents=\"line\"'",
             &rc, &err);
     EXPECT_EQ(rc, 0) << err;
+    std::error_code ec;
+    fs::rename(tmp, data, ec);  // another process may have won the race: fine
+    if (ec) fs::remove_all(tmp);
   }
   return data;
 }
@@ -471,6 +487,7 @@ TEST(EvalCli, RunCompareAndRate) {
   ASSERT_EQ(rc, 0) << err;
   EXPECT_EQ(summary["answers"], 5);
   EXPECT_TRUE(summary.contains("bradley_terry"));
+  if (!::testing::Test::HasFailure()) fs::remove_all(dir);  // kept for a look when it failed
 }
 
 TEST(EvalCli, BadInputsGiveClearErrors) {
@@ -512,4 +529,5 @@ TEST(EvalCli, BadInputsGiveClearErrors) {
       run_cli("eval bleu --hyp " + dir + "/h.txt --ref " + dir + "/r.txt --json", &rc, &err));
   ASSERT_EQ(rc, 0) << err;
   EXPECT_EQ(j["precisions"][0], 100.0 * 5 / 6);
+  if (!::testing::Test::HasFailure()) fs::remove_all(dir);
 }
