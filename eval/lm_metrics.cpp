@@ -100,12 +100,17 @@ LmScores perplexity_split(model::GPT& model, data::LoaderConfig cfg, int64_t max
                 core::DataError,
                 "{}: prepared with a {}-token vocabulary but the model has {} (another tokenizer)",
                 loader.manifest().path(), loader.manifest().vocab_size, model->config().vocab_size);
-  // Bytes per token id, for bits per byte.
+  // Bytes of text per token id, for bits per byte: special tokens (EOS between
+  // documents) and ids without a token stand for no text.
   std::vector<double> token_bytes;
-  if (tok)
+  if (tok) {
+    token_bytes.assign(tok->vocab_size(), 0.0);
     for (size_t id = 0; id < tok->vocab_size(); ++id)
-      token_bytes.push_back(
-          static_cast<double>(tok->decode_bytes({static_cast<uint32_t>(id)}).size()));
+      if (tok->is_token(static_cast<uint32_t>(id)))
+        token_bytes[id] = static_cast<double>(tok->token_bytes(static_cast<uint32_t>(id)).size());
+    for (const auto& sp : tok->special_tokens())
+      if (sp.id < token_bytes.size()) token_bytes[sp.id] = 0;
+  }
   int64_t steps = loader.steps_per_epoch();
   if (max_batches > 0) steps = std::min(steps, max_batches);
   LmScores out;

@@ -39,7 +39,8 @@ struct LmScores {
 };
 
 // One pass (or max_batches batches) over `cfg.path`'s split in stored order.
-// `tok` (may be null) gives the byte length of every target for bits per byte.
+// `tok` (may be null) gives the byte length of every target for bits per byte
+// (special tokens such as the EOS between documents count 0 bytes).
 LmScores perplexity_split(model::GPT& model, data::LoaderConfig cfg, int64_t max_batches,
                           torch::Device device, const data::Tokenizer* tok);
 
