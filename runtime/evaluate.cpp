@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "eval/lm_metrics.h"
+
 namespace shardlm::runtime {
 
 EvalResult evaluate(model::GPT& model, data::Loader& loader, int64_t batches,
@@ -17,28 +19,8 @@ EvalResult evaluate(model::GPT& model, data::Loader& loader, int64_t batches,
   int64_t n = 0;
   for (; n < batches; ++n) {
     data::Batch b = loader.next();
-    auto ids = b.input_ids.to(device);
-    auto targets = b.targets.to(device);  // (B, L), kIgnoreIndex at padding
-    auto mask = b.loss_mask.to(device);   // (B, L) float
-    model::ForwardOptions opts;
-    opts.block_runner = runner;
-    if (b.attention_mask.defined() && !b.attention_mask.all().item<bool>())
-      opts.attention_mask = b.attention_mask.to(device);
-    torch::Tensor logits;
-    {
-      model::AutocastGuard ac(device.type(), dtype, dtype != c10::kFloat);
-      logits = model->forward(ids, opts);  // (B, L, V)
-    }
-    auto lp = model::log_probs(logits);  // (B, L, V) fp32
-    auto safe = targets.clamp_min(0);
-    auto nll = -lp.gather(-1, safe.unsqueeze(-1)).squeeze(-1);  // (B, L)
-    auto top5 = std::get<1>(lp.topk(5, -1));                    // (B, L, 5)
-    auto hit1 = (top5.select(-1, 0) == safe).to(torch::kFloat32);
-    auto hit5 = (top5 == safe.unsqueeze(-1)).any(-1).to(torch::kFloat32);
-    sums[0] += (nll * mask).sum().to(torch::kCPU).to(torch::kFloat64);
-    sums[1] += (hit1 * mask).sum().to(torch::kCPU).to(torch::kFloat64);
-    sums[2] += (hit5 * mask).sum().to(torch::kCPU).to(torch::kFloat64);
-    sums[3] += mask.sum().to(torch::kCPU).to(torch::kFloat64);
+    // (B, 4) per row: nll, top-1 hits, top-5 hits, targets (eval/lm_metrics.h)
+    sums += eval::token_stats(model, b, device, dtype, runner).sum(0);
   }
   if (group && group->size() > 1) {
     auto f = sums.to(torch::kFloat32);  // the MPI group reduces fp32/fp16/bf16
