@@ -487,6 +487,15 @@ std::string Tokenizer::decode_bytes(const std::vector<uint32_t>& ids) const {
   return out;
 }
 
+std::string Tokenizer::decode_model_ids(const std::vector<int64_t>& ids) const {
+  std::vector<uint32_t> known;
+  known.reserve(ids.size());
+  for (int64_t id : ids)
+    if (id >= 0 && id <= static_cast<int64_t>(UINT32_MAX) && is_token(static_cast<uint32_t>(id)))
+      known.push_back(static_cast<uint32_t>(id));
+  return decode_bytes(known);
+}
+
 std::string Tokenizer::decode(const std::vector<uint32_t>& ids) const {
   return utf8_sanitize(decode_bytes(ids));
 }

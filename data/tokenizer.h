@@ -86,6 +86,10 @@ class Tokenizer {
   std::string decode(const std::vector<uint32_t>& ids) const;
   // The exact bytes of `ids` (decode_bytes(encode(x)) == x for any bytes x).
   std::string decode_bytes(const std::vector<uint32_t>& ids) const;
+  // decode_bytes for a model's output: ids the tokenizer lacks (a model
+  // vocabulary padded past the tokenizer's, e.g. to a multiple of 64) have no
+  // text and are skipped instead of refused.
+  std::string decode_model_ids(const std::vector<int64_t>& ids) const;
 
   // ---- vocabulary ------------------------------------------------------------------------
   // One more than the largest id (ids without a token in between count too,

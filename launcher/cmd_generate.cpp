@@ -66,7 +66,7 @@ int run_generate(const GenerateArgs& a) {
   if (!a.ignore_eos && tok.eos_id()) cfg.eos_ids.push_back(*tok.eos_id());
   if (tok.pad_id()) cfg.pad_id = *tok.pad_id();
   model::DecodeFn decode = [&tok](const std::vector<int64_t>& ids) {
-    return tok.decode_bytes(std::vector<uint32_t>(ids.begin(), ids.end()));
+    return tok.decode_model_ids(ids);  // ids past the tokenizer's vocabulary have no text
   };
   model::Generator gen(im.model, cfg);  // validates cfg: ConfigError names the field
   gen.set_decoder(decode);

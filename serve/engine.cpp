@@ -93,15 +93,7 @@ Engine::Engine(const std::string& model_path, const std::string& tokenizer_path,
   m.info.vocab_size = mc.vocab_size;
   for (const auto& p : m.im.model->parameters()) m.info.parameters += p.numel();
   const data::Tokenizer* tok = &m.tok;
-  // Ids the tokenizer lacks (a model vocabulary padded past the tokenizer's) have no text.
-  m.decode = [tok](const std::vector<int64_t>& ids) {
-    std::vector<uint32_t> known;
-    known.reserve(ids.size());
-    for (int64_t id : ids)
-      if (id >= 0 && id <= UINT32_MAX && tok->is_token(static_cast<uint32_t>(id)))
-        known.push_back(static_cast<uint32_t>(id));
-    return tok->decode_bytes(known);
-  };
+  m.decode = [tok](const std::vector<int64_t>& ids) { return tok->decode_model_ids(ids); };
   m.worker = std::thread([this] { impl_->loop(); });
 }
 

@@ -169,6 +169,13 @@ TEST(TokenizerBytes, DecodeReplacesInvalidUtf8AndRejectsUnknownIds) {
   }
 }
 
+// A model's vocabulary may be padded past the tokenizer's: those ids have no text.
+TEST(TokenizerBytes, ModelIdsPastTheVocabularyDecodeToNothing) {
+  Tokenizer t;
+  EXPECT_EQ(t.decode_model_ids({'o', 300, 'k', -1, 1LL << 40}), "ok");
+  EXPECT_EQ(t.decode_model_ids({}), "");
+}
+
 // ---- input paths -----------------------------------------------------------------------------
 TEST(TokenizerInputs, FilesDirectoriesAndGlobs) {
   const std::string dir = test::temp_dir("inputs");

@@ -21,6 +21,7 @@
 #include "model/generate.h"
 #include "model/safetensors.h"
 #include "runtime/core/error.h"
+#include "tests/run_command.h"
 
 using namespace shardlm;
 using namespace shardlm::eval;
@@ -137,22 +138,9 @@ double direct_loss(model::GPT& m, const std::vector<int64_t>& ids) {
 
 // Runs the shardlm binary; returns stdout, sets *rc; stderr into *err.
 std::string run_cli(const std::string& args, int* rc, std::string* err = nullptr) {
-  const std::string err_file =
-      std::string(SHARDLM_TEST_TMP) + "/eval_cli." + std::to_string(::getpid()) + ".err";
-  const std::string cmd = std::string(SHARDLM_BINARY) + " " + args + " 2>" + err_file;
-  FILE* f = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  const int status = ::pclose(f);
-  *rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (err) {
-    std::ifstream e(err_file);
-    err->assign((std::istreambuf_iterator<char>(e)), std::istreambuf_iterator<char>());
-  }
-  fs::remove(err_file);
-  return out;
+  return shardlm::test_cli::run_command(
+      std::string(SHARDLM_BINARY) + " " + args,
+      std::string(SHARDLM_TEST_TMP) + "/eval_cli." + std::to_string(::getpid()) + ".err", rc, err);
 }
 
 // The grammar corpus prepared by `shardlm prepare` (val split 20%), once per build tree.

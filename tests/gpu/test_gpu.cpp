@@ -114,38 +114,54 @@ TEST(Gpu, CheckpointingGradientsIdenticalOnCuda) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
 }
 
+namespace {
+// Steps the engine on CUDA with bf16 autocast: the losses, the peak and the
+// at-rest model-state memory on the device.
+struct EngineRun {
+  std::vector<double> losses;
+  parallel::ShardedModel::Memory peak, at_rest;
+};
+EngineRun engine_run(const parallel::ShardedConfig& sc, const std::string& optimizer, int steps) {
+  torch::manual_seed(11);
+  model::GPT m(small());
+  parallel::OptimizerConfig oc;
+  oc.name = optimizer;
+  oc.lr = 1e-3;
+  std::shared_ptr<parallel::ProcessGroup> g;
+  if (parallel::NcclGroup::compiled())
+    g = parallel::NcclGroup::create(MPI_COMM_SELF);
+  else
+    g = std::make_shared<parallel::MpiGroup>(MPI_COMM_SELF);
+  runtime::Engine e(m, sc, oc, g, torch::kCUDA);
+  auto ids =
+      torch::randint(512, {4, 64}, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
+  model::ForwardOptions o;
+  o.block_runner = e.block_runner(true);
+  EngineRun r;
+  for (int s = 0; s < steps; ++s) {
+    e.begin_micro_batch(true);
+    torch::Tensor loss;
+    {
+      model::AutocastGuard ac(torch::kCUDA, torch::kBFloat16);
+      loss = model::loss(m->forward(ids, o), ids);
+    }
+    loss.backward();
+    e.step(1e-3, 1.0);
+    r.losses.push_back(loss.item<double>());
+  }
+  r.peak = e.sharded().peak_memory();
+  r.at_rest = e.memory();
+  return r;
+}
+}  // namespace
+
 TEST(Gpu, EngineStepsOnCudaAtZero0And3) {
   REQUIRE_CUDA();
   std::vector<std::vector<double>> losses;
   for (int stage : {0, 3}) {
-    torch::manual_seed(11);
-    model::GPT m(small());
     parallel::ShardedConfig sc;
     sc.zero_stage = stage;
-    parallel::OptimizerConfig oc;
-    oc.lr = 1e-3;
-    std::shared_ptr<parallel::ProcessGroup> g;
-    if (parallel::NcclGroup::compiled())
-      g = parallel::NcclGroup::create(MPI_COMM_SELF);
-    else
-      g = std::make_shared<parallel::MpiGroup>(MPI_COMM_SELF);
-    runtime::Engine e(m, sc, oc, g, torch::kCUDA);
-    auto ids = torch::randint(512, {4, 64},
-                              torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
-    model::ForwardOptions o;
-    o.block_runner = e.block_runner(true);
-    std::vector<double> l;
-    for (int s = 0; s < 8; ++s) {
-      e.begin_micro_batch(true);
-      torch::Tensor loss;
-      {
-        model::AutocastGuard ac(torch::kCUDA, torch::kBFloat16);
-        loss = model::loss(m->forward(ids, o), ids);
-      }
-      loss.backward();
-      e.step(1e-3, 1.0);
-      l.push_back(loss.item<double>());
-    }
+    auto l = engine_run(sc, "adamw", 8).losses;
     EXPECT_LT(l.back(), l.front()) << "stage " << stage;
     losses.push_back(l);
   }
@@ -154,54 +170,22 @@ TEST(Gpu, EngineStepsOnCudaAtZero0And3) {
 }
 
 // Layer streaming: parameter shards in pinned host memory, copied to the GPU
-// unit by unit. Same losses as ZeRO-3 with optimizer offload, and the GPU holds
-// at most two blocks' parameters besides the root's.
+// unit by unit. Same losses as ZeRO-3 with optimizer offload, nothing of the
+// model on the GPU between steps, and at most two blocks' parameters besides
+// the root's during one.
 TEST(Gpu, LayerStreamingMatchesOffloadOnCuda) {
   REQUIRE_CUDA();
-  std::vector<std::vector<double>> losses;
-  parallel::ShardedModel::Memory streamed_peak;
-  for (bool stream : {false, true}) {
-    torch::manual_seed(11);
-    model::GPT m(small());
-    parallel::ShardedConfig sc;
-    sc.zero_stage = 3;
-    sc.cpu_offload = true;
-    sc.offload_params = stream;
-    parallel::OptimizerConfig oc;
-    oc.name = "cpu_adam";
-    oc.lr = 1e-3;
-    std::shared_ptr<parallel::ProcessGroup> g;
-    if (parallel::NcclGroup::compiled())
-      g = parallel::NcclGroup::create(MPI_COMM_SELF);
-    else
-      g = std::make_shared<parallel::MpiGroup>(MPI_COMM_SELF);
-    runtime::Engine e(m, sc, oc, g, torch::kCUDA);
-    auto ids = torch::randint(512, {4, 64},
-                              torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
-    model::ForwardOptions o;
-    o.block_runner = e.block_runner(true);
-    std::vector<double> l;
-    for (int s = 0; s < 6; ++s) {
-      e.begin_micro_batch(true);
-      torch::Tensor loss;
-      {
-        model::AutocastGuard ac(torch::kCUDA, torch::kBFloat16);
-        loss = model::loss(m->forward(ids, o), ids);
-      }
-      loss.backward();
-      e.step(1e-3, 1.0);
-      l.push_back(loss.item<double>());
-    }
-    if (stream) {
-      streamed_peak = e.sharded().peak_memory();
-      EXPECT_EQ(e.memory().params + e.memory().grads, 0);  // nothing left on the GPU at rest
-    }
-    losses.push_back(l);
-  }
-  for (size_t i = 0; i < losses[0].size(); ++i)
-    EXPECT_NEAR(losses[1][i], losses[0][i], 1e-5 * losses[0][i]) << "step " << i;
+  parallel::ShardedConfig sc;
+  sc.zero_stage = 3;
+  sc.cpu_offload = true;
+  auto offload = engine_run(sc, "cpu_adam", 6);
+  sc.offload_params = true;
+  auto streamed = engine_run(sc, "cpu_adam", 6);
+  for (size_t i = 0; i < offload.losses.size(); ++i)
+    EXPECT_NEAR(streamed.losses[i], offload.losses[i], 1e-5 * offload.losses[i]) << "step " << i;
+  EXPECT_EQ(streamed.at_rest.params + streamed.at_rest.grads, 0);
   model::ModelConfig c = small();
   const double block = 4.0 * (12.0 * c.d_model * c.d_model + 13.0 * c.d_model);
   const double root = 4.0 * (c.vocab_size + c.context_length + 2) * c.d_model;
-  EXPECT_LE(streamed_peak.params, 2 * block + root + 4096);
+  EXPECT_LE(streamed.peak.params, 2 * block + root + 4096);
 }

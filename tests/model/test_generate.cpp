@@ -23,6 +23,7 @@
 #include "model/generate.h"
 #include "model/safetensors.h"
 #include "tests/model/helpers.h"
+#include "tests/run_command.h"
 
 using namespace shardlm::model;
 using shardlm::core::CheckpointError;
@@ -788,20 +789,9 @@ TEST(GenerateLoad, LoadForInferenceFindsModelAndTokenizer) {
 namespace {
 // Runs the shardlm binary with `args`; returns stdout, sets *rc to the exit code.
 std::string run_cli(const std::string& args, int* rc, std::string* err = nullptr) {
-  const std::string err_file = std::string(SHARDLM_TEST_TMP) + "/generate_cli.err";
-  const std::string cmd = std::string(SHARDLM_BINARY) + " generate " + args + " 2>" + err_file;
-  FILE* f = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  const int status = ::pclose(f);
-  *rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (err) {
-    std::ifstream in(err_file);
-    err->assign(std::istreambuf_iterator<char>(in), {});
-  }
-  return out;
+  return shardlm::test_cli::run_command(std::string(SHARDLM_BINARY) + " generate " + args,
+                                        std::string(SHARDLM_TEST_TMP) + "/generate_cli.err", rc,
+                                        err);
 }
 }  // namespace
 
