@@ -39,6 +39,8 @@ DEB_PACKAGES=(
   # classes (LibTorch links the same libonnx_proto); python3-onnx runs
   # onnx.checker on the result in tests/model (compress/onnx_check.py)
   libonnx-dev libprotobuf-dev python3-onnx
+  # the demo's request to `shardlm serve`
+  curl
 )
 SETUP_EXTRA=${SETUP_EXTRA:-}
 
@@ -166,6 +168,31 @@ cmd_demo() {
       echo
     done
   fi
+  log "evaluating: validation perplexity, multiple choice, facts, continuations (configs/eval/suite.toml)"
+  "$bin" eval run --model "$run/model" --suite configs/eval/suite.toml \
+    --set 'suite.tasks=["val_ppl","choice","facts","continue"]'
+  log "quantising to INT8 and comparing with the fp32 model ($run/compare.md)"
+  "$bin" compress quantize --model "$run/model" --out "$run/model-int8" --method int8
+  "$bin" eval compare --models "$run/model,$run/model-int8" --labels fp32,int8 \
+    --suite configs/eval/suite.toml --set 'suite.tasks=["val_ppl","choice"]' --out "$run/compare.md"
+  sed -n '/^## val_ppl/,/^## choice/p' "$run/compare.md" | sed '$d'
+  log "serving the model over HTTP (OpenAI-style /v1/completions) for one request"
+  "$bin" serve --model "$run/model" --port 0 > "$run/serve.log" 2>&1 &
+  local spid=$! url=
+  for _ in $(seq 100); do
+    url=$(sed -n 's/.* listening on \(http[^ ]*\).*/\1/p' "$run/serve.log")
+    [ -n "$url" ] && break
+    sleep 0.2
+  done
+  if [ -n "$url" ]; then
+    curl -sS "$url/v1/completions" -H 'Content-Type: application/json' \
+      -d '{"prompt": "And God said", "max_tokens": 32, "temperature": 0}'
+    echo
+  else
+    cat "$run/serve.log"
+  fi
+  kill -TERM "$spid" 2>/dev/null || true
+  wait "$spid" 2>/dev/null || true
   log "done. Replay the run in the dashboard: $bin monitor --run-dir $run --port 8765"
 }
 
