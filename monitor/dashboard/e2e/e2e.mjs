@@ -390,6 +390,10 @@ try {
     await page.waitForSelector('[data-testid=ranks-table]');
     const rows = await page.$$eval('[data-testid=ranks-table] tbody tr', (r) => r.length);
     assert(rows === 2, `two ranks listed (${rows})`);
+    for (const r of [0, 1]) {
+      const states = await page.$eval(`[data-testid=model-states-${r}]`, (e) => e.textContent);
+      assert(/B device \(peak [0-9.]+ [KMG]?i?B\)/.test(states), `rank ${r}'s model states from the trainer (${states})`);
+    }
     await page.waitForSelector('[data-testid=tps-chart]');
     await page.waitForSelector('[data-testid=steptime-chart]');
     await sleep(1200);

@@ -214,6 +214,21 @@ describe('ranks and devices', () => {
     expect(row.textContent).toMatch(/97% · 66°C · 300 W/);
     expect(row.textContent).toMatch(/27\.9 GiB \/ 74\.5 GiB/);
   });
+
+  it('shows the model states on the device, their peak and what offload keeps on the host', async () => {
+    const { ws } = await startApp({ hash: 'system' });
+    act(() => ws.receive({ ...step(0, 1, 0) }));
+    await flush();
+    expect(screen.getByTestId('model-states-0').textContent).toBe('—');
+    act(() =>
+      ws.receive({
+        ...step(0, 2, 1),
+        extra: { model_state_bytes: 0, model_state_peak_bytes: 21 * 1048576, offloaded_bytes: 64 * 1048576 },
+      }),
+    );
+    await flush();
+    expect(screen.getByTestId('model-states-0').textContent).toMatch(/^0 B device \(peak 21(\.0)? MiB\) · 64(\.0)? MiB host$/);
+  });
 });
 
 describe('model inspection', () => {

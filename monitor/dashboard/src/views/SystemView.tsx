@@ -9,7 +9,7 @@ import { TimeChart, type ChartLine } from '../charts/TimeChart';
 import { rankColor } from '../charts/setup';
 import { useRun } from '../context';
 import { fmtBytes, fmtNum, fmtSeconds, fmtSi } from '../lib/format';
-import { STEP_PHASES, type RankEntry } from '../protocol';
+import { STEP_PHASES, type RankEntry, type Real } from '../protocol';
 import type { RankData, TrainState } from '../state/reducer';
 import { last, Smoother, type Point, type Series } from '../state/series';
 import { Badge, Card, Empty } from '../components/ui';
@@ -101,6 +101,20 @@ export function SystemView({ xMin, smoothing }: { xMin?: number; smoothing: numb
   );
 }
 
+/** The trainer's model-state accounting (extra fields of a step): on the
+ * device after the step, its peak during the step, offloaded to the host.
+ * Layer streaming shows as ~0 on the device with a peak of about two blocks. */
+export function modelStates(extra: Record<string, Real> | undefined): string {
+  const dev = extra?.model_state_bytes;
+  if (dev === undefined || dev === null) return '—';
+  const peak = extra?.model_state_peak_bytes;
+  const host = extra?.offloaded_bytes;
+  let out = `${fmtBytes(dev)} device`;
+  if (peak !== undefined && peak !== null) out += ` (peak ${fmtBytes(peak)})`;
+  if (host) out += ` · ${fmtBytes(host)} host`;
+  return out;
+}
+
 export function sortedRanks(state: TrainState): RankData[] {
   return Object.values(state.ranks).sort((a, b) => a.rank - b.rank);
 }
@@ -188,6 +202,7 @@ function RanksTable({ ranks, liveness, stragglers, children }: { ranks: RankData
               <th>tok/s</th>
               <th>device</th>
               <th>memory</th>
+              <th title="parameters, gradients and optimizer states on the compute device after the step (peak during it); what offload keeps on the host">model states</th>
               <th>host RSS</th>
             </tr>
           </thead>
@@ -227,6 +242,9 @@ function RanksTable({ ranks, liveness, stragglers, children }: { ranks: RankData
                     ) : (
                       <span className="muted">—</span>
                     )}
+                  </td>
+                  <td className="mono small" data-testid={`model-states-${r.rank}`}>
+                    {modelStates(r.last?.extra)}
                   </td>
                   <td>
                     <Meter value={m?.host_rss} max={m?.host_total} label={`${fmtBytes(m?.host_rss)}${m?.host_total ? ` / ${fmtBytes(m.host_total)}` : ''}`} tone="cool" />
