@@ -402,13 +402,13 @@ void ShardedModel::finish_reductions() {
     }
     if (stage >= 2) free_storage(u->grad_full);
   }
+  in_flight_.clear();  // every streamed reduction has landed
 }
 
 // ---- step -------------------------------------------------------------------------------
 
 std::vector<torch::Tensor> ShardedModel::reduced_grads() {
   finish_reductions();
-  in_flight_.clear();
   std::vector<torch::Tensor> grads;
   for (auto& u : units_)
     grads.push_back(u->streamed               ? u->host_grad
