@@ -3,7 +3,7 @@
 #   docker run --rm -p 8000:8000 -v "$PWD/out:/model:ro" shardlm --model /model --host 0.0.0.0
 # Two stages: the build stage installs the Debian packages that `./shardlm.sh
 # setup` lists for building (DEB_PACKAGES in shardlm.sh: build tools, LibTorch,
-# MPI, HDF5, Boost, JSON/TOML/CLI/fmt, PCRE2, utf8proc, xxHash) and builds only
+# MPI, HDF5, Boost, JSON/TOML/CLI/fmt, PCRE2, utf8proc, xxHash, ONNX) and builds only
 # the `shardlm` binary; the runtime stage holds that binary and the runtime
 # packages of the shared libraries it links, nothing else.
 
@@ -15,7 +15,7 @@ RUN apt-get update \
       libtorch-dev libopenblas0-pthread \
       libopenmpi-dev openmpi-bin libhdf5-dev libboost-dev libboost-system-dev \
       nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev libpcre2-dev \
-      libutf8proc-dev zlib1g-dev libxxhash-dev \
+      libutf8proc-dev zlib1g-dev libxxhash-dev libonnx-dev libprotobuf-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -25,6 +25,7 @@ RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
  && install -D -m 0755 build/launcher/shardlm /out/usr/local/bin/shardlm
 
 # ---- runtime -------------------------------------------------------------------
+# (libtorch1.13 brings libonnx1 and libprotobuf32, which ONNX export links too.)
 FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
