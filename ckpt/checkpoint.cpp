@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "runtime/core/error.h"
+#include "runtime/core/fs.h"
 #include "runtime/core/h5_check.h"
 #include "runtime/core/log.h"
 #include "runtime/core/mpi_check.h"
@@ -55,13 +56,7 @@ std::string file_checksum(const std::string& path) {
 
 namespace {
 
-void fsync_path(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
-  SHARDLM_CHECK(fd >= 0, CheckpointError, "{}: cannot open to sync", path);
-  int rc = ::fsync(fd);
-  ::close(fd);
-  SHARDLM_CHECK(rc == 0, CheckpointError, "{}: fsync failed (disk full or I/O error?)", path);
-}
+using core::fsync_path;
 
 // Writes `text` to `path` through a temporary file, fsync and rename.
 void write_atomically(const std::string& path, const std::string& text) {

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "runtime/core/error.h"
+#include "runtime/core/fs.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors is little-endian; this reader copies bytes as they are");
@@ -75,22 +76,32 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // the data section starts 8-byte aligned
+  // Written beside the target, synced, then renamed over it: a crash or a full
+  // disk leaves any earlier file at `path` whole, and no partial file behind.
   const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    SHARDLM_CHECK(out.good(), CheckpointError, "{}: cannot open for writing", tmp);
-    const uint64_t n = text.size();
-    out.write(reinterpret_cast<const char*>(&n), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const Tensor& c : data)
-      out.write(static_cast<const char*>(c.data_ptr()),
-                static_cast<std::streamsize>(c.numel() * c.element_size()));
-    out.flush();
-    SHARDLM_CHECK(out.good(), CheckpointError, "{}: write failed (disk full?)", tmp);
-  }
   std::error_code ec;
+  try {
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      SHARDLM_CHECK(out.good(), CheckpointError, "{}: cannot open for writing", tmp);
+      const uint64_t n = text.size();
+      out.write(reinterpret_cast<const char*>(&n), 8);
+      out.write(text.data(), static_cast<std::streamsize>(text.size()));
+      for (const Tensor& c : data)
+        out.write(static_cast<const char*>(c.data_ptr()),
+                  static_cast<std::streamsize>(c.numel() * c.element_size()));
+      out.flush();
+      SHARDLM_CHECK(out.good(), CheckpointError, "{}: write failed (disk full?)", tmp);
+    }
+    core::fsync_path(tmp);
+  } catch (...) {
+    fs::remove(tmp, ec);
+    throw;
+  }
   fs::rename(tmp, path, ec);
   SHARDLM_CHECK(!ec, CheckpointError, "{}: cannot rename into place: {}", path, ec.message());
+  const fs::path dir = fs::path(path).parent_path();
+  core::fsync_path(dir.empty() ? "." : dir.string(), /*directory=*/true);
 }
 
 SafetensorsFile read_safetensors(const std::string& path) {

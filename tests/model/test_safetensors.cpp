@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <sys/resource.h>
+
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -93,6 +96,31 @@ TEST(Safetensors, RoundTripEveryDtypeAndMetadata) {
   EXPECT_FALSE(fs::exists(d / "a.safetensors.tmp"));
   std::string msg = what_of([&] { f.at("nope"); });
   EXPECT_NE(msg.find("'nope'"), std::string::npos);
+}
+
+// A full disk while overwriting a saved file: a clear error, the saved file
+// whole, no partial temporary left. The disk fills through a file-size limit
+// (RLIMIT_FSIZE, with SIGXFSZ ignored so that write(2) fails with EFBIG).
+TEST(Safetensors, FullDiskKeepsTheSavedFile) {
+  fs::path d = scratch("st_full");
+  const std::string p = (d / "m.safetensors").string();
+  NamedTensors small{{"w", torch::arange(16, torch::kFloat)}};
+  write_safetensors(p, small);
+  const std::string before = slurp(p);
+  NamedTensors big{{"w", torch::randn({1 << 20})}};  // 4 MiB
+  struct rlimit old {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit lim = old;
+  lim.rlim_cur = 1 << 20;  // 1 MiB per file
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &lim), 0);
+  const std::string msg = what_of([&] { write_safetensors(p, big); });
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  EXPECT_NE(msg.find("m.safetensors.tmp: write failed (disk full?)"), std::string::npos) << msg;
+  EXPECT_EQ(slurp(p), before);
+  EXPECT_FALSE(fs::exists(p + ".tmp"));
+  EXPECT_TRUE(torch::equal(read_safetensors(p).at("w"), small[0].second));
 }
 
 TEST(Safetensors, CorruptFilesNameTheFileAndTensor) {
