@@ -61,7 +61,9 @@ TaskConfig TaskConfig::from(const core::ConfigSection& s) {
 
 void TaskConfig::validate() const {
   if (kind == "perplexity") {
-    core::config_require(data.empty() != files.empty(), "data", data,
+    core::config_require(!data.empty() || !files.empty(), "files", "(absent)",
+                         "data (a prepared dataset) or files (raw text): neither is set");
+    core::config_require(data.empty() || files.empty(), "data", data,
                          "either data (a prepared dataset) or files (raw text), not both");
     core::config_require(batch_size > 0, "batch_size", std::to_string(batch_size), "> 0");
     core::config_require(seq_len >= 0, "seq_len", std::to_string(seq_len), ">= 0");

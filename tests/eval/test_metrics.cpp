@@ -392,7 +392,11 @@ TEST(Suite, ReadsTasksAndRejectsBadOnes) {
       "\"facts.jsonl\"\nmetrics = [\"rouge\"]\n");
   EXPECT_NE(e.find("rouge"), std::string::npos) << e;
   e = error_of("[suite]\ntasks = [\"x\"]\n[task.x]\nkind = \"perplexity\"\n");
-  EXPECT_NE(e.find("either data"), std::string::npos) << e;
+  EXPECT_NE(e.find("neither is set"), std::string::npos) << e;
+  e = error_of(
+      "[suite]\ntasks = [\"x\"]\n[task.x]\nkind = \"perplexity\"\ndata = \"d\"\n"
+      "files = [\"facts.jsonl\"]\n");
+  EXPECT_NE(e.find("not both"), std::string::npos) << e;
   EXPECT_THROW(SuiteConfig::load(d + "/none.toml"), ConfigError);
 }
 
