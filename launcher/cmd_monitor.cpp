@@ -16,6 +16,7 @@ void register_monitor(CLI::App& app, Context& ctx, Command& run) {
     int port = -1;
     std::string run_dir, bind, static_dir, config, launch;
     int threads = 0;
+    bool no_producer_auth = false;
   };
   auto o = std::make_shared<Options>();
   cmd->add_option("--run-dir,-d", o->run_dir,
@@ -33,6 +34,10 @@ void register_monitor(CLI::App& app, Context& ctx, Command& run) {
       "Command line that starts a run, e.g. \"mpirun -n 2 {shardlm} train --config {config} "
       "{resume_args}\"");
   cmd->add_option("--threads", o->threads, "io threads (default 1)");
+  cmd->add_flag("--no-producer-auth", o->no_producer_auth,
+                "Accept ranks without the token (monitor.producer_auth = false; trusted networks "
+                "only: anyone who reaches the port can then inject metrics and get rank 0's "
+                "commands)");
   cmd->callback([&ctx, &run, o] {
     run = [&ctx, o] {
       ctx.env();  // logging prefix; no MPI needed
@@ -44,6 +49,7 @@ void register_monitor(CLI::App& app, Context& ctx, Command& run) {
       if (!o->static_dir.empty()) mc.static_dir = o->static_dir;
       if (!o->launch.empty()) mc.launch_command = o->launch;
       if (o->threads > 0) mc.threads = o->threads;
+      if (o->no_producer_auth) mc.producer_auth = false;
       mc.validate();
       monitor::AggregatorConfig ac = mc.aggregator(o->run_dir);
       ac.handle_signals = true;
@@ -51,8 +57,10 @@ void register_monitor(CLI::App& app, Context& ctx, Command& run) {
       agg.start();
       std::printf("shardlm monitor: listening on %s (WebSocket %sws)\n", agg.url().c_str(),
                   ("ws" + agg.url().substr(4)).c_str());
-      std::printf("shardlm monitor: control token %s (also in %s/monitor.token)\n",
-                  agg.token().c_str(), o->run_dir.c_str());
+      std::printf(
+          "shardlm monitor: control token %s (also in %s/monitor.token; ranks need it: "
+          "train.run_dir = that dir, or monitor.token)\n",
+          agg.token().c_str(), o->run_dir.c_str());
       std::printf("shardlm monitor: port %u\n", static_cast<unsigned>(agg.port()));
       std::fflush(stdout);
       agg.wait();

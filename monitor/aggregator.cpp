@@ -161,7 +161,7 @@ struct Aggregator::Impl : std::enable_shared_from_this<Aggregator::Impl> {
   std::map<uint64_t, std::weak_ptr<HttpSession>> all_http;
 
   std::atomic<uint64_t> connections{0}, received{0}, broadcast_count{0}, dropped{0}, errors{0},
-      max_queue{0}, next_id{1};
+      max_queue{0}, next_id{1}, producers_refused{0};
   std::atomic<bool> stopping{false};
   std::mutex stop_mu;
   std::condition_variable stop_cv;
@@ -360,6 +360,20 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     const std::string tok = msg.value("token", std::string());
     control_ = token_equal(tok, srv_->token);
     if (role == "producer") {
+      // A producer's messages go into the run's history and it receives rank 0's
+      // commands: without the token it is refused and closed before either.
+      if (srv_->cfg.producer_auth && !control_) {
+        const uint64_t n = ++srv_->producers_refused;
+        if ((n & (n - 1)) == 0)  // 1st, 2nd, 4th, …: a retrying rank must not flood the log
+          core::log::warn(
+              "monitor: refused a producer hello as rank {} (wrong or missing token; "
+              "{} refused so far)",
+              msg.value("rank", -1), n);
+        send_error("unauthorized",
+                   "a producer needs the monitor's token (monitor.token, or RUN_DIR/monitor.token "
+                   "of the aggregator's run dir)");
+        return close_soon();
+      }
       role_ = Role::kProducer;
       rank_ = msg["rank"].get<int>();
       ws_.read_message_max(srv_->cfg.max_producer_message);
@@ -538,9 +552,19 @@ void Aggregator::Impl::start() {
     ri.erase("seq");
     last_run_info[ri["rank"].get<int>()] = dump(ri);
   }
-  token = cfg.token.empty() ? generate_token() : cfg.token;
+  token = cfg.token;
+  const std::string token_path = (fs::path(cfg.run_dir) / "monitor.token").string();
+  if (token.empty() && cfg.write_token_file) {
+    // A restart keeps the run dir's token: running ranks (and open dashboards)
+    // would otherwise be refused until they were given the new one.
+    std::ifstream old(token_path);
+    std::string t;
+    if (old >> t && t.size() >= 16 && t.size() <= 256) token = t;
+  }
+  if (token.empty()) token = generate_token();
+  launcher.set_env(kMonitorTokenEnv, token);  // a spawned run's ranks must say hello with it
   if (cfg.write_token_file) {
-    std::string path = (fs::path(cfg.run_dir) / "monitor.token").string();
+    const std::string& path = token_path;
     ::umask(::umask(077) | 077);
     std::ofstream out(path, std::ios::trunc);
     out << token << "\n";
@@ -850,6 +874,8 @@ std::string Aggregator::Impl::prometheus() {
   metric("shardlm_monitor_viewer_dropped_total", "counter",
          "Messages dropped from slow viewers' queues.", double(dropped.load()));
   metric("shardlm_monitor_errors_total", "counter", "Error answers sent.", double(errors.load()));
+  metric("shardlm_monitor_producers_refused_total", "counter",
+         "Producer hellos refused for a wrong or missing token.", double(producers_refused.load()));
   metric("shardlm_monitor_history_messages", "gauge", "Messages kept in memory.",
          double(history.size()));
   metric("shardlm_monitor_history_bytes", "gauge", "Bytes kept in memory.",
@@ -952,6 +978,7 @@ AggregatorStats Aggregator::stats() const {
   s.viewer_dropped = impl_->dropped.load();
   s.errors = impl_->errors.load();
   s.max_viewer_queue = impl_->max_queue.load();
+  s.producers_refused = impl_->producers_refused.load();
   std::lock_guard<std::mutex> g(impl_->mu);
   s.viewers = impl_->viewers.size();
   s.producers = impl_->producers.size();

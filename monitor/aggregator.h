@@ -20,7 +20,8 @@ struct AggregatorConfig {
   uint16_t port = 8765;          // 0: any free port (read it back with Aggregator::port())
   std::string run_dir = ".";     // metrics.jsonl, monitor.token, checkpoints/, launch-N.log
   std::string static_dir;        // the dashboard's built files; "" = find_dashboard_dir()
-  std::string token;             // "" = a fresh random one
+  std::string token;             // "" = RUN_DIR/monitor.token's (a restart), else a fresh one
+  bool producer_auth = true;     // producers must send the token; false: trusted networks only
   bool write_token_file = true;  // RUN_DIR/monitor.token, mode 0600
   std::string launch_command;    // RunLauncher template; "" = start_run refused
   int threads = 1;               // io threads
@@ -41,11 +42,12 @@ struct AggregatorConfig {
 struct AggregatorStats {
   uint64_t connections = 0;  // open sockets (HTTP and WebSocket)
   uint64_t viewers = 0, producers = 0;
-  uint64_t received = 0;          // WebSocket messages read
-  uint64_t broadcast = 0;         // messages sent to viewers (counted once per message)
-  uint64_t viewer_dropped = 0;    // dropped from slow viewers' queues
-  uint64_t errors = 0;            // `error` answers sent
-  uint64_t max_viewer_queue = 0;  // the longest any viewer queue has been
+  uint64_t producers_refused = 0;  // producer hellos without the right token
+  uint64_t received = 0;           // WebSocket messages read
+  uint64_t broadcast = 0;          // messages sent to viewers (counted once per message)
+  uint64_t viewer_dropped = 0;     // dropped from slow viewers' queues
+  uint64_t errors = 0;             // `error` answers sent
+  uint64_t max_viewer_queue = 0;   // the longest any viewer queue has been
   uint64_t history_messages = 0, history_bytes = 0;
   int64_t next_seq = 0;
 };

@@ -1,12 +1,16 @@
 // [monitor] configuration and the sink set-up of a rank (config.h).
 #include "monitor/config.h"
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include <fmt/format.h>
 
+#include "monitor/launch.h"
 #include "monitor/websocket_sink.h"
 #include "runtime/core/log.h"
+#include "runtime/core/mpi_check.h"
 
 namespace shardlm::monitor {
 
@@ -25,6 +29,7 @@ MonitorConfig MonitorConfig::from(const core::ConfigSection& s) {
   c.port = s.get("port", c.port);
   c.static_dir = s.get("static_dir", c.static_dir);
   c.token = s.get("token", c.token);
+  c.producer_auth = s.get("producer_auth", c.producer_auth);
   c.launch_command = s.get("launch_command", c.launch_command);
   c.history_max_messages = s.get("history_max_messages", c.history_max_messages);
   c.history_max_mb = s.get("history_max_mb", c.history_max_mb);
@@ -71,6 +76,7 @@ AggregatorConfig MonitorConfig::aggregator(const std::string& run_dir) const {
   a.run_dir = run_dir;
   a.static_dir = static_dir;
   a.token = token;
+  a.producer_auth = producer_auth;
   a.launch_command = launch_command;
   a.threads = static_cast<int>(threads);
   a.history.max_messages = static_cast<size_t>(history_max_messages);
@@ -80,6 +86,41 @@ AggregatorConfig MonitorConfig::aggregator(const std::string& run_dir) const {
   a.idle_timeout_s = idle_timeout_s;
   a.viewer_queue = static_cast<size_t>(viewer_queue);
   return a;
+}
+
+std::string resolve_producer_token(const MonitorConfig& cfg, const std::string& run_dir,
+                                   MPI_Comm comm) {
+  int rank = 0;
+  SHARDLM_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+  std::string token;
+  if (rank == 0) {
+    const auto file = std::filesystem::path(run_dir) / "monitor.token";
+    const char* env = std::getenv(kMonitorTokenEnv);
+    std::error_code ec;
+    if (!cfg.token.empty()) {
+      token = cfg.token;
+    } else if (cfg.embedded) {
+      token = generate_token();
+    } else if (env && *env) {
+      token = env;
+    } else if (std::filesystem::is_regular_file(file, ec)) {
+      std::ifstream in(file);
+      in >> token;
+      if (token.empty())
+        core::log::warn("monitor: {} is empty: no token for the ranks", file.string());
+    }
+    if (token.empty() && !cfg.url.empty())
+      core::log::warn(
+          "monitor: no token for {} (monitor.token unset, no ${}, no {}): an aggregator with "
+          "producer_auth will refuse the ranks; set monitor.token to its token or train.run_dir to "
+          "its run dir",
+          cfg.url, kMonitorTokenEnv, file.string());
+  }
+  int n = static_cast<int>(token.size());
+  SHARDLM_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT, 0, comm));
+  token.resize(static_cast<size_t>(n));
+  SHARDLM_MPI_CHECK(MPI_Bcast(token.data(), n, MPI_CHAR, 0, comm));
+  return token;
 }
 
 Monitor open_monitor(const MonitorConfig& cfg, int rank, int world_size, const std::string& run_dir,
@@ -109,6 +150,7 @@ Monitor open_monitor(const MonitorConfig& cfg, int rank, int world_size, const s
     o.run_id = run_id;
     o.queue_capacity = static_cast<size_t>(cfg.queue_capacity);
     o.heartbeat_s = cfg.heartbeat_s;
+    o.token = m.embedded ? m.embedded->token() : cfg.token;
     auto ws = std::make_shared<WebSocketSink>(o, rank);
     fan->add_shared(ws);
     m.control = ws;

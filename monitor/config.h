@@ -7,11 +7,15 @@
 //   embedded = true                  # rank 0 starts the aggregator itself (port, bind)
 //   jsonl = true                     # RUN_DIR/metrics/rank-N.jsonl on every rank
 //   stdout = true                    # one line per step on rank 0
+//   token = ""                       # producers and controlling viewers need it
+//   producer_auth = true             # false: any producer is accepted (trusted networks only)
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+
+#include <mpi.h>
 
 #include "monitor/aggregator.h"
 #include "monitor/control.h"
@@ -33,7 +37,8 @@ struct MonitorConfig {
   std::string bind = "127.0.0.1";
   int64_t port = 8765;
   std::string static_dir;  // "" = find_dashboard_dir()
-  std::string token;       // "" = generated at start
+  std::string token;  // "" = generated at start (aggregator); see resolve_producer_token (ranks)
+  bool producer_auth = true;  // the aggregator refuses producers without the token
   std::string launch_command;
   int64_t history_max_messages = 200000;
   int64_t history_max_mb = 128;
@@ -56,9 +61,20 @@ struct Monitor {
   std::unique_ptr<Aggregator> embedded;  // rank 0 with embedded = true
 };
 
+// The token every rank's WebSocket sink sends in hello, decided on rank 0 of
+// `comm` and broadcast (ranks on other hosts need no shared filesystem):
+// monitor.token when set; else with `embedded` a fresh one (rank 0's aggregator
+// then uses it); else $SHARDLM_MONITOR_TOKEN (set by an aggregator that spawned
+// this run); else RUN_DIR/monitor.token when it exists (written by `shardlm
+// monitor --run-dir RUN_DIR`); else "" (an aggregator with producer_auth refuses
+// the ranks; rank 0 warns). Collective over `comm`.
+std::string resolve_producer_token(const MonitorConfig& cfg, const std::string& run_dir,
+                                   MPI_Comm comm);
+
 // Builds the sinks this configuration asks for on `rank`; with `embedded`
 // rank 0 first starts an Aggregator on its own thread and its WebSocket sink
-// connects to it (url defaults to it). Throws what the sinks and the
+// connects to it (url defaults to it). Every WebSocket sink says hello with
+// cfg.token (rank 0 with `embedded`: its aggregator's token). Throws what the sinks and the
 // aggregator throw (an unwritable run dir, a port in use).
 Monitor open_monitor(const MonitorConfig& cfg, int rank, int world_size, const std::string& run_dir,
                      const std::string& run_id);

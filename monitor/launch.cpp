@@ -42,6 +42,15 @@ RunLauncher::RunLauncher(std::string command_template, std::string run_dir)
 
 RunLauncher::~RunLauncher() = default;
 
+void RunLauncher::set_env(const std::string& name, const std::string& value) {
+  for (auto& [n, v] : env_)
+    if (n == name) {
+      v = value;
+      return;
+    }
+  env_.emplace_back(name, value);
+}
+
 std::vector<std::string> RunLauncher::argv(const std::string& config_path,
                                            const std::string& resume_path) const {
   std::vector<std::string> out;
@@ -98,8 +107,20 @@ pid_t RunLauncher::start(const std::string& config_path, const std::string& resu
   std::vector<char*> cargv;
   for (auto& a : args) cargv.push_back(a.data());
   cargv.push_back(nullptr);
+  // Our environment, with env_ replacing what it names.
+  std::vector<std::string> own;
+  for (auto& [n, v] : env_) own.push_back(n + "=" + v);
+  std::vector<char*> cenv;
+  for (char** e = environ; e && *e; ++e) {
+    bool replaced = false;
+    for (auto& [n, v] : env_)
+      replaced = replaced || (std::strncmp(*e, n.c_str(), n.size()) == 0 && (*e)[n.size()] == '=');
+    if (!replaced) cenv.push_back(*e);
+  }
+  for (auto& o : own) cenv.push_back(o.data());
+  cenv.push_back(nullptr);
   pid_t pid = -1;
-  int rc = posix_spawnp(&pid, cargv[0], &fa, &attr, cargv.data(), environ);
+  int rc = posix_spawnp(&pid, cargv[0], &fa, &attr, cargv.data(), cenv.data());
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   SHARDLM_CHECK(rc == 0, core::Error, "cannot start '{}': {}", args[0], std::strerror(rc));

@@ -14,6 +14,10 @@
 
 namespace shardlm::monitor {
 
+// The environment variable through which a spawned run gets the monitor's token
+// (its ranks need it to be accepted as producers; see resolve_producer_token()).
+inline constexpr const char* kMonitorTokenEnv = "SHARDLM_MONITOR_TOKEN";
+
 // Spawns one run at a time. The command template is split on whitespace (no
 // shell, so a path from a viewer cannot inject anything) and each word may
 // contain the placeholders {config}, {run_dir}, {shardlm} (this executable);
@@ -24,6 +28,9 @@ class RunLauncher {
   ~RunLauncher();  // leaves a running child alone (it is a training run)
 
   bool configured() const { return !template_.empty(); }
+  // Sets NAME=VALUE in the environment of every run started from now on (it
+  // replaces an inherited NAME).
+  void set_env(const std::string& name, const std::string& value);
   bool running() const { return pid_ > 0; }
   // Starts the run; stdout and stderr go to RUN_DIR/launch-N.log. Throws
   // core::ConfigError when no command is configured, core::Error when a run is
@@ -39,6 +46,7 @@ class RunLauncher {
 
  private:
   std::string template_, run_dir_, log_path_;
+  std::vector<std::pair<std::string, std::string>> env_;
   pid_t pid_ = -1;
   int launches_ = 0;
 };

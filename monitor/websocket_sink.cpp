@@ -104,6 +104,7 @@ struct WebSocketSink::Impl {
   std::atomic<int64_t> last_publish_ms;
   std::atomic<int64_t> last_step{-1};
   int warned = 0;
+  int warned_auth = 0;  // io thread only
 
   // ---- training thread -------------------------------------------------------------------
   void enqueue(std::string line, bool urgent_msg) {
@@ -166,17 +167,42 @@ struct WebSocketSink::Impl {
           c->ws.text(true);
           c->ws.async_write(net::buffer(c->hello), [this, c](error_code e, size_t) {
             if (e) return fail(c, e);
-            {
-              std::lock_guard<std::mutex> g(mu);
-              c->info = run_info_line;
-            }
-            if (c->info.empty()) return ready(c);
-            c->ws.async_write(net::buffer(c->info), [this, c](error_code e2, size_t) {
-              if (e2) return fail(c, e2);
-              ready(c);
-            });
+            await_welcome(c);
           });
         });
+  }
+
+  // Nothing is sent before the aggregator accepted this rank: a refused hello
+  // (wrong or missing token) would otherwise swallow the queued messages.
+  void await_welcome(const std::shared_ptr<Conn>& c) {
+    c->ws.async_read(c->buf, [this, c](error_code ec, size_t n) {
+      if (ec) return fail(c, ec);
+      json j = json::parse(beast::buffers_to_string(c->buf.data()), nullptr, false);
+      c->buf.consume(n);
+      const std::string type = j.is_object() ? j.value("type", std::string()) : "";
+      if (type != "welcome") {
+        if (type == "error" && j.value("code", std::string()) == "unauthorized") {
+          if (warned_auth++ % 20 == 0)  // once, then every 20th retry
+            core::log::warn(
+                "monitor: the aggregator at {}:{} refused rank {}: {}. Set monitor.token to the "
+                "aggregator's token (RUN_DIR/monitor.token of `shardlm monitor --run-dir "
+                "RUN_DIR`), or set train.run_dir to that RUN_DIR",
+                opt.host, opt.port, rank, opt.token.empty() ? "no token" : "wrong token");
+        } else if (type == "error") {
+          incoming(j.dump());
+        }
+        return fail(c, net::error::connection_refused);
+      }
+      {
+        std::lock_guard<std::mutex> g(mu);
+        c->info = run_info_line;
+      }
+      if (c->info.empty()) return ready(c);
+      c->ws.async_write(net::buffer(c->info), [this, c](error_code e2, size_t) {
+        if (e2) return fail(c, e2);
+        ready(c);
+      });
+    });
   }
 
   void ready(const std::shared_ptr<Conn>& c) {

@@ -4,7 +4,8 @@
 //
 // publish() only moves the message into a bounded queue (dropping the oldest
 // when full, counted in stats().dropped) and wakes the io thread; it never
-// waits for the network. The io thread connects, says hello, re-sends the
+// waits for the network. The io thread connects, says hello (with the token),
+// waits for welcome (a refusal is logged with its fix), re-sends the
 // last run_info, drains the queue with one write in flight, sends heartbeats,
 // reads control messages, and on any failure reconnects with exponential
 // backoff (messages queue up meanwhile, within the same bound).
@@ -25,7 +26,7 @@ struct WebSocketSinkOptions {
   std::string path = "/ws";
   int world_size = 1;
   std::string run_id;
-  std::string token;             // sent in hello (producers need none today)
+  std::string token;  // sent in hello; an aggregator with producer_auth refuses a rank without it
   size_t queue_capacity = 4096;  // messages waiting for the network
   size_t max_commands = 256;     // control commands waiting for poll()
   double heartbeat_s = 2.0;

@@ -155,6 +155,9 @@ void Trainer::Impl::setup() {
   int64_t started = static_cast<int64_t>(std::time(nullptr));
   MPI_Bcast(&started, 1, MPI_INT64_T, 0, comm);
   std::string run_id = fmt::format("{}-{}", fs::path(train.run_dir).filename().string(), started);
+  // Every rank's sink must present the aggregator's token (rank 0 decides, see
+  // resolve_producer_token); with monitor.embedded rank 0's aggregator uses it too.
+  mon_cfg.token = monitor::resolve_producer_token(mon_cfg, train.run_dir, comm);
   mon = monitor::open_monitor(mon_cfg, env.rank, env.world_size, train.run_dir, run_id);
   probe = std::make_unique<monitor::HardwareProbe>(device.is_cuda() ? device.index() : -1);
   if (env.is_root()) progress = std::make_unique<Progress>(train.steps, isatty(STDOUT_FILENO));

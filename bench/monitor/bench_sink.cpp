@@ -85,6 +85,7 @@ static void BM_WebSocketSinkStepConnected(benchmark::State& state) {
   agg.start();
   WebSocketSinkOptions o;
   o.port = agg.port();
+  o.token = agg.token();
   {
     WebSocketSink sink(o, 0);
     sink.wait_connected(5);

@@ -188,6 +188,7 @@ TEST(MonitorLoad, HundredViewersEightProducersFiftyHzThirtySeconds) {
     o.port = agg.port();
     o.world_size = kProducers;
     o.run_id = "load";
+    o.token = agg.token();
     sinks.push_back(std::make_unique<WebSocketSink>(o, r));
   }
   for (auto& s : sinks) ASSERT_TRUE(s->wait_connected(10));

@@ -25,9 +25,13 @@ using shardlm::monitor::testing::temp_dir;
 
 namespace {
 
+// Fixed, so that an aggregator restarted on the same run dir keeps it.
+const std::string kToken = "5eed0123456789abcdef0123456789ab";
+
 AggregatorConfig test_config(const fs::path& dir) {
   AggregatorConfig c;
   c.port = 0;
+  c.token = kToken;
   c.run_dir = dir.string();
   c.static_dir = (dir / "no-dashboard").string();
   c.hello_timeout_s = 1;
@@ -56,11 +60,18 @@ json step_msg(int rank, int64_t step, double time = 0.1) {
   return encode_step(rank, m);
 }
 
+json producer_hello(int rank, int world, const std::string& token) {
+  json h = {
+      {"v", 1}, {"type", "hello"}, {"role", "producer"}, {"rank", rank}, {"world_size", world}};
+  if (!token.empty()) h["token"] = token;
+  return h;
+}
+
 // A producer speaking the protocol by hand (the sink is tested separately).
-std::unique_ptr<WsClient> producer(uint16_t port, int rank, int world = 2) {
+std::unique_ptr<WsClient> producer(uint16_t port, int rank, int world = 2,
+                                   const std::string& token = kToken) {
   auto p = std::make_unique<WsClient>(port);
-  p->send(
-      {{"v", 1}, {"type", "hello"}, {"role", "producer"}, {"rank", rank}, {"world_size", world}});
+  p->send(producer_hello(rank, world, token));
   auto w = p->recv_type("welcome", 5);
   EXPECT_TRUE(w.has_value());
   return p;
@@ -170,6 +181,7 @@ TEST(ServerControl, WithoutTokenRefusedWithTokenForwardedToRank0AndAcked) {
   WebSocketSinkOptions o;
   o.port = agg.port();
   o.world_size = 1;
+  o.token = agg.token();
   WebSocketSink rank0(o, 0);
   ASSERT_TRUE(rank0.wait_connected(5));
   ASSERT_TRUE(wait_for([&] { return agg.stats().producers == 1; }));
@@ -425,6 +437,7 @@ TEST(ServerSink, WebSocketSinkDropsOldestWhileDownThenDeliversAndReconnects) {
   }
   WebSocketSinkOptions o;
   o.port = port;
+  o.token = kToken;
   o.queue_capacity = 10;
   o.reconnect_min_s = 0.05;
   o.reconnect_max_s = 0.2;
@@ -553,7 +566,9 @@ TEST(ServerLaunch, StartRunSpawnsTheConfiguredCommandAndReportsItsExit) {
   cfg.launch_command = "/bin/sh {config}";
   Aggregator agg(cfg);
   agg.start();
-  std::ofstream(dir / "run.sh") << "exit 3\n";
+  // The spawned run gets the token for its ranks in its environment.
+  std::ofstream(dir / "run.sh") << "printf %s \"$SHARDLM_MONITOR_TOKEN\" > \""
+                                << (dir / "env.txt").string() << "\"\nexit 3\n";
   WsClient v(agg.port());
   json w;
   join_viewer(v, agg.token(), &w);
@@ -572,6 +587,9 @@ TEST(ServerLaunch, StartRunSpawnsTheConfiguredCommandAndReportsItsExit) {
   while (ev && (*ev)["kind"] != "run_exited") ev = v.recv_type("event", 5, &seen);
   ASSERT_TRUE(ev.has_value());
   EXPECT_EQ((*ev)["data"]["exit_code"], 3);
+  std::string env_token;
+  std::ifstream(dir / "env.txt") >> env_token;
+  EXPECT_EQ(env_token, agg.token());
   v.send({{"v", 1},
           {"type", "control"},
           {"id", "r1"},
@@ -606,6 +624,130 @@ TEST(ServerEmbedded, RankZeroStartsTheAggregatorAndItsSinkReachesIt) {
   EXPECT_TRUE(fs::exists(dir / "metrics.jsonl"));
 }
 
+// A producer without the right token is refused before anything it sends counts:
+// no step reaches a viewer or metrics.jsonl, and it does not become rank 0 (so
+// it receives no commands).
+TEST(ServerAuth, ProducerWithWrongOrMissingTokenIsRefusedAndClosed) {
+  auto dir = temp_dir("auth");
+  Aggregator agg(test_config(dir));
+  agg.start();
+  WsClient v(agg.port());
+  join_viewer(v, agg.token());
+  for (std::string token : {std::string(), std::string(kToken.size(), 'f'), kToken + "x"}) {
+    WsClient p(agg.port());
+    p.send(producer_hello(0, 1, token));
+    p.send(step_msg(0, 666));  // pipelined right behind hello: must not be read
+    auto e = p.recv(5);
+    ASSERT_TRUE(e.has_value());
+    EXPECT_EQ((*e)["type"], "error");
+    EXPECT_EQ((*e)["code"], "unauthorized");
+    EXPECT_EQ(schema_errors(e->dump()), "");
+    EXPECT_FALSE(p.recv(5).has_value());
+    EXPECT_TRUE(p.closed());  // closed by the aggregator, not a timeout
+    EXPECT_NE(p.last_error(), beast::error_code());
+  }
+  auto st = agg.stats();
+  EXPECT_EQ(st.producers_refused, 3u);
+  EXPECT_EQ(st.producers, 0u);
+  EXPECT_NE(
+      http_get(agg.port(), "/metrics").second.find("shardlm_monitor_producers_refused_total 3"),
+      std::string::npos);
+  // Nobody is rank 0: a command has no one to go to.
+  v.send({{"v", 1}, {"type", "control"}, {"id", "c-1"}, {"command", "pause"}});
+  auto err = v.recv_type("error", 5);
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ((*err)["code"], "no_producer");
+
+  // The right token works, and its step is the first one a viewer sees.
+  auto good = producer(agg.port(), 0, 1);
+  good->send(step_msg(0, 7));
+  auto step = v.recv_type("step", 5);
+  ASSERT_TRUE(step.has_value());
+  EXPECT_EQ((*step)["step"], 7);
+  ASSERT_TRUE(wait_for([&] { return agg.stats().producers == 1; }));
+  std::ifstream in(dir / "metrics.jsonl");
+  std::string line, all;
+  while (std::getline(in, line)) all += line + "\n";
+  EXPECT_EQ(all.find("666"), std::string::npos);
+  EXPECT_NE(all.find("\"step\":7"), std::string::npos);
+}
+
+// A restarted aggregator keeps the run dir's token, so that running ranks stay accepted.
+TEST(ServerAuth, RestartKeepsTheTokenOfTheRunDir) {
+  auto dir = temp_dir("keeptoken");
+  auto cfg = test_config(dir);
+  cfg.token = "";
+  std::string first;
+  {
+    Aggregator a(cfg);
+    a.start();
+    first = a.token();
+    EXPECT_EQ(first.size(), 32u);
+  }
+  Aggregator b(cfg);
+  b.start();
+  EXPECT_EQ(b.token(), first);
+  producer(b.port(), 0, 1, first);
+  EXPECT_EQ(b.stats().producers_refused, 0u);
+}
+
+TEST(ServerAuth, ProducerAuthOffAcceptsProducersWithoutToken) {
+  auto dir = temp_dir("noauth");
+  auto cfg = test_config(dir);
+  cfg.producer_auth = false;
+  Aggregator agg(cfg);
+  agg.start();
+  WsClient v(agg.port());
+  join_viewer(v);
+  auto p = producer(agg.port(), 0, 1, "");
+  p->send(step_msg(0, 3));
+  auto step = v.recv_type("step", 5);
+  ASSERT_TRUE(step.has_value());
+  EXPECT_EQ((*step)["step"], 3);
+  EXPECT_EQ(agg.stats().producers_refused, 0u);
+}
+
+// The real sink with a wrong token: never counts as connected, delivers nothing,
+// keeps retrying (each try refused); with the right token it delivers its queue.
+TEST(ServerAuth, SinkWithWrongTokenSendsNothingAndRightTokenDelivers) {
+  auto dir = temp_dir("sinkauth");
+  Aggregator agg(test_config(dir));
+  agg.start();
+  WebSocketSinkOptions o;
+  o.port = agg.port();
+  o.reconnect_min_s = 0.02;
+  o.reconnect_max_s = 0.05;
+  o.token = "not-the-token";
+  auto publish = [](WebSocketSink& sink, const std::string& run_id, int64_t step) {
+    sink.run_info(run_id, 1, json::object());
+    StepMetrics m;
+    m.step = step;
+    m.time.total = 0.1;
+    sink.step(m);
+  };
+  {
+    WebSocketSink bad(o, 0);
+    publish(bad, "bad", 1);
+    ASSERT_TRUE(wait_for([&] { return agg.stats().producers_refused >= 2; }));
+    EXPECT_FALSE(bad.wait_connected(0.2));
+    EXPECT_EQ(bad.stats().sent, 0u);
+    bad.close(0.1);
+  }
+  o.token = agg.token();
+  WebSocketSink good(o, 0);
+  publish(good, "good", 2);
+  ASSERT_TRUE(good.wait_connected(5));
+  good.flush(5);
+  ASSERT_TRUE(wait_for([&] { return agg.stats().next_seq >= 2; }));
+  WsClient v(agg.port());
+  std::vector<std::string> kept;  // the refused sink's run_info and step 1 are not there
+  for (auto& h : join_viewer(v))
+    if (h["type"] == "run_info" || h["type"] == "step")
+      kept.push_back(h["type"] == "step" ? "step " + h["step"].dump()
+                                         : "run_info " + h["run_id"].get<std::string>());
+  EXPECT_EQ(kept, (std::vector<std::string>{"run_info good", "step 2"}));
+}
+
 // Under mpiexec -n 2, the trainer's side of control as runtime/ will do it: rank 0
 // starts the aggregator in-process (monitor.embedded), both ranks report steps, a
 // viewer sets the LR, pauses and resumes; rank 0 polls, broadcast_commands() gives
@@ -624,12 +766,16 @@ TEST(MonitorMpi, TwoRanksApplyViewerCommandsAtTheSameStep) {
   mc.heartbeat_s = 0.2;
   int port = 0;
   Monitor mon;
+  // As the trainer does: rank 0 makes the token, rank 1 needs it to be accepted.
+  mc.embedded = rank == 0;
+  mc.token = resolve_producer_token(mc, dir_buf, MPI_COMM_WORLD);
+  EXPECT_EQ(mc.token.size(), 32u);
   if (rank == 0) {
-    mc.embedded = true;
     mc.port = 0;
     mc.static_dir = std::string(dir_buf) + "/none";
     mon = open_monitor(mc, 0, 2, dir_buf, "mpi-run");
     port = mon.embedded->port();
+    EXPECT_EQ(mon.embedded->token(), mc.token);  // the aggregator uses the broadcast token
   }
   MPI_Bcast(&port, 1, MPI_INT, 0, MPI_COMM_WORLD);
   if (rank == 1) {

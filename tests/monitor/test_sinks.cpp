@@ -9,6 +9,7 @@
 
 #include "monitor/config.h"
 #include "monitor/hardware.h"
+#include "monitor/launch.h"
 #include "monitor/schema.h"
 #include "monitor/sink.h"
 #include "monitor/websocket_sink.h"
@@ -163,6 +164,11 @@ TEST(SinkConfig, ReadsTheMonitorSectionAndRejectsBadValues) {
   auto a = c.aggregator("/tmp/x");
   EXPECT_EQ(a.run_dir, "/tmp/x");
   EXPECT_EQ(a.port, 8765);
+  EXPECT_TRUE(a.producer_auth);  // on unless switched off
+  EXPECT_FALSE(RunConfig::parse("[monitor]\nproducer_auth = false\n", "run.toml")
+                   .get<MonitorConfig>("monitor")
+                   .aggregator(".")
+                   .producer_auth);
   auto bad = RunConfig::parse("[monitor]\nurl = \"http://x\"\n", "run.toml");
   try {
     bad.get<MonitorConfig>("monitor");
@@ -191,4 +197,25 @@ TEST(SinkConfig, OpenMonitorWithoutAggregatorGivesFileSinksAndNoControl) {
   c.jsonl = false;
   auto none = open_monitor(c, 0, 1, dir.string(), "r");
   EXPECT_NE(dynamic_cast<NullSink*>(none.sink.get()), nullptr);
+}
+
+// Where the ranks' token comes from, in order: monitor.token, a fresh one
+// (embedded), $SHARDLM_MONITOR_TOKEN, RUN_DIR/monitor.token, none.
+TEST(SinkConfig, ResolveProducerTokenPrefersConfigThenEmbeddedThenEnvThenRunDirFile) {
+  auto dir = temp_dir("token");
+  ::unsetenv(kMonitorTokenEnv);
+  MonitorConfig c;
+  c.url = "ws://127.0.0.1:9/ws";
+  EXPECT_EQ(resolve_producer_token(c, dir.string(), MPI_COMM_SELF), "");
+  std::ofstream(dir / "monitor.token") << "from-file-0123\n";
+  EXPECT_EQ(resolve_producer_token(c, dir.string(), MPI_COMM_SELF), "from-file-0123");
+  ::setenv(kMonitorTokenEnv, "from-env", 1);
+  EXPECT_EQ(resolve_producer_token(c, dir.string(), MPI_COMM_SELF), "from-env");
+  c.embedded = true;
+  auto fresh = resolve_producer_token(c, dir.string(), MPI_COMM_SELF);
+  EXPECT_EQ(fresh.size(), 32u);
+  EXPECT_NE(fresh, resolve_producer_token(c, dir.string(), MPI_COMM_SELF));
+  c.token = "from-config";
+  EXPECT_EQ(resolve_producer_token(c, dir.string(), MPI_COMM_SELF), "from-config");
+  ::unsetenv(kMonitorTokenEnv);
 }

@@ -2,18 +2,27 @@
 // $SHARDLM_FIXTURE): the reference losses of a fixed-seed run, gradient
 // accumulation, fp16 loss scaling with a forced overflow, layer-wise
 // training, early stopping and the validation report, and (under mpiexec -n 2)
-// the same losses on 2 ranks as on 1 for the same global batch.
+// the same losses on 2 ranks as on 1 for the same global batch, and both
+// ranks' metrics reaching the monitor's aggregator (embedded in rank 0, or
+// external with its token found in the run dir).
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "monitor/aggregator.h"
 #include "runtime/core/config.h"
 #include "runtime/core/env.h"
 #include "runtime/trainer.h"
@@ -226,6 +235,108 @@ TEST(TrainerMpi, TwoRanksMatchOneRank) {
   const auto& got = t.summary().losses;
   ASSERT_EQ(got.size(), 5u);
   for (int i = 0; i < 5; ++i) EXPECT_NEAR(got[i], ref[i], 1e-5 * ref[i]) << "step " << i;
+}
+
+// ---- monitor --------------------------------------------------------------------------------
+
+namespace {
+// A TCP port that was free a moment ago (rank 0 picks it, every rank gets it).
+int free_port() {
+  int port = 0;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank == 0) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+      port = ntohs(a.sin_port);
+    if (fd >= 0) ::close(fd);
+  }
+  MPI_Bcast(&port, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  return port;
+}
+
+// The steps of each rank in RUN_DIR/metrics.jsonl (the aggregator's history),
+// once every rank's last step is there (waits at most 10 s).
+std::map<int, std::set<int64_t>> aggregated_steps(const std::string& run_dir, int64_t last) {
+  std::map<int, std::set<int64_t>> steps;
+  for (int tries = 0; tries < 200; ++tries) {
+    steps.clear();
+    std::ifstream in(fs::path(run_dir) / "metrics.jsonl");
+    std::string line;
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.value("type", "") == "step")
+        steps[j["rank"].get<int>()].insert(j["step"].get<int64_t>());
+    }
+    if (steps[0].count(last) && steps[1].count(last)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return steps;
+}
+}  // namespace
+
+// monitor.embedded: rank 0 starts the aggregator with a token it broadcasts,
+// so rank 1's sink is accepted too.
+TEST(TrainerMpi, EmbeddedMonitorReceivesBothRanksMetrics) {
+  REQUIRE_FIXTURE();
+  core::Env env = core::Env::detect();
+  env.cpu_threads = 1;
+  const std::string dir = shared_run("embedded");
+  auto cfg = config(dir, {"train.steps=3", "data.batch_size=4", "monitor.embedded=true",
+                          fmt::format("monitor.port={}", free_port()), "monitor.heartbeat_s=0.2"});
+  runtime::Trainer t(cfg, env, MPI_COMM_WORLD);
+  ASSERT_EQ(t.run(), 0);
+  MPI_Barrier(MPI_COMM_WORLD);  // every rank flushed; rank 0's aggregator is still up
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank == 0) {
+    auto steps = aggregated_steps(dir, 2);
+    EXPECT_EQ(steps[0], (std::set<int64_t>{0, 1, 2}));
+    EXPECT_EQ(steps[1], (std::set<int64_t>{0, 1, 2}));
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+// `shardlm monitor --run-dir D` (here in-process on rank 0) writes D/monitor.token;
+// a run with train.run_dir = D and monitor.url finds it there (rank 0 reads it and
+// broadcasts it), so both ranks are accepted without monitor.token.
+TEST(TrainerMpi, ExternalMonitorTokenFromTheRunDir) {
+  REQUIRE_FIXTURE();
+  core::Env env = core::Env::detect();
+  env.cpu_threads = 1;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  const std::string dir = shared_run("external");
+  std::unique_ptr<monitor::Aggregator> agg;
+  int port = 0;
+  if (rank == 0) {
+    monitor::AggregatorConfig ac;
+    ac.port = 0;
+    ac.run_dir = dir;
+    ac.static_dir = dir + "/none";
+    agg = std::make_unique<monitor::Aggregator>(ac);
+    agg->start();
+    port = agg->port();
+  }
+  MPI_Bcast(&port, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  {
+    auto cfg = config(dir, {"train.steps=3", "data.batch_size=4",
+                            fmt::format("monitor.url=\"ws://127.0.0.1:{}/ws\"", port)});
+    runtime::Trainer t(cfg, env, MPI_COMM_WORLD);
+    ASSERT_EQ(t.run(), 0);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) {
+    auto steps = aggregated_steps(dir, 2);
+    EXPECT_EQ(steps[0], (std::set<int64_t>{0, 1, 2}));
+    EXPECT_EQ(steps[1], (std::set<int64_t>{0, 1, 2}));
+    EXPECT_EQ(agg->stats().producers_refused, 0u);
+  }
 }
 
 // ---- checkpoints ------------------------------------------------------------------------

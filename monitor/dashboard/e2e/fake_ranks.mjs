@@ -47,6 +47,10 @@ const WORLD = Number(opt('ranks', tomlValue('ranks') ?? 2));
 const INTERVAL = Number(opt('interval-ms', tomlValue('interval_ms') ?? 100));
 const MAX_STEPS = Number(opt('max-steps', tomlValue('max_steps') ?? 100000));
 const RESUME = opt('resume', null);
+// The aggregator refuses producers without its token: --token, else what an
+// aggregator that spawned us put in SHARDLM_MONITOR_TOKEN, else RUN_DIR/monitor.token.
+const TOKEN_FILE = RUN_DIR ? join(RUN_DIR, 'monitor.token') : null;
+const TOKEN = opt('token', null) ?? process.env.SHARDLM_MONITOR_TOKEN ?? (TOKEN_FILE && existsSync(TOKEN_FILE) ? readFileSync(TOKEN_FILE, 'utf8').trim() : undefined);
 const resumed = RESUME ? JSON.parse(readFileSync(join(RESUME, 'manifest.json'), 'utf8')) : null;
 const VAL_EVERY = Number(opt('val-every', 50));
 const CKPT_EVERY = Number(opt('ckpt-every', 0));
@@ -113,7 +117,7 @@ class Rank {
     const ws = new WebSocket(URL_);
     this.ws = ws;
     ws.on('open', () => {
-      this.send({ v: 1, type: 'hello', ts: now(), role: 'producer', rank: this.rank, world_size: WORLD, run_id: RUN_ID });
+      this.send({ v: 1, type: 'hello', ts: now(), role: 'producer', rank: this.rank, world_size: WORLD, run_id: RUN_ID, ...(TOKEN ? { token: TOKEN } : {}) });
     });
     ws.on('message', (data, isBinary) => {
       if (isBinary) return;
