@@ -83,16 +83,27 @@ core::Env single_env() {
 }
 
 // A run directory of this process (not collective).
+// A run directory named after the test and a pid, emptied the first time this
+// process names it: an earlier process with the same pid (pids wrap) may have
+// left one in the temporary directory, and a run would append to its files.
+std::string run_dir_of(const std::string& name, int pid, bool owner) {
+  static std::set<std::string> named;
+  const std::string dir =
+      (fs::path(testing::TempDir()) / ("shardlm_rt_" + name + "_" + std::to_string(pid))).string();
+  if (named.insert(dir).second && owner) fs::remove_all(dir);
+  return dir;
+}
 std::string tmp_run(const std::string& name) {
-  return (fs::path(testing::TempDir()) / ("shardlm_rt_" + name + "_" + std::to_string(getpid())))
-      .string();
+  return run_dir_of(name, getpid(), true);
 }
 // One run directory for every rank of MPI_COMM_WORLD (collective).
 std::string shared_run(const std::string& name) {
-  int pid = getpid();
+  int pid = getpid(), rank = 0;
   MPI_Bcast(&pid, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  return (fs::path(testing::TempDir()) / ("shardlm_rt_" + name + "_" + std::to_string(pid)))
-      .string();
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  std::string dir = run_dir_of(name, pid, rank == 0);
+  MPI_Barrier(MPI_COMM_WORLD);  // emptied before any rank uses it
+  return dir;
 }
 
 runtime::TrainSummary train(const std::vector<std::string>& overrides, const std::string& name,
