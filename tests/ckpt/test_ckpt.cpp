@@ -29,11 +29,17 @@ int mpi_size(MPI_Comm c = MPI_COMM_WORLD) {
   return r;
 }
 
-// A shared temporary run directory (rank 0's pid, broadcast).
+// A shared temporary run directory (rank 0's pid, broadcast), empty: pids wrap,
+// and an earlier process's checkpoints there would change what a test sees.
 std::string run_dir(const std::string& name, MPI_Comm comm = MPI_COMM_WORLD) {
-  int pid = getpid();
+  int pid = getpid(), rank = 0;
   MPI_Bcast(&pid, 1, MPI_INT, 0, comm);
-  return (fs::path(testing::TempDir()) / fmt::format("shardlm_ckpt_{}_{}", name, pid)).string();
+  MPI_Comm_rank(comm, &rank);
+  const std::string dir =
+      (fs::path(testing::TempDir()) / fmt::format("shardlm_ckpt_{}_{}", name, pid)).string();
+  if (rank == 0) fs::remove_all(dir);
+  MPI_Barrier(comm);
+  return dir;
 }
 
 // Unit "a" of 10 elements and unit "b" of 7, values 100*u + i, split evenly.
