@@ -37,7 +37,7 @@ DEB_PACKAGES=(
   slurm-wlm munge
   # compress: `shardlm export --format onnx` writes the protobuf with libonnx-dev's
   # classes (LibTorch links the same libonnx_proto); python3-onnx runs
-  # onnx.checker on the result in tests/model (compress/onnx_check.py)
+  # onnx.checker on the result in tests/compress (onnx_check.py)
   libonnx-dev libprotobuf-dev python3-onnx
   # the demo's request to `shardlm serve`
   curl

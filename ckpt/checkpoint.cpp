@@ -17,11 +17,11 @@
 
 #include <fmt/format.h>
 
-#include "runtime/core/error.h"
-#include "runtime/core/fs.h"
-#include "runtime/core/h5_check.h"
-#include "runtime/core/log.h"
-#include "runtime/core/mpi_check.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/h5_check.h"
+#include "core/log.h"
+#include "core/mpi_check.h"
 
 namespace shardlm::ckpt {
 

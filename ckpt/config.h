@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 namespace shardlm::ckpt {
 

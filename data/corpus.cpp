@@ -12,7 +12,7 @@
 
 #include "data/input_paths.h"
 #include "data/text_clean.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace fs = std::filesystem;
 

@@ -7,7 +7,7 @@
 #include <list>
 #include <unordered_map>
 
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace fs = std::filesystem;
 

@@ -9,7 +9,7 @@
 #include <memory>
 #include <vector>
 
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::data {
 

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <set>
 
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::data {
 

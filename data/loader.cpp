@@ -9,9 +9,9 @@
 #include <thread>
 
 #include "data/dataset.h"
-#include "runtime/core/error.h"
-#include "runtime/core/h5_check.h"
-#include "runtime/core/log.h"
+#include "core/error.h"
+#include "core/h5_check.h"
+#include "core/log.h"
 
 namespace shardlm::data {
 

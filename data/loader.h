@@ -24,7 +24,7 @@
 
 #include "data/manifest.h"
 #include "data/sampler.h"
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 namespace shardlm::data {
 

@@ -6,7 +6,7 @@
 #include <fstream>
 
 #include "data/hash.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace fs = std::filesystem;
 

@@ -18,10 +18,10 @@
 #include "data/progress.h"
 #include "data/shard.h"
 #include "data/thread_pool.h"
-#include "runtime/core/env.h"
-#include "runtime/core/error.h"
-#include "runtime/core/log.h"
-#include "runtime/core/mpi_check.h"
+#include "core/env.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/mpi_check.h"
 
 namespace fs = std::filesystem;
 

@@ -29,7 +29,7 @@
 #include "data/manifest.h"
 #include "data/text_clean.h"
 #include "data/tokenizer.h"
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 namespace shardlm::data {
 

@@ -7,7 +7,7 @@
 #include <array>
 
 #include "data/utf8.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::data {
 

@@ -5,7 +5,7 @@
 #include <numeric>
 
 #include "data/hash.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::data {
 

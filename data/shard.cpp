@@ -8,8 +8,8 @@
 #include <cstring>
 #include <utility>
 
-#include "runtime/core/error.h"
-#include "runtime/core/h5_check.h"
+#include "core/error.h"
+#include "core/h5_check.h"
 
 namespace shardlm::data {
 

@@ -22,7 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 namespace shardlm::data {
 

@@ -10,7 +10,7 @@
 #include "data/thread_pool.h"
 #include "data/tokenizer_model.h"
 #include "data/utf8.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::data {
 

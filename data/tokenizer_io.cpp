@@ -14,8 +14,8 @@
 #include "data/tokenizer.h"
 #include "data/tokenizer_model.h"
 #include "data/utf8.h"
-#include "runtime/core/error.h"
-#include "runtime/core/log.h"
+#include "core/error.h"
+#include "core/log.h"
 
 namespace shardlm::data {
 

@@ -28,9 +28,9 @@
 #include "data/thread_pool.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_model.h"
-#include "runtime/core/config.h"
-#include "runtime/core/error.h"
-#include "runtime/core/log.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
 
 namespace shardlm::data {
 

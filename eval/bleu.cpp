@@ -10,7 +10,7 @@
 
 #include "data/utf8.h"
 #include "eval/text_util.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::eval {
 

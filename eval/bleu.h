@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 namespace shardlm::eval {
 

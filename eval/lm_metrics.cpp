@@ -7,7 +7,7 @@
 #include <limits>
 
 #include "eval/text_metrics.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::eval {
 

@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include "eval/text_util.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::eval {
 

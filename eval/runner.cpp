@@ -14,7 +14,7 @@
 #include "eval/text_metrics.h"
 #include "eval/text_util.h"
 #include "model/generate.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::eval {
 

@@ -6,7 +6,7 @@
 #include <random>
 #include <set>
 
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::eval {
 

@@ -29,7 +29,7 @@
 
 #include "eval/bleu.h"
 #include "model/generation_config.h"
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 namespace shardlm::eval {
 

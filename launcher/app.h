@@ -8,7 +8,7 @@
 #include <functional>
 #include <memory>
 
-#include "runtime/core/env.h"
+#include "core/env.h"
 
 namespace shardlm::launcher {
 

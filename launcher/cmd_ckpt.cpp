@@ -7,13 +7,13 @@
 
 #include "ckpt/checkpoint.h"
 #include "launcher/app.h"
-#include "model/compress/onnx_export.h"
-#include "model/compress/quantize.h"
+#include "compress/onnx_export.h"
+#include "compress/quantize.h"
 #include "model/config.h"
 #include "model/generate.h"
 #include "model/gpt.h"
 #include "model/safetensors.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::launcher {
 

@@ -9,14 +9,14 @@
 
 #include "data/loader.h"
 #include "launcher/app.h"
-#include "model/compress/distill.h"
-#include "model/compress/io.h"
-#include "model/compress/prune.h"
-#include "model/compress/quantize.h"
+#include "compress/distill.h"
+#include "compress/io.h"
+#include "compress/prune.h"
+#include "compress/quantize.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
-#include "runtime/core/config.h"
-#include "runtime/core/error.h"
+#include "core/config.h"
+#include "core/error.h"
 
 namespace shardlm::launcher {
 

@@ -21,7 +21,7 @@
 #include "eval/ratings.h"
 #include "eval/runner.h"
 #include "launcher/app.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::launcher {
 

@@ -10,7 +10,7 @@
 #include "data/tokenizer.h"
 #include "launcher/app.h"
 #include "model/generate.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::launcher {
 

@@ -11,7 +11,7 @@
 #include <torch/version.h>
 
 #include "launcher/app.h"
-#include "runtime/core/mpi_check.h"
+#include "core/mpi_check.h"
 
 namespace shardlm::launcher {
 

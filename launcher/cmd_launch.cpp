@@ -12,7 +12,7 @@
 
 #include "launcher/app.h"
 #include "launcher/launch_line.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::launcher {
 

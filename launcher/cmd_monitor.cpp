@@ -5,7 +5,7 @@
 #include "launcher/app.h"
 #include "monitor/aggregator.h"
 #include "monitor/config.h"
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 namespace shardlm::launcher {
 

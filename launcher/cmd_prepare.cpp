@@ -6,8 +6,8 @@
 #include "data/prepare.h"
 #include "data/tokenizer.h"
 #include "launcher/app.h"
-#include "runtime/core/config.h"
-#include "runtime/core/log.h"
+#include "core/config.h"
+#include "core/log.h"
 
 namespace shardlm::launcher {
 

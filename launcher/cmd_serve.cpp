@@ -5,7 +5,7 @@
 #include <cstdio>
 
 #include "launcher/app.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 #include "serve/server.h"
 
 namespace shardlm::launcher {

@@ -8,7 +8,7 @@
 
 #include "data/tokenizer.h"
 #include "launcher/app.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::launcher {
 

@@ -1,6 +1,6 @@
 // Lazy MPI start-up for subcommands that need it.
 #include "launcher/app.h"
-#include "runtime/core/log.h"
+#include "core/log.h"
 
 namespace shardlm::launcher {
 

@@ -10,7 +10,7 @@
 #include <set>
 #include <utility>
 
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 extern char** environ;
 

@@ -4,9 +4,9 @@
 #include <cstdio>
 
 #include "launcher/app.h"
-#include "runtime/core/env.h"
-#include "runtime/core/error.h"
-#include "runtime/core/log.h"
+#include "core/env.h"
+#include "core/error.h"
+#include "core/log.h"
 
 using namespace shardlm;
 

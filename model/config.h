@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 namespace shardlm::model {
 

@@ -17,8 +17,8 @@
 #include <random>
 
 #include "model/safetensors.h"
-#include "runtime/core/error.h"
-#include "runtime/core/log.h"
+#include "core/error.h"
+#include "core/log.h"
 
 namespace shardlm::model {
 

@@ -13,7 +13,7 @@
 #include <cmath>
 #include <limits>
 
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::model {
 

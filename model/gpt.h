@@ -179,7 +179,7 @@ class GPTImpl : public torch::nn::Module {
   const ModelConfig& config() const { return cfg_; }
 
   // Runs each block when ForwardOptions::block_runner is empty (empty: block(x)).
-  // model/compress installs one that dequantises a block's int8/int4 weights just
+  // compress installs one that dequantises a block's int8/int4 weights just
   // before the block runs and releases them after (QuantizedRuntime::kOnTheFly).
   BlockRunner default_block_runner;
 

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <set>
 
-#include "runtime/core/error.h"
-#include "runtime/core/fs.h"
+#include "core/error.h"
+#include "core/fs.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors is little-endian; this reader copies bytes as they are");

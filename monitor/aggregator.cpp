@@ -29,8 +29,8 @@
 #include "monitor/control.h"
 #include "monitor/launch.h"
 #include "monitor/protocol.h"
-#include "runtime/core/error.h"
-#include "runtime/core/log.h"
+#include "core/error.h"
+#include "core/log.h"
 
 namespace shardlm::monitor {
 

@@ -9,8 +9,8 @@
 
 #include "monitor/launch.h"
 #include "monitor/websocket_sink.h"
-#include "runtime/core/log.h"
-#include "runtime/core/mpi_check.h"
+#include "core/log.h"
+#include "core/mpi_check.h"
 
 namespace shardlm::monitor {
 

@@ -20,7 +20,7 @@
 #include "monitor/aggregator.h"
 #include "monitor/control.h"
 #include "monitor/sink.h"
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 namespace shardlm::monitor {
 

@@ -4,7 +4,7 @@
 #include <climits>
 
 #include "monitor/protocol.h"
-#include "runtime/core/mpi_check.h"
+#include "core/mpi_check.h"
 
 namespace shardlm::monitor {
 

@@ -13,8 +13,8 @@
 #include <fmt/format.h>
 
 #include "monitor/protocol.h"
-#include "runtime/core/error.h"
-#include "runtime/core/log.h"
+#include "core/error.h"
+#include "core/log.h"
 
 namespace shardlm::monitor {
 

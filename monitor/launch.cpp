@@ -15,7 +15,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 extern char** environ;
 

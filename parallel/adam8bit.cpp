@@ -4,13 +4,13 @@
 #include <ATen/Parallel.h>
 
 #include "parallel/kernels/adam_cpu.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 #ifdef SHARDLM_WITH_CUDA
 #include <c10/cuda/CUDAStream.h>
 
 #include "parallel/cuda/adam8bit.h"
-#include "runtime/core/cuda_check.h"
+#include "core/cuda_check.h"
 #endif
 
 namespace shardlm::parallel {

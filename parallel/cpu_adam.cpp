@@ -4,7 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include "parallel/kernels/adam_cpu.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::parallel {
 

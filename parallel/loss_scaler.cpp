@@ -4,8 +4,8 @@
 #include <algorithm>
 
 #include "parallel/process_group.h"
-#include "runtime/core/config.h"
-#include "runtime/core/error.h"
+#include "core/config.h"
+#include "core/error.h"
 
 namespace shardlm::parallel {
 

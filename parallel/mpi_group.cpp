@@ -9,9 +9,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>  // fmt::join (moved here in fmt 11)
 
-#include "runtime/core/env.h"
-#include "runtime/core/log.h"
-#include "runtime/core/mpi_check.h"
+#include "core/env.h"
+#include "core/log.h"
+#include "core/mpi_check.h"
 
 namespace shardlm::parallel {
 

@@ -2,7 +2,7 @@
 // SHARDLM_WITH_CUDA.
 #include "parallel/nccl_group.h"
 
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 #ifdef SHARDLM_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -19,9 +19,9 @@
 #include <thread>
 
 #include "parallel/watchdog.h"
-#include "runtime/core/cuda_check.h"
-#include "runtime/core/env.h"
-#include "runtime/core/mpi_check.h"
+#include "core/cuda_check.h"
+#include "core/env.h"
+#include "core/mpi_check.h"
 #endif
 
 namespace shardlm::parallel {

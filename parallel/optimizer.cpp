@@ -4,7 +4,7 @@
 #include "parallel/adam8bit.h"
 #include "parallel/adamw.h"
 #include "parallel/cpu_adam.h"
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 namespace shardlm::parallel {
 

@@ -1,7 +1,7 @@
 // ProcessGroup's shared pieces: piece sizes and argument checks.
 #include "parallel/process_group.h"
 
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::parallel {
 

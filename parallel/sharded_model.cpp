@@ -8,8 +8,8 @@
 #include <unordered_map>
 
 #include "parallel/grad_clip.h"
-#include "runtime/core/config.h"
-#include "runtime/core/error.h"
+#include "core/config.h"
+#include "core/error.h"
 
 namespace shardlm::parallel {
 

@@ -7,8 +7,8 @@
 
 #include <fmt/format.h>
 
-#include "runtime/core/env.h"
-#include "runtime/core/mpi_check.h"
+#include "core/env.h"
+#include "core/mpi_check.h"
 
 namespace shardlm::parallel {
 

@@ -2,7 +2,7 @@
 #include "runtime/engine.h"
 
 #include "model/activation_checkpoint.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::runtime {
 

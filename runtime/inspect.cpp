@@ -6,7 +6,7 @@
 #include <map>
 
 #include "data/utf8.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::runtime {
 

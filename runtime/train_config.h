@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/core/config.h"
+#include "core/config.h"
 #include "runtime/early_stopping.h"
 #include "runtime/schedule.h"
 

@@ -10,8 +10,8 @@
 #include <memory>
 #include <vector>
 
-#include "runtime/core/config.h"
-#include "runtime/core/env.h"
+#include "core/config.h"
+#include "core/env.h"
 
 namespace shardlm::runtime {
 

@@ -8,8 +8,8 @@
 #include <fmt/format.h>
 
 #include "model/safetensors.h"
-#include "runtime/core/error.h"
-#include "runtime/core/log.h"
+#include "core/error.h"
+#include "core/log.h"
 #include "runtime/trainer_impl.h"
 
 namespace shardlm::runtime {

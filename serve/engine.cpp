@@ -14,8 +14,8 @@
 #include <unordered_set>
 
 #include "model/generate.h"
-#include "runtime/core/error.h"
-#include "runtime/core/log.h"
+#include "core/error.h"
+#include "core/log.h"
 
 namespace shardlm::serve {
 

@@ -7,8 +7,8 @@
 
 #include <cstdio>
 
-#include "runtime/core/env.h"
-#include "runtime/core/log.h"
+#include "core/env.h"
+#include "core/log.h"
 
 namespace {
 // On ranks other than 0: print failures only, prefixed with the rank.

@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ckpt/checkpoint.h"
-#include "runtime/core/log.h"
+#include "core/log.h"
 
 using namespace shardlm;
 namespace fs = std::filesystem;

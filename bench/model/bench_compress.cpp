@@ -12,9 +12,9 @@
 #include <filesystem>
 
 #include "bench/model/bench_config.h"
-#include "model/compress/io.h"
-#include "model/compress/prune.h"
-#include "model/compress/quantize.h"
+#include "compress/io.h"
+#include "compress/prune.h"
+#include "compress/quantize.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
 

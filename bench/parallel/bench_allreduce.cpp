@@ -11,7 +11,7 @@
 
 #include "bench/parallel/mpi_bench.h"
 #include "parallel/mpi_group.h"
-#include "runtime/core/env.h"
+#include "core/env.h"
 
 namespace {
 

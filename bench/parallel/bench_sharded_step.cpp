@@ -12,7 +12,7 @@
 #include "bench/parallel/mpi_bench.h"
 #include "parallel/mpi_group.h"
 #include "parallel/sharded_model.h"
-#include "runtime/core/env.h"
+#include "core/env.h"
 
 namespace {
 

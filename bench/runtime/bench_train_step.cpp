@@ -19,13 +19,13 @@
 #include "model/gpt.h"
 #include "parallel/mpi_group.h"
 #include "parallel/nccl_group.h"
-#include "runtime/core/env.h"
+#include "core/env.h"
 #include "runtime/engine.h"
 
 using namespace shardlm;
 
 int main(int argc, char** argv) {
-  core::prefer_passive_omp_wait(argv);  // what the shardlm binary does (runtime/core/env.h)
+  core::prefer_passive_omp_wait(argv);  // what the shardlm binary does (core/env.h)
   CLI::App app{"shardlm train-step benchmark"};
   int64_t layers = 4, heads = 4, width = 256, seq = 128, batch = 8, vocab = 4096;
   int steps = 10, warmup = 3, threads = 0, zero = 0;

@@ -11,7 +11,7 @@
 #include <fstream>
 
 #include "ckpt/checkpoint.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 using namespace shardlm;
 namespace fs = std::filesystem;

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <fstream>
 
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 using shardlm::core::ConfigError;
 using shardlm::core::ConfigSection;

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <set>
 
-#include "runtime/core/env.h"
+#include "core/env.h"
 
 using shardlm::core::Env;
 

@@ -1,8 +1,8 @@
 // Check macros: a failing MPI or HDF5 call throws a typed error with file and line.
 #include <gtest/gtest.h>
 
-#include "runtime/core/h5_check.h"
-#include "runtime/core/mpi_check.h"
+#include "core/h5_check.h"
+#include "core/mpi_check.h"
 
 using namespace shardlm::core;
 

@@ -9,7 +9,7 @@
 #include "data/text_clean.h"
 #include "data/utf8.h"
 #include "data_test_util.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 using namespace shardlm::data;
 namespace tu = shardlm::data::test_util;

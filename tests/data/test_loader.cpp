@@ -16,7 +16,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data_test_util.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 using namespace shardlm::data;
 namespace tu = shardlm::data::test_util;

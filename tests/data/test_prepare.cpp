@@ -12,7 +12,7 @@
 #include "data/prepare.h"
 #include "data/shard.h"
 #include "data_test_util.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 using namespace shardlm::data;
 namespace tu = shardlm::data::test_util;

@@ -8,7 +8,7 @@
 #include "data/pretokenizer.h"
 #include "data/tokenizer.h"
 #include "data/utf8.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 #include "tokenizer_test_util.h"
 
 namespace shardlm::data {

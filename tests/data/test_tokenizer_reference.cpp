@@ -13,7 +13,7 @@
 #include "data/tokenizer.h"
 #include "data/tokenizer_model.h"
 #include "data/utf8.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 #include "tokenizer_test_util.h"
 
 namespace shardlm::data {

@@ -20,7 +20,7 @@
 #include "eval/runner.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 #include "tests/run_command.h"
 
 using namespace shardlm;

@@ -17,7 +17,7 @@
 #include "eval/suite.h"
 #include "eval/text_metrics.h"
 #include "eval/text_util.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 using namespace shardlm::eval;
 using shardlm::core::ConfigError;

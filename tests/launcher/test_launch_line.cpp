@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "launcher/launch_line.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::launcher {
 namespace {

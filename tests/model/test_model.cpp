@@ -7,7 +7,7 @@
 
 #include "model/config.h"
 #include "model/gpt.h"
-#include "runtime/core/config.h"
+#include "core/config.h"
 #include "tests/model/helpers.h"
 
 using namespace shardlm::model;

@@ -7,7 +7,7 @@
 
 #include "parallel/mpi_group.h"
 #include "parallel/nccl_group.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::parallel {
 namespace {

@@ -9,8 +9,8 @@
 #include "parallel/cpu_adam.h"
 #include "parallel/flat_params.h"
 #include "parallel/kernels/adam_cpu.h"
-#include "runtime/core/config.h"
-#include "runtime/core/error.h"
+#include "core/config.h"
+#include "core/error.h"
 
 namespace shardlm::parallel {
 namespace {

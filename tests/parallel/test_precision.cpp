@@ -7,8 +7,8 @@
 #include "parallel/grad_clip.h"
 #include "parallel/loss_scaler.h"
 #include "parallel/mpi_group.h"
-#include "runtime/core/config.h"
-#include "runtime/core/error.h"
+#include "core/config.h"
+#include "core/error.h"
 
 namespace shardlm::parallel {
 namespace {

@@ -11,7 +11,7 @@
 #include "parallel/loss_scaler.h"
 #include "parallel/mpi_group.h"
 #include "parallel/sharded_model.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::parallel {
 namespace {

@@ -19,7 +19,7 @@
 #include <thread>
 
 #include "parallel/mpi_group.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 extern char** environ;
 

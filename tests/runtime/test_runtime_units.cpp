@@ -8,7 +8,7 @@
 #include "model/activation_checkpoint.h"
 #include "model/autocast.h"
 #include "model/gpt.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 #include "runtime/early_stopping.h"
 #include "runtime/inspect.h"
 #include "runtime/schedule.h"

@@ -23,8 +23,8 @@
 #include <nlohmann/json.hpp>
 
 #include "monitor/aggregator.h"
-#include "runtime/core/config.h"
-#include "runtime/core/env.h"
+#include "core/config.h"
+#include "core/env.h"
 #include "runtime/trainer.h"
 
 using namespace shardlm;

@@ -1,9 +1,9 @@
 // File helpers of the compression tools (io.h).
-#include "model/compress/io.h"
+#include "compress/io.h"
 
 #include <fstream>
 
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::model::compress {
 

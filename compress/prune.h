@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "model/gpt.h"
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 namespace shardlm::model::compress {
 

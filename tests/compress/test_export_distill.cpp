@@ -1,6 +1,6 @@
-// ONNX export and distillation (model/compress), and the `shardlm compress` /
+// ONNX export and distillation (compress), and the `shardlm compress` /
 // `shardlm export --format onnx` commands end to end. The ONNX graph is checked
-// by tests/model/compress/onnx_check.py: onnx.checker, then a numpy evaluation
+// by tests/compress/onnx_check.py: onnx.checker, then a numpy evaluation
 // compared with LibTorch's logits for several batch and sequence sizes.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -12,13 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include "data/manifest.h"
-#include "model/compress/distill.h"
-#include "model/compress/io.h"
-#include "model/compress/onnx_export.h"
-#include "model/compress/quantize.h"
+#include "compress/distill.h"
+#include "compress/io.h"
+#include "compress/onnx_export.h"
+#include "compress/quantize.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
-#include "tests/model/compress_helpers.h"
+#include "tests/compress/compress_helpers.h"
 #include "tests/model/helpers.h"
 
 using namespace shardlm::model;

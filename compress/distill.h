@@ -21,7 +21,7 @@
 
 #include "data/loader.h"
 #include "model/gpt.h"
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 namespace shardlm::model::compress {
 

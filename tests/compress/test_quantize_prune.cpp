@@ -1,4 +1,4 @@
-// INT8 / INT4 quantisation and pruning (model/compress): round-trip error
+// INT8 / INT4 quantisation and pruning (compress): round-trip error
 // bounds per element, exact int4 packing, quantised logits and perplexity close
 // to fp32, save / load of the quantised format, exact sparsity, masks that keep
 // pruned weights zero, and a neuron-pruned model equal to the masked original.
@@ -8,12 +8,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "model/compress/io.h"
-#include "model/compress/prune.h"
-#include "model/compress/quantize.h"
+#include "compress/io.h"
+#include "compress/prune.h"
+#include "compress/quantize.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
-#include "tests/model/compress_helpers.h"
+#include "tests/compress/compress_helpers.h"
 #include "tests/model/helpers.h"
 
 using namespace shardlm::model;

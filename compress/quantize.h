@@ -25,7 +25,7 @@
 
 #include "model/generate.h"
 #include "model/gpt.h"
-#include "runtime/core/config.h"
+#include "core/config.h"
 
 namespace shardlm::model::compress {
 

@@ -1,10 +1,10 @@
 // Durable files (see fs.h).
-#include "runtime/core/fs.h"
+#include "core/fs.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::core {
 

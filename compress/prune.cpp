@@ -4,12 +4,12 @@
 // parameters: a "Part" names one (the parameter, the dim it lies along, the first
 // index of unit 0 and how many indices each unit takes). Scores and masks are
 // computed over these parts, vectorised over units.
-#include "model/compress/prune.h"
+#include "compress/prune.h"
 
 #include <cmath>
 
-#include "model/compress/io.h"
-#include "runtime/core/error.h"
+#include "compress/io.h"
+#include "core/error.h"
 
 namespace shardlm::model::compress {
 

@@ -3,7 +3,7 @@
 //
 // Shapes in comments: B batch, T sequence (both dynamic), C d_model, H heads,
 // D head_dim, F d_ff, V vocabulary. Every tensor name is unique: "l{layer}.{what}".
-#include "model/compress/onnx_export.h"
+#include "compress/onnx_export.h"
 
 #include <cmath>
 #include <filesystem>
@@ -11,7 +11,7 @@
 #include <limits>
 #include <map>
 
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 #ifdef SHARDLM_WITH_ONNX
 #include <onnx/onnx_pb.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks an ONNX file written by `shardlm export --format onnx` (model/compress).
+"""Checks an ONNX file written by `shardlm export --format onnx` (compress).
 
 1. onnx.checker.check_model(full_check=True): the graph is valid ONNX (opset,
    types and shapes inferred end to end).

@@ -1,16 +1,16 @@
 // INT8 / INT4 weight quantisation: the schemes, packing, the safetensors layout
 // and the two runtimes. quantize.h has the formulas; docs/compression.md the why.
-#include "model/compress/quantize.h"
+#include "compress/quantize.h"
 
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <set>
 
-#include "model/compress/io.h"
+#include "compress/io.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
-#include "runtime/core/error.h"
+#include "core/error.h"
 
 namespace shardlm::model::compress {
 

@@ -1,10 +1,10 @@
 // Knowledge distillation: the loss and a single-process training loop (distill.h).
-#include "model/compress/distill.h"
+#include "compress/distill.h"
 
 #include <cmath>
 
-#include "runtime/core/error.h"
-#include "runtime/core/log.h"
+#include "core/error.h"
+#include "core/log.h"
 
 namespace shardlm::model::compress {
 
