@@ -17,11 +17,11 @@
 
 #include <fmt/format.h>
 
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/h5_check.h"
 #include "core/log.h"
-#include "core/mpi_check.h"
 
 namespace shardlm::ckpt {
 
@@ -57,38 +57,6 @@ std::string file_checksum(const std::string& path) {
 namespace {
 
 using core::fsync_path;
-
-// Writes `text` to `path` through a temporary file, fsync and rename.
-void write_atomically(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    SHARDLM_CHECK(out.good(), CheckpointError, "{}: cannot write (disk full?)", tmp);
-  }
-  fsync_path(tmp, false);
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  SHARDLM_CHECK(!ec, CheckpointError, "{}: cannot rename into place: {}", path, ec.message());
-}
-
-// Every rank's string on rank 0 (others get an empty vector).
-std::vector<std::string> gather_strings(MPI_Comm comm, const std::string& mine, int rank,
-                                        int world) {
-  int len = static_cast<int>(mine.size());
-  std::vector<int> lens(world), offs(world);
-  SHARDLM_MPI_CHECK(MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, comm));
-  int total = 0;
-  for (int r = 0; r < world; ++r) offs[r] = total, total += lens[r];
-  std::vector<char> all(rank == 0 ? std::max(total, 1) : 1);
-  SHARDLM_MPI_CHECK(MPI_Gatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), offs.data(),
-                                MPI_CHAR, 0, comm));
-  std::vector<std::string> out;
-  if (rank == 0)
-    for (int r = 0; r < world; ++r) out.emplace_back(all.data() + offs[r], lens[r]);
-  return out;
-}
 
 // ---- tensors in HDF5 ----------------------------------------------------------------
 
@@ -279,12 +247,13 @@ std::string sync_and_checksum(const std::string& path) {
 
 // ---- Checkpointer -------------------------------------------------------------------
 
-Checkpointer::Checkpointer(CheckpointConfig cfg, std::string run_dir, MPI_Comm comm)
-    : cfg_(std::move(cfg)), run_dir_(std::move(run_dir)) {
-  SHARDLM_MPI_CHECK(MPI_Comm_dup(comm, &comm_));
-  SHARDLM_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
-  SHARDLM_MPI_CHECK(MPI_Comm_size(comm_, &world_));
-}
+Checkpointer::Checkpointer(CheckpointConfig cfg, std::string run_dir,
+                           std::shared_ptr<core::Comm> comm)
+    : cfg_(std::move(cfg)),
+      run_dir_(std::move(run_dir)),
+      comm_(std::move(comm)),
+      rank_(comm_->rank()),
+      world_(comm_->size()) {}
 
 Checkpointer::~Checkpointer() {
   try {
@@ -292,7 +261,6 @@ Checkpointer::~Checkpointer() {
   } catch (const std::exception& e) {
     core::log::error("checkpoint: {}", e.what());
   }
-  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
 std::string Checkpointer::checkpoints_dir() const {
@@ -332,13 +300,17 @@ void Checkpointer::write_and_commit(const Snapshot& snap) {
   const std::string name = step_dir_name(snap.step);
   const fs::path tmp = root / (name + ".tmp");
   const fs::path final_dir = root / name;
+  // Rank 0 makes the folder; its verdict is the barrier every rank waits on
+  // (a failure there must not leave the other ranks waiting).
+  std::string made;
   if (rank_ == 0) {
     std::error_code ec;
     fs::remove_all(tmp, ec);  // a previous attempt that died half-way
     fs::create_directories(tmp, ec);
-    SHARDLM_CHECK(!ec, CheckpointError, "{}: cannot create: {}", tmp.string(), ec.message());
+    if (ec) made = fmt::format("{}: cannot create: {}", tmp.string(), ec.message());
   }
-  SHARDLM_MPI_CHECK(MPI_Barrier(comm_));
+  made = core::broadcast_string(*comm_, made);
+  SHARDLM_CHECK(made.empty(), CheckpointError, "checkpoint of step {} failed: {}", snap.step, made);
 
   // Each rank: its file, then its description for the manifest.
   std::string file = rank_file_name(rank_, world_);
@@ -363,7 +335,7 @@ void Checkpointer::write_and_commit(const Snapshot& snap) {
     error = e.what();
   }
   nlohmann::json report = {{"error", error}, {"file", mine}};
-  auto all = gather_strings(comm_, report.dump(), rank_, world_);
+  auto all = comm_->gather_bytes(report.dump(), 0);
 
   int ok = 1;
   std::string failure;
@@ -391,7 +363,7 @@ void Checkpointer::write_and_commit(const Snapshot& snap) {
                                    {"files", files},
                                    {"state", snap.state}};
         if (snap.val_loss) manifest["val_loss"] = *snap.val_loss;
-        write_atomically((tmp / "manifest.json").string(), manifest.dump(1));
+        core::write_file_atomic<CheckpointError>((tmp / "manifest.json").string(), manifest.dump(1));
         fsync_path(tmp.string(), true);
         std::error_code ec;
         if (fs::exists(final_dir)) fs::remove_all(final_dir, ec);  // an older save of this step
@@ -399,7 +371,7 @@ void Checkpointer::write_and_commit(const Snapshot& snap) {
         SHARDLM_CHECK(!ec, CheckpointError, "{}: cannot commit: {}", final_dir.string(),
                       ec.message());
         fsync_path(root.string(), true);
-        write_atomically((root / "latest").string(), name + "\n");
+        core::write_file_atomic<CheckpointError>((root / "latest").string(), name + "\n");
         fsync_path(root.string(), true);
         for (const auto& gone : prune_checkpoints(run_dir_, cfg_))
           core::log::debug("checkpoint: removed {}", gone);
@@ -413,7 +385,7 @@ void Checkpointer::write_and_commit(const Snapshot& snap) {
       fs::remove_all(tmp, ec);
     }
   }
-  SHARDLM_MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, comm_));
+  ok = std::stoi(core::broadcast_string(*comm_, std::to_string(ok)));
   write_s_ = std::chrono::duration<double>(Clock::now() - t0).count();
   if (!ok) {
     if (rank_ == 0)

@@ -19,7 +19,7 @@
 // leaves the previous checkpoint complete.
 #pragma once
 
-#include <mpi.h>
+#include "core/comm.h"
 
 #include <cstdint>
 #include <exception>
@@ -70,8 +70,11 @@ std::string file_checksum(const std::string& path);
 
 class Checkpointer {
  public:
-  // Collective over `comm` (duplicated for the checkpoint's own messages).
-  Checkpointer(CheckpointConfig cfg, std::string run_dir, MPI_Comm comm);
+  // Collective over `comm`. An async save talks between ranks from a thread of
+  // its own, so `comm` must be a channel of its own, not the training loop's
+  // (core::MpiComm::duplicate, or a process group of its own; like torch DCP's
+  // side group for its coordination).
+  Checkpointer(CheckpointConfig cfg, std::string run_dir, std::shared_ptr<core::Comm> comm);
   ~Checkpointer();  // waits for a save in flight (errors are logged)
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
@@ -94,7 +97,7 @@ class Checkpointer {
   void write_and_commit(const Snapshot& snap);
   CheckpointConfig cfg_;
   std::string run_dir_;
-  MPI_Comm comm_ = MPI_COMM_NULL;
+  std::shared_ptr<core::Comm> comm_;
   int rank_ = 0, world_ = 1;
   std::thread worker_;
   std::exception_ptr error_;

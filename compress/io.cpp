@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/fs.h"
 
 namespace shardlm::model::compress {
 
@@ -40,14 +41,8 @@ void write_model_dir(const std::string& dir, const NamedTensors& tensors,
   meta.emplace("format", "pt");
   meta.emplace("producer", "shardlm");
   write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, meta);
-  const std::string cfg_path = (fs::path(dir) / "config.json").string();
-  {
-    std::ofstream out(cfg_path + ".tmp", std::ios::trunc);
-    out << config.dump(2) << "\n";
-    SHARDLM_CHECK(out.good(), CheckpointError, "{}: write failed", cfg_path);
-  }
-  fs::rename(cfg_path + ".tmp", cfg_path, ec);
-  SHARDLM_CHECK(!ec, CheckpointError, "{}: cannot rename into place: {}", cfg_path, ec.message());
+  core::write_file_atomic<CheckpointError>((fs::path(dir) / "config.json").string(),
+                                           config.dump(2) + "\n");
 }
 
 int64_t layer_index(const std::string& name) {

@@ -12,6 +12,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/fs.h"
 
 #ifdef SHARDLM_WITH_ONNX
 #include <onnx/onnx_pb.h>
@@ -233,7 +234,7 @@ class GptWriter {
   std::string linear(const std::string& x, const torch::nn::Linear& lin, const std::string& name) {
     SHARDLM_CHECK(lin->weight.numel() > 0, core::ModelError,
                   "onnx export: {} has no resident weight (a quantised model run on the fly); "
-                  "load it with compress::load_dense",
+                  "load it with load::load_dense",
                   name);
     std::string y =
         g_.op("MatMul", {x, g_.weight(name + ".weight_t", lin->weight.t())}, name + ".mm");
@@ -361,16 +362,10 @@ void export_onnx(const GPT& model, const std::string& path, const OnnxExportOpti
   Graph graph(g);
   GptWriter(graph, *model).write();
 
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    SHARDLM_CHECK(out.good(), core::CheckpointError, "{}: cannot open for writing", tmp);
-    SHARDLM_CHECK(mp.SerializeToOstream(&out) && out.good(), core::CheckpointError,
-                  "{}: write failed (a model over 2 GiB needs external data, not supported)", tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  SHARDLM_CHECK(!ec, core::CheckpointError, "{}: cannot rename into place: {}", path, ec.message());
+  core::write_file_atomic<core::CheckpointError>(path, [&](std::ostream& out) {
+    SHARDLM_CHECK(mp.SerializeToOstream(&out), core::CheckpointError,
+                  "{}: write failed (a model over 2 GiB needs external data, not supported)", path);
+  });
 }
 
 #endif  // SHARDLM_WITH_ONNX

@@ -355,25 +355,4 @@ void install_runtime(QuantizedModel& qm, const std::string& runtime) {
   };
 }
 
-InferenceModel load_dense(const std::string& path) {
-  register_quantized_loader();  // idempotent: a second registration replaces the first
-  InferenceModel im = load_for_inference(path);
-  if (is_quantized_dir(path) && im.model->default_block_runner) {
-    im.model = load_quantized(path, "dequantized").model;
-    im.model->eval();
-  }
-  return im;
-}
-
-void register_quantized_loader() {
-  register_inference_loader("quantized", [](const std::string& path, InferenceModel* out) {
-    if (!is_quantized_dir(path)) return false;
-    QuantizedModel qm = load_quantized(path);
-    out->model = qm.model;
-    out->format = "safetensors+" + qm.cfg.method;
-    out->source = model_weights_path(path).string();
-    return true;
-  });
-}
-
 }  // namespace shardlm::model::compress

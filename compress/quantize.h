@@ -114,13 +114,5 @@ QuantizedModel load_quantized(const std::string& dir_or_file, const std::string&
 // GPT::default_block_runner to dequantise each block before it runs (thread-safe).
 void install_runtime(QuantizedModel& qm, const std::string& runtime);
 
-// load_for_inference, except that a quantised directory always comes back with its
-// fp32 weights resident (runtime "dequantized"), as pruning, distillation and
-// export need whatever runtime its config.json names.
-InferenceModel load_dense(const std::string& path);
-
-// Lets model::load_for_inference (generate, serve, eval) read quantised
-// directories; call once at start-up (launcher/main.cpp does).
-void register_quantized_loader();
 
 }  // namespace shardlm::model::compress

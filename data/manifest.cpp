@@ -7,6 +7,7 @@
 
 #include "data/hash.h"
 #include "core/error.h"
+#include "core/fs.h"
 
 namespace fs = std::filesystem;
 
@@ -92,16 +93,7 @@ Manifest Manifest::load(const std::string& dir) {
 
 void Manifest::save(const std::string& out_dir) const {
   fs::path final_path = fs::path(out_dir) / kFileName;
-  std::string tmp = final_path.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    SHARDLM_CHECK(out.good(), core::DataError, "cannot write {}", tmp);
-    out << to_json().dump(2) << "\n";
-    out.close();
-    SHARDLM_CHECK(out.good(), core::DataError, "error writing {}", tmp);
-  }
-  SHARDLM_CHECK(std::rename(tmp.c_str(), final_path.c_str()) == 0, core::DataError,
-                "cannot rename {} to {}", tmp, final_path.string());
+  core::write_file_atomic<core::DataError>(final_path.string(), to_json().dump(2) + "\n");
 }
 
 const SplitInfo& Manifest::split(const std::string& name) const {

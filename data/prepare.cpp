@@ -15,13 +15,14 @@
 #include <thread>
 #include <unordered_set>
 
-#include "data/progress.h"
 #include "data/shard.h"
 #include "data/thread_pool.h"
 #include "core/env.h"
 #include "core/error.h"
+#include "core/fs.h"
+#include "core/progress.h"
 #include "core/log.h"
-#include "core/mpi_check.h"
+#include "core/comm.h"
 
 namespace fs = std::filesystem;
 
@@ -107,48 +108,30 @@ const char* split_of(const Hash128& key, double val_fraction, double test_fracti
 
 namespace {
 
-struct Comm {
-  int rank = 0, world = 1;
-  bool mpi = false;
-};
-
-Comm world_comm() {
-  Comm c;
-  if (core::MpiSession::active()) {
-    c.mpi = true;
-    SHARDLM_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &c.rank));
-    SHARDLM_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &c.world));
-  }
-  return c;
+// Every rank of the job (MPI_COMM_WORLD), or a world of one when MPI is not running.
+core::MpiComm world_comm() {
+  return core::MpiSession::active() ? core::MpiComm(MPI_COMM_WORLD) : core::MpiComm::single();
 }
 
 // Runs f on every rank; when it throws on any rank, every rank throws (the failing
 // ranks their own error), so that no rank waits forever for another.
 template <class F>
-void on_all_ranks(const Comm& comm, const char* stage, F&& f) {
+void on_all_ranks(core::Comm& comm, const char* stage, F&& f) {
   std::exception_ptr error;
   try {
     f();
   } catch (...) {
     error = std::current_exception();
   }
-  if (comm.mpi && comm.world > 1) {
-    int mine = error ? 1 : 0, any = 0;
-    SHARDLM_MPI_CHECK(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-    if (!error && any)
-      SHARDLM_FAIL(core::DataError, "prepare: {} failed on another rank (see its message)", stage);
-  }
+  if (core::any_rank(comm, error != nullptr) && !error)
+    SHARDLM_FAIL(core::DataError, "prepare: {} failed on another rank (see its message)", stage);
   if (error) std::rethrow_exception(error);
 }
 
-void bcast_json(const Comm& comm, nlohmann::json& j) {
-  if (!comm.mpi || comm.world == 1) return;
-  std::string s = comm.rank == 0 ? j.dump() : std::string();
-  int64_t n = static_cast<int64_t>(s.size());
-  SHARDLM_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, 0, MPI_COMM_WORLD));
-  s.resize(static_cast<size_t>(n));
-  SHARDLM_MPI_CHECK(MPI_Bcast(s.data(), static_cast<int>(n), MPI_CHAR, 0, MPI_COMM_WORLD));
-  if (comm.rank != 0) j = nlohmann::json::parse(s);
+void bcast_json(core::Comm& comm, nlohmann::json& j) {
+  if (comm.size() == 1) return;
+  std::string s = core::broadcast_string(comm, comm.rank() == 0 ? j.dump() : std::string());
+  if (comm.rank() != 0) j = nlohmann::json::parse(s);
 }
 
 // ---- the plan -------------------------------------------------------------------
@@ -189,13 +172,7 @@ nlohmann::json read_json_file(const fs::path& p) {
 }
 
 void write_json_file(const fs::path& p, const nlohmann::json& j) {
-  fs::path tmp = p.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << j.dump(2) << "\n";
-    SHARDLM_CHECK(out.good(), core::DataError, "cannot write {}", tmp.string());
-  }
-  fs::rename(tmp, p);
+  core::write_file_atomic<core::DataError>(p.string(), j.dump(2) + "\n");
 }
 
 bool cache_valid(const fs::path& cache_dir, const FilePlan& f, const std::string& tkey) {
@@ -285,10 +262,10 @@ std::string explain(const PrepareConfig& cfg, const Encoder& enc,
 
 // ---- stage 1: tokenise one file into its cache ----------------------------------
 
-int threads_per_rank(const PrepareConfig& cfg, const Comm& comm) {
+int threads_per_rank(const PrepareConfig& cfg, const core::Comm& comm) {
   if (cfg.threads > 0) return static_cast<int>(cfg.threads);
   int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::max(1, hw / comm.world);
+  return std::max(1, hw / comm.size());
 }
 
 // Runs body(thread, i) for i in [0, n) on the data/ thread pool (dynamic schedule).
@@ -382,7 +359,7 @@ class BatchReader {
 
 nlohmann::json tokenize_file(const PrepareConfig& cfg, const Encoder& enc, const FilePlan& f,
                              const fs::path& cache_dir, const std::string& tkey, int threads,
-                             TokenizeTotals& totals, Progress& progress) {
+                             TokenizeTotals& totals, core::ProgressBar& progress) {
   ShardWriterOptions opts;
   opts.dtype = dtype_for_vocab(enc.vocab_size);
   opts.chunk_tokens = static_cast<uint64_t>(cfg.chunk_tokens);
@@ -425,10 +402,13 @@ nlohmann::json tokenize_file(const PrepareConfig& cfg, const Encoder& enc, const
       tokens += ids[i].size();
       totals.tokens += ids[i].size();
     }
-    progress.update(totals.bytes_done + batch.consumed, totals.tokens);
+    const double mb = static_cast<double>(totals.bytes_done + batch.consumed) / 1e6;
+    const double secs = std::max(progress.seconds(), 1e-9);
+    progress.update(mb, fmt::format("{:.1f} MB | {:.2f} MB/s | {} tok/s", mb, mb / secs,
+                                    core::ProgressBar::si(totals.tokens / secs)));
   }
   ShardInfo info = writer.close(f.key + ".h5");
-  fs::rename(tmp, h5);
+  core::commit_file<core::DataError>(tmp, h5.string());
   totals.bytes_done += f.in.size;
   nlohmann::json side = {{"path", absolute(f.in.path)},
                          {"size", f.in.size},
@@ -530,7 +510,8 @@ void commit_output(const fs::path& out_dir, const std::optional<Manifest>& old,
     for (const auto& [n, s] : old->splits)
       for (const auto& sh : s.shards)
         if (!fresh.count(sh.file)) fs::remove(out_dir / sh.file, ec);
-  for (const auto& name : res.tmp_files) fs::rename(out_dir / (name + ".tmp"), out_dir / name);
+  for (const auto& name : res.tmp_files)
+    core::commit_file<core::DataError>((out_dir / (name + ".tmp")).string(), (out_dir / name).string());
   m.save(out_dir.string());
 }
 
@@ -554,7 +535,7 @@ PrepareResult prepare(const PrepareConfig& cfg, const Encoder& enc) {
   SHARDLM_CHECK(enc.vocab_size > 0 && enc.encode_batch, core::DataError,
                 "prepare: the tokenizer is not usable (vocab_size {})", enc.vocab_size);
   auto t0 = std::chrono::steady_clock::now();
-  Comm comm = world_comm();
+  core::MpiComm comm = world_comm();
   fs::path out_dir = cfg.output, cache_dir = out_dir / "cache";
   std::string tkey = tokenize_key(cfg, enc);
   std::vector<FilePlan> files;
@@ -570,7 +551,7 @@ PrepareResult prepare(const PrepareConfig& cfg, const Encoder& enc) {
       f.key = hex64(hash64(absolute(in.path) + "|" + tkey));
       files.push_back(f);
     }
-    if (comm.rank != 0) return;
+    if (comm.rank() != 0) return;
     fs::create_directories(cache_dir);
     if (Manifest::exists(out_dir.string()) && !cfg.force) {
       try {
@@ -608,13 +589,13 @@ PrepareResult prepare(const PrepareConfig& cfg, const Encoder& enc) {
   }
   std::stable_sort(todo.begin(), todo.end(),
                    [&](size_t a, size_t b) { return files[a].in.size > files[b].in.size; });
-  std::vector<uint64_t> load(static_cast<size_t>(comm.world), 0);
+  std::vector<uint64_t> load(static_cast<size_t>(comm.size()), 0);
   uint64_t my_bytes = 0;
   for (size_t i : todo) {
     auto r = std::min_element(load.begin(), load.end()) - load.begin();
     files[i].rank = static_cast<int>(r);
     load[static_cast<size_t>(r)] += files[i].in.size + 1;
-    if (r == comm.rank) my_bytes += files[i].in.size;
+    if (r == comm.rank()) my_bytes += files[i].in.size;
     result.input_mb += static_cast<double>(files[i].in.size) / 1e6;
   }
   result.files_tokenized = static_cast<int64_t>(todo.size());
@@ -623,12 +604,13 @@ PrepareResult prepare(const PrepareConfig& cfg, const Encoder& enc) {
   on_all_ranks(comm, "tokenising", [&] {
     fs::create_directories(cache_dir);
     int threads = threads_per_rank(cfg, comm);
-    Progress progress(comm.world > 1 ? fmt::format("tokenise r{}", comm.rank) : "tokenise",
-                      my_bytes, cfg.progress && comm.rank == 0 && my_bytes > 0);
+    core::ProgressBar progress(
+        {comm.size() > 1 ? fmt::format("tokenise r{}", comm.rank()) : "tokenise",
+         static_cast<double>(my_bytes) / 1e6, cfg.progress && comm.rank() == 0 && my_bytes > 0});
     TokenizeTotals totals;
     int mine = 0;
     for (size_t i : todo) {
-      if (files[i].rank != comm.rank) continue;
+      if (files[i].rank != comm.rank()) continue;
       tokenize_file(cfg, enc, files[i], cache_dir, tkey, threads, totals, progress);
       ++mine;
     }
@@ -648,7 +630,7 @@ PrepareResult prepare(const PrepareConfig& cfg, const Encoder& enc) {
 
   // Stage 2 (rank 0): assemble, then swap in the new shards and manifest.
   on_all_ranks(comm, "assembling", [&] {
-    if (comm.rank != 0) return;
+    if (comm.rank() != 0) return;
     AssemblyResult res = assemble(cfg, enc, files, cache_dir, out_dir);
     Manifest m;
     m.dir = out_dir.string();

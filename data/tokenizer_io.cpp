@@ -15,6 +15,7 @@
 #include "data/tokenizer_model.h"
 #include "data/utf8.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 
 namespace shardlm::data {
@@ -38,27 +39,6 @@ std::string read_file(const std::string& path) {
   std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   SHARDLM_CHECK(!in.bad(), DataError, "cannot read tokenizer file '{}'", path);
   return s;
-}
-
-// Writes next to `path` and renames over it: a crash or full disk never leaves
-// a half-written tokenizer where a good one was.
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    SHARDLM_CHECK(out, DataError, "cannot write '{}': {}", tmp, std::strerror(errno));
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      SHARDLM_FAIL(DataError, "cannot write '{}' (disk full?)", tmp);
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    SHARDLM_FAIL(DataError, "cannot rename '{}' to '{}': {}", tmp, path, std::strerror(err));
-  }
 }
 
 // "line L, column C (byte B)" of byte offset `at` in text.
@@ -572,7 +552,7 @@ std::string Tokenizer::to_json() const {
 }
 
 void Tokenizer::save(const std::string& path) const {
-  write_file_atomic(path, to_json());
+  core::write_file_atomic<DataError>(path, to_json());
 }
 
 namespace {
@@ -663,7 +643,7 @@ std::string Tokenizer::to_hf_json() const {
 }
 
 void Tokenizer::save_hf(const std::string& path) const {
-  write_file_atomic(path, to_hf_json());
+  core::write_file_atomic<DataError>(path, to_hf_json());
 }
 
 }  // namespace shardlm::data

@@ -30,6 +30,7 @@
 #include "data/tokenizer_model.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/log.h"
 
 namespace shardlm::data {
@@ -61,37 +62,6 @@ void TokenizerTrainOptions::validate() const {
 }
 
 namespace {
-
-// ---- progress bar ----------------------------------------------------------------------------
-class Progress {
- public:
-  Progress(const char* what, size_t total, bool enabled)
-      : what_(what), total_(total), enabled_(enabled && ::isatty(2)), start_(Clock::now()) {}
-  void update(size_t done) {
-    if (!enabled_) return;
-    const auto now = Clock::now();
-    if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    const double secs = std::chrono::duration<double>(now - start_).count();
-    const double rate = secs > 0 ? static_cast<double>(done) / secs : 0.0;
-    const double eta = rate > 0 ? static_cast<double>(total_ - done) / rate : 0.0;
-    const int width = 30;
-    const int fill = total_ ? static_cast<int>(width * done / total_) : width;
-    std::fprintf(stderr, "\r[tokenizer] %s %zu/%zu [%s%s] %.0f/s ETA %.1fs   ", what_, done, total_,
-                 std::string(static_cast<size_t>(fill), '#').c_str(),
-                 std::string(static_cast<size_t>(width - fill), '.').c_str(), rate, eta);
-    std::fflush(stderr);
-  }
-  void finish() {
-    if (enabled_) std::fprintf(stderr, "\n");
-  }
-
- private:
-  const char* what_;
-  size_t total_;
-  bool enabled_;
-  Clock::time_point start_, last_{};
-};
 
 // ---- 1. counting pre-tokens --------------------------------------------------------------------
 using Counts = BytesMap<uint64_t>;
@@ -128,14 +98,15 @@ void count_files(const Pretokenizer& pre, const std::vector<std::string>& files,
     total += ec ? 0 : n;
   }
   const auto total_mb = static_cast<size_t>(total >> 20);
-  Progress progress("MB counted", total_mb, show_progress);
+  core::ProgressBar progress({"tokenizer: MB counted", static_cast<double>(total_mb),
+                              show_progress && ::isatty(2)});
   size_t counted = 0;
   std::vector<std::string> batch;
   size_t batch_bytes = 0;
   auto flush = [&] {
     count_texts(pre, batch, counts);
     counted += batch_bytes;
-    progress.update(std::min(counted >> 20, total_mb));
+    progress.update(static_cast<double>(std::min(counted >> 20, total_mb)));
     batch.clear();
     batch_bytes = 0;
   };
@@ -348,7 +319,8 @@ Tokenizer train_from_counts(const TokenizerTrainOptions& opt, Counts& counts, do
   tr.build_words(counts, byte_base);
   counts = Counts();
   const size_t target = opt.vocab_size - byte_base - 256;
-  Progress progress("merges", target, opt.progress);
+  core::ProgressBar progress({"tokenizer: merges", static_cast<double>(target),
+                              opt.progress && ::isatty(2)});
   const auto min_count = static_cast<int64_t>(opt.min_frequency);
   uint64_t key = 0;
   while (m->merges.size() < target && tr.pop_best(min_count, &key)) {
@@ -357,7 +329,7 @@ Tokenizer train_from_counts(const TokenizerTrainOptions& opt, Counts& counts, do
     m->add_token(t, m->tokens[a] + m->tokens[b], TokenKind::kNormal);
     m->merges.push_back({a, b, t});
     tr.merge(key, t, static_cast<uint32_t>(m->merges.size()));
-    progress.update(m->merges.size());
+    progress.update(static_cast<double>(m->merges.size()));
   }
   progress.finish();
   const double merge_secs = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -13,6 +13,7 @@
 #include "eval/lm_metrics.h"
 #include "eval/text_metrics.h"
 #include "eval/text_util.h"
+#include "load/model_bundle.h"
 #include "model/generate.h"
 #include "core/error.h"
 
@@ -20,22 +21,17 @@ namespace shardlm::eval {
 
 EvalModel load_eval_model(const std::string& path, const std::string& tokenizer,
                           torch::Device device) {
-  model::InferenceModel im = model::load_for_inference(path, device);
+  load::LoadOptions lo;
+  lo.device = device;
+  lo.tokenizer = tokenizer;
+  load::ModelBundle b = load::load_model(path, lo);
   EvalModel m;
   m.path = path;
   m.label = path;
-  m.model = im.model;
+  m.model = b.model;
   m.device = device;
-  m.tokenizer_path = tokenizer.empty() ? im.tokenizer : tokenizer;
-  SHARDLM_CHECK(!m.tokenizer_path.empty(), core::ConfigError,
-                "no tokenizer for {}: pass --tokenizer, or put tokenizer.json beside the model",
-                im.source);
-  m.tok = data::Tokenizer::load(m.tokenizer_path);
-  SHARDLM_CHECK(static_cast<int64_t>(m.tok.vocab_size()) <= m.model->config().vocab_size,
-                core::ConfigError,
-                "tokenizer {} has {} tokens but the model {} only {} (vocab_size): not its "
-                "tokenizer",
-                m.tokenizer_path, m.tok.vocab_size(), path, m.model->config().vocab_size);
+  m.tokenizer_path = b.tokenizer_path;
+  m.tok = std::move(*b.tokenizer);
   return m;
 }
 

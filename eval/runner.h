@@ -24,9 +24,9 @@ struct EvalModel {
   torch::Device device = torch::kCPU;
 };
 
-// model::load_for_inference(path) plus its tokenizer (`tokenizer`, else the one
-// found beside the model). ConfigError when there is none or it does not fit
-// the model's vocabulary.
+// load::load_model(path) with its tokenizer (`tokenizer`, else the one found
+// beside the model). ConfigError when there is none or it does not fit the
+// model's vocabulary.
 EvalModel load_eval_model(const std::string& path, const std::string& tokenizer = "",
                           torch::Device device = torch::kCPU);
 

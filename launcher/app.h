@@ -38,15 +38,11 @@ void register_prepare(CLI::App& app, Context& ctx, Command& run);
 void register_train(CLI::App& app, Context& ctx, Command& run);
 void register_ckpt(CLI::App& app, Context& ctx, Command& run);
 void register_export(CLI::App& app, Context& ctx, Command& run);
-// Lets `load_for_inference` (generate, serve) read training checkpoints.
-void register_checkpoint_loader();
 void register_monitor(CLI::App& app, Context& ctx, Command& run);
 void register_generate(CLI::App& app, Context& ctx, Command& run);
 void register_serve(CLI::App& app, Context& ctx, Command& run);
 void register_launch(CLI::App& app, Context& ctx, Command& run);
 void register_compress(CLI::App& app, Context& ctx, Command& run);
-// Lets `load_for_inference` read quantised model directories (compress quantize).
-void register_quantized_loader();
 void register_eval(CLI::App& app, Context& ctx, Command& run);
 
 }  // namespace shardlm::launcher

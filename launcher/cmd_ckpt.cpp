@@ -7,6 +7,7 @@
 
 #include "ckpt/checkpoint.h"
 #include "launcher/app.h"
+#include "load/model_bundle.h"
 #include "compress/onnx_export.h"
 #include "compress/quantize.h"
 #include "model/config.h"
@@ -20,16 +21,6 @@ namespace shardlm::launcher {
 namespace fs = std::filesystem;
 
 namespace {
-
-// A checkpoint directory from --ckpt: a step directory, or a run directory
-// (its newest intact checkpoint).
-std::string checkpoint_dir(const std::string& path) {
-  if (fs::exists(fs::path(path) / "manifest.json")) return path;
-  auto found = ckpt::resolve_checkpoint(path, "latest");
-  SHARDLM_CHECK(found, core::CheckpointError,
-                "{}: no checkpoint (neither a step directory nor a run with one)", path);
-  return *found;
-}
 
 void add_list(CLI::App& parent, Command& run) {
   auto* cmd = parent.add_subcommand("list", "Checkpoints of a run, oldest first");
@@ -62,10 +53,10 @@ void add_inspect(CLI::App& parent, Command& run) {
   cmd->add_option("checkpoint", *dir, "Step directory, or a run directory (newest)")->required();
   cmd->callback([&run, dir] {
     run = [dir] {
-      ckpt::CheckpointReader r(checkpoint_dir(*dir));
+      ckpt::CheckpointReader r(load::checkpoint_dir(*dir));
       nlohmann::json m = r.manifest();
       m["state"].erase("config");
-      m["state"].erase("losses");
+      if (m["state"].contains("counters")) m["state"]["counters"].erase("losses");
       for (auto& [name, u] : m["units"].items())
         u["layout"] = fmt::format("{} tensors", u["layout"].size());
       std::printf("%s\n", m.dump(2).c_str());
@@ -109,49 +100,7 @@ void add_prune(CLI::App& parent, Command& run) {
   });
 }
 
-// The model of a checkpoint (any world size wrote it), whole, on the CPU.
-model::GPT model_from_checkpoint(const std::string& dir, model::ModelConfig* cfg_out = nullptr) {
-  ckpt::CheckpointReader r(dir);
-  r.verify();
-  auto cfg = model::ModelConfig::from_json(r.manifest().at("state").at("model"));
-  model::GPT gpt(cfg);
-  auto params = ckpt::read_parameters(r);
-  torch::NoGradGuard no_grad;
-  for (auto& p : gpt->named_parameters()) {
-    auto it = params.find(p.key());
-    SHARDLM_CHECK(it != params.end(), core::CheckpointError, "{}: no parameter {}", dir, p.key());
-    p.value().copy_(it->second.view(p.value().sizes()));
-  }
-  if (cfg_out) *cfg_out = cfg;
-  return gpt;
-}
-
 }  // namespace
-
-void register_checkpoint_loader() {
-  // `shardlm generate --model RUN_DIR` or a step directory: training checkpoints.
-  model::register_inference_loader(
-      "checkpoint", [](const std::string& path, model::InferenceModel* out) {
-        bool step_dir = fs::exists(fs::path(path) / "manifest.json");
-        bool run_dir = fs::exists(fs::path(path) / "checkpoints");
-        if (!step_dir && !run_dir) return false;
-        std::string dir = checkpoint_dir(path);
-        out->model = model_from_checkpoint(dir);
-        out->model->eval();
-        out->format = "checkpoint";
-        out->source = dir;
-        // A tokenizer beside the run, if any: in the step directory, checkpoints/,
-        // the run directory (runs/NAME/tokenizer.json) or the folder of runs.
-        int depth = 0;
-        for (fs::path p = fs::path(dir); !p.empty() && p != p.parent_path() && depth < 4;
-             p = p.parent_path(), ++depth)
-          if (fs::exists(p / "tokenizer.json")) {
-            out->tokenizer = (p / "tokenizer.json").string();
-            break;
-          }
-        return true;
-      });
-}
 
 void register_ckpt(CLI::App& app, Context&, Command& run) {
   auto* cmd = app.add_subcommand("ckpt", "List, inspect, verify and prune checkpoints");
@@ -189,14 +138,15 @@ void register_export(CLI::App& app, Context&, Command& run) {
       model::GPT gpt{nullptr};
       std::string from, step;  // step: "step N, " for a checkpoint
       if (!src->empty()) {
-        from = checkpoint_dir(*src);
-        gpt = model_from_checkpoint(from, &cfg);
+        from = load::checkpoint_dir(*src);
+        gpt = load::load_checkpoint_model(from);
+        cfg = gpt->config();
         step = fmt::format("step {}, ", ckpt::CheckpointReader(from).step());
       } else {
-        model::InferenceModel im = model::compress::load_dense(*model_path);
-        gpt = im.model;
+        load::ModelBundle b = load::load_dense(*model_path);  // a quantised one: fp32 again
+        gpt = b.model;
         cfg = gpt->config();
-        from = im.source;
+        from = b.source;
       }
       if (*format == "onnx") {
         model::compress::export_onnx(gpt, *out);

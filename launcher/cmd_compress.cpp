@@ -13,6 +13,7 @@
 #include "compress/io.h"
 #include "compress/prune.h"
 #include "compress/quantize.h"
+#include "load/model_bundle.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
 #include "core/config.h"
@@ -91,10 +92,10 @@ void add_quantize(CLI::App& parent, Command& run) {
     run = [a] {
       a->q.symmetric = !a->asymmetric;
       a->q.validate();
-      model::InferenceModel im = mc::load_dense(a->model);
+      load::ModelBundle im = load::load_dense(a->model);
       mc::QuantizedModel qm = mc::quantize(im.model, a->q);
       mc::save_quantized(qm, a->out);
-      copy_tokenizer(im.tokenizer, a->out);
+      copy_tokenizer(im.tokenizer_path, a->out);
       const int64_t n = im.model->config().num_parameters();
       print_sizes(("quantize " + a->q.method).c_str(), im.source, n, a->out, n);
       return 0;
@@ -127,7 +128,7 @@ void add_prune(CLI::App& parent, Command& run) {
   cmd->callback([&run, a] {
     run = [a] {
       a->p.validate();
-      model::InferenceModel im = mc::load_dense(a->model);
+      load::ModelBundle im = load::load_dense(a->model);
       mc::Batches batches;
       if (a->p.score == "taylor" && a->p.method != "magnitude") {
         SHARDLM_CHECK(!a->d.data.empty(), core::ConfigError,
@@ -141,7 +142,7 @@ void add_prune(CLI::App& parent, Command& run) {
       }
       mc::PruneResult r = mc::prune(im.model, a->p, batches);
       model::save_safetensors(r.model, a->out);
-      copy_tokenizer(im.tokenizer, a->out);
+      copy_tokenizer(im.tokenizer_path, a->out);
       print_sizes(("prune " + a->p.method).c_str(), im.source, im.model->config().num_parameters(),
                   a->out, r.model->config().num_parameters());
       std::printf("  block weight sparsity %.4f%s\n", r.sparsity,
@@ -183,7 +184,7 @@ void add_distill(CLI::App& parent, Command& run) {
       if (cmd->count("--alpha")) c.alpha = a->c.alpha;
       if (cmd->count("--lr")) c.lr = a->c.lr;
       c.validate();
-      model::InferenceModel teacher = mc::load_dense(a->teacher);
+      load::ModelBundle teacher = load::load_dense(a->teacher);
       torch::manual_seed(c.seed);
       model::GPT student(scfg);
       const int64_t T = a->d.seq_len > 0
@@ -207,7 +208,7 @@ void add_distill(CLI::App& parent, Command& run) {
           });
       const double kl1 = mc::mean_kl(teacher.model, student, report);
       model::save_safetensors(student, a->out);
-      copy_tokenizer(teacher.tokenizer, a->out);
+      copy_tokenizer(teacher.tokenizer_path, a->out);
       std::printf("KL(teacher || student) on 4 %s batches: %.4f -> %.4f nats/token\n", held.c_str(),
                   kl0, kl1);
       print_sizes("distill", teacher.source, teacher.model->config().num_parameters(), a->out,
@@ -219,9 +220,6 @@ void add_distill(CLI::App& parent, Command& run) {
 
 }  // namespace
 
-void register_quantized_loader() {
-  mc::register_quantized_loader();
-}
 
 void register_compress(CLI::App& app, Context&, Command& run) {
   auto* cmd = app.add_subcommand("compress", "Quantise, prune or distill a model");

@@ -21,7 +21,9 @@
 #include "eval/ratings.h"
 #include "eval/runner.h"
 #include "launcher/app.h"
+#include "load/model_bundle.h"
 #include "core/error.h"
+#include "core/fs.h"
 
 namespace shardlm::launcher {
 
@@ -38,24 +40,7 @@ void write_out(const std::string& s) {
 }
 
 void write_file(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    SHARDLM_CHECK(f, core::DataError, "cannot write {}", tmp);
-    f << text;
-    f.flush();
-    SHARDLM_CHECK(f, core::DataError, "cannot write {}", tmp);
-  }
-  SHARDLM_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, core::DataError,
-                "cannot rename {} to {}", tmp, path);
-}
-
-torch::Device parse_device(const std::string& d) {
-  try {
-    return torch::Device(d);
-  } catch (const c10::Error&) {
-    throw core::ConfigError("", "--device", d, "cpu, cuda or cuda:N");
-  }
+  core::write_file_atomic<core::DataError>(path, text);
 }
 
 std::string dump(const nlohmann::json& j, int indent = 2) {
@@ -74,7 +59,7 @@ struct RunArgs {
 int run_eval(const RunArgs& a) {
   if (a.threads > 0) torch::set_num_threads(a.threads);
   const eval::SuiteConfig suite = eval::SuiteConfig::load(a.suite, a.overrides);
-  eval::EvalModel m = eval::load_eval_model(a.model, a.tokenizer, parse_device(a.device));
+  eval::EvalModel m = eval::load_eval_model(a.model, a.tokenizer, load::parse_device(a.device));
   if (!a.label.empty()) m.label = a.label;
   const eval::ModelResults r = eval::run_suite(suite, m, progress);
   const nlohmann::json j = eval::results_json(r, suite.name);
@@ -118,7 +103,7 @@ int run_compare(const CompareArgs& a) {
   SHARDLM_CHECK(a.labels.empty() || a.labels.size() == a.models.size(), core::ConfigError,
                 "--labels has {} names for {} models", a.labels.size(), a.models.size());
   const eval::SuiteConfig suite = eval::SuiteConfig::load(a.suite, a.overrides);
-  const torch::Device device = parse_device(a.device);
+  const torch::Device device = load::parse_device(a.device);
   std::vector<eval::ModelResults> results;
   for (size_t i = 0; i < a.models.size(); ++i) {
     eval::EvalModel m = eval::load_eval_model(a.models[i], a.tokenizer, device);

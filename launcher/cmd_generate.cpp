@@ -9,6 +9,7 @@
 
 #include "data/tokenizer.h"
 #include "launcher/app.h"
+#include "load/model_bundle.h"
 #include "model/generate.h"
 #include "core/error.h"
 
@@ -41,24 +42,12 @@ std::string text_of(const model::DecodeFn& decode, const std::vector<std::string
 
 int run_generate(const GenerateArgs& a) {
   if (a.threads > 0) torch::set_num_threads(a.threads);
-  torch::Device device = torch::kCPU;
-  try {
-    device = torch::Device(a.device);
-  } catch (const c10::Error&) {
-    throw core::ConfigError("", "--device", a.device, "cpu, cuda or cuda:N");
-  }
-  model::InferenceModel im = model::load_for_inference(a.model, device);
-  const std::string tok_path = a.tokenizer.empty() ? im.tokenizer : a.tokenizer;
-  if (tok_path.empty())
-    throw core::ConfigError(fmt::format(
-        "no tokenizer: pass --tokenizer, or put tokenizer.json beside the model ({})", im.source));
-  const data::Tokenizer tok = data::Tokenizer::load(tok_path);
-  const int64_t vocab = im.model->config().vocab_size;
-  if (static_cast<int64_t>(tok.vocab_size()) > vocab)
-    throw core::ConfigError(
-        fmt::format("tokenizer {} has {} tokens but the model only {} (vocab_size): not its "
-                    "tokenizer",
-                    tok_path, tok.vocab_size(), vocab));
+  load::LoadOptions lo;
+  lo.device = load::parse_device(a.device);
+  lo.tokenizer = a.tokenizer;
+  const load::ModelBundle im = load::load_model(a.model, lo);
+  const data::Tokenizer& tok = *im.tokenizer;
+  const std::string& tok_path = im.tokenizer_path;
 
   model::GenerationConfig cfg = a.cfg;
   cfg.use_cache = !a.no_cache;

@@ -16,8 +16,6 @@ int main(int argc, char** argv) {
   CLI::App app{"shardlm: train, evaluate, compress and serve GPT-style language models"};
   app.require_subcommand(1);
   app.set_version_flag("--version", SHARDLM_VERSION);
-  launcher::register_checkpoint_loader();
-  launcher::register_quantized_loader();
   launcher::Command run;
   launcher::register_info(app, ctx, run);
   launcher::register_tokenizer(app, ctx, run);

@@ -1,5 +1,5 @@
 // Generation: logits processing, the decode loop (greedy / sampling), beam
-// search, and load_for_inference. docs/generation.md has the why of each part.
+// search. docs/generation.md has the why of each part.
 //
 // Shapes: R rows in the batch (prompts x samples, or prompts x beams), V the
 // vocabulary, L the longest prompt. Everything that decides (stopping, beam
@@ -506,74 +506,6 @@ GenerationOutput Generator::run_beam(const std::vector<std::vector<int64_t>>& pr
   }
   out.forward_calls = stepper.calls();
   return out;
-}
-
-// ---- loading for inference ----------------------------------------------------------------------
-
-namespace {
-std::mutex& loaders_mutex() {
-  static std::mutex mu;
-  return mu;
-}
-std::vector<std::pair<std::string, InferenceLoader>>& loaders() {
-  static std::vector<std::pair<std::string, InferenceLoader>> all;
-  return all;
-}
-}  // namespace
-
-void register_inference_loader(const std::string& name, InferenceLoader loader) {
-  std::lock_guard<std::mutex> lock(loaders_mutex());
-  for (auto& [n, l] : loaders())
-    if (n == name) {
-      l = std::move(loader);
-      return;
-    }
-  loaders().emplace_back(name, std::move(loader));
-}
-
-InferenceModel load_for_inference(const std::string& path, torch::Device device) {
-  InferenceModel m;
-  std::vector<std::pair<std::string, InferenceLoader>> others;
-  {
-    std::lock_guard<std::mutex> lock(loaders_mutex());
-    others = loaders();
-  }
-  bool loaded = false;
-  for (auto& [name, loader] : others)
-    if ((loaded = loader(path, &m))) break;
-
-  const fs::path p(path);
-  if (!loaded) {  // safetensors: a file, or a directory with model.safetensors
-    SHARDLM_CHECK(fs::exists(p), core::CheckpointError, "{}: no such file or directory", path);
-    if (fs::is_directory(p)) {
-      SHARDLM_CHECK(fs::exists(p / "model.safetensors"), core::CheckpointError,
-                    "{}: a model directory needs model.safetensors and config.json (write them "
-                    "with model::save_safetensors)",
-                    path);
-      m.source = (p / "model.safetensors").string();
-    } else {
-      SHARDLM_CHECK(p.extension() == ".safetensors", core::CheckpointError,
-                    "{}: expected a .safetensors file or a model directory", path);
-      m.source = p.string();
-    }
-    m.format = "safetensors";
-    m.model = load_safetensors(path);
-  }
-  SHARDLM_CHECK(!m.model.is_empty(), core::CheckpointError, "{}: the {} loader gave no model", path,
-                m.format);
-  m.model->to(device);
-  m.model->eval();
-  if (m.tokenizer.empty()) {
-    fs::path dir = fs::is_directory(p) ? p : p.parent_path();
-    if (dir.empty()) dir = ".";
-    for (const char* name : {"tokenizer.json", "tokenizer.shardlm.json"}) {
-      if (fs::is_regular_file(dir / name)) {
-        m.tokenizer = (dir / name).string();
-        break;
-      }
-    }
-  }
-  return m;
 }
 
 }  // namespace shardlm::model

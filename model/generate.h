@@ -111,33 +111,7 @@ class Generator {
   DecodeFn decode_;
 };
 
-// ---- loading a model for inference -------------------------------------------------------
-
-struct InferenceModel {
-  GPT model{nullptr};
-  std::string format;     // "safetensors", or what a registered loader names
-  std::string source;     // the file the weights came from
-  std::string tokenizer;  // a tokenizer file found beside the model, or ""
-};
-
-// The one entry point for "give me a model to run" (CLI generate, serve, eval):
-//   - a path a registered loader recognises (training checkpoints: see below), else
-//   - a .safetensors file (config.json beside it), or
-//   - a directory holding model.safetensors + config.json.
-// The model is moved to `device`, in eval mode. `tokenizer` is what the loader
-// found, else the first of tokenizer.json, tokenizer.shardlm.json in the model's
-// directory (for a file: its directory). Throws CheckpointError naming the path
-// when nothing loadable is there.
-InferenceModel load_for_inference(const std::string& path, torch::Device device = torch::kCPU);
-
-// Another format's loader: returns true with `out` filled (model, format, source,
-// optionally tokenizer) when it recognises `path`, false to let the next one try;
-// throws when it recognises the path but cannot load it.
-using InferenceLoader = std::function<bool(const std::string& path, InferenceModel* out)>;
-// Adds a loader, tried (in registration order) before safetensors; a second
-// registration under the same name replaces the first. model/ depends on core
-// only, so formats owned by higher layers plug in here: ckpt/ registers training
-// checkpoints (run_dir/checkpoints/step-N/) once at start-up, from launcher/.
-void register_inference_loader(const std::string& name, InferenceLoader loader);
+// Loading a model with its tokenizer, from any format: load::load_model
+// (load/model_bundle.h).
 
 }  // namespace shardlm::model

@@ -76,32 +76,15 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // the data section starts 8-byte aligned
-  // Written beside the target, synced, then renamed over it: a crash or a full
-  // disk leaves any earlier file at `path` whole, and no partial file behind.
-  const std::string tmp = path + ".tmp";
-  std::error_code ec;
-  try {
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      SHARDLM_CHECK(out.good(), CheckpointError, "{}: cannot open for writing", tmp);
-      const uint64_t n = text.size();
-      out.write(reinterpret_cast<const char*>(&n), 8);
-      out.write(text.data(), static_cast<std::streamsize>(text.size()));
-      for (const Tensor& c : data)
-        out.write(static_cast<const char*>(c.data_ptr()),
-                  static_cast<std::streamsize>(c.numel() * c.element_size()));
-      out.flush();
-      SHARDLM_CHECK(out.good(), CheckpointError, "{}: write failed (disk full?)", tmp);
-    }
-    core::fsync_path(tmp);
-  } catch (...) {
-    fs::remove(tmp, ec);
-    throw;
-  }
-  fs::rename(tmp, path, ec);
-  SHARDLM_CHECK(!ec, CheckpointError, "{}: cannot rename into place: {}", path, ec.message());
-  const fs::path dir = fs::path(path).parent_path();
-  core::fsync_path(dir.empty() ? "." : dir.string(), /*directory=*/true);
+  // A crash or a full disk leaves any earlier file at `path` whole (core/fs.h).
+  core::write_file_atomic<CheckpointError>(path, [&](std::ostream& out) {
+    const uint64_t n = text.size();
+    out.write(reinterpret_cast<const char*>(&n), 8);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    for (const Tensor& c : data)
+      out.write(static_cast<const char*>(c.data_ptr()),
+                static_cast<std::streamsize>(c.numel() * c.element_size()));
+  });
 }
 
 SafetensorsFile read_safetensors(const std::string& path) {
@@ -356,14 +339,8 @@ void save_safetensors(const GPT& model, const ModelConfig& cfg, const std::strin
   SHARDLM_CHECK(!ec, CheckpointError, "{}: cannot create directory: {}", dir, ec.message());
   write_safetensors((fs::path(dir) / "model.safetensors").string(), export_state(*model),
                     {{"format", "pt"}, {"producer", "shardlm"}});
-  const std::string cfg_path = (fs::path(dir) / "config.json").string();
-  {
-    std::ofstream out(cfg_path + ".tmp", std::ios::trunc);
-    out << export_config(cfg).dump(2) << "\n";
-    SHARDLM_CHECK(out.good(), CheckpointError, "{}: write failed", cfg_path);
-  }
-  fs::rename(cfg_path + ".tmp", cfg_path, ec);
-  SHARDLM_CHECK(!ec, CheckpointError, "{}: cannot rename into place: {}", cfg_path, ec.message());
+  core::write_file_atomic<CheckpointError>((fs::path(dir) / "config.json").string(),
+                                           export_config(cfg).dump(2) + "\n");
 }
 
 void save_safetensors(const GPT& model, const std::string& dir) {
@@ -385,8 +362,7 @@ GPT load_safetensors(const std::string& dir_or_file) {
   }
   SHARDLM_CHECK(!j.contains("quantization"), CheckpointError,
                 "{}: a quantised model (\"quantization\" block); load it with "
-                "load_for_inference after compress::register_quantized_loader(), or with "
-                "compress::load_quantized",
+                "load::load_model or compress::load_quantized",
                 cfg_path.string());
   ModelConfig cfg;
   try {

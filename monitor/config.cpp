@@ -10,7 +10,6 @@
 #include "monitor/launch.h"
 #include "monitor/websocket_sink.h"
 #include "core/log.h"
-#include "core/mpi_check.h"
 
 namespace shardlm::monitor {
 
@@ -89,11 +88,9 @@ AggregatorConfig MonitorConfig::aggregator(const std::string& run_dir) const {
 }
 
 std::string resolve_producer_token(const MonitorConfig& cfg, const std::string& run_dir,
-                                   MPI_Comm comm) {
-  int rank = 0;
-  SHARDLM_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+                                   core::Comm& comm) {
   std::string token;
-  if (rank == 0) {
+  if (comm.rank() == 0) {
     const auto file = std::filesystem::path(run_dir) / "monitor.token";
     const char* env = std::getenv(kMonitorTokenEnv);
     std::error_code ec;
@@ -116,11 +113,7 @@ std::string resolve_producer_token(const MonitorConfig& cfg, const std::string& 
           "its run dir",
           cfg.url, kMonitorTokenEnv, file.string());
   }
-  int n = static_cast<int>(token.size());
-  SHARDLM_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT, 0, comm));
-  token.resize(static_cast<size_t>(n));
-  SHARDLM_MPI_CHECK(MPI_Bcast(token.data(), n, MPI_CHAR, 0, comm));
-  return token;
+  return core::broadcast_string(comm, token);
 }
 
 Monitor open_monitor(const MonitorConfig& cfg, int rank, int world_size, const std::string& run_dir,

@@ -15,7 +15,7 @@
 #include <memory>
 #include <string>
 
-#include <mpi.h>
+#include "core/comm.h"
 
 #include "monitor/aggregator.h"
 #include "monitor/control.h"
@@ -69,7 +69,7 @@ struct Monitor {
 // monitor --run-dir RUN_DIR`); else "" (an aggregator with producer_auth refuses
 // the ranks; rank 0 warns). Collective over `comm`.
 std::string resolve_producer_token(const MonitorConfig& cfg, const std::string& run_dir,
-                                   MPI_Comm comm);
+                                   core::Comm& comm);
 
 // Builds the sinks this configuration asks for on `rank`; with `embedded`
 // rank 0 first starts an Aggregator on its own thread and its WebSocket sink

@@ -1,10 +1,9 @@
-// Control commands: names, JSON form, bytes for MPI_Bcast (control.h).
+// Control commands: names, JSON form, bytes for a broadcast (control.h).
 #include "monitor/control.h"
 
 #include <climits>
 
 #include "monitor/protocol.h"
-#include "core/mpi_check.h"
 
 namespace shardlm::monitor {
 
@@ -191,18 +190,11 @@ std::vector<ControlCommand> decode_commands(std::string_view bytes) {
 }
 
 std::vector<ControlCommand> broadcast_commands(const std::vector<ControlCommand>& cmds,
-                                               MPI_Comm comm, int root) {
-  int rank = 0;
-  SHARDLM_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+                                               core::Comm& comm, int root) {
   std::string bytes;
-  if (rank == root) bytes = cmds.empty() ? std::string() : encode_commands(cmds);
-  SHARDLM_CHECK(bytes.size() < static_cast<size_t>(INT_MAX), core::MpiError,
-                "control commands too large to broadcast ({} bytes)", bytes.size());
-  int n = static_cast<int>(bytes.size());
-  SHARDLM_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT, root, comm));
-  if (n == 0) return {};
-  bytes.resize(static_cast<size_t>(n));
-  SHARDLM_MPI_CHECK(MPI_Bcast(bytes.data(), n, MPI_CHAR, root, comm));
+  if (comm.rank() == root && !cmds.empty()) bytes = encode_commands(cmds);
+  bytes = core::broadcast_string(comm, std::move(bytes), root);
+  if (bytes.empty()) return {};
   return decode_commands(bytes);
 }
 

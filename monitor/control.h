@@ -8,7 +8,7 @@
 //   for (auto& c : cmds) { apply(c); if (rank == 0) channel.ack(c, step); }
 #pragma once
 
-#include <mpi.h>
+#include "core/comm.h"
 
 #include <cstdint>
 #include <optional>
@@ -64,15 +64,15 @@ struct ControlCommand {
   static ControlCommand from_json(const nlohmann::json& msg);
 };
 
-// Commands as bytes and back (a JSON array), for MPI_Bcast or a file.
+// Commands as bytes and back (a JSON array), for a broadcast or a file.
 std::string encode_commands(const std::vector<ControlCommand>& cmds);
 // Throws ProtocolError when `bytes` is not what encode_commands wrote.
 std::vector<ControlCommand> decode_commands(std::string_view bytes);
 
-// Rank `root`'s commands on every rank of `comm` (two MPI_Bcast: length, bytes).
+// Rank `root`'s commands on every rank of `comm` (core::broadcast_string).
 // Collective: every rank calls it at the same step boundary; `cmds` is read on root only.
 std::vector<ControlCommand> broadcast_commands(const std::vector<ControlCommand>& cmds,
-                                               MPI_Comm comm, int root = 0);
+                                               core::Comm& comm, int root = 0);
 
 // Where rank 0 gets commands from. Implementations are thread-safe.
 class ControlChannel {
@@ -83,6 +83,12 @@ class ControlChannel {
   // Tells the viewers that `cmd` took effect at `step` (ok) or was refused (!ok, why).
   virtual void ack(const ControlCommand& cmd, int64_t step, bool ok = true,
                    const std::string& message = "") = 0;
+  // Answers an `inspect` request with its data (ok) or why it failed; a
+  // channel that cannot carry answers drops them.
+  virtual void inspect_result(const ControlCommand& request, bool ok, const nlohmann::json& data,
+                              const std::string& error) {
+    (void)request, (void)ok, (void)data, (void)error;
+  }
 };
 
 // No control: poll() is always empty.

@@ -58,7 +58,7 @@ class WebSocketSink : public MetricsSink, public ControlChannel {
            const std::string& message = "") override;
   // Answers an inspect request (`inspect_result`, not kept in the history).
   void inspect_result(const ControlCommand& request, bool ok, const nlohmann::json& data,
-                      const std::string& message = "");
+                      const std::string& message = "") override;
 
   // True once hello has been written on a live connection; waits at most timeout_s.
   bool wait_connected(double timeout_s) const;

@@ -43,22 +43,19 @@ torch::Tensor LossScaler::scale_loss(const torch::Tensor& loss) const {
 }
 
 bool LossScaler::all_finite(const std::vector<torch::Tensor>& tensors, ProcessGroup* group) {
-  bool finite = true;
+  // One flag on the device, one all-reduce and one host read for the whole
+  // step: sum() is inf/NaN when any element is (or when the sum overflows
+  // fp32, which the step could not survive either).
+  torch::Tensor bad;
   for (const torch::Tensor& t : tensors) {
     if (!t.defined() || t.numel() == 0) continue;
-    // sum() is inf/NaN when any element is (or when the sum overflows fp32,
-    // which the step could not survive either).
-    if (!std::isfinite(t.sum(torch::kFloat).item<float>())) {
-      finite = false;
-      break;
-    }
+    auto b = torch::isfinite(t.sum(torch::kFloat)).logical_not().to(torch::kInt).reshape({1});
+    bad = bad.defined() ? bad.add_(b) : b;
   }
-  if (group != nullptr && group->size() > 1) {
-    auto flag = torch::tensor({finite ? 0 : 1}, torch::kInt);
-    group->all_reduce(flag, ReduceOp::kMax);
-    finite = flag.item<int>() == 0;
-  }
-  return finite;
+  torch::Device device = group ? group->device() : (bad.defined() ? bad.device() : torch::kCPU);
+  bad = bad.defined() ? bad.to(device) : torch::zeros({1}, torch::TensorOptions(device).dtype(torch::kInt));
+  if (group != nullptr && group->size() > 1) group->all_reduce(bad, ReduceOp::kMax);
+  return bad.item<int>() == 0;
 }
 
 bool LossScaler::unscale_(const std::vector<torch::Tensor>& grads, ProcessGroup* group) {

@@ -191,8 +191,8 @@ struct MpiGroup::Op {
   std::shared_ptr<MpiWork> work;
 };
 
-MpiGroup::MpiGroup(MPI_Comm comm, ProcessGroupOptions options)
-    : ProcessGroup(comm_rank(comm), comm_size(comm), std::move(options)) {
+MpiGroup::MpiGroup(MPI_Comm comm, ProcessGroupOptions options, torch::Device device)
+    : ProcessGroup(comm_rank(comm), comm_size(comm), std::move(options), device) {
   int level = 0;
   SHARDLM_MPI_CHECK(MPI_Query_thread(&level));
   SHARDLM_CHECK(level == MPI_THREAD_MULTIPLE, core::MpiError,

@@ -25,8 +25,10 @@ namespace shardlm::parallel {
 class MpiGroup final : public ProcessGroup {
  public:
   // Duplicates `comm`: collective over its ranks. MPI must be initialised with
-  // MPI_THREAD_MULTIPLE (core::MpiSession does that).
-  explicit MpiGroup(MPI_Comm comm = MPI_COMM_WORLD, ProcessGroupOptions options = {});
+  // MPI_THREAD_MULTIPLE (core::MpiSession does that). `device`: where the
+  // run's tensors live (device() of ProcessGroup).
+  explicit MpiGroup(MPI_Comm comm = MPI_COMM_WORLD, ProcessGroupOptions options = {},
+                    torch::Device device = torch::kCPU);
   // Waits for the collectives still queued, then frees the communicators.
   ~MpiGroup() override;
 

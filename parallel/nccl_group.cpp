@@ -46,7 +46,7 @@ std::shared_ptr<NcclGroup> NcclGroup::create(MPI_Comm, ProcessGroupOptions, int)
                "or rebuild against a CUDA LibTorch");
 }
 NcclGroup::NcclGroup(int rank, int size, ProcessGroupOptions options, int device)
-    : ProcessGroup(rank, size, std::move(options)), device_(device) {}
+    : ProcessGroup(rank, size, std::move(options)), index_(device) {}
 NcclGroup::~NcclGroup() = default;
 #define SHARDLM_NCCL_STUB SHARDLM_FAIL(core::NotCompiled, "NcclGroup: this build has no CUDA/NCCL")
 WorkPtr NcclGroup::all_reduce_async(torch::Tensor, ReduceOp, const CollectiveOptions&) {
@@ -197,7 +197,7 @@ std::shared_ptr<NcclGroup> NcclGroup::create(MPI_Comm comm, ProcessGroupOptions 
   NcclGroup* self = g.get();
   im.monitor = std::thread([self] {
     Impl& m = *self->impl_;
-    c10::cuda::CUDAGuard dev(self->device_);
+    c10::cuda::CUDAGuard dev(self->index_);
     for (;;) {
       {
         std::lock_guard<std::mutex> lock(m.mu);
@@ -236,8 +236,9 @@ std::shared_ptr<NcclGroup> NcclGroup::create(MPI_Comm comm, ProcessGroupOptions 
 }
 
 NcclGroup::NcclGroup(int rank, int size, ProcessGroupOptions options, int device)
-    : ProcessGroup(rank, size, std::move(options)),
-      device_(device),
+    : ProcessGroup(rank, size, std::move(options),
+                   torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device))),
+      index_(device),
       impl_(std::make_unique<Impl>()) {}
 
 NcclGroup::~NcclGroup() {
@@ -284,7 +285,7 @@ std::shared_ptr<NcclWork> enqueue_on(NcclGroup::Impl& im, int device,
     const int64_t seq = ++im.seq;                                                                \
     im.watchdog->on_called(seq);                                                                 \
     im.watchdog->on_started(seq);                                                                \
-    auto work = enqueue_on(im, device_, tensors, [&](cudaStream_t stream) { body; });            \
+    auto work = enqueue_on(im, index_, tensors, [&](cudaStream_t stream) { body; });            \
     auto now = Clock::now();                                                                     \
     im.inflight.push_back(InFlight{seq, fmt::format("{} (tag {})", what, (opts).tag), kind, now, \
                                    now + timeout_for(opts), work});                              \
@@ -292,7 +293,7 @@ std::shared_ptr<NcclWork> enqueue_on(NcclGroup::Impl& im, int device,
   }()
 
 WorkPtr NcclGroup::all_reduce_async(torch::Tensor t, ReduceOp op, const CollectiveOptions& opts) {
-  check_cuda_tensor(t, device_, "all_reduce");
+  check_cuda_tensor(t, index_, "all_reduce");
   auto what = fmt::format("all_reduce({}, {}, {} elements)", reduce_op_name(op),
                           c10::toString(t.scalar_type()), t.numel());
   return SHARDLM_NCCL_ISSUE(
@@ -303,8 +304,8 @@ WorkPtr NcclGroup::all_reduce_async(torch::Tensor t, ReduceOp op, const Collecti
 
 WorkPtr NcclGroup::reduce_scatter_async(torch::Tensor out, torch::Tensor in, ReduceOp op,
                                         const CollectiveOptions& opts) {
-  check_cuda_tensor(out, device_, "reduce_scatter");
-  check_cuda_tensor(in, device_, "reduce_scatter");
+  check_cuda_tensor(out, index_, "reduce_scatter");
+  check_cuda_tensor(in, index_, "reduce_scatter");
   std::vector<int64_t> sizes = check_split("reduce_scatter", in, out);
   std::vector<int64_t> off = split_offsets(in.numel(), size_);
   const bool even =
@@ -333,8 +334,8 @@ WorkPtr NcclGroup::reduce_scatter_async(torch::Tensor out, torch::Tensor in, Red
 
 WorkPtr NcclGroup::all_gather_async(torch::Tensor out, torch::Tensor in,
                                     const CollectiveOptions& opts) {
-  check_cuda_tensor(out, device_, "all_gather");
-  check_cuda_tensor(in, device_, "all_gather");
+  check_cuda_tensor(out, index_, "all_gather");
+  check_cuda_tensor(in, index_, "all_gather");
   std::vector<int64_t> sizes = check_split("all_gather", out, in);
   std::vector<int64_t> off = split_offsets(out.numel(), size_);
   const bool even =
@@ -362,7 +363,7 @@ WorkPtr NcclGroup::all_gather_async(torch::Tensor out, torch::Tensor in,
 }
 
 WorkPtr NcclGroup::broadcast_async(torch::Tensor t, int root, const CollectiveOptions& opts) {
-  check_cuda_tensor(t, device_, "broadcast");
+  check_cuda_tensor(t, index_, "broadcast");
   SHARDLM_CHECK(root >= 0 && root < size_, core::NcclError,
                 "broadcast: root {} outside a group of {} ranks", root, size_);
   auto what = fmt::format("broadcast(root {}, {}, {} elements)", root,
@@ -377,7 +378,7 @@ WorkPtr NcclGroup::barrier_async(const CollectiveOptions& opts) {
   // NCCL has no barrier: all-reduce one element.
   auto one = torch::zeros({1}, torch::TensorOptions()
                                    .dtype(torch::kFloat)
-                                   .device(torch::kCUDA, static_cast<c10::DeviceIndex>(device_)));
+                                   .device(torch::kCUDA, static_cast<c10::DeviceIndex>(index_)));
   return SHARDLM_NCCL_ISSUE(
       Collective::kBarrier, std::string("barrier"), 0, opts, {one},
       SHARDLM_NCCL_CHECK(

@@ -33,7 +33,7 @@ class NcclGroup final : public ProcessGroup {
   ~NcclGroup() override;
 
   std::string backend() const override { return "nccl"; }
-  int device() const { return device_; }
+  int device_index() const { return index_; }
 
   WorkPtr all_reduce_async(torch::Tensor tensor, ReduceOp op = ReduceOp::kSum,
                            const CollectiveOptions& opts = {}) override;
@@ -50,7 +50,7 @@ class NcclGroup final : public ProcessGroup {
 
  private:
   NcclGroup(int rank, int size, ProcessGroupOptions options, int device);
-  int device_ = -1;
+  int index_ = -1;  // the CUDA device (device() is the same as a torch::Device)
   std::unique_ptr<Impl> impl_;
 };
 

@@ -9,6 +9,11 @@
 // elements into size() consecutive pieces with split_sizes(N, size()); rank r
 // owns piece r. With N a multiple of size() the pieces are equal (FlatParams
 // pads to that), otherwise the first N % size() pieces hold one more element.
+//
+// A ProcessGroup is also the run's core::Comm: strings and scalars (a chosen
+// checkpoint, control commands, token counts, flags) travel as small tensors
+// on device() through the same queue of collectives, so a training run has
+// one channel between its ranks (see core/comm.h and collectives.h).
 #pragma once
 
 #include <chrono>
@@ -19,6 +24,7 @@
 
 #include <torch/types.h>
 
+#include "core/comm.h"
 #include "parallel/comm_stats.h"
 
 namespace shardlm::parallel {
@@ -54,17 +60,26 @@ class Work {
 };
 using WorkPtr = std::shared_ptr<Work>;
 
-class ProcessGroup {
+class ProcessGroup : public core::Comm {
  public:
-  ProcessGroup(int rank, int size, ProcessGroupOptions options);
-  virtual ~ProcessGroup() = default;
+  // `device`: where the group's collectives take tensors, and where the
+  // core::Comm values below travel.
+  ProcessGroup(int rank, int size, ProcessGroupOptions options, torch::Device device = torch::kCPU);
+  ~ProcessGroup() override = default;
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;
 
-  int rank() const { return rank_; }
-  int size() const { return size_; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  torch::Device device() const { return device_; }
   const ProcessGroupOptions& options() const { return options_; }
   virtual std::string backend() const = 0;
+
+  // ---- core::Comm: strings and scalars as tensors on device() -----------------------
+  void broadcast_bytes(std::string& bytes, int root) override;
+  void all_reduce_i64(std::vector<int64_t>& values, core::Reduce op) override;
+  void all_reduce_f64(std::vector<double>& values, core::Reduce op) override;
+  std::vector<std::string> gather_bytes(const std::string& mine, int root) override;
 
   // ---- async collectives (each returns at once) ----------------------------------
   // In place on `tensor` (contiguous).
@@ -118,6 +133,7 @@ class ProcessGroup {
   const int rank_;
   const int size_;
   const ProcessGroupOptions options_;
+  const torch::Device device_;
   CommStats stats_;
 };
 

@@ -21,6 +21,7 @@ ShardedConfig ShardedConfig::from(const core::ConfigSection& s) {
   c.cpu_offload = s.get("cpu_offload", c.cpu_offload);
   c.prefetch = s.get("prefetch", c.prefetch);
   c.offload_params = s.get("offload_params", c.offload_params);
+  c.backend = s.get("backend", c.backend);
   return c;
 }
 
@@ -31,6 +32,8 @@ void ShardedConfig::validate() const {
     core::config_require(zero_stage == 3 && cpu_offload, "offload_params", "true",
                          "zero_stage = 3 and cpu_offload = true (layer streaming offloads the "
                          "sharded parameters of ZeRO-3 along with its optimizer states)");
+  core::config_require(backend == "auto" || backend == "nccl" || backend == "mpi", "backend",
+                       backend, "\"auto\", \"nccl\" or \"mpi\"");
 }
 
 // ---- storage that comes and goes ------------------------------------------------------
@@ -432,16 +435,15 @@ void ShardedModel::skip_step() {
   zero_grads();
 }
 
-double ShardedModel::step(double max_grad_norm) {
+torch::Tensor ShardedModel::step(double max_grad_norm) {
   const int stage = static_cast<int>(config_.zero_stage);
   const int rank = group_->rank();
   std::vector<torch::Tensor> grads = reduced_grads();
   // Stage 0 gradients are replicated (norm without a group); later stages are
   // disjoint shards (norm over the group).
-  const double norm = max_grad_norm > 0
-                          ? (stage == 0 ? clip_grad_norm(grads, max_grad_norm)
-                                        : clip_grad_norm(grads, max_grad_norm, *group_))
-                          : global_grad_norm(grads, stage == 0 ? nullptr : group_.get());
+  ProcessGroup* over = stage == 0 ? nullptr : group_.get();
+  torch::Tensor norm = max_grad_norm > 0 ? clip_grad_norm_tensor(grads, max_grad_norm, over)
+                                         : global_grad_norm_tensor(grads, over);
   std::vector<WorkPtr> gathers;
   torch::NoGradGuard no_grad;
   for (size_t k = 0; k < units_.size(); ++k) {
@@ -599,6 +601,10 @@ int64_t ShardedModel::num_params() const {
 
 const FlatParams& ShardedModel::unit_layout(size_t i) const {
   return *units_.at(i)->flat;
+}
+
+const std::string& ShardedModel::unit_name(size_t i) const {
+  return units_.at(i)->name;
 }
 Optimizer& ShardedModel::unit_optimizer(size_t i) {
   return *units_.at(i)->opt;

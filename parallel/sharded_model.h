@@ -63,6 +63,9 @@ struct ShardedConfig {
   // Layer streaming: parameter shards on the host too (needs zero_stage 3 and
   // cpu_offload); the device holds only the units in use.
   bool offload_params = false;
+  // Between ranks: "auto" (NCCL when every rank has a GPU of its own and this
+  // build has NCCL, MPI otherwise), "nccl" or "mpi" (see make_process_group).
+  std::string backend = "auto";
 
   static ShardedConfig from(const core::ConfigSection& s);
   void validate() const;
@@ -91,8 +94,9 @@ class ShardedModel {
   torch::Tensor run_unit(size_t i, const torch::Tensor& x, const UnitFn& f);
   // After the last micro-batch's backward: finishes the reductions, clips to
   // max_grad_norm (when > 0) by the global norm, steps the optimizers and
-  // refreshes the parameters. Returns the global gradient norm before clipping.
-  double step(double max_grad_norm = 0.0);
+  // refreshes the parameters. Returns the global gradient norm before clipping
+  // as a 0-dim fp64 tensor on the device: the step itself never waits for it.
+  torch::Tensor step(double max_grad_norm = 0.0);
 
   // After the last micro-batch's backward: finishes the reductions and returns
   // the gradients step() will use, one tensor per unit: the whole unit at
@@ -122,6 +126,8 @@ class ShardedModel {
   ProcessGroup& group() { return *group_; }
   const ShardedConfig& config() const { return config_; }
   const FlatParams& unit_layout(size_t i) const;
+  // "unit0", "unit1", ... for the given units, "root" for the rest (checkpoint keys).
+  const std::string& unit_name(size_t i) const;
   Optimizer& unit_optimizer(size_t i);
 
   // This rank's part of the training state for a checkpoint, keyed

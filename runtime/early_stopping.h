@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -32,6 +33,8 @@ class EarlyStopping {
   const EarlyStoppingConfig& config() const { return cfg_; }
   void reconfigure(const EarlyStoppingConfig& cfg) { cfg_ = cfg; }
 
+  // The state protocol (runtime/state.h).
+  std::string key() const { return "early_stopping"; }
   nlohmann::json state() const;
   void load_state(const nlohmann::json& j);
 

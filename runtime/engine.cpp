@@ -17,6 +17,7 @@ Engine::Engine(model::GPT model, parallel::ShardedConfig sharding, parallel::Opt
 }
 
 void Engine::set_trainable_top_blocks(int64_t k) {
+  trainable_k_ = k;
   int64_t n = static_cast<int64_t>(model_->blocks->size());
   for (int64_t i = 0; i < n; ++i) sharded_->set_frozen(static_cast<size_t>(i), i < n - k);
 }
@@ -32,7 +33,7 @@ model::BlockRunner Engine::block_runner(bool activation_checkpointing) {
   };
 }
 
-double Engine::step(double lr, double clip) {
+torch::Tensor Engine::step(double lr, double clip) {
   sharded_->set_lr(lr);
   return sharded_->step(clip);
 }

@@ -30,6 +30,8 @@ class Engine {
   // Layer-wise training: blocks below n_layer - k are frozen (no gradients, no
   // optimizer step); the root unit always trains. k >= n_layer: all train.
   void set_trainable_top_blocks(int64_t k);
+  // The k last set (-1 before the first call).
+  int64_t trainable_top_blocks() const { return trainable_k_; }
 
   // Runs each block through the sharded model (ZeRO-3 gathers), with
   // activation checkpointing when asked.
@@ -37,8 +39,9 @@ class Engine {
   void begin_micro_batch(bool last) { sharded_->begin_micro_batch(last); }
   // The reduced gradients step() will use (for the fp16 loss scaler).
   std::vector<torch::Tensor> grads() { return sharded_->reduced_grads(); }
-  // Clips to the global norm (clip > 0) and steps; returns the norm before clipping.
-  double step(double lr, double clip);
+  // Clips to the global norm (clip > 0) and steps; returns the norm before
+  // clipping (0-dim fp64 on the device; reading it is the caller's sync).
+  torch::Tensor step(double lr, double clip);
   void skip_step() { sharded_->skip_step(); }
   void set_weight_decay(double wd);
   double weight_decay() const { return weight_decay_; }
@@ -56,6 +59,7 @@ class Engine {
   std::shared_ptr<parallel::ProcessGroup> group_;
   std::unique_ptr<parallel::ShardedModel> sharded_;
   double weight_decay_;
+  int64_t trainable_k_ = -1;
 };
 
 }  // namespace shardlm::runtime

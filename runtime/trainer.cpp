@@ -1,38 +1,29 @@
-// The training loop (see trainer.h). Setup is in the constructor; one
-// optimizer step is Impl::step(); control commands, validation and the end of
-// the run are small functions around it.
+// The training loop (see trainer.h). Setup is the constructor; one optimizer
+// step is Impl::step(); run() is the loop around it: controls and stop signals
+// at the logged steps, validation, checkpoints. Checkpoints are in
+// trainer_ckpt.cpp.
+//
+// Host and device: a step never waits for the device. Its loss, token count
+// and gradient norm stay on the device (StepLog) and are read once, together,
+// at the next logged step (train.log_every), where the ranks also agree on
+// stop signals and control commands. The fp16 loss scaler is the exception:
+// its skip-or-step verdict is read every step.
 #include "runtime/trainer.h"
 #include "runtime/trainer_impl.h"
-
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include <fmt/format.h>
 
-#include "data/loader.h"
-#include "model/config.h"
-#include "model/gpt.h"
-#include "monitor/config.h"
-#include "monitor/control.h"
-#include "monitor/hardware.h"
-#include "monitor/websocket_sink.h"
-#include "parallel/loss_scaler.h"
-#include "parallel/mpi_group.h"
-#include "parallel/nccl_group.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
-#include "core/mpi_check.h"
-#include "runtime/engine.h"
-#include "runtime/evaluate.h"
-#include "runtime/inspect.h"
-#include "runtime/progress.h"
+#include "parallel/groups.h"
+#include "runtime/auto_batch.h"
 #include "runtime/signals.h"
-#include "runtime/train_config.h"
 
 namespace shardlm::runtime {
 
@@ -40,623 +31,342 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-double since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
+// Seconds since `t`, and `t` moved to now: one phase of a step.
+double lap(Clock::time_point& t) {
+  auto now = Clock::now();
+  double s = std::chrono::duration<double>(now - t).count();
+  t = now;
+  return s;
 }
-c10::ScalarType autocast_dtype(const std::string& precision) {
-  if (precision == "bf16") return c10::kBFloat16;
-  if (precision == "fp16") return c10::kHalf;
-  return c10::kFloat;
+torch::Tensor scalar(double v, torch::Device device) {
+  return torch::full({1}, v, torch::TensorOptions(device).dtype(torch::kDouble));
 }
 }  // namespace
 
 // ---- setup --------------------------------------------------------------------
 
-void Trainer::Impl::setup() {
-  train = run_cfg.get<TrainConfig>("train");
-  val = run_cfg.get<ValidationConfig>("validation");
-  model_cfg = run_cfg.get<model::ModelConfig>("model");
-  data_cfg = run_cfg.get<data::LoaderConfig>("data");
-  opt_cfg = run_cfg.get<parallel::OptimizerConfig>("optimizer");
-  shard_cfg = run_cfg.get<parallel::ShardedConfig>("parallel");
-  scaler_cfg = run_cfg.get<parallel::LossScalerConfig>("loss_scaler");
-  mon_cfg = run_cfg.get<monitor::MonitorConfig>("monitor");
-  ckpt_cfg = run_cfg.get<ckpt::CheckpointConfig>("ckpt");
-  std::string level = run_cfg.section("log").get("level", std::string("info"));
-  core::log::set_level(core::log::parse_level(level));
-  run_cfg.check_unknown_keys();
-
-  if (train.device == "cpu")
-    device = torch::kCPU;
-  else if (train.device == "auto")
-    device = torch::Device(env.device);
-  else
-    device = torch::Device(train.device == "cuda" ? "cuda:" + std::to_string(env.local_rank)
-                                                  : train.device);
-  SHARDLM_CHECK(!device.is_cuda() || torch::cuda::is_available(), core::ConfigError,
-                "train.device = {} but no CUDA device is usable in this process", train.device);
-  amp = autocast_dtype(train.precision);
-  if (amp == c10::kHalf && !device.is_cuda()) {
-    // CPU autocast has no fp16: compute in fp32, keep the loss scaling (its
-    // logic is then exercised on CPU, e.g. by tests that force an overflow).
-    core::log::warn0("precision = \"fp16\" on CPU: computing in fp32 with dynamic loss scaling");
-    amp = c10::kFloat;
-  }
-  scaler = parallel::LossScaler([&] {
-    auto c = scaler_cfg;
-    c.enabled = train.precision == "fp16";
-    return c;
-  }());
-  if (data_cfg.seq_len > model_cfg.context_length && model_cfg.positional == "learned")
-    throw core::ConfigError(run_cfg.file(), "data.seq_len", std::to_string(data_cfg.seq_len),
-                            fmt::format("at most model.context_length = {} with learned positions",
-                                        model_cfg.context_length));
-
-  // NCCL between GPUs when this build has it, MPI otherwise.
-  if (device.is_cuda() && parallel::NcclGroup::compiled())
-    group = parallel::NcclGroup::create(comm);
-  else
-    group = std::make_shared<parallel::MpiGroup>(comm);
+Trainer::Impl::Impl(const core::RunConfig& cfg, const core::Env& e, const core::MpiComm& comm,
+                    const GroupDecorator& decorate)
+    : s(RunSettings::read(cfg, e)), env(e), scaler(s.scaler) {
+  const int per_device = s.device.is_cuda() ? std::max(1, env.local_size / std::max<int>(
+                                                           1, torch::cuda::device_count()))
+                                            : 1;
+  group = parallel::make_process_group(s.shard.backend, s.device, comm.native(), per_device);
+  if (decorate) group = decorate(group);
   SHARDLM_CHECK(group->size() == env.world_size && group->rank() == env.rank, core::ConfigError,
                 "the communicator (rank {} of {}) does not match the environment (rank {} of {})",
                 group->rank(), group->size(), env.rank, env.world_size);
-  fs::create_directories(train.run_dir);
-  if (env.is_root()) {
-    std::ofstream(fs::path(train.run_dir) / "config.toml") << run_cfg.to_toml();
-  }
+  fs::create_directories(s.train.run_dir);
+  if (env.is_root())
+    core::write_file_atomic<core::ConfigError>(
+        (fs::path(s.train.run_dir) / "config.toml").string(), s.run.to_toml());
 
   // The same seed on every rank gives the same initial model (rank 0's is
   // broadcast anyway); dropout differs per rank through the rank offset.
-  torch::manual_seed(static_cast<uint64_t>(train.seed));
-  model = model::GPT(model_cfg);
-  if (!train.init_from.empty()) init_from_safetensors(train.init_from);
-  engine = std::make_unique<Engine>(model, shard_cfg, opt_cfg, group, device);
-  torch::manual_seed(static_cast<uint64_t>(train.seed) + 1000003ULL * env.rank);
+  torch::manual_seed(static_cast<uint64_t>(s.train.seed));
+  model = model::GPT(s.model);
+  if (!s.train.init_from.empty()) init_from_safetensors(s.train.init_from);
+  engine = std::make_unique<Engine>(model, s.shard, s.opt, group, s.device);
+  torch::manual_seed(static_cast<uint64_t>(s.train.seed) + 1000003ULL * env.rank);
   model->train();
   apply_trainable(0);
 
-  loader = std::make_unique<data::Loader>(data_cfg, env.rank, env.world_size);
-  if (train.auto_batch) choose_batch();
-  micro_batch = data_cfg.batch_size;
-  data::LoaderConfig vcfg = data_cfg;
-  vcfg.split = val.split;
-  vcfg.shuffle = false;
-  vcfg.prefetch = 2;
-  val_loader = std::make_unique<data::Loader>(vcfg, env.rank, env.world_size);
-  val_start = val_loader->state();
-  load_tokenizer();
-
+  data = std::make_unique<TrainData>(s.data, env.rank, env.world_size);
+  if (s.train.auto_batch) {
+    BatchChoice b = choose_batch(s, model, *engine, env.world_size);
+    data->set_batch_size(b.micro_batch);
+    s.train.accumulation = b.accumulation;
+  }
+  validator = std::make_unique<Validator>(s.val, data->config(), env, s.train.run_dir);
+  auto tokenizer = find_data_tokenizer(s.train.tokenizer, s.data.path, data->manifest(), *group);
   schedule = std::make_unique<LrSchedule>(
-      train.schedule, opt_cfg.lr,
-      train.schedule.total_steps > 0 ? train.schedule.total_steps : train.steps);
-  early = EarlyStopping(val.early_stopping);
-  clip = train.grad_clip;
+      s.train.schedule, s.opt.lr,
+      s.train.schedule.total_steps > 0 ? s.train.schedule.total_steps : s.train.steps);
+  reporter = std::make_unique<Reporter>(s, env, *group);
+  Controls::Targets targets{model,    engine.get(), schedule.get(), data.get(),
+                            &validator->early_stopping(), reporter.get(), &s.train.accumulation,
+                            s.device};
+  controls = std::make_unique<Controls>(targets, env, s.train.grad_clip, std::move(tokenizer));
 
-  checkpointer = std::make_unique<ckpt::Checkpointer>(ckpt_cfg, train.run_dir, comm);
-  if (!ckpt_cfg.resume.empty()) {
+  // Checkpoints talk between ranks from a thread of their own (async saves):
+  // a channel of their own, beside the training group's.
+  checkpointer = std::make_unique<ckpt::Checkpointer>(s.ckpt, s.train.run_dir,
+                                                      core::MpiComm::duplicate(comm.native()));
+  if (!s.ckpt.resume.empty()) {
     // Rank 0 chooses (verifying files), every rank loads the same checkpoint.
     std::string chosen;
     if (env.is_root())
-      chosen = ckpt::resolve_checkpoint(train.run_dir, ckpt_cfg.resume).value_or("");
-    int n = static_cast<int>(chosen.size());
-    MPI_Bcast(&n, 1, MPI_INT, 0, comm);
-    chosen.resize(n);
-    MPI_Bcast(chosen.data(), n, MPI_CHAR, 0, comm);
+      chosen = ckpt::resolve_checkpoint(s.train.run_dir, s.ckpt.resume).value_or("");
+    chosen = core::broadcast_string(*group, chosen);
     if (chosen.empty())
-      core::log::info0("no checkpoint in {} yet: starting from step 0", train.run_dir);
+      core::log::info0("no checkpoint in {} yet: starting from step 0", s.train.run_dir);
     else
       restore_checkpoint(chosen);
   }
+  log.tokens_at_start = counters.tokens_seen;
+  reporter->run_info(s, data->batch_size(), s.train.accumulation);
+}
 
-  // Metrics: rank 0 prints the progress line itself (the monitor's stdout sink is off).
-  mon_cfg.stdout_lines = false;
-  // A new id per launch (rank 0's clock): the aggregator resets its cross-rank
-  // aggregates when the id changes, e.g. after a resume.
-  int64_t started = static_cast<int64_t>(std::time(nullptr));
-  MPI_Bcast(&started, 1, MPI_INT64_T, 0, comm);
-  std::string run_id = fmt::format("{}-{}", fs::path(train.run_dir).filename().string(), started);
-  // Every rank's sink must present the aggregator's token (rank 0 decides, see
-  // resolve_producer_token); with monitor.embedded rank 0's aggregator uses it too.
-  mon_cfg.token = monitor::resolve_producer_token(mon_cfg, train.run_dir, comm);
-  mon = monitor::open_monitor(mon_cfg, env.rank, env.world_size, train.run_dir, run_id);
-  probe = std::make_unique<monitor::HardwareProbe>(device.is_cuda() ? device.index() : -1);
-  if (env.is_root()) progress = std::make_unique<Progress>(train.steps, isatty(STDOUT_FILENO));
-
-  nlohmann::json info;
-  info["config"] = nlohmann::json::parse(run_cfg.to_json());
-  info["model"] = model_cfg.to_json();
-  info["parameters"] = model_cfg.num_parameters();
-  info["device"] = device.str();
-  info["precision"] = train.precision;
-  info["zero_stage"] = shard_cfg.zero_stage;
-  info["cpu_offload"] = shard_cfg.cpu_offload;
-  info["offload_params"] = shard_cfg.offload_params;
-  info["micro_batch"] = micro_batch;
-  info["accumulation"] = train.accumulation;
-  mon.sink->run_info(run_id, env.world_size, info);
-  core::log::info0(
-      "model: {} parameters ({} layers, {} heads, width {}), device {}, {} rank(s), "
-      "micro-batch {} x accumulation {} x seq {}",
-      model_cfg.num_parameters(), model_cfg.n_layer, model_cfg.n_head, model_cfg.d_model,
-      device.str(), env.world_size, micro_batch, train.accumulation, data_cfg.seq_len);
+// What a checkpoint holds beside the model: one entry per resumable part.
+std::vector<StateSlot> Trainer::Impl::resumables() {
+  StateSlot sched{"schedule", [this] { return schedule->state(); },
+                  [this](const nlohmann::json& j) {
+                    const std::string changed = schedule->load_state(j);
+                    if (!changed.empty())
+                      core::log::warn0(
+                          "resume: the LR schedule's configuration changed ({}); from step {} the "
+                          "LR follows the new schedule ({:.3g} now) instead of the saved one",
+                          changed, counters.step, schedule->at(counters.step));
+                  }};
+  StateSlot scale{"loss_scaler",
+                  [this] {
+                    return nlohmann::json{{"scale", scaler.scale()},
+                                          {"clean_steps", scaler.clean_steps()},
+                                          {"skipped_steps", scaler.skipped_steps()}};
+                  },
+                  [this](const nlohmann::json& j) {
+                    scaler.load_state_dict(
+                        {{"scale", torch::tensor(j.at("scale").get<double>(), torch::kDouble)},
+                         {"clean_steps", torch::tensor(j.at("clean_steps").get<int64_t>())},
+                         {"skipped_steps", torch::tensor(j.at("skipped_steps").get<int64_t>())}});
+                  }};
+  return {StateSlot::of(counters), data->state_slot(),  sched, scale,
+          StateSlot::of(validator->early_stopping()), StateSlot::of(*controls)};
 }
 
 void Trainer::Impl::apply_trainable(int64_t step) {
-  int64_t k = train.trainable_blocks(step, model_cfg.n_layer);
-  if (k == trainable_k) return;
+  int64_t k = s.train.trainable_blocks(step, s.model.n_layer);
+  int64_t before = engine->trainable_top_blocks();
+  if (k == before) return;
   engine->set_trainable_top_blocks(k);
-  if (trainable_k >= 0 || k < model_cfg.n_layer)
+  if (before >= 0 || k < s.model.n_layer)
     core::log::info0(
         "layer-wise training: from step {} the top {} of {} blocks train ({} parameters)", step, k,
-        model_cfg.n_layer, engine->num_trainable());
-  trainable_k = k;
-}
-
-// Dynamic batch sizing (see TrainConfig::auto_batch).
-void Trainer::Impl::choose_batch() {
-  int64_t T = data_cfg.seq_len, B = data_cfg.batch_size;
-  auto fits_gpu = [&](int64_t b) {
-    try {
-      auto ids = torch::randint(model_cfg.vocab_size, {b, T},
-                                torch::TensorOptions(device).dtype(torch::kLong));
-      engine->begin_micro_batch(true);
-      model::ForwardOptions opts;
-      opts.block_runner = engine->block_runner(train.activation_checkpointing);
-      torch::Tensor loss;
-      {
-        model::AutocastGuard ac(device.type(), amp, amp != c10::kFloat);
-        loss = model::loss(model->forward(ids, opts), ids);
-      }
-      loss.backward();
-      engine->skip_step();
-      return true;
-    } catch (const c10::Error& e) {
-      if (std::string(e.what()).find("out of memory") == std::string::npos) throw;
-      engine->skip_step();
-      return false;
-    }
-  };
-  if (device.is_cuda()) {
-    while (B > 1 && !fits_gpu(B)) B /= 2;
-  } else if (train.memory_budget_mb > 0) {
-    // Activation bytes per sample (Korthikanti et al. 2022, eq. 2, scaled to the
-    // dtype): T d (34 + 5 H T / d) per layer at 2 bytes, plus logits and their
-    // gradient (3 T V at 4 bytes).
-    double bytes = amp == c10::kFloat ? 4.0 : 2.0;
-    double d = model_cfg.d_model, H = model_cfg.n_head, L = model_cfg.n_layer;
-    double per_sample =
-        L * T * d * (34 + 5 * H * T / d) * bytes / 2 + 3.0 * T * model_cfg.vocab_size * 4;
-    auto mem = engine->memory();
-    double free = train.memory_budget_mb * 1048576.0 - static_cast<double>(mem.total());
-    B = std::max<int64_t>(1, static_cast<int64_t>(free / per_sample));
-  }
-  int64_t world = env.world_size;
-  int64_t accum = std::max<int64_t>(1, (train.global_batch + B * world - 1) / (B * world));
-  B = std::min(B, std::max<int64_t>(1, train.global_batch / (accum * world)));
-  // The loader's batch size is fixed per Loader: reopen at the same position.
-  if (B != data_cfg.batch_size) {
-    auto st = loader->state();
-    data_cfg.batch_size = B;
-    loader = std::make_unique<data::Loader>(data_cfg, env.rank, env.world_size);
-    loader->load_state(st);
-  }
-  train.accumulation = accum;
-  core::log::info0(
-      "auto batch: micro-batch {} x accumulation {} x {} rank(s) = {} rows per step "
-      "(asked for {})",
-      B, accum, world, B * accum * world, train.global_batch);
+        s.model.n_layer, engine->num_trainable());
 }
 
 // ---- one optimizer step -----------------------------------------------------------
 
-double Trainer::Impl::step() {
-  auto t_step = Clock::now();
-  monitor::StepMetrics m;
-  m.step = step_;
-  double t_data = 0, t_fwd = 0, t_bwd = 0, t_opt = 0;
+bool Trainer::Impl::step() {
+  const int64_t n = counters.step;
+  StepRecord& r = log.last;
+  r = StepRecord{};
+  r.step = n;
+  auto t0 = Clock::now(), t = t0;
+  std::vector<data::Batch> batches = data->next(s.train.accumulation);
+  r.time.data = lap(t);
+  for (const auto& b : batches) r.local_tokens += b.tokens;
+  // The loss of every micro-batch is weighted by its share of the global
+  // batch's real tokens, so that any world size, accumulation and padding give
+  // the same loss and gradient for the same global batch.
+  auto tokens = torch::full({1}, static_cast<float>(r.local_tokens),
+                            torch::TensorOptions(s.device).dtype(torch::kFloat));
+  group->all_reduce(tokens, parallel::ReduceOp::kSum);
+  tokens = tokens.clamp_min(1.0f).to(torch::kDouble);
+  r.lr = schedule->at(n);
+  torch::Tensor loss_sum = forward_backward(batches, tokens);  // forward, loss, backward
+  t = Clock::now();
+  // The scaler's verdict is agreed over the ranks (shards differ at ZeRO >= 1).
+  const bool finite = !scaler.config().enabled || scaler.unscale_(engine->grads(), group.get());
+  r.time.reduce = lap(t);
+  torch::Tensor norm;
+  if (finite) {
+    norm = engine->step(r.lr, controls->clip()).reshape({1}).to(torch::kDouble);  // clip, optimizer
+  } else {
+    engine->skip_step();
+    norm = scalar(NAN, s.device);
+  }
+  r.skipped = scaler.config().enabled ? !scaler.update(!finite) : false;
+  r.time.optimizer = lap(t);
+  // The global mean loss: this rank's sum of token losses, over all ranks.
+  auto ls = loss_sum.to(torch::kFloat);
+  group->all_reduce(ls, parallel::ReduceOp::kSum);
+  log.losses.push_back(ls.to(torch::kDouble) / tokens);
+  log.tokens = log.tokens.defined() ? log.tokens + tokens : tokens;
+  log.last_norm = norm;
+  log.last_tokens = tokens;
+  r.time.total = std::chrono::duration<double>(Clock::now() - t0).count();
+  log.seconds += r.time.total;
+  ++counters.step;
+  return n % s.train.log_every == 0 || n + 1 == s.train.steps;
+}
 
-  // Batches first: the loss of every micro-batch is weighted by its share of
-  // the global batch's real tokens, so that any world size, accumulation and
-  // padding give the same loss and gradient for the same global batch.
-  auto t0 = Clock::now();
-  std::vector<data::Batch> batches;
-  for (int64_t i = 0; i < train.accumulation; ++i) batches.push_back(loader->next());
-  t_data = since(t0);
-  int64_t local_tokens = 0;
-  for (const auto& b : batches) local_tokens += b.tokens;
-  auto tok = torch::tensor({static_cast<float>(local_tokens)});
-  group->all_reduce(tok, parallel::ReduceOp::kSum);
-  double global_tokens = std::max(1.0f, tok.item<float>());
-
-  double lr = schedule->at(step_);
-  auto runner = engine->block_runner(train.activation_checkpointing);
-  double loss_sum = 0;  // sum of token losses of this rank (nats)
+// Forward and backward of every micro-batch; returns this rank's sum of token
+// losses (1,) fp64 on the device. Records the forward and backward times.
+torch::Tensor Trainer::Impl::forward_backward(std::vector<data::Batch>& batches,
+                                              const torch::Tensor& tokens) {
+  auto runner = engine->block_runner(s.train.activation_checkpointing);
+  auto loss_sum = scalar(0, s.device);
+  double t_fwd = 0, t_bwd = 0;
   for (size_t i = 0; i < batches.size(); ++i) {
     data::Batch& b = batches[i];
-    t0 = Clock::now();
+    auto t = Clock::now();
     engine->begin_micro_batch(i + 1 == batches.size());
     model::ForwardOptions opts;
     opts.block_runner = runner;
-    if (b.attention_mask.defined() && !b.attention_mask.all().item<bool>())
-      opts.attention_mask = b.attention_mask.to(device);
+    if (b.attention_mask.defined() && !b.attention_mask.all().item<bool>())  // a host tensor
+      opts.attention_mask = b.attention_mask.to(s.device);
     torch::Tensor loss;
     {
-      model::AutocastGuard ac(device.type(), amp, amp != c10::kFloat);
-      auto logits = model->forward(b.input_ids.to(device), opts);  // (B, L, V)
-      loss = model::loss(logits, b.targets.to(device), b.loss_mask.to(device));
+      model::AutocastGuard ac(s.device.type(), s.amp, s.amp != c10::kFloat);
+      auto logits = model->forward(b.input_ids.to(s.device), opts);  // (B, L, V)
+      loss = model::loss(logits, b.targets.to(s.device), b.loss_mask.to(s.device));
     }
     // mean over this micro-batch's tokens -> its share of the global mean; the
     // engine averages over ranks, hence the factor world_size.
-    double weight = static_cast<double>(b.tokens) * env.world_size / global_tokens;
-    loss_sum += loss.item<double>() * static_cast<double>(b.tokens);
-    t_fwd += since(t0);
-    t0 = Clock::now();
+    const double tw = static_cast<double>(b.tokens);
+    auto weight = (scalar(tw * env.world_size, s.device) / tokens).to(torch::kFloat).reshape({});
+    loss_sum.add_(loss.detach().to(torch::kDouble) * tw);
+    t_fwd += lap(t);
     auto scaled = loss * weight;
     if (scaler.config().enabled) scaled = scaler.scale_loss(scaled);
     scaled.backward();
-    t_bwd += since(t0);
+    t_bwd += lap(t);
   }
-
-  t0 = Clock::now();
-  bool finite = true;
-  // The scaler's verdict is agreed over the ranks (shards differ at ZeRO >= 1).
-  if (scaler.config().enabled) finite = scaler.unscale_(engine->grads(), group.get());
-  double t_reduce = since(t0);
-  t0 = Clock::now();
-  double norm = NAN;
-  if (finite)
-    norm = engine->step(lr, clip);
-  else
-    engine->skip_step();
-  bool do_step = scaler.config().enabled ? scaler.update(!finite) : true;
-  t_opt = since(t0);
-
-  auto ls = torch::tensor({static_cast<float>(loss_sum)});
-  group->all_reduce(ls, parallel::ReduceOp::kSum);
-  double loss = ls.item<float>() / global_tokens;
-  tokens_seen += static_cast<int64_t>(global_tokens);
-  double dt = since(t_step);
-  train_seconds += dt;
-
-  if (step_ % train.log_every == 0 || step_ + 1 == train.steps) {
-    m.loss = loss;
-    m.lr = lr;
-    if (std::isfinite(norm)) m.grad_norm = norm;
-    if (scaler.config().enabled) {
-      m.loss_scale = scaler.scale();
-      m.extra["skipped_steps"] = static_cast<double>(scaler.skipped_steps());
-    }
-    m.tokens_per_s = local_tokens / dt;
-    m.tokens = tokens_seen / env.world_size;
-    m.time.total = dt;
-    m.time.data = t_data;
-    m.time.forward = t_fwd;
-    m.time.backward = t_bwd;
-    m.time.reduce = t_reduce;
-    m.time.optimizer = t_opt;
-    m.hparams.lr = lr;
-    m.hparams.weight_decay = engine->weight_decay();
-    m.hparams.clip = clip;
-    m.hparams.micro_batch = micro_batch;
-    m.hparams.accumulation = train.accumulation;
-    m.hparams.paused = false;
-    auto mem = engine->memory();
-    m.extra["model_state_bytes"] = static_cast<double>(mem.params + mem.grads + mem.optimizer);
-    m.extra["offloaded_bytes"] = static_cast<double>(mem.host);
-    // Model states on the compute device at their high-water mark since the last
-    // report (the sum of each kind's own peak: an upper bound). Layer streaming
-    // keeps it near two blocks and the root.
-    auto peak = engine->sharded().peak_memory();
-    m.extra["model_state_peak_bytes"] =
-        static_cast<double>(peak.params + peak.grads + peak.optimizer);
-    engine->sharded().reset_peak_memory();
-    probe->fill(m);
-    if (step_ % mon_cfg.every == 0) mon.sink->step(m);
-    if (progress) progress->step(step_ + 1, loss, lr, norm, global_tokens / dt, dt, !do_step);
-  }
-  return loss;
+  log.last.time.forward = t_fwd;
+  log.last.time.backward = t_bwd;
+  return loss_sum;
 }
 
-// ---- control --------------------------------------------------------------------------
+// ---- the logged step: one read, metrics, agreement ---------------------------------
 
-void Trainer::Impl::apply(const monitor::ControlCommand& c) {
-  using K = monitor::ControlKind;
-  std::string note;
-  switch (c.kind) {
-    case K::kPause:
-      paused = true;
-      note = "paused";
-      break;
-    case K::kResume:
-      paused = false;
-      note = "resumed";
-      break;
-    case K::kStop:
-      stop_requested = true;
-      note = "stop requested";
-      break;
-    case K::kSaveCheckpoint:
-      save_requested = true;
-      note = "checkpoint requested";
-      break;
-    case K::kSetLr:
-      schedule->set_lr_at(step_, c.value);
-      note = fmt::format("lr = {:.3g}", c.value);
-      break;
-    case K::kSetWeightDecay:
-      engine->set_weight_decay(c.value);
-      note = fmt::format("weight decay = {}", c.value);
-      break;
-    case K::kSetClip:
-      clip = c.value;
-      note = fmt::format("clip = {}", c.value);
-      break;
-    case K::kSetBatch: {
-      if (c.accumulation > 0) train.accumulation = c.accumulation;
-      if (c.micro_batch > 0 && c.micro_batch != data_cfg.batch_size) {
-        auto st = loader->state();
-        data_cfg.batch_size = c.micro_batch;
-        loader = std::make_unique<data::Loader>(data_cfg, env.rank, env.world_size);
-        loader->load_state(st);
-        micro_batch = c.micro_batch;
-      }
-      note = fmt::format("micro-batch {} x accumulation {}", micro_batch, train.accumulation);
-      break;
-    }
-    case K::kSetEarlyStopping: {
-      auto ec = early.config();
-      ec.enabled = c.early.enabled;
-      if (c.early.patience > 0) ec.patience = c.early.patience;
-      ec.min_delta = c.early.min_delta;
-      early.reconfigure(ec);
-      note = fmt::format("early stopping {} (patience {}, min delta {})", ec.enabled ? "on" : "off",
-                         ec.patience, ec.min_delta);
-      break;
-    }
-    case K::kInspect:
-      inspect(c);
-      return;
-    default:
-      if (env.is_root()) mon.control->ack(c, step_, false, "not handled by a training run");
-      return;
+void Trainer::Impl::read_log(bool report, bool agree) {
+  std::vector<torch::Tensor> parts = log.losses;
+  const size_t k = parts.size();
+  if (k > 0) parts.push_back(log.tokens);
+  if (report) parts.insert(parts.end(), {log.last_norm, log.last_tokens});
+  if (agree) {
+    // Every rank's stop signal (max) and the length of rank 0's commands.
+    log.commands = controls->poll();
+    bool stop = pending_stop_signal() != StopSignal::kNone || controls->stop_requested();
+    auto flags = torch::tensor({stop ? 1.0 : 0.0, static_cast<double>(log.commands.size())},
+                               torch::kDouble)
+                     .to(s.device);
+    group->all_reduce(flags, parallel::ReduceOp::kMax);
+    parts.push_back(flags);
   }
-  core::log::info0("control at step {}: {}", step_, note);
-  if (env.is_root()) mon.control->ack(c, step_, true, note);
-  if (c.kind == K::kPause || c.kind == K::kResume) {
-    monitor::Event ev;
-    ev.kind = c.kind == K::kPause ? monitor::EventKind::kPaused : monitor::EventKind::kResumed;
-    ev.step = step_;
-    ev.message = note;
-    mon.sink->event(ev);
+  if (parts.empty()) return;
+  auto host = torch::cat(parts).to(torch::kCPU);  // the one device-to-host read
+  const double* v = host.data_ptr<double>();
+  for (size_t i = 0; i < k; ++i) {
+    const int64_t at = counters.step - static_cast<int64_t>(k) + static_cast<int64_t>(i);
+    SHARDLM_CHECK(std::isfinite(v[i]) || scaler.config().enabled, core::ModelError,
+                  "the loss is {} at step {}: lower optimizer.lr, set train.grad_clip, or use "
+                  "precision = \"fp16\" with loss scaling",
+                  v[i], at + 1);
+    counters.losses.push_back(v[i]);
+  }
+  size_t at = k;
+  if (k > 0) counters.tokens_seen += static_cast<int64_t>(v[at++]);
+  log.losses.clear();
+  log.tokens = {};
+  if (report) {
+    StepRecord& r = log.last;
+    r.loss = counters.losses.back();
+    r.grad_norm = v[at++];
+    r.global_tokens = v[at++];
+    r.tokens_seen = counters.tokens_seen;
+    reporter->step(r, controls->knobs(), scaler, *engine);
+  }
+  if (agree) {
+    log.stop = v[at++] > 0;
+    log.command_bytes = static_cast<int64_t>(v[at++]);
+    log.agreed = true;
   }
 }
 
-void Trainer::Impl::load_tokenizer() {
-  const std::string want = loader->manifest().tokenizer_hash;
-  if (!train.tokenizer.empty()) {
-    tokenizer = data::Tokenizer::load(train.tokenizer);
-    data::check_tokenizer(loader->manifest(), tokenizer->hash());
-  } else {
-    fs::path data_dir(data_cfg.path);
-    for (const fs::path& p :
-         {data_dir / "tokenizer.json", data_dir.parent_path() / "tokenizer.json"}) {
-      std::error_code ec;
-      if (!fs::is_regular_file(p, ec)) continue;
-      try {
-        data::Tokenizer t = data::Tokenizer::load(p.string());
-        if (!want.empty() && t.hash() != want) {
-          core::log::info0("{} is not the data's tokenizer (hash {}, data {}): not used",
-                           p.string(), t.hash(), want);
-          continue;
-        }
-        tokenizer = std::move(t);
-        core::log::debug("tokenizer for inspection: {}", p.string());
-        break;
-      } catch (const std::exception& e) {
-        core::log::warn0("{}: not a tokenizer ({}); model inspection will not encode prompts",
-                         p.string(), e.what());
-      }
-    }
+// At a step boundary after an agreement: apply the commands, stop when asked
+// (a signal on any rank, or a stop command: the same commands on every rank).
+bool Trainer::Impl::boundary() {
+  log.agreed = false;
+  if (log.command_bytes > 0) {
+    std::string cmds = core::broadcast_string(*group, log.commands);
+    controls->apply_all(cmds, counters.step);
   }
-  // Inspection is collective: every rank must take the same path, so the
-  // tokenizer is used only when every rank found it (hosts of a multi-host run
-  // have their own filesystems).
-  int have = tokenizer.has_value() ? 1 : 0, all = have;
-  SHARDLM_MPI_CHECK(MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, comm));
-  if (have && !all) {
-    core::log::warn("another rank has no tokenizer for inspection: prompts will not be encoded");
-    tokenizer.reset();
-  }
-}
-
-// Every rank runs the request (a ZeRO-3 forward gathers blocks from all);
-// rank 0 answers. Requests are identical on all ranks, so a refusal is too.
-void Trainer::Impl::inspect(const monitor::ControlCommand& c) {
-  engine->gather_all();
-  InspectTarget target;
-  target.model = model;
-  target.runner = engine->block_runner(false);
-  target.tokenizer = tokenizer ? &*tokenizer : nullptr;
-  target.device = device;
-  nlohmann::json data;
-  std::string error;
-  auto t0 = std::chrono::steady_clock::now();
-  try {
-    data = inspect_model(c.inspect_what, c.args, target);
-  } catch (const std::exception& e) {
-    error = e.what();
-  }
-  if (!env.is_root()) return;
-  auto* ws = dynamic_cast<monitor::WebSocketSink*>(mon.control.get());
-  double ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  core::log::debug("inspect {} at step {}: {} in {:.0f} ms", c.inspect_what, step_,
-                   error.empty() ? "answered" : error, ms);
-  if (ws) ws->inspect_result(c, error.empty(), data, error);
-}
-
-void Trainer::Impl::handle_control() {
-  // Rank 0's commands reach every rank at the same step boundary.
-  std::vector<monitor::ControlCommand> cmds;
-  if (env.is_root()) cmds = mon.control->poll();
-  cmds = monitor::broadcast_commands(cmds, comm, 0);
-  for (const auto& c : cmds) apply(c);
+  if (!log.stop && !controls->stop_requested()) return false;
+  summary.stopped = true;
+  StopSignal sig = pending_stop_signal();
+  core::log::info0("stopping at step {} ({})", counters.step,
+                   sig == StopSignal::kNone ? "stop command" : to_string(sig));
+  save_checkpoint(false);
+  return true;
 }
 
 // ---- validation ----------------------------------------------------------------------
 
 void Trainer::Impl::validate_now(bool final) {
-  last_val_step = step_;
-  val_loader->load_state(val_start);  // the same batches every time
-  engine->gather_all();               // ZeRO-3: the root unit's parameters
-  EvalResult r = evaluate(model, *val_loader, val.batches, group.get(), device, amp,
-                          engine->block_runner(false));
-  monitor::ValidationMetrics v;
-  v.step = step_;
-  v.loss = r.loss;
-  v.perplexity = r.perplexity;
-  v.tokens = r.tokens;
-  v.metrics["accuracy_top1"] = r.top1;
-  v.metrics["accuracy_top5"] = r.top5;
-  last_val_loss = r.loss;
-  mon.sink->validation(v);
-  double metric = val.early_stopping.metric == "val_acc"   ? r.top1
-                  : val.early_stopping.metric == "val_ppl" ? r.perplexity
-                                                           : r.loss;
-  bool best = early.update(step_, metric);
-  summary.final_val_loss = r.loss;
-  if (best) {
-    summary.best_val_loss = r.loss;
-    summary.best_step = step_;
+  auto out = validator->run(counters.step, model, *engine, *group, s.device, s.amp);
+  counters.final_val_loss = out.result.loss;
+  if (out.best) {
+    counters.best_val_loss = out.result.loss;
+    counters.best_step = counters.step;
   }
-  if (progress)
-    progress->message(
-        fmt::format("validation at step {}: loss {:.4f}  ppl {:.2f}  top-1 {:.1f}%  top-5 {:.1f}%  "
-                    "({} tokens){}{}",
-                    step_, r.loss, r.perplexity, 100 * r.top1, 100 * r.top5, r.tokens,
-                    best ? "  [best]" : "", final ? "  [final]" : ""));
-  if (env.is_root()) {
-    nlohmann::json row = {{"step", step_},  {"loss", r.loss}, {"perplexity", r.perplexity},
-                          {"top1", r.top1}, {"top5", r.top5}, {"tokens", r.tokens},
-                          {"best", best}};
-    std::ofstream(fs::path(train.run_dir) / "validation.jsonl", std::ios::app)
-        << row.dump() << "\n";
-  }
-}
-
-void Trainer::Impl::write_report() {
-  if (!env.is_root()) return;
-  nlohmann::json rows = nlohmann::json::array();
-  std::ifstream in(fs::path(train.run_dir) / "validation.jsonl");
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) rows.push_back(nlohmann::json::parse(line));
-  nlohmann::json report = {{"steps", summary.steps_done},
-                           {"final_val_loss", summary.final_val_loss},
-                           {"best_val_loss", summary.best_val_loss},
-                           {"best_step", summary.best_step},
-                           {"early_stopped", summary.early_stopped},
-                           {"tokens_per_s", summary.tokens_per_s},
-                           {"validations", rows}};
-  std::ofstream(fs::path(train.run_dir) / "validation_report.json") << report.dump(2) << "\n";
-  std::string table =
-      "  step |   loss   |   ppl    | top-1  | top-5\n  "
-      "------+----------+----------+--------+-------\n";
-  for (const auto& r : rows)
-    table += fmt::format("  {:>5} | {:8.4f} | {:8.2f} | {:5.1f}% | {:5.1f}%{}\n",
-                         r["step"].get<int64_t>(), r["loss"].get<double>(),
-                         r["perplexity"].get<double>(), 100 * r["top1"].get<double>(),
-                         100 * r["top5"].get<double>(), r["best"].get<bool>() ? "  best" : "");
-  std::ofstream(fs::path(train.run_dir) / "validation_report.txt") << table;
-  if (progress) progress->message("validation report:\n" + table);
+  reporter->validation(counters.step, out.result, out.best, final);
 }
 
 // ---- the loop ----------------------------------------------------------------------------
 
 int Trainer::Impl::run() {
   install_stop_handlers();
-  monitor::Event started;
-  started.kind = monitor::EventKind::kRunStarted;
-  started.step = step_;
-  started.message = "training started";
-  mon.sink->event(started);
-  int exit_code = 0;
-  while (step_ < train.steps) {
-    handle_control();
-    // A stop signal on any rank stops every rank at the same boundary.
-    auto sig = torch::tensor(
-        {static_cast<float>(pending_stop_signal() != StopSignal::kNone || stop_requested)});
-    group->all_reduce(sig, parallel::ReduceOp::kMax);
-    if (sig.item<float>() > 0) {
-      summary.stopped = true;
-      StopSignal s = pending_stop_signal();
-      core::log::info0("stopping at step {} ({})", step_,
-                       s == StopSignal::kNone ? "stop command" : to_string(s));
-      if (s == StopSignal::kTerminate || s == StopSignal::kPreempt)
-        exit_code = kExitStoppedBySignal;
-      save_checkpoint(false);
-      break;
-    }
-    if (paused) {
+  reporter->event(monitor::EventKind::kRunStarted, counters.step, "training started");
+  while (counters.step < s.train.steps) {
+    if (!log.agreed) read_log(false, true);  // before the first step, and while paused
+    if (boundary()) break;
+    if (controls->paused()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       continue;
     }
-    apply_trainable(step_);
-    double loss = step();
-    summary.losses.push_back(loss);
-    ++step_;
-    summary.steps_done = step_;
-    SHARDLM_CHECK(std::isfinite(loss) || scaler.config().enabled, core::ModelError,
-                  "the loss is {} at step {}: lower optimizer.lr, set train.grad_clip, or use "
-                  "precision = \"fp16\" with loss scaling",
-                  loss, step_);
-    bool periodic = ckpt_cfg.every > 0 && step_ % ckpt_cfg.every == 0 && step_ < train.steps;
-    if (val.every > 0 && step_ % val.every == 0 && step_ < train.steps) {
+    apply_trainable(counters.step);
+    if (step()) read_log(/*report=*/true, /*agree=*/true);
+    const int64_t n = counters.step;
+    const bool periodic = s.ckpt.every > 0 && n % s.ckpt.every == 0 && n < s.train.steps;
+    if (s.val.every > 0 && n % s.val.every == 0 && n < s.train.steps) {
       validate_now(false);
-      if (early.should_stop()) {
+      if (validator->should_stop()) {
         summary.early_stopped = true;
-        core::log::info0(
-            "early stopping at step {}: no improvement of {} by more than {} in {} "
-            "validations (best {:.4f} at step {})",
-            step_, val.early_stopping.metric, val.early_stopping.min_delta,
-            early.validations_without_improvement(), early.best(), early.best_step());
-        monitor::Event ev;
-        ev.kind = monitor::EventKind::kEarlyStop;
-        ev.step = step_;
-        ev.message = "early stop";
-        mon.sink->event(ev);
+        core::log::info0("{}", validator->stop_reason(n));
+        reporter->event(monitor::EventKind::kEarlyStop, n, "early stop");
         break;
       }
     }
     // After validation, so that keep_best sees this step's validation loss.
-    if (periodic || save_requested) {
-      save_checkpoint(ckpt_cfg.async);
-      save_requested = false;
-    }
+    if (periodic || controls->take_save_request()) save_checkpoint(s.ckpt.async);
   }
+  read_log(false, false);
   // The final validation, unless this step has just been validated (early stop).
-  if (!summary.stopped && last_val_step != step_) validate_now(true);
-  if (!summary.stopped && ckpt_cfg.save_final) save_checkpoint(false);
+  if (!summary.stopped && validator->last_step() != counters.step) validate_now(true);
+  if (!summary.stopped && s.ckpt.save_final) save_checkpoint(false);
   checkpointer->wait();
+  summary.steps_done = counters.step;
+  summary.losses = counters.losses;
+  summary.final_val_loss = counters.final_val_loss;
+  summary.best_val_loss = counters.best_val_loss;
+  summary.best_step = counters.best_step;
   summary.tokens_per_s =
-      train_seconds > 0 ? static_cast<double>(tokens_seen - tokens_at_start) / train_seconds : 0;
-  write_report();
-  monitor::Event done;
-  done.kind = summary.stopped ? monitor::EventKind::kStopped : monitor::EventKind::kRunFinished;
-  done.step = step_;
-  done.message = summary.stopped ? "stopped" : "finished";
-  mon.sink->event(done);
-  mon.sink->flush(2.0);
-  if (progress) progress->finish();
-  return exit_code;
+      log.seconds > 0 ? static_cast<double>(counters.tokens_seen - log.tokens_at_start) / log.seconds
+                      : 0;
+  nlohmann::json report = {{"steps", summary.steps_done},
+                           {"final_val_loss", summary.final_val_loss},
+                           {"best_val_loss", summary.best_val_loss},
+                           {"best_step", summary.best_step},
+                           {"early_stopped", summary.early_stopped},
+                           {"tokens_per_s", summary.tokens_per_s}};
+  std::string table = validator->write_report(report);
+  if (!table.empty()) reporter->message("validation report:\n" + table);
+  reporter->event(summary.stopped ? monitor::EventKind::kStopped : monitor::EventKind::kRunFinished,
+                  counters.step, summary.stopped ? "stopped" : "finished");
+  reporter->finish();
+  StopSignal sig = pending_stop_signal();
+  return summary.stopped && (sig == StopSignal::kTerminate || sig == StopSignal::kPreempt)
+             ? kExitStoppedBySignal
+             : 0;
 }
 
 // ---- public -------------------------------------------------------------------------------
 
-Trainer::Trainer(const core::RunConfig& cfg, const core::Env& env, MPI_Comm comm)
-    : impl_(std::make_unique<Impl>(cfg, env, comm)) {
-  impl_->setup();
-}
+Trainer::Trainer(const core::RunConfig& cfg, const core::Env& env, const core::MpiComm& comm,
+                 GroupDecorator decorate)
+    : impl_(std::make_unique<Impl>(cfg, env, comm, decorate)) {}
 Trainer::~Trainer() = default;
 int Trainer::run() {
   return impl_->run();

@@ -1,17 +1,22 @@
 // runtime::Trainer: the training loop, the one place where the model, the
-// data, the parallel engine, the monitor and (later) checkpoints meet.
+// data, the parallel engine, the monitor and checkpoints meet.
 // A step reads top to bottom in Trainer::Impl::step(): get batches -> forward
-// -> loss -> backward -> reduce -> clip -> optimizer -> schedule -> metrics ->
-// control -> validation / early stopping. One code path for every world size.
+// -> loss -> backward -> reduce -> clip -> optimizer -> schedule -> metrics;
+// then run() does control -> validation / early stopping -> checkpoint
+// cadence. One code path for every world size.
 #pragma once
 
-#include <mpi.h>
-
+#include <functional>
 #include <memory>
 #include <vector>
 
+#include "core/comm.h"
 #include "core/config.h"
 #include "core/env.h"
+
+namespace shardlm::parallel {
+class ProcessGroup;
+}
 
 namespace shardlm::runtime {
 
@@ -30,14 +35,21 @@ struct TrainSummary {
   double tokens_per_s = 0;  // over all ranks, mean over the run
 };
 
+// Wraps the process group a run chose (parallel.backend) before anything
+// uses it: tests record the traffic through it.
+using GroupDecorator =
+    std::function<std::shared_ptr<parallel::ProcessGroup>(std::shared_ptr<parallel::ProcessGroup>)>;
+
 class Trainer {
  public:
   // Reads every section it needs from `cfg` (train, validation, model, data,
-  // optimizer, loss_scaler, monitor, log) and checks for unknown keys; throws
-  // ConfigError / DataError / ModelError naming what is wrong.
+  // optimizer, parallel, loss_scaler, monitor, ckpt, log) and checks for
+  // unknown keys; throws ConfigError / DataError / ModelError naming what is wrong.
   // `comm` holds the ranks of this run (tests run a one-rank trainer on
   // MPI_COMM_SELF inside a larger job); `env` must describe the same world.
-  Trainer(const core::RunConfig& cfg, const core::Env& env, MPI_Comm comm = MPI_COMM_WORLD);
+  Trainer(const core::RunConfig& cfg, const core::Env& env,
+          const core::MpiComm& comm = core::MpiComm(MPI_COMM_WORLD),
+          GroupDecorator decorate = {});
   ~Trainer();
   // Trains until the configured number of steps, an early stop, a stop
   // command or a stop signal. Returns the process exit code (0, or

@@ -13,6 +13,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "load/model_bundle.h"
 #include "model/generate.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -23,7 +24,7 @@ struct Engine::Impl {
   EngineConfig cfg;
   std::shared_ptr<ServeMetrics> metrics;
   data::Tokenizer tok;
-  model::InferenceModel im;
+  load::ModelBundle im;  // the model (and where it came from)
   ModelInfo info;
   model::DecodeFn decode;
 
@@ -68,24 +69,14 @@ Engine::Engine(const std::string& model_path, const std::string& tokenizer_path,
   m.cfg = std::move(cfg);
   m.metrics = metrics ? std::move(metrics) : std::make_shared<ServeMetrics>();
   if (m.cfg.threads > 0) torch::set_num_threads(m.cfg.threads);
-  torch::Device device = torch::kCPU;
-  try {
-    device = torch::Device(m.cfg.device);
-  } catch (const c10::Error&) {
-    throw core::ConfigError("", "--device", m.cfg.device, "cpu, cuda or cuda:N");
-  }
-  m.im = model::load_for_inference(model_path, device);
-  m.info.tokenizer = tokenizer_path.empty() ? m.im.tokenizer : tokenizer_path;
-  if (m.info.tokenizer.empty())
-    throw core::ConfigError(
-        fmt::format("no tokenizer: pass --tokenizer, or put tokenizer.json beside the model ({})",
-                    m.im.source));
-  m.tok = data::Tokenizer::load(m.info.tokenizer);
+  load::LoadOptions lo;
+  lo.device = load::parse_device(m.cfg.device);
+  lo.tokenizer = tokenizer_path;
+  m.im = load::load_model(model_path, lo);
+  m.info.tokenizer = m.im.tokenizer_path;
+  m.tok = std::move(*m.im.tokenizer);
+  m.im.tokenizer.reset();
   const model::ModelConfig& mc = m.im.model->config();
-  if (static_cast<int64_t>(m.tok.vocab_size()) > mc.vocab_size)
-    throw core::ConfigError(fmt::format(
-        "tokenizer {} has {} tokens but the model only {} (vocab_size): not its tokenizer",
-        m.info.tokenizer, m.tok.vocab_size(), mc.vocab_size));
   m.info.source = m.im.source;
   m.info.format = m.im.format;
   m.info.config = mc.to_json();

@@ -79,9 +79,9 @@ struct Job {
 
 class Engine {
  public:
-  // Loads the model with model::load_for_inference (safetensors directory or file,
-  // or a training checkpoint once the launcher registered its loader) and the
-  // tokenizer (`tokenizer_path`, or "" for the one found beside the model), then
+  // Loads the model with load::load_model (a training checkpoint, a quantised or
+  // safetensors model) and the tokenizer (`tokenizer_path`, or "" for the one
+  // found beside the model, load::find_tokenizer), then
   // starts the inference thread. Throws CheckpointError / ConfigError / DataError
   // naming the path or field.
   Engine(const std::string& model_path, const std::string& tokenizer_path, EngineConfig cfg,

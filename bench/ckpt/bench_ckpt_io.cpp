@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
     cfg.keep_last = 1;
     cfg.keep_best = 0;
     cfg.async = false;
-    ckpt::Checkpointer saver(cfg, dir, MPI_COMM_WORLD);
+    ckpt::Checkpointer saver(cfg, dir, core::MpiComm::duplicate(MPI_COMM_WORLD));
 
     MPI_Barrier(MPI_COMM_WORLD);
     auto t0 = std::chrono::steady_clock::now();

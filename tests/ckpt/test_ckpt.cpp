@@ -72,7 +72,7 @@ ckpt::Snapshot synthetic(int64_t step, int rank, int world, bool optimizer = tru
 TEST(Ckpt, WritesAndReadsRangesOnOneRank) {
   std::string dir = run_dir("one", MPI_COMM_SELF);
   ckpt::CheckpointConfig cfg;
-  ckpt::Checkpointer c(cfg, dir, MPI_COMM_SELF);
+  ckpt::Checkpointer c(cfg, dir, std::make_shared<core::MpiComm>(MPI_COMM_SELF));
   c.save(synthetic(5, 0, 1), /*async=*/true);
   c.wait();
   auto found = ckpt::resolve_checkpoint(dir, "latest");
@@ -95,7 +95,7 @@ TEST(Ckpt, DamageIsNamedAndLatestFallsBack) {
   std::string dir = run_dir("damage", MPI_COMM_SELF);
   ckpt::CheckpointConfig cfg;
   cfg.keep_last = 5;
-  ckpt::Checkpointer c(cfg, dir, MPI_COMM_SELF);
+  ckpt::Checkpointer c(cfg, dir, std::make_shared<core::MpiComm>(MPI_COMM_SELF));
   c.save(synthetic(1, 0, 1), false);
   c.save(synthetic(2, 0, 1), false);
   fs::path step2 = fs::path(dir) / "checkpoints" / "step-000002";
@@ -140,7 +140,7 @@ TEST(Ckpt, RetentionKeepsLastBestAndEvery) {
   cfg.keep_last = 2;
   cfg.keep_best = 1;
   cfg.keep_every = 4;
-  ckpt::Checkpointer c(cfg, dir, MPI_COMM_SELF);
+  ckpt::Checkpointer c(cfg, dir, std::make_shared<core::MpiComm>(MPI_COMM_SELF));
   for (int s = 1; s <= 9; ++s) {
     auto snap = synthetic(s, 0, 1, false);
     snap.val_loss = s == 3 ? 0.5 : 1.0 + s;  // step 3 is the best
@@ -166,11 +166,11 @@ TEST(Ckpt, RetentionKeepsTheSaveLatestNames) {
   cfg.keep_last = 5;
   cfg.keep_best = 0;
   {
-    ckpt::Checkpointer c(cfg, dir, MPI_COMM_SELF);
+    ckpt::Checkpointer c(cfg, dir, std::make_shared<core::MpiComm>(MPI_COMM_SELF));
     for (int s = 1; s <= 5; ++s) c.save(synthetic(s, 0, 1, false), false);
   }
   cfg.keep_last = 1;
-  ckpt::Checkpointer c(cfg, dir, MPI_COMM_SELF);
+  ckpt::Checkpointer c(cfg, dir, std::make_shared<core::MpiComm>(MPI_COMM_SELF));
   c.save(synthetic(3, 0, 1, false), false);
   std::vector<std::string> names;
   for (const auto& d : ckpt::list_checkpoints(dir))
@@ -184,7 +184,7 @@ TEST(Ckpt, RetentionKeepsTheSaveLatestNames) {
 TEST(Ckpt, WriteFailureKeepsThePreviousCheckpoint) {
   std::string dir = run_dir("fail", MPI_COMM_SELF);
   ckpt::CheckpointConfig cfg;
-  ckpt::Checkpointer c(cfg, dir, MPI_COMM_SELF);
+  ckpt::Checkpointer c(cfg, dir, std::make_shared<core::MpiComm>(MPI_COMM_SELF));
   c.save(synthetic(1, 0, 1), false);
   // An unwritable tensor type makes the rank file fail half-way.
   auto bad = synthetic(2, 0, 1);
@@ -202,7 +202,7 @@ TEST(CkptMpi, AnyWorldReadsWhatAnotherWrote) {
   int rank = mpi_rank(), world = mpi_size();
   std::string dir = run_dir("mpi");
   ckpt::CheckpointConfig cfg;
-  ckpt::Checkpointer c(cfg, dir, MPI_COMM_WORLD);
+  ckpt::Checkpointer c(cfg, dir, core::MpiComm::duplicate(MPI_COMM_WORLD));
   c.save(synthetic(7, rank, world), true);
   c.wait();
   MPI_Barrier(MPI_COMM_WORLD);

@@ -16,6 +16,7 @@
 #include "compress/io.h"
 #include "compress/onnx_export.h"
 #include "compress/quantize.h"
+#include "load/model_bundle.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
 #include "tests/compress/compress_helpers.h"
@@ -201,15 +202,14 @@ TEST(CompressCli, QuantizePruneAndExportWriteLoadableOutputs) {
             0)
       << out;
   EXPECT_NE(out.find("weights "), std::string::npos) << out;
-  register_quantized_loader();
-  EXPECT_EQ(load_for_inference(q).format, "safetensors+int4");
+  EXPECT_EQ(shardlm::load::load_model(q).format, "safetensors+int4");
   out.clear();
   ASSERT_EQ(run_cmd(bin + " compress prune --model " + src + " --out " + p +
                         " --method neurons --sparsity 0.5",
                     &out),
             0)
       << out;
-  EXPECT_EQ(load_for_inference(p).model->config().d_ff, 128);
+  EXPECT_EQ(shardlm::load::load_model(p).model->config().d_ff, 128);
   out.clear();
   if (onnx_export_available()) {
     ASSERT_EQ(
@@ -217,7 +217,7 @@ TEST(CompressCli, QuantizePruneAndExportWriteLoadableOutputs) {
         0)
         << out;
     EXPECT_GT(fs::file_size(q + "/model.onnx"), 0u);  // from the on-the-fly model: dense again
-    GPT on_the_fly = load_for_inference(q).model;
+    GPT on_the_fly = shardlm::load::load_model(q).model;
     EXPECT_NE(what_of([&] { export_onnx(on_the_fly, q + "/bad.onnx"); }).find("load_dense"),
               std::string::npos);
   }
@@ -277,5 +277,5 @@ TEST(CompressCli, DistillFromAPreparedDatasetLowersTheKl) {
       << out;
   std::printf("distill CLI: KL %.4f -> %.4f\n", before, after);
   EXPECT_LT(after, 0.75 * before) << out;
-  EXPECT_EQ(load_for_inference(work + "/student").model->config().d_model, 32);
+  EXPECT_EQ(shardlm::load::load_model(work + "/student").model->config().d_model, 32);
 }

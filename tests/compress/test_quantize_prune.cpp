@@ -11,6 +11,7 @@
 #include "compress/io.h"
 #include "compress/prune.h"
 #include "compress/quantize.h"
+#include "load/model_bundle.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
 #include "tests/compress/compress_helpers.h"
@@ -213,9 +214,8 @@ TEST(QuantModel, SavedModelLoadsBackExactlyAndIsSmaller) {
               f / b8, b4, f / b4);
   EXPECT_LT(b8, 0.6 * f);  // the unquantised embeddings keep int8 above 1/4
   EXPECT_LT(b4, 0.25 * f);
-  // load_for_inference finds it once the loader is registered; the plain loader refuses.
-  register_quantized_loader();
-  InferenceModel im = load_for_inference(q4dir);
+  // load::load_model finds it; the plain safetensors loader refuses.
+  shardlm::load::ModelBundle im = shardlm::load::load_model(q4dir);
   EXPECT_EQ(im.format, "safetensors+int4");
   EXPECT_TRUE(torch::equal(logits_of(im.model, ids), logits_of(load_quantized(q4dir).model, ids)));
   const std::string refused = what_of([&] { load_safetensors(q4dir); });

@@ -18,6 +18,7 @@
 #include "eval/jsonl.h"
 #include "eval/lm_metrics.h"
 #include "eval/runner.h"
+#include "load/model_bundle.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
 #include "core/error.h"
@@ -71,7 +72,7 @@ Models& models() {
     r.untrained = r.dir + "/untrained";
     auto load = [&r] {
       r.tok = data::Tokenizer::load(r.dir + "/tokenizer.json");
-      r.model = model::load_for_inference(r.trained).model;
+      r.model = load::load_model(r.trained).model;
     };
     if (fs::exists(r.dir + "/tokenizer.json")) {
       load();

@@ -2,7 +2,7 @@
 // greedy and against exhaustive search on a hand-built model, sampling
 // (reproducible, independent of the global RNG, distribution by chi-square),
 // penalties, stopping, streaming, the repetition penalty on a trained model,
-// load_for_inference and `shardlm generate` through the real binary.
+// load::load_model and `shardlm generate` through the real binary.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "data/tokenizer.h"
+#include "load/model_bundle.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
 #include "tests/model/helpers.h"
@@ -660,7 +661,7 @@ Trained& trained() {
     Trained r;
     r.dir = std::string(SHARDLM_TEST_TMP) + "/generate_trained_" + key;
     if (fs::exists(r.dir + "/tokenizer.json")) {
-      r.model = load_for_inference(r.dir).model;
+      r.model = shardlm::load::load_model(r.dir).model;
       r.tok = shardlm::data::Tokenizer::load(r.dir + "/tokenizer.json");
       return r;
     }
@@ -752,36 +753,39 @@ TEST(GenerateTrained, RepetitionPenaltyLowersTheRepeatedTrigramRate) {
   EXPECT_LT(penalised, plain - 0.15);
 }
 
-TEST(GenerateLoad, LoadForInferenceFindsModelAndTokenizer) {
+TEST(GenerateLoad, LoadModelFindsModelAndTokenizer) {
   Trained& t = trained();
-  InferenceModel d = load_for_inference(t.dir);
+  using shardlm::load::load_model;
+  shardlm::load::ModelBundle d = load_model(t.dir);
   EXPECT_EQ(d.format, "safetensors");
   EXPECT_EQ(fs::path(d.source).filename(), "model.safetensors");
-  EXPECT_EQ(fs::path(d.tokenizer).filename(), "tokenizer.json");
+  EXPECT_EQ(fs::path(d.tokenizer_path).filename(), "tokenizer.json");
+  ASSERT_TRUE(d.tokenizer.has_value());
   EXPECT_FALSE(d.model->is_training());
-  InferenceModel f = load_for_inference(t.dir + "/model.safetensors");
-  EXPECT_EQ(f.tokenizer, d.tokenizer);
+  shardlm::load::ModelBundle f = load_model(t.dir + "/model.safetensors");
+  EXPECT_EQ(f.tokenizer_path, d.tokenizer_path);
   torch::NoGradGuard g;
   Tensor ids = torch::tensor({1, 2, 3}, torch::kLong).view({1, 3});
   EXPECT_TRUE(torch::equal(f.model->forward(ids), t.model->forward(ids)));
-  EXPECT_NE(what_of([] { load_for_inference("/nonexistent/model"); }).find("/nonexistent/model"),
+  EXPECT_NE(what_of([] { load_model("/nonexistent/model"); }).find("/nonexistent/model"),
             std::string::npos);
-  EXPECT_THROW(load_for_inference(SHARDLM_TEST_TMP), CheckpointError);  // no model.safetensors
-
-  // Another format plugs in through a registered loader (as ckpt/ will for checkpoints).
-  register_inference_loader("test", [&](const std::string& path, InferenceModel* out) {
-    if (path.rfind("test:", 0) != 0) return false;
-    out->model = load_safetensors(path.substr(5));
-    out->format = "test";
-    out->source = path;
-    return true;
-  });
-  InferenceModel r = load_for_inference("test:" + t.dir);
-  EXPECT_EQ(r.format, "test");
-  EXPECT_FALSE(r.model->is_training());
-  EXPECT_TRUE(torch::equal(r.model->forward(ids), t.model->forward(ids)));
-  EXPECT_EQ(load_for_inference(t.dir).format, "safetensors");  // others still reach safetensors
-  register_inference_loader("test", [](const std::string&, InferenceModel*) { return false; });
+  EXPECT_THROW(load_model(SHARDLM_TEST_TMP), CheckpointError);  // no model.safetensors
+  // The tokenizer rule: a model one folder below its tokenizer finds it; a
+  // tokenizer given explicitly wins; without one, need_tokenizer decides.
+  const std::string nested = std::string(SHARDLM_TEST_TMP) + "/nested_model/weights";
+  fs::create_directories(nested);
+  fs::copy_file(t.dir + "/model.safetensors", nested + "/model.safetensors",
+                fs::copy_options::overwrite_existing);
+  fs::copy_file(t.dir + "/config.json", nested + "/config.json",
+                fs::copy_options::overwrite_existing);
+  fs::copy_file(t.dir + "/tokenizer.json", nested + "/../tokenizer.json",
+                fs::copy_options::overwrite_existing);
+  EXPECT_EQ(fs::path(load_model(nested).tokenizer_path).parent_path().filename(), "nested_model");
+  fs::remove(nested + "/../tokenizer.json");
+  shardlm::load::LoadOptions o;
+  o.need_tokenizer = false;
+  EXPECT_FALSE(load_model(nested, o).tokenizer.has_value());
+  EXPECT_NE(what_of([&] { load_model(nested); }).find("no tokenizer"), std::string::npos);
 }
 
 // ---- `shardlm generate` end to end -----------------------------------------------------------

@@ -221,11 +221,12 @@ TEST(ProtocolMpi, BroadcastCommandsReachEveryRank) {
     junk.id = "junk";
     mine.push_back(junk);
   }
-  auto got = broadcast_commands(mine, MPI_COMM_WORLD);
+  shardlm::core::MpiComm world(MPI_COMM_WORLD);
+  auto got = broadcast_commands(mine, world);
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].id, "lr-1");
   EXPECT_DOUBLE_EQ(got[0].value, 5e-5);
   EXPECT_EQ(got[1].kind, ControlKind::kPause);
   // An empty step boundary costs one small broadcast and returns nothing.
-  EXPECT_TRUE(broadcast_commands({}, MPI_COMM_WORLD).empty());
+  EXPECT_TRUE(broadcast_commands({}, world).empty());
 }

@@ -768,7 +768,8 @@ TEST(MonitorMpi, TwoRanksApplyViewerCommandsAtTheSameStep) {
   Monitor mon;
   // As the trainer does: rank 0 makes the token, rank 1 needs it to be accepted.
   mc.embedded = rank == 0;
-  mc.token = resolve_producer_token(mc, dir_buf, MPI_COMM_WORLD);
+  shardlm::core::MpiComm world(MPI_COMM_WORLD);
+  mc.token = resolve_producer_token(mc, dir_buf, world);
   EXPECT_EQ(mc.token.size(), 32u);
   if (rank == 0) {
     mc.port = 0;
@@ -857,7 +858,7 @@ TEST(MonitorMpi, TwoRanksApplyViewerCommandsAtTheSameStep) {
   m.time.total = 0.01;
   for (int iter = 0; iter < 3000; ++iter) {
     auto cmds = broadcast_commands(rank == 0 ? mon.control->poll() : std::vector<ControlCommand>{},
-                                   MPI_COMM_WORLD);
+                                   world);
     for (auto& c : cmds) {
       if (c.kind == ControlKind::kSetLr) lr = c.value;
       if (c.kind == ControlKind::kPause) paused = true;

@@ -206,16 +206,17 @@ TEST(SinkConfig, ResolveProducerTokenPrefersConfigThenEmbeddedThenEnvThenRunDirF
   ::unsetenv(kMonitorTokenEnv);
   MonitorConfig c;
   c.url = "ws://127.0.0.1:9/ws";
-  EXPECT_EQ(resolve_producer_token(c, dir.string(), MPI_COMM_SELF), "");
+  shardlm::core::MpiComm self(MPI_COMM_SELF);
+  EXPECT_EQ(resolve_producer_token(c, dir.string(), self), "");
   std::ofstream(dir / "monitor.token") << "from-file-0123\n";
-  EXPECT_EQ(resolve_producer_token(c, dir.string(), MPI_COMM_SELF), "from-file-0123");
+  EXPECT_EQ(resolve_producer_token(c, dir.string(), self), "from-file-0123");
   ::setenv(kMonitorTokenEnv, "from-env", 1);
-  EXPECT_EQ(resolve_producer_token(c, dir.string(), MPI_COMM_SELF), "from-env");
+  EXPECT_EQ(resolve_producer_token(c, dir.string(), self), "from-env");
   c.embedded = true;
-  auto fresh = resolve_producer_token(c, dir.string(), MPI_COMM_SELF);
+  auto fresh = resolve_producer_token(c, dir.string(), self);
   EXPECT_EQ(fresh.size(), 32u);
-  EXPECT_NE(fresh, resolve_producer_token(c, dir.string(), MPI_COMM_SELF));
+  EXPECT_NE(fresh, resolve_producer_token(c, dir.string(), self));
   c.token = "from-config";
-  EXPECT_EQ(resolve_producer_token(c, dir.string(), MPI_COMM_SELF), "from-config");
+  EXPECT_EQ(resolve_producer_token(c, dir.string(), self), "from-config");
   ::unsetenv(kMonitorTokenEnv);
 }

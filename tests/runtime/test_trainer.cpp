@@ -21,10 +21,12 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <torch/cuda.h>
 
 #include "monitor/aggregator.h"
 #include "core/config.h"
 #include "core/env.h"
+#include "parallel/process_group.h"
 #include "runtime/trainer.h"
 
 using namespace shardlm;
@@ -109,7 +111,7 @@ std::string shared_run(const std::string& name) {
 runtime::TrainSummary train(const std::vector<std::string>& overrides, const std::string& name,
                             MPI_Comm comm = MPI_COMM_SELF, core::Env env = single_env()) {
   auto cfg = config(tmp_run(name), overrides);
-  runtime::Trainer t(cfg, env, comm);
+  runtime::Trainer t(cfg, env, core::MpiComm(comm));
   EXPECT_EQ(t.run(), 0);
   return t.summary();
 }
@@ -220,7 +222,7 @@ TEST(TrainerRun, BadConfigNamesTheKey) {
   REQUIRE_FIXTURE();
   auto cfg = config(tmp_run("bad"), {"train.stepz=3"});
   try {
-    runtime::Trainer t(cfg, single_env(), MPI_COMM_SELF);
+    runtime::Trainer t(cfg, single_env(), core::MpiComm(MPI_COMM_SELF));
     FAIL() << "no error";
   } catch (const core::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("train.stepz"), std::string::npos) << e.what();
@@ -241,7 +243,7 @@ TEST(TrainerMpi, TwoRanksMatchOneRank) {
   core::Env env = core::Env::detect();
   env.cpu_threads = 1;
   auto cfg = config(shared_run("mpi2"), {"train.steps=5", "data.batch_size=4"});
-  runtime::Trainer t(cfg, env, MPI_COMM_WORLD);
+  runtime::Trainer t(cfg, env, core::MpiComm(MPI_COMM_WORLD));
   ASSERT_EQ(t.run(), 0);
   const auto& got = t.summary().losses;
   ASSERT_EQ(got.size(), 5u);
@@ -300,7 +302,7 @@ TEST(TrainerMpi, EmbeddedMonitorReceivesBothRanksMetrics) {
   const std::string dir = shared_run("embedded");
   auto cfg = config(dir, {"train.steps=3", "data.batch_size=4", "monitor.embedded=true",
                           fmt::format("monitor.port={}", free_port()), "monitor.heartbeat_s=0.2"});
-  runtime::Trainer t(cfg, env, MPI_COMM_WORLD);
+  runtime::Trainer t(cfg, env, core::MpiComm(MPI_COMM_WORLD));
   ASSERT_EQ(t.run(), 0);
   MPI_Barrier(MPI_COMM_WORLD);  // every rank flushed; rank 0's aggregator is still up
   int rank = 0;
@@ -338,7 +340,7 @@ TEST(TrainerMpi, ExternalMonitorTokenFromTheRunDir) {
   {
     auto cfg = config(dir, {"train.steps=3", "data.batch_size=4",
                             fmt::format("monitor.url=\"ws://127.0.0.1:{}/ws\"", port)});
-    runtime::Trainer t(cfg, env, MPI_COMM_WORLD);
+    runtime::Trainer t(cfg, env, core::MpiComm(MPI_COMM_WORLD));
     ASSERT_EQ(t.run(), 0);
   }
   MPI_Barrier(MPI_COMM_WORLD);
@@ -363,7 +365,7 @@ runtime::TrainSummary run_in(const std::string& dir, int64_t steps, bool resume,
   if (resume) o.push_back("ckpt.resume=\"latest\"");
   o.insert(o.end(), extra.begin(), extra.end());
   auto cfg = config(dir, o);
-  runtime::Trainer t(cfg, env, comm);
+  runtime::Trainer t(cfg, env, core::MpiComm(comm));
   EXPECT_EQ(t.run(), 0);
   return t.summary();
 }
@@ -463,6 +465,99 @@ TEST(TrainerReshardMpi, FourRanksToTwoAndOne) {
     for (size_t i = 10; i < 20; ++i)
       EXPECT_NEAR(s.losses[i], straight.losses[i], 1e-5 * straight.losses[i])
           << "1 rank, step " << i;
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+// ---- every collective on the group's device -------------------------------------------
+
+namespace {
+
+// A ProcessGroup that forwards every collective to the group the run chose and
+// records what it was handed: the kind of each call and every tensor whose
+// device is not the group's (NcclGroup refuses those; MpiGroup would stage them).
+class RecordingGroup final : public parallel::ProcessGroup {
+ public:
+  explicit RecordingGroup(std::shared_ptr<parallel::ProcessGroup> inner)
+      : ProcessGroup(inner->rank(), inner->size(), inner->options(), inner->device()),
+        inner_(std::move(inner)) {}
+  std::string backend() const override { return "recording+" + inner_->backend(); }
+
+  parallel::WorkPtr all_reduce_async(torch::Tensor t, parallel::ReduceOp op,
+                                     const parallel::CollectiveOptions& o) override {
+    note("all_reduce", {t});
+    return inner_->all_reduce_async(t, op, o);
+  }
+  parallel::WorkPtr reduce_scatter_async(torch::Tensor out, torch::Tensor in,
+                                         parallel::ReduceOp op,
+                                         const parallel::CollectiveOptions& o) override {
+    note("reduce_scatter", {out, in});
+    return inner_->reduce_scatter_async(out, in, op, o);
+  }
+  parallel::WorkPtr all_gather_async(torch::Tensor out, torch::Tensor in,
+                                     const parallel::CollectiveOptions& o) override {
+    note("all_gather", {out, in});
+    return inner_->all_gather_async(out, in, o);
+  }
+  parallel::WorkPtr broadcast_async(torch::Tensor t, int root,
+                                    const parallel::CollectiveOptions& o) override {
+    note("broadcast", {t});
+    return inner_->broadcast_async(t, root, o);
+  }
+  parallel::WorkPtr barrier_async(const parallel::CollectiveOptions& o) override {
+    note("barrier", {});
+    return inner_->barrier_async(o);
+  }
+
+  std::map<std::string, int> calls;
+  std::vector<std::string> foreign;  // "kind: device" of every tensor not on device()
+
+ private:
+  void note(const std::string& kind, std::initializer_list<torch::Tensor> ts) {
+    ++calls[kind];
+    for (const auto& t : ts)
+      if (t.device() != device()) foreign.push_back(kind + ": " + t.device().str());
+  }
+  std::shared_ptr<parallel::ProcessGroup> inner_;
+};
+
+}  // namespace
+
+// Every tensor the Trainer, validation, the loss scaler, checkpointing, control
+// and resume hand to the process group lives on the group's device. On a GPU
+// machine SHARDLM_TEST_DEVICE=cuda runs the same on CUDA (2 ranks sharing one
+// device: the MPI group, staging through the host).
+TEST(TrainerMpi, EveryCollectiveIsOnTheGroupsDevice) {
+  REQUIRE_FIXTURE();
+  const char* dev = std::getenv("SHARDLM_TEST_DEVICE");
+  const std::string device = dev && *dev ? dev : "cpu";
+  if (device != "cpu" && !torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  core::Env env = env_of(MPI_COMM_WORLD);
+  std::string dir = shared_run("recording_" + device);
+  std::vector<std::shared_ptr<RecordingGroup>> seen;
+  auto record = [&seen](std::shared_ptr<parallel::ProcessGroup> g) {
+    auto r = std::make_shared<RecordingGroup>(std::move(g));
+    seen.push_back(r);
+    return std::shared_ptr<parallel::ProcessGroup>(r);
+  };
+  for (bool resume : {false, true}) {
+    auto cfg = config(dir, {"train.steps=" + std::string(resume ? "8" : "6"),
+                            "train.device=\"" + device + "\"", "train.precision=\"fp16\"",
+                            "parallel.zero_stage=2", "data.batch_size=4", "validation.every=2",
+                            "ckpt.every=3", resume ? "ckpt.resume=\"latest\"" : "ckpt.resume=\"\""});
+    runtime::Trainer t(cfg, env, core::MpiComm(MPI_COMM_WORLD), record);
+    EXPECT_EQ(t.run(), 0);
+  }
+  ASSERT_EQ(seen.size(), 2u);
+  for (const auto& g : seen) {
+    EXPECT_EQ(g->device().str(), device == "cpu" ? "cpu" : g->device().str());
+    EXPECT_TRUE(g->foreign.empty()) << g->foreign.size() << " tensors off the group's device, e.g. "
+                                    << (g->foreign.empty() ? "" : g->foreign.front());
+    // The token counts, losses, validation sums, the scaler's flag and the
+    // agreement on controls (all_reduce); ZeRO-2 (reduce_scatter, all_gather);
+    // the initial parameters and strings (broadcast).
+    for (const char* kind : {"all_reduce", "reduce_scatter", "all_gather", "broadcast"})
+      EXPECT_GT(g->calls[kind], 0) << kind;
   }
   MPI_Barrier(MPI_COMM_WORLD);
 }

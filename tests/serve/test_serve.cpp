@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "data/tokenizer.h"
+#include "load/model_bundle.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
 #include "serve/client.h"
@@ -123,7 +124,7 @@ struct Expected {
   int64_t tokens = 0;
 };
 Expected generate_alone(const std::string& prompt, model::GenerationConfig cfg) {
-  model::InferenceModel im = model::load_for_inference(small_model());
+  load::ModelBundle im = load::load_model(small_model());
   data::Tokenizer tok = data::Tokenizer::load(im.tokenizer);
   cfg.eos_ids = {static_cast<int64_t>(*tok.eos_id())};
   cfg.pad_id = *tok.pad_id();
@@ -278,7 +279,7 @@ TEST(ServeCompletion, StopStringsEndTheTextBeforeThemAndTokenIdPromptsWork) {
   // that letter is the stop string (the raw bytes of a random model's output are
   // rarely valid UTF-8, and a stop string must be).
   for (const std::string prompt : {"the old man", "the cat", "a bird", "fire", "in the"}) {
-    model::InferenceModel im = model::load_for_inference(small_model());
+    load::ModelBundle im = load::load_model(small_model());
     const auto& tok = s.engine->tokenizer();
     model::GenerationConfig g = greedy(24);
     g.eos_ids = {static_cast<int64_t>(*tok.eos_id())};
@@ -326,7 +327,7 @@ TEST(ServeCompletion, AVocabularyPaddedPastTheTokenizerGivesTextWithoutTheExtraI
   g.strategy = "sample";
   g.seed = 1;
   g.pad_id = *s.engine->tokenizer().pad_id();
-  model::Generator gen(model::load_for_inference(s.engine->info().source).model, g);
+  model::Generator gen(load::load_model(s.engine->info().source).model, g);
   auto ids = s.engine->tokenizer().encode("the cat");
   const auto out = gen.generate({std::vector<int64_t>(ids.begin(), ids.end())}).sequences[0][0];
   const auto tok_vocab = static_cast<int64_t>(s.engine->tokenizer().vocab_size());
