@@ -4,6 +4,8 @@
 #   ./shardlm.sh build [--debug|--asan]
 #   ./shardlm.sh test [--quick] [-L label] [-R regex]   setup + build + every test tier
 #   ./shardlm.sh demo             setup + build + prepare + train on 2 ranks + generate
+#   ./shardlm.sh docs             the API reference (doxygen) into build/docs/html
+#   ./shardlm.sh format [--check] clang-format (and the dashboard's prettier/eslint)
 #   ./shardlm.sh run ARGS...      the built `shardlm` binary with ARGS
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -41,6 +43,8 @@ DEB_PACKAGES=(
   libonnx-dev libprotobuf-dev python3-onnx
   # the demo's request to `shardlm serve`
   curl
+  # the API reference (./shardlm.sh docs) and the formatting check of the tree
+  doxygen clang-format
 )
 SETUP_EXTRA=${SETUP_EXTRA:-}
 
@@ -134,6 +138,16 @@ cmd_test() {
   return $rc
 }
 
+# ---- docs and formatting ------------------------------------------------------------
+cmd_docs() {
+  command -v doxygen >/dev/null || cmd_setup
+  scripts/check_docs.sh "$@"
+}
+
+cmd_format() {
+  if [ "${1:-}" = "--check" ]; then scripts/check_format.sh; else scripts/check_format.sh --fix; fi
+}
+
 # ---- demo -----------------------------------------------------------------------
 cmd_demo() {
   cmd_setup
@@ -203,7 +217,9 @@ case "$cmd" in
   build) cmd_build "$@" ;;
   test) cmd_test "$@" ;;
   demo) cmd_demo "$@" ;;
+  docs) cmd_docs "$@" ;;
+  format) cmd_format "$@" ;;
   run) exec "$BUILD_DIR/launcher/shardlm" "$@" ;;
-  help|-h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) die "unknown command '$cmd' (setup, build, test, demo, run)" ;;
+  help|-h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) die "unknown command '$cmd' (setup, build, test, demo, docs, format, run)" ;;
 esac

@@ -1,6 +1,7 @@
-// SHARDLM_CUDA_CHECK / SHARDLM_NCCL_CHECK: compiled only with SHARDLM_WITH_CUDA.
-// A failure throws core::CudaError / core::NcclError with the expression, file,
-// line and the library's own error string.
+/// @file
+/// SHARDLM_CUDA_CHECK / SHARDLM_NCCL_CHECK: compiled only with SHARDLM_WITH_CUDA.
+/// A failure throws core::CudaError / core::NcclError with the expression, file,
+/// line and the library's own error string.
 #pragma once
 
 #include "error.h"
@@ -8,6 +9,7 @@
 #ifdef SHARDLM_WITH_CUDA
 #include <cuda_runtime.h>
 
+/// Runs `expr` (a CUDA runtime call); throws core::CudaError naming it on failure.
 #define SHARDLM_CUDA_CHECK(expr)                                                         \
   do {                                                                                   \
     cudaError_t shardlm_err_ = (expr);                                                   \
@@ -19,6 +21,7 @@
 
 #ifdef SHARDLM_WITH_NCCL
 #include <nccl.h>
+/// Runs `expr` (an NCCL call); throws core::NcclError naming it on failure.
 #define SHARDLM_NCCL_CHECK(expr)                                                         \
   do {                                                                                   \
     ncclResult_t shardlm_res_ = (expr);                                                  \

@@ -1,6 +1,7 @@
-// SHARDLM_H5_CHECK: every HDF5 call goes through it. HDF5 signals failure with a
-// negative return (herr_t or hid_t); the check throws core::H5Error with the
-// expression, file, line and the innermost message of HDF5's error stack.
+/// @file
+/// SHARDLM_H5_CHECK: every HDF5 call goes through it. HDF5 signals failure with a
+/// negative return (herr_t or hid_t); the check throws core::H5Error with the
+/// expression, file, line and the innermost message of HDF5's error stack.
 #pragma once
 
 #include <hdf5.h>
@@ -10,12 +11,14 @@
 #include "error.h"
 
 namespace shardlm::core {
-// The innermost message on HDF5's current error stack ("" when empty).
+/// The innermost message on HDF5's current error stack ("" when empty).
 std::string h5_error_string();
-// Turns off HDF5's automatic printing of error stacks (we throw instead).
+/// Turns off HDF5's automatic printing of error stacks (we throw instead).
 void h5_silence_errors();
 }  // namespace shardlm::core
 
+/// Runs `expr` (an HDF5 call) and returns its value; throws core::H5Error naming
+/// it when the value is negative.
 #define SHARDLM_H5_CHECK(expr)                                                           \
   ([&]() {                                                                               \
     auto shardlm_h5_rc_ = (expr);                                                        \

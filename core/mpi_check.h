@@ -1,5 +1,6 @@
-// SHARDLM_MPI_CHECK: every MPI call goes through it; a failure throws
-// core::MpiError with the expression, file, line and MPI's own error string.
+/// @file
+/// SHARDLM_MPI_CHECK: every MPI call goes through it; a failure throws
+/// core::MpiError with the expression, file, line and MPI's own error string.
 #pragma once
 
 #include <mpi.h>
@@ -9,9 +10,11 @@
 #include "error.h"
 
 namespace shardlm::core {
+/// MPI's own text for an error code.
 std::string mpi_error_string(int code);
-}
+}  // namespace shardlm::core
 
+/// Runs `expr` (an MPI call); throws core::MpiError naming it unless it returns MPI_SUCCESS.
 #define SHARDLM_MPI_CHECK(expr)                                                      \
   do {                                                                               \
     int shardlm_rc_ = (expr);                                                        \

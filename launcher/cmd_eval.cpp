@@ -21,7 +21,9 @@
 #include "eval/ratings.h"
 #include "eval/runner.h"
 #include "launcher/app.h"
+#include "launcher/section_flags.h"
 #include "load/model_bundle.h"
+#include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
 
@@ -49,15 +51,32 @@ std::string dump(const nlohmann::json& j, int indent = 2) {
 
 // ---- eval run ---------------------------------------------------------------------------------
 
+// The [eval] section of `eval run`.
 struct RunArgs {
   std::string model, tokenizer, suite, label, out, device = "cpu";
-  std::vector<std::string> overrides;
+  std::vector<std::string> overrides;  // of the suite's keys
   bool json = false;
-  int threads = 0;
+  int64_t threads = 0;
+
+  static RunArgs from(const core::RunConfig& rc) {
+    const core::ConfigSection s = rc.section("eval");
+    RunArgs a;
+    a.model = s.require<std::string>("model");
+    a.suite = s.require<std::string>("suite");
+    a.tokenizer = s.get("tokenizer", a.tokenizer);
+    a.label = s.get("label", a.label);
+    a.out = s.get("out", a.out);
+    a.overrides = s.get("set", a.overrides);
+    a.json = s.get("json", a.json);
+    a.device = s.get("device", a.device);
+    a.threads = s.get("threads", a.threads);
+    rc.check_unknown_keys();
+    return a;
+  }
 };
 
 int run_eval(const RunArgs& a) {
-  if (a.threads > 0) torch::set_num_threads(a.threads);
+  if (a.threads > 0) torch::set_num_threads(static_cast<int>(a.threads));
   const eval::SuiteConfig suite = eval::SuiteConfig::load(a.suite, a.overrides);
   eval::EvalModel m = eval::load_eval_model(a.model, a.tokenizer, load::parse_device(a.device));
   if (!a.label.empty()) m.label = a.label;
@@ -225,19 +244,20 @@ void register_eval(CLI::App& app, Context&, Command& run) {
   auto* ev = app.add_subcommand("eval", "Evaluate and compare models; collect human ratings");
   ev->require_subcommand(1);
   {
-    auto a = std::make_shared<RunArgs>();
     auto* c = ev->add_subcommand("run", "Run a suite's tasks on one model");
-    c->add_option("--model,-m", a->model, "Model directory, .safetensors file or run directory")
-        ->required();
-    c->add_option("--suite,-s", a->suite, "Suite TOML (configs/eval/suite.toml)")->required();
-    c->add_option("--tokenizer,-t", a->tokenizer, "Tokenizer (default: beside the model)");
-    c->add_option("--label", a->label, "Name of the model in the output");
-    c->add_option("--out,-o", a->out, "Also write the JSON results to this file");
-    c->add_option("--set", a->overrides, "Override a suite key: task.x.limit=10 (repeatable)");
-    c->add_flag("--json", a->json, "Print JSON instead of the table");
-    c->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
-    c->add_option("--threads", a->threads, "CPU threads (0 = LibTorch's default)");
-    c->callback([a, &run] { run = [a] { return run_eval(*a); }; });
+    auto f = std::make_shared<SectionFlags>(c, "eval");
+    f->alias<std::string>("--model,-m", "model",
+                          "Model directory, .safetensors file or run directory (required)");
+    f->alias<std::string>("--suite,-s", "suite", "Suite TOML (configs/eval/suite.toml; required)");
+    f->alias<std::string>("--tokenizer,-t", "tokenizer", "Tokenizer (default: beside the model)");
+    f->alias<std::string>("--label", "label", "Name of the model in the output");
+    f->alias<std::string>("--out,-o", "out", "Also write the JSON results to this file");
+    f->alias<std::vector<std::string>>("--set", "set",
+                                       "Override a suite key: task.x.limit=10 (repeatable)");
+    f->alias_flag("--json", "json", true, "Print JSON instead of the table");
+    f->alias<std::string>("--device", "device", "cpu, cuda or cuda:N (default cpu)");
+    f->alias<int64_t>("--threads", "threads", "CPU threads (0 = LibTorch's default)");
+    c->callback([f, &run] { run = [f] { return run_eval(RunArgs::from(f->load())); }; });
   }
   {
     auto a = std::make_shared<CompareArgs>();

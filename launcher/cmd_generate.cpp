@@ -9,21 +9,40 @@
 
 #include "data/tokenizer.h"
 #include "launcher/app.h"
+#include "launcher/section_flags.h"
 #include "load/model_bundle.h"
 #include "model/generate.h"
+#include "core/config.h"
 #include "core/error.h"
 
 namespace shardlm::launcher {
 
 namespace {
 
+// The [generate] section: the model, the prompts and how to run, beside the
+// decoding keys of model::GenerationConfig (docs/generation.md).
 struct GenerateArgs {
   std::string model, tokenizer, device = "cpu";
   std::vector<std::string> prompts;
   model::GenerationConfig cfg;
-  bool json = false, ignore_eos = false, no_cache = false, no_early_stopping = false;
-  bool allow_special = false;
-  int threads = 0;
+  bool json = false, ignore_eos = false, allow_special = false;
+  int64_t threads = 0;
+
+  static GenerateArgs from(const core::RunConfig& rc) {
+    const core::ConfigSection s = rc.section("generate");
+    GenerateArgs a;
+    a.model = s.require<std::string>("model");
+    a.prompts = s.require<std::vector<std::string>>("prompts");
+    a.tokenizer = s.get("tokenizer", a.tokenizer);
+    a.device = s.get("device", a.device);
+    a.threads = s.get("threads", a.threads);
+    a.json = s.get("json", a.json);
+    a.ignore_eos = s.get("ignore_eos", a.ignore_eos);
+    a.allow_special = s.get("allow_special", a.allow_special);
+    a.cfg = model::GenerationConfig::from(s);
+    rc.check_unknown_keys();
+    return a;
+  }
 };
 
 void write_out(const std::string& s) {
@@ -41,7 +60,7 @@ std::string text_of(const model::DecodeFn& decode, const std::vector<std::string
 }
 
 int run_generate(const GenerateArgs& a) {
-  if (a.threads > 0) torch::set_num_threads(a.threads);
+  if (a.threads > 0) torch::set_num_threads(static_cast<int>(a.threads));
   load::LoadOptions lo;
   lo.device = load::parse_device(a.device);
   lo.tokenizer = a.tokenizer;
@@ -50,8 +69,6 @@ int run_generate(const GenerateArgs& a) {
   const std::string& tok_path = im.tokenizer_path;
 
   model::GenerationConfig cfg = a.cfg;
-  cfg.use_cache = !a.no_cache;
-  cfg.early_stopping = !a.no_early_stopping;
   if (!a.ignore_eos && tok.eos_id()) cfg.eos_ids.push_back(*tok.eos_id());
   if (tok.pad_id()) cfg.pad_id = *tok.pad_id();
   model::DecodeFn decode = [&tok](const std::vector<int64_t>& ids) {
@@ -126,46 +143,41 @@ int run_generate(const GenerateArgs& a) {
 
 void register_generate(CLI::App& app, Context&, Command& run) {
   auto* cmd = app.add_subcommand("generate", "Continue prompts with a trained model");
-  auto a = std::make_shared<GenerateArgs>();
-  model::GenerationConfig& c = a->cfg;
-  cmd->add_option("--model,-m", a->model,
-                  "Model directory (model.safetensors + config.json) or a .safetensors file")
-      ->required();
-  cmd->add_option("--tokenizer,-t", a->tokenizer,
-                  "Tokenizer file (default: tokenizer.json beside the model)");
-  cmd->add_option("--prompt,-p", a->prompts, "Prompt text (repeat for a batch)")->required();
-  cmd->add_option("--strategy,-s", c.strategy, "greedy, sample or beam")
-      ->check(CLI::IsMember({"greedy", "sample", "beam"}))
-      ->capture_default_str();
-  cmd->add_option("--max-new-tokens", c.max_new_tokens, "Tokens to generate at most")
-      ->capture_default_str();
-  cmd->add_option("--temperature", c.temperature, "sample: logits / temperature (0 = greedy)")
-      ->capture_default_str();
-  cmd->add_option("--top-k", c.top_k, "sample: keep the k most probable tokens (0 = off)");
-  cmd->add_option("--top-p", c.top_p, "sample: keep the smallest set with this mass (1 = off)");
-  cmd->add_option("--min-p", c.min_p, "sample: keep tokens with p >= min_p * p_max (0 = off)");
-  cmd->add_option("--repetition-penalty", c.repetition_penalty,
-                  "Divide (or multiply, if negative) logits of tokens already seen (1 = off)");
-  cmd->add_option("--frequency-penalty", c.frequency_penalty,
-                  "Subtract this times the count of each generated token");
-  cmd->add_option("--presence-penalty", c.presence_penalty,
-                  "Subtract this from each token generated before");
-  cmd->add_option("--beams", c.num_beams, "beam: beam width")->capture_default_str();
-  cmd->add_option("--length-penalty", c.length_penalty, "beam: score = sum log p / length^this")
-      ->capture_default_str();
-  cmd->add_flag("--no-early-stopping", a->no_early_stopping,
+  auto f = std::make_shared<SectionFlags>(cmd, "generate");
+  using Str = std::string;
+  using Strs = std::vector<std::string>;
+  f->alias<Str>("--model,-m", "model",
+                "Model directory, .safetensors file or training checkpoint (required)");
+  f->alias<Str>("--tokenizer,-t", "tokenizer",
+                "Tokenizer file (default: tokenizer.json beside the model)");
+  f->alias<Strs>("--prompt,-p", "prompts", "Prompt text (repeat for a batch; required)");
+  f->alias<Str>("--strategy,-s", "strategy", "greedy, sample or beam");
+  f->alias<int64_t>("--max-new-tokens", "max_new_tokens", "Tokens to generate at most");
+  f->alias<double>("--temperature", "temperature", "sample: logits / temperature (0 = greedy)");
+  f->alias<int64_t>("--top-k", "top_k", "sample: keep the k most probable tokens (0 = off)");
+  f->alias<double>("--top-p", "top_p", "sample: keep the smallest set with this mass (1 = off)");
+  f->alias<double>("--min-p", "min_p", "sample: keep tokens with p >= min_p * p_max (0 = off)");
+  f->alias<double>("--repetition-penalty", "repetition_penalty",
+                   "Divide (or multiply, if negative) logits of tokens already seen (1 = off)");
+  f->alias<double>("--frequency-penalty", "frequency_penalty",
+                   "Subtract this times the count of each generated token");
+  f->alias<double>("--presence-penalty", "presence_penalty",
+                   "Subtract this from each token generated before");
+  f->alias<int64_t>("--beams", "num_beams", "beam: beam width");
+  f->alias<double>("--length-penalty", "length_penalty", "beam: score = sum log p / length^this");
+  f->alias_flag("--no-early-stopping", "early_stopping", false,
                 "beam: search on while a running beam could still win");
-  cmd->add_option("--num-return-sequences,-n", c.num_return_sequences,
-                  "Samples per prompt (sample) or n best (beam)");
-  cmd->add_option("--seed", c.seed, "Seed for sampling (default: random, printed)");
-  cmd->add_option("--stop", c.stop_strings, "Stop when the output contains this (repeatable)");
-  cmd->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at the tokenizer's EOS token");
-  cmd->add_flag("--allow-special", a->allow_special, "Special tokens in prompts are tokens");
-  cmd->add_flag("--no-cache", a->no_cache, "Recompute the whole sequence each step (slow)");
-  cmd->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--threads", a->threads, "CPU threads (0 = LibTorch's default)");
-  cmd->add_flag("--json", a->json, "One JSON object: ids, log-probs, text, scores");
-  cmd->callback([a, &run] { run = [a] { return run_generate(*a); }; });
+  f->alias<int64_t>("--num-return-sequences,-n", "num_return_sequences",
+                    "Samples per prompt (sample) or n best (beam)");
+  f->alias<int64_t>("--seed", "seed", "Seed for sampling (default: random, printed)");
+  f->alias<Strs>("--stop", "stop", "Stop when the output contains this (repeatable)");
+  f->alias_flag("--ignore-eos", "ignore_eos", true, "Do not stop at the tokenizer's EOS token");
+  f->alias_flag("--allow-special", "allow_special", true, "Special tokens in prompts are tokens");
+  f->alias_flag("--no-cache", "use_cache", false, "Recompute the whole sequence each step (slow)");
+  f->alias<Str>("--device", "device", "cpu, cuda or cuda:N (default cpu)");
+  f->alias<int64_t>("--threads", "threads", "CPU threads (0 = LibTorch's default)");
+  f->alias_flag("--json", "json", true, "One JSON object: ids, log-probs, text, scores");
+  cmd->callback([f, &run] { run = [f] { return run_generate(GenerateArgs::from(f->load())); }; });
 }
 
 }  // namespace shardlm::launcher

@@ -259,7 +259,7 @@ void Trainer::Impl::read_log(bool report, bool agree) {
   size_t at = k;
   if (k > 0) counters.tokens_seen += static_cast<int64_t>(v[at++]);
   log.losses.clear();
-  log.tokens = {};
+  log.tokens = torch::Tensor();
   if (report) {
     StepRecord& r = log.last;
     r.loss = counters.losses.back();
