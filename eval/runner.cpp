@@ -24,6 +24,7 @@ EvalModel load_eval_model(const std::string& path, const std::string& tokenizer,
   load::LoadOptions lo;
   lo.device = device;
   lo.tokenizer = tokenizer;
+  lo.need_tokenizer = true;
   load::ModelBundle b = load::load_model(path, lo);
   EvalModel m;
   m.path = path;

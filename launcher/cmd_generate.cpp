@@ -64,6 +64,7 @@ int run_generate(const GenerateArgs& a) {
   load::LoadOptions lo;
   lo.device = load::parse_device(a.device);
   lo.tokenizer = a.tokenizer;
+  lo.need_tokenizer = true;
   const load::ModelBundle im = load::load_model(a.model, lo);
   const data::Tokenizer& tok = *im.tokenizer;
   const std::string& tok_path = im.tokenizer_path;

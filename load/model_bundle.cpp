@@ -118,7 +118,6 @@ ModelBundle load_model(const std::string& path, const LoadOptions& options) {
 ModelBundle load_dense(const std::string& path) {
   LoadOptions o;
   o.dense = true;
-  o.need_tokenizer = false;
   return load_model(path, o);
 }
 

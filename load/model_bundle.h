@@ -30,7 +30,7 @@ namespace shardlm::load {
 struct LoadOptions {
   torch::Device device = torch::kCPU;  ///< where the model goes
   std::string tokenizer;       ///< a tokenizer file; "" = find_tokenizer(path)
-  bool need_tokenizer = true;  ///< false: a model without one loads, tokenizer empty
+  bool need_tokenizer = false;  ///< true: no tokenizer found is a ConfigError (commands)
   /// Quantised models: keep the fp32 weights resident (pruning, distillation
   /// and export need them), whatever runtime the model's config.json names.
   bool dense = false;
@@ -39,7 +39,7 @@ struct LoadOptions {
 /// A model ready to run, with its tokenizer and where both came from.
 struct ModelBundle {
   model::GPT model{nullptr};                 ///< on options.device, in eval mode
-  std::optional<data::Tokenizer> tokenizer;  ///< absent only when need_tokenizer was false
+  std::optional<data::Tokenizer> tokenizer;  ///< absent when none was found (need_tokenizer false)
   std::string format;          ///< "checkpoint", "safetensors", "safetensors+int8", ...
   std::string source;          ///< the file or step directory the weights came from
   std::string tokenizer_path;  ///< "" when none

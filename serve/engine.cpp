@@ -72,6 +72,7 @@ Engine::Engine(const std::string& model_path, const std::string& tokenizer_path,
   load::LoadOptions lo;
   lo.device = load::parse_device(m.cfg.device);
   lo.tokenizer = tokenizer_path;
+  lo.need_tokenizer = true;
   m.im = load::load_model(model_path, lo);
   m.info.tokenizer = m.im.tokenizer_path;
   m.tok = std::move(*m.im.tokenizer);

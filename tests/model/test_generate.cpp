@@ -782,10 +782,10 @@ TEST(GenerateLoad, LoadModelFindsModelAndTokenizer) {
                 fs::copy_options::overwrite_existing);
   EXPECT_EQ(fs::path(load_model(nested).tokenizer_path).parent_path().filename(), "nested_model");
   fs::remove(nested + "/../tokenizer.json");
+  EXPECT_FALSE(load_model(nested).tokenizer.has_value());
   shardlm::load::LoadOptions o;
-  o.need_tokenizer = false;
-  EXPECT_FALSE(load_model(nested, o).tokenizer.has_value());
-  EXPECT_NE(what_of([&] { load_model(nested); }).find("no tokenizer"), std::string::npos);
+  o.need_tokenizer = true;  // what the commands ask for
+  EXPECT_NE(what_of([&] { load_model(nested, o); }).find("no tokenizer"), std::string::npos);
 }
 
 // ---- `shardlm generate` end to end -----------------------------------------------------------
@@ -867,4 +867,37 @@ TEST(GenerateCli, StreamsTextAndWritesJsonEqualToTheLibrary) {
   run_cli("--model " + t.dir + " --prompt x --top-p 0", &rc, &err);
   EXPECT_NE(rc, 0);
   EXPECT_NE(err.find("top_p"), std::string::npos) << err;
+}
+
+// `generate` reads a [generate] section like `train` reads its sections: a
+// --config file, --generate.KEY=VALUE overrides, and the flags (aliases of the
+// keys) winning over both; unknown keys are refused with a suggestion.
+TEST(GenerateCli, ConfigFileOverridesAndFlagsAreOneSurface) {
+  Trained& t = trained();
+  int rc = 0;
+  const std::string flags = "--model " + t.dir +
+                            " --prompt 'the cat' --strategy sample --temperature 0.9 "
+                            "--top-k 20 --seed 5 --max-new-tokens 8 --ignore-eos --json";
+  auto want = nlohmann::json::parse(run_cli(flags, &rc));
+  ASSERT_EQ(rc, 0);
+  const std::string toml = std::string(SHARDLM_TEST_TMP) + "/gen_cli.toml";
+  std::ofstream(toml) << "[generate]\nmodel = \"" << t.dir
+                      << "\"\nprompts = [\"the cat\"]\nstrategy = \"sample\"\n"
+                         "temperature = 0.9\ntop_k = 20\nseed = 5\nmax_new_tokens = 3\njson = true\n"
+                         "ignore_eos = true\n";
+  // The file with one key overridden on the command line, and the same through its flag.
+  auto over = nlohmann::json::parse(run_cli("--config " + toml + " --generate.max_new_tokens=8", &rc));
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(over["results"], want["results"]);
+  auto flag = nlohmann::json::parse(run_cli("--config " + toml + " --max-new-tokens 8", &rc));
+  EXPECT_EQ(flag["results"], want["results"]);
+  auto file_only = nlohmann::json::parse(run_cli("--config " + toml, &rc));
+  EXPECT_EQ(file_only["new_tokens"], 3);
+  std::string err;
+  run_cli("--config " + toml + " --generate.temprature=0.5", &rc, &err);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(err.find("generate.temprature"), std::string::npos) << err;
+  run_cli("--prompt x", &rc, &err);  // no model anywhere
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(err.find("generate.model"), std::string::npos) << err;
 }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/comm.h"
+#include "core/error.h"
 #include "parallel/groups.h"
 #include "parallel/mpi_group.h"
 
@@ -59,7 +60,7 @@ TEST(CommMpi, ProcessGroupIsTheSameComm) {
   EXPECT_EQ(g.device().str(), "cpu");
   check_comm(g);
   // The values travelled through the group's own collectives.
-  EXPECT_GT(g.stats().total_all().calls, 0u);
+  if (g.size() > 1) EXPECT_GT(g.stats().total_all().calls, 0u);
 }
 
 // parallel.backend: "auto" is MPI on the CPU; "nccl" without CUDA says why.

@@ -125,7 +125,7 @@ struct Expected {
 };
 Expected generate_alone(const std::string& prompt, model::GenerationConfig cfg) {
   load::ModelBundle im = load::load_model(small_model());
-  data::Tokenizer tok = data::Tokenizer::load(im.tokenizer);
+  data::Tokenizer tok = *im.tokenizer;
   cfg.eos_ids = {static_cast<int64_t>(*tok.eos_id())};
   cfg.pad_id = *tok.pad_id();
   model::Generator gen(im.model, cfg);
