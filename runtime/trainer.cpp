@@ -21,6 +21,7 @@
 #include "monitor/control.h"
 #include "monitor/hardware.h"
 #include "monitor/websocket_sink.h"
+#include "parallel/device_memory.h"
 #include "parallel/loss_scaler.h"
 #include "parallel/mpi_group.h"
 #include "parallel/nccl_group.h"
@@ -47,6 +48,19 @@ c10::ScalarType autocast_dtype(const std::string& precision) {
   if (precision == "bf16") return c10::kBFloat16;
   if (precision == "fp16") return c10::kHalf;
   return c10::kFloat;
+}
+// LibTorch's caching-allocator bytes for the step message (mem.device_*). The
+// peak restarts at every report: each message carries the high-water mark
+// since the previous one.
+monitor::DeviceMemorySource allocator_bytes(const torch::Device& device) {
+  if (!device.is_cuda()) return {};
+  const int index = device.has_index() ? device.index() : 0;
+  return [index]() -> std::optional<monitor::DeviceAllocatorBytes> {
+    auto m = parallel::cuda_memory(index);
+    if (!m) return std::nullopt;
+    parallel::reset_cuda_peak(index);
+    return monitor::DeviceAllocatorBytes{m->allocated, m->reserved, m->peak_allocated};
+  };
 }
 }  // namespace
 
@@ -159,7 +173,8 @@ void Trainer::Impl::setup() {
   // resolve_producer_token); with monitor.embedded rank 0's aggregator uses it too.
   mon_cfg.token = monitor::resolve_producer_token(mon_cfg, train.run_dir, comm);
   mon = monitor::open_monitor(mon_cfg, env.rank, env.world_size, train.run_dir, run_id);
-  probe = std::make_unique<monitor::HardwareProbe>(device.is_cuda() ? device.index() : -1);
+  probe = std::make_unique<monitor::HardwareProbe>(device.is_cuda() ? device.index() : -1,
+                                                   allocator_bytes(device));
   if (env.is_root()) progress = std::make_unique<Progress>(train.steps, isatty(STDOUT_FILENO));
 
   nlohmann::json info;
