@@ -92,7 +92,8 @@ void AdamW::fused_step(torch::Tensor& p, const torch::Tensor& g) {
       fused_steps_.assign(ps.size(), torch::Tensor());
     for (size_t i = 0; i < ps.size(); ++i) {
       if (!fused_steps_[i].defined())
-        fused_steps_[i] = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(p.device()));
+        fused_steps_[i] =
+            torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(p.device()));
       fused_steps_[i].fill_(static_cast<double>(step_));
       steps.push_back(fused_steps_[i]);
     }

@@ -444,37 +444,35 @@ WorkPtr MpiGroup::all_gather_async(torch::Tensor out_user, torch::Tensor in_user
   for (size_t i = 1; i < counts.size(); ++i) displs[i] = displs[i - 1] + counts[i - 1];
   // `input` may be this rank's piece of `output` itself (ZeRO's in-place gather):
   // then it stays that piece of the staged output.
-  const bool in_place =
-      in_user.data_ptr() ==
-      static_cast<const char*>(out_user.data_ptr()) + displs[rank_] * in_user.element_size();
+  const bool in_place = in_user.data_ptr() == static_cast<const char*>(out_user.data_ptr()) +
+                                                  displs[rank_] * in_user.element_size();
   auto st = std::make_shared<Staging>(stage_cpu_);
   torch::Tensor out = st->add(out_user, /*copy_in=*/in_place, true);
-  torch::Tensor in = in_place ? out.narrow(0, displs[rank_], counts[rank_])
-                              : st->add(in_user, true, false);
+  torch::Tensor in =
+      in_place ? out.narrow(0, displs[rank_], counts[rank_]) : st->add(in_user, true, false);
   st->issued();
-  return enqueue(Collective::kAllGather, std::move(what), bytes, opts,
-                 [this, st, out, in, counts, displs] {
-                   st->before();
-                   if (size_ == 1) {
-                     if (out.data_ptr() != in.data_ptr()) out.copy_(in);
-                     st->after();
-                     return;
-                   }
-                   MPI_Datatype dt = mpi_type(in.scalar_type());
-                   bool even = std::all_of(counts.begin(), counts.end(),
-                                           [&](int c) { return c == counts[0]; });
-                   const void* send = in.data_ptr();
-                   if (send ==
-                       static_cast<const char*>(out.data_ptr()) + displs[rank_] * in.element_size())
-                     send = MPI_IN_PLACE;
-                   if (even)
-                     SHARDLM_MPI_CHECK(MPI_Allgather(send, counts[0], dt, out.data_ptr(),
-                                                     counts[0], dt, comm_));
-                   else
-                     SHARDLM_MPI_CHECK(MPI_Allgatherv(send, counts[rank_], dt, out.data_ptr(),
-                                                      counts.data(), displs.data(), dt, comm_));
-                   st->after();
-                 });
+  return enqueue(
+      Collective::kAllGather, std::move(what), bytes, opts, [this, st, out, in, counts, displs] {
+        st->before();
+        if (size_ == 1) {
+          if (out.data_ptr() != in.data_ptr()) out.copy_(in);
+          st->after();
+          return;
+        }
+        MPI_Datatype dt = mpi_type(in.scalar_type());
+        bool even =
+            std::all_of(counts.begin(), counts.end(), [&](int c) { return c == counts[0]; });
+        const void* send = in.data_ptr();
+        if (send == static_cast<const char*>(out.data_ptr()) + displs[rank_] * in.element_size())
+          send = MPI_IN_PLACE;
+        if (even)
+          SHARDLM_MPI_CHECK(
+              MPI_Allgather(send, counts[0], dt, out.data_ptr(), counts[0], dt, comm_));
+        else
+          SHARDLM_MPI_CHECK(MPI_Allgatherv(send, counts[rank_], dt, out.data_ptr(), counts.data(),
+                                           displs.data(), dt, comm_));
+        st->after();
+      });
 }
 
 WorkPtr MpiGroup::broadcast_async(torch::Tensor user, int root, const CollectiveOptions& opts) {

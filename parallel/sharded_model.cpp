@@ -390,8 +390,8 @@ void ShardedModel::land_grads(Unit& u) {
     u.to_host = copier_->copy(u.host_grad, u.grad_shard);
   } else {
     if (!u.landed.defined())
-      u.landed = torch::empty_like(u.host_grad, torch::TensorOptions().pinned_memory(
-                                                    u.grad_shard.is_cuda()));
+      u.landed = torch::empty_like(u.host_grad,
+                                   torch::TensorOptions().pinned_memory(u.grad_shard.is_cuda()));
     u.to_host = copier_->copy(u.landed, u.grad_shard);
     u.pending_add = true;
   }

@@ -192,7 +192,7 @@ class ShardedModel {
   bool last_micro_batch_ = true;
   bool in_step_ = false;
   Memory peak_;
-  std::vector<Unit*> in_flight_;  // offload_params: reductions not yet landed on the host
+  std::vector<Unit*> in_flight_;        // offload_params: reductions not yet landed on the host
   std::unique_ptr<CopyStream> copier_;  // offload: host<->device transfers
   friend struct PreBackwardFn;
 };

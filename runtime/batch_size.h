@@ -37,8 +37,8 @@ double activation_bytes_per_sample(const model::ModelConfig& cfg, int64_t T,
 // `reserve_fraction` of it back (allocator fragmentation, cuBLAS/cuDNN
 // workspaces), at most `cap`. 0 when not even one sample fits. Throws
 // core::ConfigError for a per-sample size <= 0 or a fraction outside [0, 1).
-int64_t max_micro_batch(int64_t free_bytes, double per_sample_bytes,
-                        double reserve_fraction = 0.15, int64_t cap = 1 << 20);
+int64_t max_micro_batch(int64_t free_bytes, double per_sample_bytes, double reserve_fraction = 0.15,
+                        int64_t cap = 1 << 20);
 
 struct BatchPlan {
   int64_t micro_batch = 1;   // rows per rank per micro-batch
