@@ -11,6 +11,7 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include <ATen/core/grad_mode.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <fmt/format.h>
@@ -208,6 +209,7 @@ class Staging {
   // copy_out: MPI's result goes back into t.
   torch::Tensor add(const torch::Tensor& t, bool copy_in, bool copy_out) {
     if (!needs_staging(t)) return t;
+    at::NoGradGuard no_grad;
     torch::Tensor host = torch::empty(
         t.sizes(), t.options().device(torch::kCPU).pinned_memory(t.device().is_cuda()));
     if (copy_in) host.copy_(t, /*non_blocking=*/t.device().is_cuda());
@@ -236,6 +238,7 @@ class Staging {
 
   // Communication thread, after the MPI call: results back where they belong.
   void after() const {
+    at::NoGradGuard no_grad;  // this thread's grad mode is on; these are plain buffers
     for (const Entry& e : entries_) {
       if (!e.copy_out) continue;
 #ifdef SHARDLM_WITH_CUDA
