@@ -84,6 +84,9 @@ GO=$OUTDIR/go  # torch.compile's baseline times its steps once this exists
 : >"$BENCH_JSON"
 T0=$(date +%s)
 DEADLINE=$((T0 + BUDGET))
+# Stage timeouts are sized for the device's 16 cores; a dry run on a shared
+# 2-core machine gets more time per stage (the budget still bounds the whole).
+SLOW=$([ $DRY = 1 ] && echo 4 || echo 1)
 
 # ---- the results table and stages --------------------------------------------------------
 ROWS=()
@@ -99,6 +102,7 @@ stage() {
     echo "[gpu_check] skip $name: ${l}s left, needs ${need}s" >&3
     return 125
   fi
+  limit=$((limit * SLOW))
   [ "$limit" -le "$l" ] || limit=$l
   local t=$(date +%s)
   echo "[gpu_check] $name (timeout ${limit}s)" >&3
@@ -196,7 +200,7 @@ unpack() {
   [ $DRY = 1 ] || ldconfig
 }
 export -f unpack
-stage unpack 120 20 unpack >"$LOGS/unpack.log" 2>&1
+stage unpack 150 20 unpack >"$LOGS/unpack.log" 2>&1
 rc=$?
 row "carried packages" "$(verdict $rc)" "$(tail -1 "$LOGS/unpack.log") ($(ls "$CARRY"/debs 2>/dev/null | wc -l) carried)"
 
@@ -372,13 +376,13 @@ if [ -x "$SHARDLM" ] && [ -s "$FIXTURE/data/manifest.json" ]; then
     --monitor.embedded=false --monitor.jsonl=true --monitor.stdout=false --validation.every=0 \
     --validation.batches=2 "--ckpt.every=$HALF" --ckpt.async=false --train.device="\"$DEV\"" \
     --parallel.zero_stage=3 --parallel.cpu_offload=true --optimizer.name='"cpu_adam"' \
-    --parallel.backend='"mpi"' --data.batch_size=4 >"$LOGS/train_zero3.log" 2>&1
+    $([ $DRY = 0 ] && echo "--parallel.backend=\"mpi\"") --data.batch_size=4 >"$LOGS/train_zero3.log" 2>&1
   rc=$?
   if [ $rc = 0 ]; then
     d=$("${REPORT[@]}" falls "$RUNS/zero3" 2>&1); rc=$?
     d="$d; vs 1 rank: $("${REPORT[@]}" compare "$RUNS/zero3" "$RUNS/dev" --rel 1e-2 --steps "$STEPS" 2>&1)"
   else d="rc $rc: $(grep -m1 -iE 'error|what' "$LOGS/train_zero3.log" | cut -c1-200)"; fi
-  row "ZeRO-3 + CPU offload, 2 ranks on $DEV (parallel.backend = mpi)" "$(verdict $rc)" "$d"
+  row "ZeRO-3 + CPU offload, 2 ranks on $DEV$([ $DRY = 0 ] && echo ' (parallel.backend = mpi)')" "$(verdict $rc)" "$d"
 else
   row "training checks" FAIL "no shardlm binary ($SHARDLM) or no data fixture ($FIXTURE)"
 fi

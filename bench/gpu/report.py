@@ -114,7 +114,7 @@ def cmd_bench(a):
     def row(check, verdict, detail):
         rows.append(f"{check}|{verdict}|{detail}")
 
-    row(f"{a.dtype} matmul peak ({a.device})", "info", f"{fmt(peak, '.0f')} TFLOP/s" if mm else "not measured")
+    row(f"{a.dtype} matmul peak ({a.device})", "info", f"{fmt(peak, '.3g')} TFLOP/s" if mm else "not measured")
     for name, j in (("shardlm", ours), ("shardlm + activation checkpointing", ckpt),
                     ("PyTorch eager, fused AdamW", eager), ("PyTorch torch.compile", comp)):
         if j is None and name != "shardlm":
@@ -124,7 +124,7 @@ def cmd_bench(a):
         detail = "not measured" if j is None else (
             f"{fmt(tps(j), ',.0f')} tokens/s, {fmt(j.get('step_s', 0) * 1e3, '.1f')} ms/step, "
             f"MFU {fmt(mfu(j) and 100 * mfu(j), '.1f')}%, peak allocated "
-            f"{fmt(j.get('peak_bytes') and j['peak_bytes'] / 2**30, '.2f')} GiB")
+            + (f"{j['peak_bytes'] / 2**30:.2f} GiB" if j.get("peak_bytes") else "n/a"))
         row(f"train step {what}: {name}", "info" if j else "FAIL", detail)
     if ours and eager and tps(ours) and tps(eager):
         r = tps(ours) / tps(eager)
