@@ -176,7 +176,7 @@ if [ -n "$FIXTURE" ]; then
   mkdir -p "$OUTDIR/fixture"
   cp "$FIXTURE/tokenizer.json" "$OUTDIR/fixture/"
   cp -r "$FIXTURE/data" "$OUTDIR/fixture/data"
-  rm -rf "$OUTDIR/fixture/data/.cache"
+  rm -rf "$OUTDIR/fixture/data/cache"  # prepare's cache: the loader reads the shards only
 fi
 
 # ---- size: the carry and the working tree travel together (64 MiB) ----------------------------
