@@ -167,7 +167,8 @@ std::shared_ptr<Nvml> shared_nvml() {
 }
 }  // namespace
 
-HardwareProbe::HardwareProbe(int gpu_index) : gpu_index_(gpu_index) {
+HardwareProbe::HardwareProbe(int gpu_index, DeviceMemorySource device_memory)
+    : gpu_index_(gpu_index), device_memory_(std::move(device_memory)) {
   if (gpu_index_ >= 0) nvml_ = shared_nvml();
 }
 
@@ -176,6 +177,13 @@ void HardwareProbe::fill(StepMetrics& m) const {
     if (h->rss >= 0) m.mem.host_rss = h->rss;
     if (h->available >= 0) m.mem.host_available = h->available;
     if (h->total >= 0) m.mem.host_total = h->total;
+  }
+  if (device_memory_) {
+    if (auto d = device_memory_()) {
+      m.mem.device_allocated = d->allocated;
+      m.mem.device_reserved = d->reserved;
+      m.mem.device_peak = d->peak;
+    }
   }
   if (has_gpu()) m.gpu = nvml_->sample(gpu_index_);
 }

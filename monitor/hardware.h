@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,17 +46,27 @@ class Nvml {
   std::string reason_;
 };
 
-// What the trainer calls once per reported step: fills m.mem.host_* and, with
-// NVML, m.gpu for this rank's GPU (`gpu_index` < 0: no GPU).
+// Bytes of the framework's device allocator (LibTorch's caching allocator:
+// parallel/device_memory.h), handed in by the caller: monitor/ never links LibTorch.
+struct DeviceAllocatorBytes {
+  int64_t allocated = 0, reserved = 0, peak = 0;
+};
+// Called once per fill(); nullopt when there is nothing to report (CPU run).
+using DeviceMemorySource = std::function<std::optional<DeviceAllocatorBytes>()>;
+
+// What the trainer calls once per reported step: fills m.mem.host_*, with a
+// DeviceMemorySource m.mem.device_*, and, with NVML, m.gpu for this rank's GPU
+// (`gpu_index` < 0: no GPU).
 class HardwareProbe {
  public:
-  explicit HardwareProbe(int gpu_index = -1);
+  explicit HardwareProbe(int gpu_index = -1, DeviceMemorySource device_memory = {});
   void fill(StepMetrics& m) const;
   bool has_gpu() const { return gpu_index_ >= 0 && nvml_ && nvml_->available(); }
 
  private:
   int gpu_index_;
   std::shared_ptr<Nvml> nvml_;
+  DeviceMemorySource device_memory_;
 };
 
 }  // namespace shardlm::monitor

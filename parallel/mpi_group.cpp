@@ -1,9 +1,17 @@
 // MpiGroup: collectives on a communication thread, half-precision reductions
-// through user-defined MPI_Ops, deadlines kept by the watchdog.
+// through user-defined MPI_Ops, deadlines kept by the watchdog, CUDA tensors
+// staged through pinned host memory.
 #include "parallel/mpi_group.h"
 
 #include <climits>
 
+#ifdef SHARDLM_WITH_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+#include <ATen/core/grad_mode.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <fmt/format.h>
@@ -115,10 +123,16 @@ int count_of(const torch::Tensor& t, const char* what) {
 
 void check_tensor(const torch::Tensor& t, const char* what) {
   SHARDLM_CHECK(t.defined(), core::MpiError, "{}: undefined tensor", what);
+#ifdef SHARDLM_WITH_CUDA
+  SHARDLM_CHECK(t.device().is_cpu() || t.device().is_cuda(), core::MpiError,
+                "{}: MpiGroup takes CPU or CUDA tensors (got a tensor on {})", what,
+                t.device().str());
+#else
   SHARDLM_CHECK(t.device().is_cpu(), core::MpiError,
-                "{}: MpiGroup takes CPU tensors (got a tensor on {}); use NcclGroup for GPU "
-                "tensors",
+                "{}: MpiGroup takes CPU tensors in this build (got a tensor on {}); CUDA "
+                "tensors need a build with SHARDLM_WITH_CUDA",
                 what, t.device().str());
+#endif
   SHARDLM_CHECK(t.is_contiguous(), core::MpiError, "{}: tensor of shape {} is not contiguous", what,
                 fmt::join(t.sizes(), "x"));
   (void)mpi_type(t.scalar_type());  // throws for unsupported dtypes
@@ -176,6 +190,86 @@ class MpiWork final : public Work {
   std::condition_variable cv_;
   bool done_ = false;
   std::exception_ptr error_;
+};
+
+// ---- staging through host memory ------------------------------------------------------
+// MPI reads and writes host memory. A CUDA tensor is copied into a pinned host
+// buffer on the caller's thread, on its current stream (so after the work that
+// produced it), and an event marks when those copies are done; the
+// communication thread waits for the event, runs MPI on the host buffers and
+// copies the results back on a stream of LibTorch's pool, waiting for that
+// copy before the Work completes. So after wait() the device tensor holds the
+// result whatever stream reads it next. With stage_cpu (tests) CPU tensors
+// take the same path through separate host buffers.
+class Staging {
+ public:
+  explicit Staging(bool stage_cpu) : stage_cpu_(stage_cpu) {}
+
+  // The tensor MPI works on for `t`. copy_in: MPI reads t's values;
+  // copy_out: MPI's result goes back into t.
+  torch::Tensor add(const torch::Tensor& t, bool copy_in, bool copy_out) {
+    if (!needs_staging(t)) return t;
+    at::NoGradGuard no_grad;
+    torch::Tensor host = torch::empty(
+        t.sizes(), t.options().device(torch::kCPU).pinned_memory(t.device().is_cuda()));
+    if (copy_in) host.copy_(t, /*non_blocking=*/t.device().is_cuda());
+    entries_.push_back(Entry{t, host, copy_out});
+    return host;
+  }
+
+  // Caller's thread, after the last add(): marks the end of the copies in.
+  void issued() {
+#ifdef SHARDLM_WITH_CUDA
+    for (const Entry& e : entries_)
+      if (e.user.device().is_cuda()) {
+        ready_ = std::make_shared<at::cuda::CUDAEvent>();
+        ready_->record(c10::cuda::getCurrentCUDAStream(e.user.device().index()));
+        break;
+      }
+#endif
+  }
+
+  // Communication thread, before the MPI call.
+  void before() const {
+#ifdef SHARDLM_WITH_CUDA
+    if (ready_) ready_->synchronize();
+#endif
+  }
+
+  // Communication thread, after the MPI call: results back where they belong.
+  void after() const {
+    at::NoGradGuard no_grad;  // this thread's grad mode is on; these are plain buffers
+    for (const Entry& e : entries_) {
+      if (!e.copy_out) continue;
+#ifdef SHARDLM_WITH_CUDA
+      if (e.user.device().is_cuda()) {
+        c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(
+            /*isHighPriority=*/false, e.user.device().index());
+        {
+          c10::cuda::CUDAStreamGuard guard(side);
+          e.user.copy_(e.host, /*non_blocking=*/true);
+        }
+        side.synchronize();
+        continue;
+      }
+#endif
+      e.user.copy_(e.host);
+    }
+  }
+
+ private:
+  bool needs_staging(const torch::Tensor& t) const {
+    return !t.device().is_cpu() || stage_cpu_;
+  }
+  struct Entry {
+    torch::Tensor user, host;
+    bool copy_out;
+  };
+  bool stage_cpu_;
+  std::vector<Entry> entries_;
+#ifdef SHARDLM_WITH_CUDA
+  std::shared_ptr<at::cuda::CUDAEvent> ready_;
+#endif
 };
 
 }  // namespace
@@ -283,35 +377,46 @@ void MpiGroup::execute(Op& op) {
 
 // ---- collectives ----------------------------------------------------------------------
 
-WorkPtr MpiGroup::all_reduce_async(torch::Tensor t, ReduceOp op, const CollectiveOptions& opts) {
-  check_tensor(t, "all_reduce");
-  check_avg(op, t, "all_reduce");
-  const int n = count_of(t, "all_reduce");
-  const uint64_t bytes = static_cast<uint64_t>(t.nbytes());
+WorkPtr MpiGroup::all_reduce_async(torch::Tensor user, ReduceOp op, const CollectiveOptions& opts) {
+  check_tensor(user, "all_reduce");
+  check_avg(op, user, "all_reduce");
+  const int n = count_of(user, "all_reduce");
+  const uint64_t bytes = static_cast<uint64_t>(user.nbytes());
   std::string what = fmt::format("all_reduce({}, {}, {} elements)", reduce_op_name(op),
-                                 c10::toString(t.scalar_type()), n);
-  return enqueue(Collective::kAllReduce, std::move(what), bytes, opts, [this, t, op, n] {
+                                 c10::toString(user.scalar_type()), n);
+  auto st = std::make_shared<Staging>(stage_cpu_);
+  torch::Tensor t = st->add(user, true, true);
+  st->issued();
+  return enqueue(Collective::kAllReduce, std::move(what), bytes, opts, [this, st, t, op, n] {
+    st->before();
     if (size_ > 1)
       SHARDLM_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), n, mpi_type(t.scalar_type()),
                                       mpi_op(op, t.scalar_type()), comm_));
     if (op == ReduceOp::kAvg && size_ > 1) t.div_(size_);
+    st->after();
   });
 }
 
-WorkPtr MpiGroup::reduce_scatter_async(torch::Tensor out, torch::Tensor in, ReduceOp op,
+WorkPtr MpiGroup::reduce_scatter_async(torch::Tensor out_user, torch::Tensor in_user, ReduceOp op,
                                        const CollectiveOptions& opts) {
-  check_tensor(out, "reduce_scatter");
-  check_tensor(in, "reduce_scatter");
-  check_avg(op, in, "reduce_scatter");
-  (void)count_of(in, "reduce_scatter");
-  std::vector<int> counts = to_int(check_split("reduce_scatter", in, out));
-  const uint64_t bytes = static_cast<uint64_t>(in.nbytes());
+  check_tensor(out_user, "reduce_scatter");
+  check_tensor(in_user, "reduce_scatter");
+  check_avg(op, in_user, "reduce_scatter");
+  (void)count_of(in_user, "reduce_scatter");
+  std::vector<int> counts = to_int(check_split("reduce_scatter", in_user, out_user));
+  const uint64_t bytes = static_cast<uint64_t>(in_user.nbytes());
   std::string what = fmt::format("reduce_scatter({}, {}, {} elements)", reduce_op_name(op),
-                                 c10::toString(in.scalar_type()), in.numel());
+                                 c10::toString(in_user.scalar_type()), in_user.numel());
+  auto st = std::make_shared<Staging>(stage_cpu_);
+  torch::Tensor in = st->add(in_user, true, false);
+  torch::Tensor out = st->add(out_user, false, true);
+  st->issued();
   return enqueue(
-      Collective::kReduceScatter, std::move(what), bytes, opts, [this, out, in, op, counts] {
+      Collective::kReduceScatter, std::move(what), bytes, opts, [this, st, out, in, op, counts] {
+        st->before();
         if (size_ == 1) {
           out.copy_(in);
+          st->after();
           return;
         }
         MPI_Datatype dt = mpi_type(in.scalar_type());
@@ -325,50 +430,70 @@ WorkPtr MpiGroup::reduce_scatter_async(torch::Tensor out, torch::Tensor in, Redu
           SHARDLM_MPI_CHECK(
               MPI_Reduce_scatter(in.data_ptr(), out.data_ptr(), counts.data(), dt, mop, comm_));
         if (op == ReduceOp::kAvg) out.div_(size_);
+        st->after();
       });
 }
 
-WorkPtr MpiGroup::all_gather_async(torch::Tensor out, torch::Tensor in,
+WorkPtr MpiGroup::all_gather_async(torch::Tensor out_user, torch::Tensor in_user,
                                    const CollectiveOptions& opts) {
-  check_tensor(out, "all_gather");
-  check_tensor(in, "all_gather");
-  (void)count_of(out, "all_gather");
-  std::vector<int> counts = to_int(check_split("all_gather", out, in));
-  const uint64_t bytes = static_cast<uint64_t>(out.nbytes());
-  std::string what =
-      fmt::format("all_gather({}, {} elements)", c10::toString(out.scalar_type()), out.numel());
-  return enqueue(Collective::kAllGather, std::move(what), bytes, opts, [this, out, in, counts] {
-    if (size_ == 1) {
-      if (out.data_ptr() != in.data_ptr()) out.copy_(in);
-      return;
-    }
-    MPI_Datatype dt = mpi_type(in.scalar_type());
-    bool even = std::all_of(counts.begin(), counts.end(), [&](int c) { return c == counts[0]; });
-    std::vector<int> displs(counts.size(), 0);
-    for (size_t i = 1; i < counts.size(); ++i) displs[i] = displs[i - 1] + counts[i - 1];
-    // `input` may be this rank's piece of `output` itself (ZeRO's in-place gather).
-    const void* send = in.data_ptr();
-    if (send == static_cast<const char*>(out.data_ptr()) + displs[rank_] * in.element_size())
-      send = MPI_IN_PLACE;
-    if (even)
-      SHARDLM_MPI_CHECK(MPI_Allgather(send, counts[0], dt, out.data_ptr(), counts[0], dt, comm_));
-    else
-      SHARDLM_MPI_CHECK(MPI_Allgatherv(send, counts[rank_], dt, out.data_ptr(), counts.data(),
-                                       displs.data(), dt, comm_));
-  });
+  check_tensor(out_user, "all_gather");
+  check_tensor(in_user, "all_gather");
+  (void)count_of(out_user, "all_gather");
+  std::vector<int> counts = to_int(check_split("all_gather", out_user, in_user));
+  const uint64_t bytes = static_cast<uint64_t>(out_user.nbytes());
+  std::string what = fmt::format("all_gather({}, {} elements)",
+                                 c10::toString(out_user.scalar_type()), out_user.numel());
+  std::vector<int> displs(counts.size(), 0);
+  for (size_t i = 1; i < counts.size(); ++i) displs[i] = displs[i - 1] + counts[i - 1];
+  // `input` may be this rank's piece of `output` itself (ZeRO's in-place gather):
+  // then it stays that piece of the staged output.
+  const bool in_place = in_user.data_ptr() == static_cast<const char*>(out_user.data_ptr()) +
+                                                  displs[rank_] * in_user.element_size();
+  auto st = std::make_shared<Staging>(stage_cpu_);
+  torch::Tensor out = st->add(out_user, /*copy_in=*/in_place, true);
+  torch::Tensor in =
+      in_place ? out.narrow(0, displs[rank_], counts[rank_]) : st->add(in_user, true, false);
+  st->issued();
+  return enqueue(
+      Collective::kAllGather, std::move(what), bytes, opts, [this, st, out, in, counts, displs] {
+        st->before();
+        if (size_ == 1) {
+          if (out.data_ptr() != in.data_ptr()) out.copy_(in);
+          st->after();
+          return;
+        }
+        MPI_Datatype dt = mpi_type(in.scalar_type());
+        bool even =
+            std::all_of(counts.begin(), counts.end(), [&](int c) { return c == counts[0]; });
+        const void* send = in.data_ptr();
+        if (send == static_cast<const char*>(out.data_ptr()) + displs[rank_] * in.element_size())
+          send = MPI_IN_PLACE;
+        if (even)
+          SHARDLM_MPI_CHECK(
+              MPI_Allgather(send, counts[0], dt, out.data_ptr(), counts[0], dt, comm_));
+        else
+          SHARDLM_MPI_CHECK(MPI_Allgatherv(send, counts[rank_], dt, out.data_ptr(), counts.data(),
+                                           displs.data(), dt, comm_));
+        st->after();
+      });
 }
 
-WorkPtr MpiGroup::broadcast_async(torch::Tensor t, int root, const CollectiveOptions& opts) {
-  check_tensor(t, "broadcast");
+WorkPtr MpiGroup::broadcast_async(torch::Tensor user, int root, const CollectiveOptions& opts) {
+  check_tensor(user, "broadcast");
   SHARDLM_CHECK(root >= 0 && root < size_, core::MpiError,
                 "broadcast: root {} outside a group of {} ranks", root, size_);
-  const int n = count_of(t, "broadcast");
-  const uint64_t bytes = static_cast<uint64_t>(t.nbytes());
-  std::string what =
-      fmt::format("broadcast(root {}, {}, {} elements)", root, c10::toString(t.scalar_type()), n);
-  return enqueue(Collective::kBroadcast, std::move(what), bytes, opts, [this, t, root, n] {
+  const int n = count_of(user, "broadcast");
+  const uint64_t bytes = static_cast<uint64_t>(user.nbytes());
+  std::string what = fmt::format("broadcast(root {}, {}, {} elements)", root,
+                                 c10::toString(user.scalar_type()), n);
+  auto st = std::make_shared<Staging>(stage_cpu_);
+  torch::Tensor t = st->add(user, /*copy_in=*/rank_ == root, /*copy_out=*/rank_ != root);
+  st->issued();
+  return enqueue(Collective::kBroadcast, std::move(what), bytes, opts, [this, st, t, root, n] {
+    st->before();
     if (size_ > 1)
       SHARDLM_MPI_CHECK(MPI_Bcast(t.data_ptr(), n, mpi_type(t.scalar_type()), root, comm_));
+    st->after();
   });
 }
 

@@ -1,5 +1,9 @@
-// MpiGroup: the ProcessGroup over MPI for CPU tensors (float32, float64, fp16,
-// bf16, int32, int64, uint8). fp16 and bf16 travel as 2-byte values and are
+// MpiGroup: the ProcessGroup over MPI for CPU tensors and, in a build with
+// SHARDLM_WITH_CUDA, CUDA tensors (float32, float64, fp16, bf16, int32, int64,
+// uint8). CUDA tensors are staged through pinned host memory (copied after the
+// work queued on the caller's current stream, copied back before the Work
+// completes), so ranks that share one GPU, which NCCL refuses, still run every
+// collective on device tensors. fp16 and bf16 travel as 2-byte values and are
 // reduced by user-defined MPI_Ops that widen each pair to fp32, combine and
 // round back (as NCCL does), so the bytes on the wire stay half-sized.
 //
@@ -36,6 +40,10 @@ class MpiGroup final : public ProcessGroup {
   MPI_Comm comm() const { return comm_; }
   // Sequence number of the last collective issued by this rank (the first is 1).
   int64_t issued() const;
+  // Tests: stage CPU tensors through separate host buffers, as CUDA tensors
+  // are, so that the staging path runs (and is checked) without a GPU. Set
+  // before issuing collectives.
+  void set_stage_cpu_tensors(bool on) { stage_cpu_ = on; }
 
   WorkPtr all_reduce_async(torch::Tensor tensor, ReduceOp op = ReduceOp::kSum,
                            const CollectiveOptions& opts = {}) override;
@@ -61,6 +69,7 @@ class MpiGroup final : public ProcessGroup {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Op>> queue_;
   bool stop_ = false;
+  bool stage_cpu_ = false;
   int64_t seq_ = 0;
   std::thread thread_;
 };

@@ -21,6 +21,7 @@ OptimizerConfig OptimizerConfig::from(const core::ConfigSection& s) {
   c.block_size = s.get("block_size", c.block_size);
   c.min_8bit_numel = s.get("min_8bit_numel", c.min_8bit_numel);
   c.embedding_fp32_state = s.get("embedding_fp32_state", c.embedding_fp32_state);
+  c.fused = s.get("fused", c.fused);
   return c;
 }
 

@@ -44,6 +44,7 @@ struct OptimizerConfig {
   int64_t block_size = 256;           // adam8bit: values per quantisation block (256 or 2048)
   int64_t min_8bit_numel = 4096;      // adam8bit: smaller parameters keep 32-bit states
   bool embedding_fp32_state = false;  // adam8bit: embeddings keep 32-bit states
+  bool fused = true;  // adamw: LibTorch's fused multi-tensor kernel where it has one (CUDA, >= 2.1)
 
   static OptimizerConfig from(const core::ConfigSection& s);
   void validate() const;

@@ -90,6 +90,10 @@ struct ShardedModel::Unit {
   bool frozen = false;  // layer-wise training: no gradients, no step
   bool into_buf = false;
   WorkPtr reduce_work, gather_work;
+  CopyStream::TicketPtr to_device;  // offload: the last copy of `master` up (step, gather)
+  CopyStream::TicketPtr to_host;    // offload: the last copy of a gradient down
+  torch::Tensor landed;             // streaming, accumulation: a later micro-batch's shard
+  bool pending_add = false;         // `landed` is still to be added to host_grad
   bool gathered = true;
   bool streamed = false;  // offload_params: the shard lives in `master` only
 
@@ -170,6 +174,12 @@ ShardedModel::ShardedModel(std::shared_ptr<torch::nn::Module> module,
       unit_params[units.size()].push_back(item.value());
 
   torch::NoGradGuard no_grad;
+  for (const auto& ps : unit_params)
+    if (!ps.empty()) {
+      copier_ = std::make_unique<CopyStream>(ps[0].device());
+      break;
+    }
+  if (!copier_) copier_ = std::make_unique<CopyStream>(torch::Device(torch::kCPU));
   for (size_t i = 0; i < unit_params.size(); ++i) {
     if (unit_params[i].empty() && i == units.size()) break;  // no root parameters
     auto u = std::make_unique<Unit>();
@@ -196,13 +206,14 @@ ShardedModel::ShardedModel(std::shared_ptr<torch::nn::Module> module,
     if (config_.cpu_offload) {
       u->master = u->opt_params(stage, rank).to(torch::kCPU, torch::kFloat, false, true);
       u->host_grad = torch::zeros_like(u->master);
-    }
-    if (config_.offload_params) {
-      // Pinned host memory, so that the copies to and from the GPU are DMA.
+      // Pinned host memory, so that the copies to and from the GPU are DMA
+      // and run asynchronously on the copy stream.
       if (device.is_cuda()) {
         u->master = u->master.pin_memory();
         u->host_grad = u->host_grad.pin_memory();
       }
+    }
+    if (config_.offload_params) {
       u->streamed = true;
       if (device.is_cpu() && u->flat->flat().scalar_type() == torch::kFloat) {
         u->param_shard = u->master;  // the all-gather reads the host shard itself
@@ -246,13 +257,20 @@ void ShardedModel::gather(Unit& u, bool wait) {
   if (config_.zero_stage != 3) return;
   if (!u.gathered && !u.gather_work) {
     alloc_storage(u.flat->flat());
-    torch::Tensor source = u.param_shard;
-    if (u.staging.defined()) {  // streamed to a GPU: host shard -> device first
+    if (u.staging.defined()) {
+      // Streamed to a GPU: host shard -> device, then the all-gather, both
+      // issued on the copy stream, so the collective waits for the copy and
+      // the compute stream waits for neither (Work::wait orders it later).
       alloc_storage(u.staging);
-      u.staging.copy_(u.master, /*non_blocking=*/true);
-      source = u.staging;
+      u.to_device = copier_->run(
+          [&] {
+            u.staging.copy_(u.master, /*non_blocking=*/true);
+            u.gather_work = group_->all_gather_async(u.flat->flat(), u.staging);
+          },
+          {u.staging, u.flat->flat()});
+    } else {
+      u.gather_work = group_->all_gather_async(u.flat->flat(), u.param_shard);
     }
-    u.gather_work = group_->all_gather_async(u.flat->flat(), source);
     note_memory();
   }
   if (wait && u.gather_work) {
@@ -363,18 +381,35 @@ void ShardedModel::on_unit_grads_ready(Unit& u) {
 
 // Streaming: a unit's reduced gradient shard goes to the host (copied at a
 // step's first micro-batch, added at later ones) and its device buffers go.
+// The copy down runs on the copy stream; the host waits for it only when it
+// reads host_grad (finish_landing: the step, or the next landing of the unit).
 void ShardedModel::land_grads(Unit& u) {
   if (!u.reduce_work) return;
   u.reduce_work->wait();
   u.reduce_work.reset();
   torch::NoGradGuard no_grad;
-  if (u.grad_shard_empty)
-    u.host_grad.copy_(u.grad_shard);
-  else
-    u.host_grad.add_(u.grad_shard.to(torch::kCPU));
+  finish_landing(u);  // a previous micro-batch's landing of this unit
+  if (u.grad_shard_empty) {
+    u.to_host = copier_->copy(u.host_grad, u.grad_shard);
+  } else {
+    if (!u.landed.defined())
+      u.landed = torch::empty_like(u.host_grad,
+                                   torch::TensorOptions().pinned_memory(u.grad_shard.is_cuda()));
+    u.to_host = copier_->copy(u.landed, u.grad_shard);
+    u.pending_add = true;
+  }
   u.grad_shard_empty = false;
-  free_storage(u.grad_full);
+  free_storage(u.grad_full);  // recorded on the copy stream: reused only after the copy
   free_storage(u.grad_shard);
+}
+
+void ShardedModel::finish_landing(Unit& u) {
+  CopyStream::host_waits(u.to_host);
+  u.to_host.reset();
+  if (u.pending_add) {
+    u.host_grad.add_(u.landed);
+    u.pending_add = false;
+  }
 }
 
 void ShardedModel::finish_reductions() {
@@ -393,6 +428,7 @@ void ShardedModel::finish_reductions() {
   for (auto& u : units_) {
     if (u->streamed) {
       land_grads(*u);
+      finish_landing(*u);
       // A unit that received nothing this step (frozen) has no stale host gradient.
       if (u->grad_shard_empty) u->host_grad.zero_();
       continue;
@@ -446,19 +482,40 @@ torch::Tensor ShardedModel::step(double max_grad_norm) {
                                          : global_grad_norm_tensor(grads, over);
   std::vector<WorkPtr> gathers;
   torch::NoGradGuard no_grad;
+  // Offload (not streamed): every unit's gradient goes down first, so that the
+  // copies of later units overlap the CPU steps of earlier ones.
+  if (config_.cpu_offload)
+    for (size_t k = 0; k < units_.size(); ++k) {
+      Unit& u = *units_[k];
+      if (!u.frozen && !u.streamed) u.to_host = copier_->copy(u.host_grad, grads[k]);
+    }
   for (size_t k = 0; k < units_.size(); ++k) {
     Unit& u = *units_[k];
     if (u.frozen) continue;
     torch::Tensor params = u.opt_params(stage, rank);
+    // The CPU writes `master`: the last copy up from it must be done.
+    CopyStream::host_waits(u.to_device);
+    u.to_device.reset();
     if (u.streamed) {
       u.opt->step(u.master, u.host_grad);  // the next gather reads `master`
-    } else if (config_.cpu_offload) {
-      u.host_grad.copy_(grads[k]);
-      u.opt->step(u.master, u.host_grad);
-      params.copy_(u.master);
-    } else {
-      u.opt->step(params, grads[k]);
+      continue;
     }
+    if (config_.cpu_offload) {
+      CopyStream::host_waits(u.to_host);
+      u.to_host.reset();
+      u.opt->step(u.master, u.host_grad);
+      // Up again on the copy stream, with the all-gather that reads it (stages 1-2).
+      u.to_device = copier_->run(
+          [&] {
+            params.copy_(u.master, /*non_blocking=*/true);
+            if (stage == 1 || stage == 2)
+              gathers.push_back(group_->all_gather_async(u.flat->flat(), params));
+          },
+          {params, u.flat->flat()});
+      copier_->compute_waits(u.to_device);  // the next forward reads the parameters
+      continue;
+    }
+    u.opt->step(params, grads[k]);
     if (stage == 1 || stage == 2)
       gathers.push_back(group_->all_gather_async(u.flat->flat(), params));
   }

@@ -29,6 +29,13 @@
 //            landed on the host. The compute device then holds about two
 //            units' parameters and gradients (plus the root's) at any time,
 //            so a model larger than device memory trains.
+//   On a GPU, offload's transfers run on a copy stream of their own
+//   (copy_stream.h) between pinned host buffers and the device: the step
+//   copies every unit's gradient down first and then, unit by unit, waits for
+//   one, steps it on the CPU and sends it back while the next is stepped;
+//   streaming fetches a unit's shard (and issues its all-gather) on the copy
+//   stream, and lands reduced gradients without stopping the host, so the
+//   compute stream never queues behind a transfer.
 //
 // Per micro-batch: begin_micro_batch(last) -> forward, calling run_unit(i, x, f)
 // for each unit -> loss.backward() -> ... -> step() after the last one.
@@ -45,6 +52,7 @@
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
+#include "parallel/copy_stream.h"
 #include "parallel/flat_params.h"
 #include "parallel/optimizer.h"
 #include "parallel/process_group.h"
@@ -180,6 +188,7 @@ class ShardedModel {
   void zero_grads();
   void pre_backward(size_t i);
   void land_grads(Unit& u);
+  void finish_landing(Unit& u);
   void note_memory();
 
   std::shared_ptr<torch::nn::Module> module_;
@@ -189,7 +198,8 @@ class ShardedModel {
   bool last_micro_batch_ = true;
   bool in_step_ = false;
   Memory peak_;
-  std::vector<Unit*> in_flight_;  // offload_params: reductions not yet landed on the host
+  std::vector<Unit*> in_flight_;        // offload_params: reductions not yet landed on the host
+  std::unique_ptr<CopyStream> copier_;  // offload: host<->device transfers
   friend struct PreBackwardFn;
 };
 

@@ -9,10 +9,27 @@
 #include <fmt/format.h>
 
 #include "core/log.h"
+#include "parallel/device_memory.h"
 
 namespace shardlm::runtime {
 
 namespace fs = std::filesystem;
+
+namespace {
+// LibTorch's caching-allocator bytes for the step message (mem.device_*). The
+// peak restarts at every report: each message carries the high-water mark
+// since the previous one.
+monitor::DeviceMemorySource allocator_bytes(const torch::Device& device) {
+  if (!device.is_cuda()) return {};
+  const int index = device.has_index() ? device.index() : 0;
+  return [index]() -> std::optional<monitor::DeviceAllocatorBytes> {
+    auto m = parallel::cuda_memory(index);
+    if (!m) return std::nullopt;
+    parallel::reset_cuda_peak(index);
+    return monitor::DeviceAllocatorBytes{m->allocated, m->reserved, m->peak_allocated};
+  };
+}
+}  // namespace
 
 Reporter::Reporter(const RunSettings& s, const core::Env& env, core::Comm& comm)
     : env_(env), every_(s.mon.every), total_steps_(s.train.steps) {
@@ -29,7 +46,8 @@ Reporter::Reporter(const RunSettings& s, const core::Env& env, core::Comm& comm)
   // resolve_producer_token); with monitor.embedded rank 0's aggregator uses it too.
   mc.token = monitor::resolve_producer_token(mc, s.train.run_dir, comm);
   mon_ = monitor::open_monitor(mc, env.rank, env.world_size, s.train.run_dir, run_id_);
-  probe_ = std::make_unique<monitor::HardwareProbe>(s.device.is_cuda() ? s.device.index() : -1);
+  probe_ = std::make_unique<monitor::HardwareProbe>(s.device.is_cuda() ? s.device.index() : -1,
+                                                    allocator_bytes(s.device));
   if (env.is_root()) {
     core::ProgressBar::Options o;
     o.total = static_cast<double>(s.train.steps);

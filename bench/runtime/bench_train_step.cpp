@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/gpt.h"
+#include "parallel/device_memory.h"
 #include "parallel/mpi_group.h"
 #include "parallel/nccl_group.h"
 #include "core/env.h"
@@ -101,6 +102,11 @@ int main(int argc, char** argv) {
   }
   std::sort(times.begin(), times.end());
   double med = times[times.size() / 2];
+  // The caching allocator's high-water mark over the whole run (as PyTorch's
+  // torch.cuda.max_memory_allocated in pytorch_train_step.py).
+  nlohmann::json peak = nullptr;
+  if (dev.is_cuda())
+    if (auto m = parallel::cuda_memory(dev.has_index() ? dev.index() : 0)) peak = m->peak_allocated;
   nlohmann::json j = {{"impl", "shardlm"},
                       {"torch", TORCH_VERSION},
                       {"device", device},
@@ -110,8 +116,12 @@ int main(int argc, char** argv) {
                       {"step_s", med},
                       {"tokens_per_s", batch * seq / med},
                       {"loss", loss_v},
+                      {"peak_bytes", peak},
                       {"parameters", cfg.num_parameters()}};
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);  // before teardown, whatever happens there
+  // Nothing may be in flight when the engine, its group and then MPI go: the
+  // NCCL group's stream and the tensors recorded on it outlive neither.
+  if (dev.is_cuda()) torch::cuda::synchronize();
   return 0;
 }

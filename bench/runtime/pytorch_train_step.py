@@ -12,6 +12,7 @@ GPU (PyTorch 2.x):               python3 pytorch_train_step.py --device cuda --d
 import argparse
 import json
 import math
+import os
 import statistics
 import time
 
@@ -83,6 +84,8 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--compile", action="store_true", help="torch.compile (PyTorch 2.x)")
+    ap.add_argument("--go-file", help="after the warm-up steps (compilation), wait until this file "
+                    "exists before the timed steps (gpu_check.sh compiles while it builds shardlm)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -99,6 +102,10 @@ def main():
     y = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
     times = []
     for i in range(a.warmup + a.steps):
+        if i == a.warmup and a.go_file:
+            deadline = time.time() + 900
+            while not os.path.exists(a.go_file) and time.time() < deadline:
+                time.sleep(0.2)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -116,9 +123,12 @@ def main():
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "device": str(dev),
+    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
+    print(json.dumps({"impl": "pytorch" + ("+compile" if a.compile else ""),
+                      "torch": torch.__version__, "device": str(dev),
                       "dtype": a.dtype, "threads": torch.get_num_threads(), "step_s": med,
-                      "tokens_per_s": a.batch * a.seq / med, "loss": float(loss)}))
+                      "tokens_per_s": a.batch * a.seq / med, "loss": float(loss),
+                      "peak_bytes": peak}))
 
 
 if __name__ == "__main__":

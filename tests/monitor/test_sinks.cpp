@@ -154,6 +154,30 @@ TEST(SinkHardware, HostMemoryFromProcAndNoGpuWithoutNvml) {
   EXPECT_TRUE(protocol_validator().valid(encode_step(0, m)));
 }
 
+// The trainer hands the probe LibTorch's allocator statistics: they reach the
+// step message as mem.device_* (valid under the schema); a source with nothing
+// to say (a CPU run) leaves them out.
+TEST(SinkHardware, DeviceAllocatorBytesFromTheCallersSource) {
+  int calls = 0;
+  HardwareProbe probe(-1, [&]() -> std::optional<DeviceAllocatorBytes> {
+    ++calls;
+    return DeviceAllocatorBytes{3 << 20, 8 << 20, 5 << 20};
+  });
+  StepMetrics m = a_step(1);
+  probe.fill(m);
+  EXPECT_EQ(calls, 1);
+  auto j = encode_step(0, m);
+  EXPECT_EQ(j["mem"]["device_allocated"], 3 << 20);
+  EXPECT_EQ(j["mem"]["device_reserved"], 8 << 20);
+  EXPECT_EQ(j["mem"]["device_peak"], 5 << 20);
+  EXPECT_TRUE(protocol_validator().valid(j));
+  HardwareProbe cpu(-1, [] { return std::optional<DeviceAllocatorBytes>(); });
+  StepMetrics c = a_step(2);
+  cpu.fill(c);
+  EXPECT_FALSE(c.mem.device_allocated.has_value());
+  EXPECT_FALSE(encode_step(0, c)["mem"].contains("device_peak"));
+}
+
 TEST(SinkConfig, ReadsTheMonitorSectionAndRejectsBadValues) {
   using shardlm::core::RunConfig;
   auto rc = RunConfig::parse(

@@ -1,5 +1,6 @@
 // MpiGroup collectives on 1, 2 and 4 ranks: every dtype and reduction,
-// uneven piece sizes, async handles, argument checks and byte accounting.
+// uneven piece sizes, async handles, argument checks and byte accounting; the
+// host staging path that CUDA tensors take, run here on CPU tensors.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -201,6 +202,74 @@ TEST(Collectives, AccountingFollowsTheRingFormulas) {
   EXPECT_EQ(g.stats().step(Collective::kAllGather).calls, 1u);
   EXPECT_GE(ar.seconds, 0.0);
   EXPECT_NE(g.stats().summary().find("all_reduce"), std::string::npos);
+}
+
+// The path CUDA tensors take (copy into a host buffer, MPI on it, copy back),
+// forced for CPU tensors: the caller's tensors get the same results as the
+// direct path, including ZeRO's in-place all-gather and many calls in flight.
+TEST(Collectives, StagedThroughHostMatchesDirect) {
+  MpiGroup g(MPI_COMM_WORLD, quick_options());
+  g.set_stage_cpu_tensors(true);
+  const int p = g.size(), r = g.rank();
+  for (auto dt : kAllTypes) {
+    for (auto op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
+      if (op == ReduceOp::kAvg && !c10::isFloatingType(dt)) continue;
+      auto t = rank_values(r, 1001, dt);
+      g.all_reduce(t, op);
+      expect_equal(t, expected(op, p, 1001, dt),
+                   fmt::format("staged all_reduce {} {}", c10::toString(dt), reduce_op_name(op)));
+    }
+    for (int root = 0; root < p; ++root) {
+      auto t = rank_values(r, 33, dt);
+      g.broadcast(t, root);
+      expect_equal(t, rank_values(root, 33, dt), fmt::format("staged broadcast root {}", root));
+    }
+  }
+  for (auto dt : kFloatTypes) {
+    for (int64_t n : {int64_t(p) * 3, int64_t(p) * 5 + p - 1}) {
+      auto off = split_offsets(n, p);
+      auto in = rank_values(r, n, dt);
+      auto out = torch::full({off[r + 1] - off[r]}, -7, dt);
+      g.reduce_scatter(out, in, ReduceOp::kAvg);
+      expect_equal(out, expected(ReduceOp::kAvg, p, n, dt).slice(0, off[r], off[r + 1]),
+                   fmt::format("staged reduce_scatter {} n={}", c10::toString(dt), n));
+      expect_equal(in, rank_values(r, n, dt), "reduce_scatter leaves its input alone");
+    }
+  }
+  for (int64_t n : {int64_t(p) * 4, int64_t(p) * 4 + 3}) {
+    auto off = split_offsets(n, p);
+    auto whole = torch::arange(n, torch::kLong).to(torch::kFloat);
+    auto out = torch::full({n}, -1.0f);
+    g.all_gather(out, whole.slice(0, off[r], off[r + 1]).clone());
+    expect_equal(out, whole, fmt::format("staged all_gather n={}", n));
+    // In place: the input is this rank's piece of the output itself.
+    auto inplace = torch::full({n}, -1.0f);
+    inplace.slice(0, off[r], off[r + 1]).copy_(whole.slice(0, off[r], off[r + 1]));
+    g.all_gather(inplace, inplace.slice(0, off[r], off[r + 1]));
+    expect_equal(inplace, whole, fmt::format("staged in-place all_gather n={}", n));
+  }
+  std::vector<torch::Tensor> ts;
+  std::vector<WorkPtr> works;
+  for (int i = 0; i < 6; ++i) {
+    ts.push_back(rank_values(r, 5000 + i, torch::kFloat));
+    works.push_back(g.all_reduce_async(ts.back(), ReduceOp::kSum));
+  }
+  for (int i = 5; i >= 0; --i) works[i]->wait();
+  for (int i = 0; i < 6; ++i)
+    expect_equal(ts[i], expected(ReduceOp::kSum, p, 5000 + i, torch::kFloat),
+                 fmt::format("staged async {}", i));
+}
+
+TEST(Collectives, TensorsOnOtherDevicesAreRefused) {
+  MpiGroup g(MPI_COMM_WORLD, quick_options());
+  auto meta = torch::empty({8}, torch::TensorOptions().device(torch::kMeta));
+  try {
+    g.all_reduce(meta);
+    FAIL() << "expected core::MpiError";
+  } catch (const core::MpiError& e) {
+    EXPECT_NE(std::string(e.what()).find("meta"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(g.issued(), 0);
 }
 
 #ifndef SHARDLM_WITH_CUDA
