@@ -251,6 +251,7 @@ void ContinuousBatcher::Impl::end_seq(uint64_t id, const std::string& finish, Se
   }
   jr.seqs[r.choice] = 0;
   seqs.erase(it);
+  publish_pool();  // before the job's answer goes out: /metrics already shows the blocks freed
   if (--jr.live == 0) end_job(jr);
 }
 

@@ -236,12 +236,15 @@ TEST(ServeScheduler, PrefixCacheSharesFullPromptBlocksAndCountsHits) {
   EXPECT_EQ(s.seq(b).blocks[1], a1);
   EXPECT_EQ(s.prefix_queries(), 9u + 13u);
   EXPECT_EQ(s.prefix_hits(), 8u);
+  s.computed(p);
+  s.append(b, 5);
   // Held by b and by c at once: count 2, no copy.
   std::vector<int64_t> exact = iota(8);  // all of it cached, but its last token is computed
   const uint64_t c = s.add(exact);
   p = s.schedule();
-  ASSERT_EQ(p.chunks.size(), 1u);
-  EXPECT_EQ(p.chunks[0].start, 4);
+  ASSERT_EQ(p.chunks.size(), 2u);  // b decodes, c is admitted
+  ASSERT_NE(find_chunk(p, c), nullptr);
+  EXPECT_EQ(find_chunk(p, c)->start, 4);
   EXPECT_EQ(s.seq(c).blocks[0], a0);
   EXPECT_EQ(pool.ref_count(a0), 2);
   // A sibling (n > 1) waits until the first one's prompt is computed, then shares it.
@@ -650,15 +653,23 @@ TEST(ServeChat, StopStringsAreHeldBackWhileStreaming) {
   ServeConfig cfg;
   cfg.cache_entries = 0;
   Running s(cfg);
-  // A two-character stop string that the greedy text contains.
-  const Expected full = generate_alone("the cat sat", greedy(40));
-  std::string stop;
-  for (size_t i = 2; i + 1 < full.text.size() && stop.empty(); ++i)
-    if (std::isalpha(static_cast<unsigned char>(full.text[i])) &&
-        std::isalpha(static_cast<unsigned char>(full.text[i + 1])))
-      stop = full.text.substr(i, 2);
-  if (stop.empty()) GTEST_SKIP() << "no two ASCII letters in the continuation";
-  json body = {{"prompt", "the cat sat"}, {"max_tokens", 40}, {"temperature", 0}, {"stop", stop}};
+  // A two-character stop string that a greedy continuation contains (printable
+  // ASCII: a random model's bytes are often not valid UTF-8).
+  std::string prompt, stop;
+  Expected full;
+  for (const std::string p : {"the cat sat", "the old man", "a bird sang in the", "fire", "the"}) {
+    full = generate_alone(p, greedy(40));
+    for (size_t i = 2; i + 1 < full.text.size() && stop.empty(); ++i)
+      if (std::isgraph(static_cast<unsigned char>(full.text[i])) &&
+          std::isgraph(static_cast<unsigned char>(full.text[i + 1])))
+        stop = full.text.substr(i, 2);
+    if (!stop.empty()) {
+      prompt = p;
+      break;
+    }
+  }
+  ASSERT_FALSE(stop.empty()) << "no two printable ASCII characters in any continuation";
+  json body = {{"prompt", prompt}, {"max_tokens", 40}, {"temperature", 0}, {"stop", stop}};
   HttpResult whole = s.post("/v1/completions", body);
   const std::string want = json::parse(whole.body)["choices"][0]["text"];
   EXPECT_EQ(want, full.text.substr(0, full.text.find(stop)));
