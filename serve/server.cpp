@@ -466,12 +466,16 @@ class Session : public std::enable_shared_from_this<Session> {
   void watch_disconnect() {
     stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
       if (!self->counted_ || self->closed_ || ec == net::error::operation_aborted) return;
+      if (ec) return self->client_gone();
+      // Never block the strand: the bytes that woke us may already have been read.
+      auto& sock = self->stream_.socket();
+      error_code nb, peek;
+      sock.non_blocking(true, nb);
       char c;
-      error_code peek;
-      const size_t n =
-          ec ? 0
-             : self->stream_.socket().receive(net::buffer(&c, 1), tcp::socket::message_peek, peek);
-      if (ec || peek || n == 0) self->client_gone();
+      const size_t n = sock.receive(net::buffer(&c, 1), tcp::socket::message_peek, peek);
+      if (peek == net::error::would_block || peek == net::error::try_again)
+        return self->watch_disconnect();  // nothing there after all: watch again
+      if (peek || n == 0) self->client_gone();
     });
   }
   void client_gone() {
