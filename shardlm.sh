@@ -68,6 +68,13 @@ cmd_setup() {
       (cd monitor/dashboard && npm ci --no-audit --no-fund --loglevel=error)
     fi
   fi
+  # the OpenAI SDK test of `shardlm serve` (tests/serve/sdk, ctest serve.sdk)
+  if [ -f tests/serve/sdk/package-lock.json ]; then
+    if [ ! -d tests/serve/sdk/node_modules ] || [ tests/serve/sdk/package-lock.json -nt tests/serve/sdk/node_modules ]; then
+      log "installing the serve SDK test's packages (npm ci)"
+      (cd tests/serve/sdk && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+  fi
   if [ -x scripts/fetch_reference.sh ]; then scripts/fetch_reference.sh; fi
 }
 

@@ -1,26 +1,45 @@
 // `shardlm serve`: the HTTP inference server (serve/server.h) over one model:
 // OpenAI-style /v1/completions with batching, a response cache and streaming.
+// Settings: --config FILE ([serve] section), --serve.key=value, or the flags.
 // Prints "listening on URL" once it accepts connections (--port 0: a free port);
 // SIGINT / SIGTERM finish the requests in flight, then exit 0. docs/serving.md.
 #include <cstdio>
+#include <cstdlib>
 
-#include "launcher/app.h"
 #include "core/error.h"
+#include "launcher/app.h"
+#include "launcher/section_flags.h"
 #include "serve/server.h"
 
 namespace shardlm::launcher {
 
 namespace {
 
+// The [serve] section: the server's keys (serve::ServeConfig::from) and what
+// the command loads and runs the model with.
 struct ServeArgs {
   std::string model, tokenizer;
   serve::ServeConfig cfg;
   std::string device = "cpu";
   int threads = 0;
+
+  static ServeArgs from(const core::RunConfig& rc) {
+    const core::ConfigSection s = rc.section("serve");
+    ServeArgs a;
+    a.model = s.require<std::string>("model");
+    a.tokenizer = s.get("tokenizer", a.tokenizer);
+    a.device = s.get("device", a.device);
+    a.threads = s.get("threads", a.threads);
+    a.cfg = serve::ServeConfig::from(s);
+    rc.check_unknown_keys();
+    return a;
+  }
 };
 
 int run_serve(ServeArgs a) {
   a.cfg.handle_signals = true;
+  if (a.cfg.api_key.empty())
+    if (const char* k = std::getenv("SHARDLM_API_KEY")) a.cfg.api_key = k;
   a.cfg.validate();
   serve::EngineConfig ec = serve::engine_config(a.cfg);
   ec.device = a.device;
@@ -33,6 +52,9 @@ int run_serve(ServeArgs a) {
   std::printf("shardlm serve: model %s (%lld parameters, context %lld) listening on %s\n",
               server.model_name().c_str(), static_cast<long long>(mi.parameters),
               static_cast<long long>(mi.context_length), server.url().c_str());
+  if (mi.scheduler == "continuous")
+    std::printf("shardlm serve: continuous scheduler, KV cache %d blocks x %d tokens (%.1f MiB)\n",
+                mi.kv_blocks, mi.block_size, static_cast<double>(mi.kv_bytes) / (1 << 20));
   std::fflush(stdout);
   server.wait();
   std::printf("shardlm serve: stopped\n");
@@ -44,35 +66,45 @@ int run_serve(ServeArgs a) {
 
 void register_serve(CLI::App& app, Context&, Command& run) {
   auto* cmd = app.add_subcommand("serve", "HTTP inference server (OpenAI-style completions)");
-  auto a = std::make_shared<ServeArgs>();
-  serve::ServeConfig& c = a->cfg;
-  cmd->add_option("--model,-m", a->model,
-                  "Model directory (model.safetensors + config.json), .safetensors file or "
-                  "training checkpoint")
-      ->required();
-  cmd->add_option("--tokenizer,-t", a->tokenizer,
-                  "Tokenizer file (default: tokenizer.json beside the model)");
-  cmd->add_option("--model-name", c.model_name,
-                  "Name in responses (default: the directory of the weights)");
-  cmd->add_option("--host", c.host, "Address to listen on")->capture_default_str();
-  cmd->add_option("--port", c.port, "Port (0 = any free port)")->capture_default_str();
-  cmd->add_option("--max-batch", c.max_batch, "Rows decoded together")->capture_default_str();
-  cmd->add_option("--batch-wait-ms", c.batch_wait_ms, "How long a request waits for others")
-      ->capture_default_str();
-  cmd->add_option("--max-queue", c.max_queue, "Waiting requests before 503")->capture_default_str();
-  cmd->add_option("--cache-entries", c.cache_entries, "Response cache entries (0 = off)")
-      ->capture_default_str();
-  cmd->add_option("--cache-bytes", c.cache_bytes, "Response cache size bound")
-      ->capture_default_str();
-  cmd->add_option("--max-body-bytes", c.max_body_bytes, "Larger request bodies get 413")
-      ->capture_default_str();
-  cmd->add_option("--default-max-tokens", c.default_max_tokens,
-                  "max_tokens of requests that give none")
-      ->capture_default_str();
-  cmd->add_option("--io-threads", c.io_threads, "HTTP threads")->capture_default_str();
-  cmd->add_option("--threads", a->threads, "CPU threads for the model (0 = default)");
-  cmd->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->callback([a, &run] { run = [a] { return run_serve(*a); }; });
+  auto f = std::make_shared<SectionFlags>(cmd, "serve");
+  using Str = std::string;
+  f->alias<Str>("--model,-m", "model",
+                "Model directory (model.safetensors + config.json), .safetensors file or "
+                "training checkpoint (required)");
+  f->alias<Str>("--tokenizer,-t", "tokenizer",
+                "Tokenizer file (default: tokenizer.json beside the model)");
+  f->alias<Str>("--model-name", "model_name",
+                "Name in responses (default: the directory of the weights)");
+  f->alias<Str>("--host", "host", "Address to listen on (default 127.0.0.1)");
+  f->alias<int64_t>("--port", "port", "Port (default 8000; 0 = any free port)");
+  f->alias<Str>("--scheduler", "scheduler",
+                "continuous (admit requests at every step, paged KV cache; default) or static "
+                "(batch by batch)");
+  f->alias<int64_t>("--max-batch", "max_batch",
+                    "Sequences running together (static: rows per batch; default 8)");
+  f->alias<int64_t>("--block-size", "block_size", "Tokens per KV-cache block (default 16)");
+  f->alias<int64_t>("--kv-blocks", "kv_blocks",
+                    "KV-cache blocks (0 = max-batch full contexts); bounds the cache's memory");
+  f->alias<int64_t>("--max-num-batched-tokens", "max_num_batched_tokens",
+                    "Tokens computed per step, prefill chunks + decodes (default 512)");
+  f->alias_flag("--no-prefix-caching", "prefix_caching", false,
+                "Do not share prompt KV blocks between requests");
+  f->alias<Str>("--api-key", "api_key",
+                "Require 'Authorization: Bearer KEY' on /v1/* (default: $SHARDLM_API_KEY)");
+  f->alias<int64_t>("--batch-wait-ms", "batch_wait_ms",
+                    "static: how long a request waits for others (default 5)");
+  f->alias<int64_t>("--max-queue", "max_queue", "Waiting requests before 503 (default 256)");
+  f->alias<int64_t>("--cache-entries", "cache_entries",
+                    "Response cache entries (default 1024; 0 = off)");
+  f->alias<int64_t>("--cache-bytes", "cache_bytes", "Response cache size bound (default 64 MiB)");
+  f->alias<int64_t>("--max-body-bytes", "max_body_bytes",
+                    "Larger request bodies get 413 (default 1 MiB)");
+  f->alias<int64_t>("--default-max-tokens", "default_max_tokens",
+                    "max_tokens of requests that give none (default 16)");
+  f->alias<int64_t>("--io-threads", "io_threads", "HTTP threads (default 2)");
+  f->alias<int64_t>("--threads", "threads", "CPU threads for the model (0 = default)");
+  f->alias<Str>("--device", "device", "cpu, cuda or cuda:N (default cpu)");
+  cmd->callback([f, &run] { run = [f] { return run_serve(ServeArgs::from(f->load())); }; });
 }
 
 }  // namespace shardlm::launcher

@@ -152,6 +152,11 @@ Tensor CausalSelfAttentionImpl::forward(const Tensor& x, const AttentionContext&
     k = k.transpose(1, 2);
   }
 
+  if (ctx.backend) {  // keys, values and masking live outside the model
+    Tensor y = ctx.backend->attend(layer, q, k, v);  // (B, H, T, D)
+    y = c_proj(y.transpose(1, 2).reshape({B * T, C}));
+    return maybe_dropout(y, resid_dropout_, ctx.training).view({B, T, C});
+  }
   if (ctx.cache) {
     // Append this call's keys and values at slots [offset, offset + T) and attend
     // to every slot filled so far (masking is in ctx.bias).
@@ -375,7 +380,24 @@ Tensor GPTImpl::hidden(const Tensor& ids, const ForwardOptions& opts) {
   Tensor positions, key_mask;  // (B, T) int64, (B, Tk) bool
   int64_t offset = 0;
   Tensor new_mask = mask_in.defined() ? mask_in.to(torch::kBool) : Tensor();
-  if (KVCache* cache = opts.cache) {
+  if (opts.positions.defined()) {
+    SHARDLM_CHECK(!opts.cache, core::ModelError,
+                  "ForwardOptions::positions cannot be combined with a KV cache (the cache "
+                  "keeps each row's positions)");
+    SHARDLM_CHECK(opts.positions.sizes() == ids.sizes(), core::ModelError,
+                  "positions must match ids {} but is {}", str(ids.sizes()),
+                  str(opts.positions.sizes()));
+  }
+  if (opts.attention_backend) {
+    SHARDLM_CHECK(!opts.cache && !mask_in.defined() && !opts.capture_attention, core::ModelError,
+                  "an attention backend holds the keys and masks them itself: give no cache, "
+                  "attention_mask or capture_attention with it");
+    ctx.backend = opts.attention_backend;
+    positions = opts.positions;
+    // Tables (sinusoid, RoPE) are sized by offset + T: make that cover the
+    // largest position (packed tokens can sit far beyond T).
+    if (positions.defined()) offset = std::max<int64_t>(0, positions.max().item<int64_t>() + 1 - T);
+  } else if (KVCache* cache = opts.cache) {
     if (cache->empty()) {
       cache->k.assign(cfg_.n_layer, Tensor());
       cache->v.assign(cfg_.n_layer, Tensor());
@@ -403,7 +425,13 @@ Tensor GPTImpl::hidden(const Tensor& ids, const ForwardOptions& opts) {
     ctx.cache_offset = offset;
   } else if (new_mask.defined()) {
     key_mask = new_mask;
+    SHARDLM_CHECK(!opts.positions.defined(), core::ModelError,
+                  "ForwardOptions::positions cannot be combined with an attention_mask (the "
+                  "mask decides the positions)");
     positions = (new_mask.to(torch::kLong).cumsum(1) - 1).clamp_min(0);
+  } else if (opts.positions.defined()) {
+    positions = opts.positions;
+    offset = std::max<int64_t>(0, positions.max().item<int64_t>() + 1 - T);
   }
 
   Tensor x = embed(ids, positions, offset);  // (B, T, C)
@@ -416,7 +444,7 @@ Tensor GPTImpl::hidden(const Tensor& ids, const ForwardOptions& opts) {
     ctx.bias = torch::zeros({B, 1, T, Tk}, x.options())
                    .masked_fill_(allowed.logical_not().unsqueeze(1), kNegInf);  // (B, 1, T, Tk)
     ctx.plain_causal = false;
-  } else {
+  } else if (!ctx.backend) {
     ctx.bias = causal_bias(T, x.scalar_type(), dev);  // (T, T)
   }
   if (cfg_.positional == "rope") {

@@ -51,6 +51,20 @@ struct KVCache {
   void reorder(const torch::Tensor& index);
 };
 
+// Attention whose keys and values live outside the model: a serving engine's
+// paged KV cache (serve/paged_kv.h) keeps them in blocks shared between
+// requests and decides which keys each query sees. Every layer hands it this
+// call's queries, keys and values, (B, H, T, D) with RoPE applied; it stores
+// the keys and values and returns softmax(q K^T / sqrt(D) + mask) V over the
+// keys it holds, (B, H, T, D). The model stays single-device and knows nothing
+// of blocks or requests.
+class AttentionBackend {
+ public:
+  virtual ~AttentionBackend() = default;
+  virtual torch::Tensor attend(int64_t layer, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v) = 0;
+};
+
 using BlockFn = std::function<torch::Tensor(const torch::Tensor&)>;
 // How each block is run: runner(layer, run_block, x) must return run_block(x) or
 // an equivalent (recomputation for checkpointing, parameter gathers around it).
@@ -64,6 +78,13 @@ struct ForwardOptions {
   KVCache* cache = nullptr;        // incremental decoding: append keys/values, attend to all
   BlockRunner block_runner;        // default: block(x)
   AttentionPath attention = AttentionPath::kAuto;
+  // Position ids (B, T) int64 of the tokens, for packed batches whose tokens
+  // belong to different sequences (the attention backend's case); without it
+  // positions are 0..T-1 (or follow the mask and the cache). Not with `cache`.
+  torch::Tensor positions;
+  // Keys, values and masking handled outside the model (see AttentionBackend);
+  // excludes cache, attention_mask and capture_attention.
+  AttentionBackend* attention_backend = nullptr;
 };
 
 // What every block needs from one forward call: computed once by GPTImpl.
@@ -79,6 +100,7 @@ struct AttentionContext {
   AttentionPath path = AttentionPath::kAuto;
   bool training = false;
   std::vector<torch::Tensor>* captured = nullptr;  // non-null: append (B, H, Tq, Tk) probs
+  AttentionBackend* backend = nullptr;             // non-null: it attends (bias unused)
 };
 
 // softmax(q k^T / sqrt(D) + bias) v with dropout on the probabilities.

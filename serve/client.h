@@ -4,6 +4,7 @@
 // show that events arrive before the response ends). Header-only, torch-free.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <vector>
@@ -21,12 +22,15 @@ struct HttpResult {
   bool chunked = false;
   std::vector<std::string> chunks;  // chunked bodies: each chunk
   std::vector<int> chunk_reads;     // the read (0, 1, ...) each chunk completed in
+  std::vector<double>
+      chunk_seconds;  // when each chunk completed, seconds after the request went out
 };
 
 // Sends one request on a new connection (Connection: close) and reads the whole answer.
 inline HttpResult http_request(uint16_t port, const std::string& method, const std::string& target,
                                const std::string& body = "",
-                               const std::string& content_type = "application/json") {
+                               const std::string& content_type = "application/json",
+                               const std::string& authorization = "") {
   namespace beast = boost::beast;
   namespace http = beast::http;
   namespace net = boost::asio;
@@ -37,12 +41,14 @@ inline HttpResult http_request(uint16_t port, const std::string& method, const s
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, "127.0.0.1");
   req.keep_alive(false);
+  if (!authorization.empty()) req.set(http::field::authorization, authorization);
   if (!body.empty() || method == "POST") {
     req.set(http::field::content_type, content_type);
     req.body() = body;
     req.prepare_payload();
   }
   http::write(stream, req);
+  const auto sent = std::chrono::steady_clock::now();
 
   HttpResult r;
   beast::flat_buffer buf;
@@ -55,6 +61,8 @@ inline HttpResult http_request(uint16_t port, const std::string& method, const s
     if (remain == data.size()) {
       r.chunks.push_back(current);
       r.chunk_reads.push_back(reads);
+      r.chunk_seconds.push_back(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count());
       current.clear();
     }
     ec = {};

@@ -18,6 +18,12 @@ ServeConfig ServeConfig::from(const core::ConfigSection& s) {
   c.batch_wait_ms = s.get<int>("batch_wait_ms", c.batch_wait_ms);
   c.max_queue = s.get<int>("max_queue", c.max_queue);
   c.default_max_tokens = s.get<int64_t>("default_max_tokens", c.default_max_tokens);
+  c.scheduler = s.get<std::string>("scheduler", c.scheduler);
+  c.block_size = s.get<int>("block_size", c.block_size);
+  c.kv_blocks = s.get<int>("kv_blocks", c.kv_blocks);
+  c.max_num_batched_tokens = s.get<int64_t>("max_num_batched_tokens", c.max_num_batched_tokens);
+  c.prefix_caching = s.get<bool>("prefix_caching", c.prefix_caching);
+  c.api_key = s.get<std::string>("api_key", c.api_key);
   c.cache_entries =
       static_cast<size_t>(s.get<int64_t>("cache_entries", static_cast<int64_t>(c.cache_entries)));
   c.cache_bytes =
@@ -46,6 +52,14 @@ void ServeConfig::validate() const {
   config_require(max_queue >= 1, "serve.max_queue", std::to_string(max_queue), ">= 1 request");
   config_require(default_max_tokens >= 1, "serve.default_max_tokens",
                  std::to_string(default_max_tokens), ">= 1");
+  config_require(scheduler == "continuous" || scheduler == "static", "serve.scheduler", scheduler,
+                 "continuous or static");
+  config_require(block_size >= 1 && block_size <= 1024, "serve.block_size",
+                 std::to_string(block_size), "1 to 1024 tokens");
+  config_require(kv_blocks >= 0, "serve.kv_blocks", std::to_string(kv_blocks),
+                 ">= 0 (0 = max_batch full contexts)");
+  config_require(max_num_batched_tokens >= 1, "serve.max_num_batched_tokens",
+                 std::to_string(max_num_batched_tokens), ">= 1 token");
 }
 
 }  // namespace shardlm::serve

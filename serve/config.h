@@ -21,11 +21,20 @@ struct ServeConfig {
   double drain_timeout_s = 60;              // stop(): how long running requests may take to finish
   bool handle_signals = false;  // SIGINT/SIGTERM drain and stop the server (the CLI sets it)
 
-  // ---- batching: one inference thread decodes up to max_batch rows together
-  int max_batch = 8;                // rows (prompts x n) in one batch
-  int batch_wait_ms = 5;            // how long the first request waits for others to join
-  int max_queue = 256;              // waiting requests; more get 503
+  // ---- scheduling: one inference thread runs the model
+  std::string scheduler = "continuous";  // "continuous" (per-step admission) or "static"
+  int max_batch = 8;      // static: rows (prompts x n) per batch; continuous: sequences running
+  int batch_wait_ms = 5;  // static: how long the first request waits for others to join
+  int max_queue = 256;    // waiting requests; more get 503 with Retry-After
   int64_t default_max_tokens = 16;  // max_tokens when a request gives none (OpenAI: 16)
+  // ---- continuous: paged KV cache and step budget
+  int block_size = 16;                   // tokens per KV block
+  int kv_blocks = 0;                     // KV blocks in the pool; 0 = max_batch full contexts
+  int64_t max_num_batched_tokens = 512;  // tokens computed per step (prefill chunks + decodes)
+  bool prefix_caching = true;            // full prompt blocks shared between requests
+
+  // ---- access: when set, /v1/* needs "Authorization: Bearer <api_key>" (401 otherwise)
+  std::string api_key;
 
   // ---- response cache (deterministic requests: greedy, or sampling with a seed)
   size_t cache_entries = 1024;  // 0 = off

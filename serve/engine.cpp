@@ -1,6 +1,8 @@
-// Engine (engine.h): the bounded queue, the batching policy and the decode of one
-// batch with model::Generator. Each row of a batch is one (prompt, sample) of one
-// job, passed to Generator as its own prompt, so TokenEvent::prompt is the row.
+// Engine (engine.h): loading the model, the bounded queue, the continuous loop
+// (ContinuousBatcher) and the static one: the batching policy and the decode of
+// one batch with model::Generator. Each row of a static batch is one (prompt,
+// sample) of one job, passed to Generator as its own prompt, so
+// TokenEvent::prompt is the row.
 #include "serve/engine.h"
 
 #include <torch/torch.h>
@@ -13,10 +15,12 @@
 #include <thread>
 #include <unordered_set>
 
-#include "load/model_bundle.h"
-#include "model/generate.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "load/model_bundle.h"
+#include "model/generate.h"
+#include "serve/chat.h"
+#include "serve/continuous.h"
 
 namespace shardlm::serve {
 
@@ -34,8 +38,10 @@ struct Engine::Impl {
   bool stopping = false, drain = true;
   std::atomic<bool> abort{false};
   std::thread worker;
+  std::unique_ptr<ContinuousBatcher> batcher;  // continuous scheduler only
 
   void loop();
+  void loop_continuous();
   std::vector<Job> next_batch();  // blocks; empty when stopped and drained
   void run(std::vector<Job>& batch);
 };
@@ -60,6 +66,31 @@ model::GenerationConfig generation_config(const SamplingParams& p, int64_t max_n
   return g;
 }
 
+// The one place serve loads a model and its tokenizer: load::load_model (a
+// training checkpoint, a safetensors or quantised model; the tokenizer given or
+// the one found beside the model, checked against the vocabulary), then what
+// /v1/models reports and the chat template stored with the model.
+void load_served_model(const std::string& model_path, const std::string& tokenizer_path,
+                       const std::string& device, load::ModelBundle* im, data::Tokenizer* tok,
+                       ModelInfo* info) {
+  load::LoadOptions lo;
+  lo.device = load::parse_device(device);
+  lo.tokenizer = tokenizer_path;
+  lo.need_tokenizer = true;
+  *im = load::load_model(model_path, lo);
+  info->tokenizer = im->tokenizer_path;
+  *tok = std::move(*im->tokenizer);
+  im->tokenizer.reset();
+  const model::ModelConfig& mc = im->model->config();
+  info->source = im->source;
+  info->format = im->format;
+  info->config = mc.to_json();
+  info->context_length = mc.context_length;
+  info->vocab_size = mc.vocab_size;
+  for (const auto& p : im->model->parameters()) info->parameters += p.numel();
+  info->chat_template = ChatTemplate::load_beside(im->source).to_json();
+}
+
 }  // namespace
 
 Engine::Engine(const std::string& model_path, const std::string& tokenizer_path, EngineConfig cfg,
@@ -69,24 +100,24 @@ Engine::Engine(const std::string& model_path, const std::string& tokenizer_path,
   m.cfg = std::move(cfg);
   m.metrics = metrics ? std::move(metrics) : std::make_shared<ServeMetrics>();
   if (m.cfg.threads > 0) torch::set_num_threads(m.cfg.threads);
-  load::LoadOptions lo;
-  lo.device = load::parse_device(m.cfg.device);
-  lo.tokenizer = tokenizer_path;
-  lo.need_tokenizer = true;
-  m.im = load::load_model(model_path, lo);
-  m.info.tokenizer = m.im.tokenizer_path;
-  m.tok = std::move(*m.im.tokenizer);
-  m.im.tokenizer.reset();
-  const model::ModelConfig& mc = m.im.model->config();
-  m.info.source = m.im.source;
-  m.info.format = m.im.format;
-  m.info.config = mc.to_json();
-  m.info.context_length = mc.context_length;
-  m.info.vocab_size = mc.vocab_size;
-  for (const auto& p : m.im.model->parameters()) m.info.parameters += p.numel();
+  load_served_model(model_path, tokenizer_path, m.cfg.device, &m.im, &m.tok, &m.info);
+  m.info.scheduler = m.cfg.scheduler;
+  if (m.cfg.scheduler == "continuous") {
+    m.batcher = std::make_unique<ContinuousBatcher>(m.im.model, m.tok, m.cfg, m.metrics);
+    m.info.block_size = m.batcher->block_size();
+    m.info.kv_blocks = m.batcher->num_blocks();
+    m.info.kv_bytes = m.batcher->kv_bytes();
+  } else if (m.cfg.scheduler != "static") {
+    throw core::ConfigError("", "--scheduler", m.cfg.scheduler, "continuous or static");
+  }
   const data::Tokenizer* tok = &m.tok;
   m.decode = [tok](const std::vector<int64_t>& ids) { return tok->decode_model_ids(ids); };
-  m.worker = std::thread([this] { impl_->loop(); });
+  m.worker = std::thread([this] {
+    if (impl_->batcher)
+      impl_->loop_continuous();
+    else
+      impl_->loop();
+  });
 }
 
 Engine::~Engine() {
@@ -103,8 +134,9 @@ const data::Tokenizer& Engine::tokenizer() const {
 bool Engine::submit(Job job) {
   {
     std::lock_guard<std::mutex> g(impl_->mu);
-    if (impl_->stopping || static_cast<int>(impl_->queue.size()) >= impl_->cfg.max_queue)
-      return false;
+    // Waiting jobs: in this queue, and (continuous) in the scheduler, not yet admitted.
+    if (impl_->stopping || impl_->metrics->queue_depth >= impl_->cfg.max_queue) return false;
+    job.submitted = std::chrono::steady_clock::now();
     impl_->queue.push_back(std::move(job));
     ++impl_->metrics->queue_depth;
   }
@@ -133,6 +165,24 @@ void Engine::stop(bool drain) {
     if (job.on_done) job.on_done(std::move(r));
   }
   if (impl_->worker.joinable()) impl_->worker.join();
+}
+
+// ---- continuous ---------------------------------------------------------------------------------
+
+void Engine::Impl::loop_continuous() {
+  while (true) {
+    std::deque<Job> incoming;
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      if (batcher->idle()) cv.wait(lk, [&] { return stopping || !queue.empty(); });
+      if (abort) break;
+      if (stopping && queue.empty() && batcher->idle()) return;
+      incoming.swap(queue);
+    }
+    for (auto& job : incoming) batcher->add(std::move(job));
+    batcher->step();
+  }
+  batcher->cancel_all("the server is shutting down");
 }
 
 // ---- batching -----------------------------------------------------------------------------------
@@ -193,6 +243,7 @@ void Engine::Impl::run(std::vector<Job>& batch) {
     std::unique_ptr<model::TextStream> text;
     int64_t count = 0;
     bool stopped = false;  // a stop string appeared
+    std::chrono::steady_clock::time_point last;
   };
   std::vector<Row> rows;
   std::vector<std::vector<int64_t>> prompts;
@@ -216,16 +267,25 @@ void Engine::Impl::run(std::vector<Job>& batch) {
   metrics->batch_rows += rows.size();
   metrics->batch_size.observe(static_cast<double>(rows.size()));
 
+  std::vector<char> first_token(batch.size(), 0);  // per job: its first token came
   // Per-row limits: Generator applies max_new (the batch's largest) to every row.
   auto on_token = [&](const model::TokenEvent& e) {
     Row& r = rows[static_cast<size_t>(e.prompt)];
     Job& job = batch[r.job];
     ++r.count;
     ++metrics->generated_tokens;
+    const auto now = std::chrono::steady_clock::now();
+    if (!first_token[r.job]) {
+      first_token[r.job] = true;
+      metrics->ttft.observe(std::chrono::duration<double>(now - job.submitted).count());
+    } else if (r.count > 1) {
+      metrics->tpot.observe(std::chrono::duration<double>(now - r.last).count());
+    }
+    r.last = now;
     if (abort || job.cancelled->load()) return false;
     if (!eos.count(e.token)) {  // the EOS token's text is not part of the completion
       std::string piece = r.text->push(e.token);
-      if (!piece.empty() && job.on_text) job.on_text(r.choice, piece);
+      if (!piece.empty() && job.on_text) job.on_text(r.choice, piece, {});
     }
     if (r.text->stopped()) {
       r.stopped = true;
@@ -240,13 +300,20 @@ void Engine::Impl::run(std::vector<Job>& batch) {
   try {
     model::Generator gen(im.model, g);
     const model::GenerationOutput out = gen.generate(prompts, on_token);
+    for (size_t i = 0; i < rows.size(); ++i) {  // every row's prompt is prefilled
+      const auto len = static_cast<int64_t>(prompts[i].size());
+      results[rows[i].job].computed_tokens += len;
+      metrics->prompt_tokens_computed += static_cast<uint64_t>(len);
+      metrics->computed_tokens += static_cast<uint64_t>(len);
+    }
+    for (auto& r : results) r.seed = out.seed;
     for (size_t i = 0; i < rows.size(); ++i) {
       Row& r = rows[i];
       const model::GeneratedSequence& seq = out.sequences[i][0];
       ChoiceOutput& c = results[r.job].choices[r.choice];
       if (!r.stopped) {
         std::string tail = r.text->finish();  // held back at the end: an unfinished character
-        if (!tail.empty() && batch[r.job].on_text) batch[r.job].on_text(r.choice, tail);
+        if (!tail.empty() && batch[r.job].on_text) batch[r.job].on_text(r.choice, tail, {});
       }
       c.text = r.text->text();
       c.tokens = static_cast<int64_t>(seq.tokens.size());
@@ -254,6 +321,8 @@ void Engine::Impl::run(std::vector<Job>& batch) {
                         seq.finish == model::FinishReason::kStop;
       c.finish_reason = stop ? "stop" : "length";
       results[r.job].completion_tokens += c.tokens;
+      results[r.job].computed_tokens += c.tokens;
+      metrics->computed_tokens += static_cast<uint64_t>(c.tokens);
     }
   } catch (const std::exception& e) {
     core::log::error("serve: a batch of {} rows failed: {}", rows.size(), e.what());

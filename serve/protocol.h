@@ -19,23 +19,41 @@ namespace shardlm::serve {
 class RequestError : public std::runtime_error {
  public:
   RequestError(int status, const std::string& message, std::string param = "",
-               std::string type = "invalid_request_error")
+               std::string type = "invalid_request_error", std::string code = "")
       : std::runtime_error(message),
         status_(status),
         param_(std::move(param)),
-        type_(std::move(type)) {}
+        type_(std::move(type)),
+        code_(std::move(code)) {}
   int status() const { return status_; }
   const std::string& param() const { return param_; }
   const std::string& type() const { return type_; }
+  const std::string& code() const { return code_; }
 
  private:
   int status_;
-  std::string param_, type_;
+  std::string param_, type_, code_;
 };
 
 // {"error": {"message", "type", "param", "code"}} as OpenAI writes it.
 nlohmann::json error_body(const std::string& message, const std::string& type,
-                          const std::string& param = "");
+                          const std::string& param = "", const std::string& code = "");
+
+// One candidate token with its log-probability (top_logprobs).
+struct TopLogprob {
+  int64_t token = 0;
+  std::string text;  // its bytes (may be part of a UTF-8 character)
+  double logprob = 0;
+};
+
+// A generated token as OpenAI's logprobs report it: log p under the model itself
+// (temperature 1, no penalties or truncation) and the most probable tokens.
+struct TokenLogprob {
+  int64_t token = 0;
+  std::string text;
+  double logprob = 0;
+  std::vector<TopLogprob> top;
+};
 
 // How one request's tokens are chosen. Requests whose batch_key() is equal and
 // not empty may share a batch (model::Generator applies one GenerationConfig to
@@ -52,6 +70,9 @@ struct SamplingParams {
   int64_t seed = -1;              // >= 0: sampling replays exactly (the request runs alone)
   std::vector<std::string> stop;  // the text ends before the first of these
   bool ignore_eos = false;        // go on past the tokenizer's EOS token
+  // -1: no logprobs; k >= 0: each token's log-probability and the k most probable
+  // alternatives (completions: "logprobs": k; chat: "logprobs": true, "top_logprobs": k).
+  int64_t logprobs = -1;
 
   bool greedy() const { return temperature == 0.0; }
   // Greedy, or sampling with a seed: the same request gives the same text.
@@ -84,6 +105,26 @@ struct CompletionRequest {
 // unknown or unsupported fields. `max_tokens` defaults to cfg.default_max_tokens.
 CompletionRequest parse_completion(const std::string& body, const ServeConfig& cfg);
 
+// One message of a chat. `content` is a string, or OpenAI's list of parts of
+// which only {"type": "text", "text": ...} are taken (joined).
+struct ChatMessage {
+  std::string role;  // system, developer (read as system), user or assistant
+  std::string content;
+};
+
+struct ChatRequest {
+  std::vector<ChatMessage> messages;  // at least one
+  int64_t n = 1;
+  bool stream = false;
+  bool include_usage = false;
+  SamplingParams params;  // logprobs: -1, or top_logprobs when "logprobs": true
+  std::string model;
+};
+
+// Parses and checks a /v1/chat/completions body (RequestError(400) naming the
+// field, as parse_completion). `max_completion_tokens` is read as max_tokens.
+ChatRequest parse_chat(const std::string& body, const ServeConfig& cfg);
+
 // /v1/tokenize {"prompt": string, "add_special_tokens"?: bool} and
 // /v1/detokenize {"tokens": [int]}: the field, checked (RequestError names it).
 std::string parse_tokenize(const std::string& body);
@@ -94,21 +135,55 @@ std::vector<int64_t> parse_detokenize(const std::string& body);
 struct Choice {
   std::string text;
   std::string finish_reason;  // "stop" or "length"
+  nlohmann::json logprobs;    // null, or completion_logprobs / chat_logprobs
 };
 
-// "cmpl-" + 24 hex digits.
-std::string completion_id();
+// What a response says about its tokens: OpenAI's usage (with
+// prompt_tokens_details.cached_tokens) and shardlm's own object.
+struct Usage {
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  int64_t cached_tokens = 0;    // prompt tokens whose keys came from the prefix cache
+  int64_t computed_tokens = 0;  // tokens the model computed for this request
+  int64_t seed = -1;            // what sampling drew from
+  std::string scheduler;
+};
+nlohmann::json usage_json(const Usage& u);
+// {"seed", "prefix_cache_hit", "cached_tokens", "computed_tokens", "scheduler"}
+nlohmann::json shardlm_json(const Usage& u);
+
+// Characters (code points) of UTF-8 text, as Python's len() counts them.
+int64_t utf8_characters(const std::string& s);
+
+// "cmpl-" / "chatcmpl-" + 24 hex digits.
+std::string completion_id(const std::string& prefix = "cmpl-");
 int64_t unix_time();
 
+// OpenAI's logprobs of /v1/completions: {"tokens", "token_logprobs",
+// "top_logprobs": [{text: logprob}] (null without alternatives), "text_offset"};
+// offsets count characters from `offset` (the text before these tokens).
+nlohmann::json completion_logprobs(const std::vector<TokenLogprob>& lps, int64_t top,
+                                   int64_t offset);
+// Of /v1/chat/completions: {"content": [{"token", "logprob", "bytes",
+// "top_logprobs": [{"token", "logprob", "bytes"}]}], "refusal": null}.
+nlohmann::json chat_logprobs(const std::vector<TokenLogprob>& lps, int64_t top);
+
 nlohmann::json completion_body(const std::string& id, int64_t created, const std::string& model,
-                               const std::vector<Choice>& choices, int64_t prompt_tokens,
-                               int64_t completion_tokens);
+                               const std::vector<Choice>& choices, const Usage& usage);
+nlohmann::json chat_body(const std::string& id, int64_t created, const std::string& model,
+                         const std::vector<Choice>& choices, const Usage& usage);
 // One server-sent event: "data: {...}\n\n" with one choice's new text (finish_reason
-// null) or its end (text "", finish_reason set).
+// null) or its end (text "", finish_reason set). `logprobs`: null or the tokens of `text`.
 std::string stream_chunk(const std::string& id, int64_t created, const std::string& model,
-                         size_t index, const std::string& text, const std::string& finish_reason);
+                         size_t index, const std::string& text, const std::string& finish_reason,
+                         const nlohmann::json& logprobs = nullptr);
+// Chat: "delta" is {"role": "assistant", "content": ""} first, then {"content": text}.
+std::string chat_chunk(const std::string& id, int64_t created, const std::string& model,
+                       size_t index, const nlohmann::json& delta, const std::string& finish_reason,
+                       const nlohmann::json& logprobs = nullptr);
+// The last event with usage (and the shardlm object); `object` is
+// "text_completion" or "chat.completion.chunk".
 std::string stream_usage_chunk(const std::string& id, int64_t created, const std::string& model,
-                               int64_t prompt_tokens, int64_t completion_tokens);
+                               const std::string& object, const Usage& usage);
 inline const char* stream_done() {
   return "data: [DONE]\n\n";
 }

@@ -23,6 +23,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "serve/chat.h"
 #include "serve/completion.h"
 
 namespace shardlm::serve {
@@ -58,16 +59,21 @@ Response json_response(http::status status, const json& body, unsigned version) 
 }
 
 Response error_response(const RequestError& e, unsigned version) {
-  return json_response(static_cast<http::status>(e.status()),
-                       error_body(e.what(), e.type(), e.param()), version);
+  Response res = json_response(static_cast<http::status>(e.status()),
+                               error_body(e.what(), e.type(), e.param(), e.code()), version);
+  if (e.status() == 401) res.set(http::field::www_authenticate, "Bearer");
+  return res;
 }
 
 // The routes and the methods each allows (405 names them; others are 404).
 const std::map<std::string, http::verb>& routes() {
-  static const std::map<std::string, http::verb> r = {
-      {"/health", http::verb::get},       {"/metrics", http::verb::get},
-      {"/v1/models", http::verb::get},    {"/v1/completions", http::verb::post},
-      {"/v1/tokenize", http::verb::post}, {"/v1/detokenize", http::verb::post}};
+  static const std::map<std::string, http::verb> r = {{"/health", http::verb::get},
+                                                      {"/metrics", http::verb::get},
+                                                      {"/v1/models", http::verb::get},
+                                                      {"/v1/completions", http::verb::post},
+                                                      {"/v1/tokenize", http::verb::post},
+                                                      {"/v1/detokenize", http::verb::post},
+                                                      {"/v1/chat/completions", http::verb::post}};
   return r;
 }
 
@@ -89,7 +95,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::shared_ptr<Engine> engine;
   std::shared_ptr<ServeMetrics> metrics;
   ResponseCache cache;
-  std::string name;  // the model's name in responses
+  ChatTemplate chat;  // the engine's model's (or the default)
+  std::string name;   // the model's name in responses
   net::io_context ioc;
   // Keeps the io threads running while no socket operation is pending (a session
   // waiting for the engine has none); released in stop() once every answer is out.
@@ -210,6 +217,7 @@ class Session : public std::enable_shared_from_this<Session> {
       res.set(http::field::allow, http::to_string(it->second));
       return send(std::move(res));
     }
+    check_api_key(path, req);
     const Engine& engine = *srv_->engine;
     if (path == "/health") {
       const bool up = !srv_->stopping;
@@ -233,7 +241,15 @@ class Session : public std::enable_shared_from_this<Session> {
                 {"format", mi.format},
                 {"max_model_len", mi.context_length},
                 {"parameters", mi.parameters},
-                {"config", mi.config}};
+                {"config", mi.config},
+                {"scheduler", mi.scheduler},
+                {"chat_template", mi.chat_template}};
+      if (mi.scheduler == "continuous")
+        m["kv_cache"] = {{"block_size", mi.block_size},
+                         {"blocks", mi.kv_blocks},
+                         {"tokens", int64_t{mi.block_size} * mi.kv_blocks},
+                         {"bytes", mi.kv_bytes},
+                         {"prefix_caching", srv_->cfg.prefix_caching}};
       return send(json_response(http::status::ok, {{"object", "list"}, {"data", json::array({m})}},
                                 version_));
     }
@@ -259,7 +275,25 @@ class Session : public std::enable_shared_from_this<Session> {
       return send(json_response(http::status::ok,
                                 {{"prompt", engine.tokenizer().decode_bytes(ids32)}}, version_));
     }
-    completion(req.body());
+    if (path == "/v1/chat/completions") return chat(req.body());
+    generate(Kind::kCompletion, parse_completion(req.body(), srv_->cfg));
+  }
+
+  // --api-key: /v1/* needs "Authorization: Bearer KEY" (compared in constant time).
+  void check_api_key(const std::string& path, const http::request<http::string_body>& req) {
+    const std::string& key = srv_->cfg.api_key;
+    if (key.empty() || path.rfind("/v1/", 0) != 0) return;
+    const std::string want = "Bearer " + key;
+    const auto got = req[http::field::authorization];
+    unsigned char diff = got.size() == want.size() ? 0 : 1;
+    for (size_t i = 0; i < want.size(); ++i)
+      diff |= static_cast<unsigned char>(want[i] ^ (i < got.size() ? got[i] : 0));
+    if (diff == 0) return;
+    ++srv_->metrics->unauthorized;
+    throw RequestError(401,
+                       got.empty() ? "no API key: send the header 'Authorization: Bearer KEY'"
+                                   : "incorrect API key provided",
+                       "", "invalid_request_error", "invalid_api_key");
   }
 
   std::string prometheus() const {
@@ -279,7 +313,7 @@ class Session : public std::enable_shared_from_this<Session> {
         "# TYPE shardlm_serve_model_parameters gauge\n"
         "shardlm_serve_model_parameters{{model=\"{}\"}} {}\n",
         srv_->name, srv_->engine->info().parameters);
-    return srv_->metrics->prometheus(extra);
+    return srv_->metrics->prometheus(extra, srv_->name);
   }
 
   // Writes a whole response, then reads the next request (keep-alive) or closes.
@@ -319,18 +353,48 @@ class Session : public std::enable_shared_from_this<Session> {
                             });
   }
 
-  // ---- completions
-  void completion(const std::string& body) {
-    const CompletionRequest r = parse_completion(body, srv_->cfg);
-    PreparedCompletion prep =
-        prepare_completion(r, srv_->engine->tokenizer(), srv_->engine->info(), srv_->cfg);
+  // ---- completions and chat: both become a Job; only their bodies differ
+  enum class Kind { kCompletion, kChat };
+
+  void chat(const std::string& body) {
+    const ChatRequest c = parse_chat(body, srv_->cfg);
+    CompletionRequest r;
+    PromptInput in;
+    in.text = srv_->chat.render(c.messages);
+    r.prompts.push_back(std::move(in));
+    r.n = c.n;
+    r.stream = c.stream;
+    r.include_usage = c.include_usage;
+    r.params = c.params;
+    r.model = c.model;
+    // The template's end-of-turn strings end the answer, never shown.
+    for (const auto& s : srv_->chat.stop)
+      if (std::find(r.params.stop.begin(), r.params.stop.end(), s) == r.params.stop.end())
+        r.params.stop.push_back(s);
+    generate(Kind::kChat, r);
+  }
+
+  void generate(Kind kind, const CompletionRequest& r) {
+    const ModelInfo& mi = srv_->engine->info();
+    if (r.params.logprobs >= 0 && mi.scheduler == "static")
+      throw RequestError(400,
+                         "logprobs need the continuous scheduler (this server runs with "
+                         "--scheduler static)",
+                         "logprobs");
+    PreparedCompletion prep = prepare_completion(r, srv_->engine->tokenizer(), mi, srv_->cfg);
     Job& job = prep.job;
-    const int64_t prompt_tokens = prep.prompt_tokens;
-    const std::string key = prep.cache_key;
+    kind_ = kind;
+    logprobs_ = r.params.logprobs;
+    rows_ = static_cast<size_t>(job.rows());
+    usage_ = Usage{};
+    usage_.prompt_tokens = prep.prompt_tokens;
+    usage_.scheduler = mi.scheduler;
+    std::string key = prep.cache_key;
+    if (!key.empty() && kind == Kind::kChat) key = "chat:" + key;
     if (!key.empty()) {
       if (auto hit = srv_->cache.get(key)) {
         json c = json::parse(*hit);
-        c["id"] = completion_id();
+        c["id"] = completion_id(kind == Kind::kChat ? "chatcmpl-" : "cmpl-");
         c["created"] = unix_time();
         srv_->metrics->latency.observe(since(t0_));
         if (r.stream) return replay_stream(c, r.include_usage);
@@ -340,29 +404,33 @@ class Session : public std::enable_shared_from_this<Session> {
       }
     }
 
-    id_text_ = completion_id();
+    id_text_ = completion_id(kind == Kind::kChat ? "chatcmpl-" : "cmpl-");
     created_ = unix_time();
     cancelled_ = job.cancelled;
     auto self = shared_from_this();
     auto ex = stream_.get_executor();
     if (r.stream) {
       auto first = std::make_shared<std::atomic<bool>>(true);
-      job.on_text = [self, ex, first](size_t choice, const std::string& text) {
-        if (first->exchange(false))
+      // Characters of each choice's tokens so far (completions' text_offset);
+      // touched by the inference thread only.
+      auto offsets = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(job.rows()), 0);
+      job.on_text = [self, ex, first, offsets](size_t choice, const std::string& text,
+                                               const std::vector<TokenLogprob>& lps) {
+        if (!text.empty() && first->exchange(false))
           self->srv_->metrics->time_to_first_token.observe(since(self->t0_));
         auto chunk = std::make_shared<const std::string>(
-            stream_chunk(self->id_text_, self->created_, self->srv_->name, choice, text, ""));
+            self->text_event(choice, text, lps, &(*offsets)[choice]));
         net::post(ex, [self, chunk] { self->push_event(chunk); });
       };
     }
     const bool stream = r.stream, usage = r.include_usage;
-    job.on_done = [self, ex, stream, usage, key, prompt_tokens](JobResult res) {
-      self->srv_->metrics->prompt_tokens += static_cast<uint64_t>(prompt_tokens);
-      net::post(ex, [self, stream, usage, key, prompt_tokens, res = std::move(res)] {
+    job.on_done = [self, ex, stream, usage, key](JobResult res) {
+      self->srv_->metrics->prompt_tokens += static_cast<uint64_t>(self->usage_.prompt_tokens);
+      net::post(ex, [self, stream, usage, key, res = std::move(res)] {
         if (stream)
-          self->end_stream(res, prompt_tokens, usage, key);
+          self->end_stream(res, usage, key);
         else
-          self->end_completion(res, prompt_tokens, key);
+          self->end_completion(res, key);
       });
     };
     {
@@ -387,18 +455,85 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     ++srv_->metrics->completions;
     stream_.expires_never();  // generation may take longer than a read timeout
+    watch_disconnect();
     if (stream) start_stream(key.empty() ? "bypass" : "miss");
   }
 
-  void end_completion(const JobResult& res, int64_t prompt_tokens, const std::string& key) {
+  // A client that closes its connection while its answer is being generated
+  // cancels the job: its sequences end and free their KV blocks before the
+  // engine's next step. Readable with nothing to read is the peer's FIN (or a
+  // reset); readable with data is a pipelined next request, read after this answer.
+  void watch_disconnect() {
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
+      if (!self->counted_ || self->closed_ || ec == net::error::operation_aborted) return;
+      if (ec) return self->client_gone();
+      // Never block the strand: the bytes that woke us may already have been read.
+      auto& sock = self->stream_.socket();
+      error_code nb, peek;
+      sock.non_blocking(true, nb);
+      char c;
+      const size_t n = sock.receive(net::buffer(&c, 1), tcp::socket::message_peek, peek);
+      if (peek == net::error::would_block || peek == net::error::try_again)
+        return self->watch_disconnect();  // nothing there after all: watch again
+      if (peek || n == 0) self->client_gone();
+    });
+  }
+  void client_gone() {
+    if (cancelled_ && !cancelled_->exchange(true)) ++srv_->metrics->cancelled;
+  }
+
+  // One text event of a stream, built on the inference thread.
+  std::string text_event(size_t choice, const std::string& text,
+                         const std::vector<TokenLogprob>& lps, int64_t* offset) const {
+    json lp = nullptr;
+    if (logprobs_ >= 0) {
+      lp = kind_ == Kind::kChat ? chat_logprobs(lps, logprobs_)
+                                : completion_logprobs(lps, logprobs_, *offset);
+      for (const auto& t : lps) *offset += utf8_characters(t.text);
+    }
+    if (kind_ == Kind::kChat)
+      return chat_chunk(id_text_, created_, srv_->name, choice, {{"content", text}}, "", lp);
+    return stream_chunk(id_text_, created_, srv_->name, choice, text, "", lp);
+  }
+
+  json body_of(const JobResult& res) const {
+    std::vector<Choice> choices;
+    for (const auto& c : res.choices) {
+      json lp = nullptr;
+      if (logprobs_ >= 0)
+        lp = kind_ == Kind::kChat ? chat_logprobs(c.logprobs, logprobs_)
+                                  : completion_logprobs(c.logprobs, logprobs_, 0);
+      choices.push_back({c.text, c.finish_reason, lp});
+    }
+    const Usage u = usage_of(res);
+    return kind_ == Kind::kChat ? chat_body(id_text_, created_, srv_->name, choices, u)
+                                : completion_body(id_text_, created_, srv_->name, choices, u);
+  }
+  Usage usage_of(const JobResult& res) const {
+    Usage u = usage_;
+    u.completion_tokens = res.completion_tokens;
+    u.cached_tokens = res.cached_tokens;
+    u.computed_tokens = res.computed_tokens;
+    u.seed = res.seed;
+    return u;
+  }
+  const char* chunk_object() const {
+    return kind_ == Kind::kChat ? "chat.completion.chunk" : "text_completion";
+  }
+
+  void end_completion(const JobResult& res, const std::string& key) {
     srv_->metrics->latency.observe(since(t0_));
     if (!res.error.empty())
       return send(error_response(
           RequestError(500, "generation failed: " + res.error, "", "server_error"), version_));
-    std::vector<Choice> choices;
-    for (const auto& c : res.choices) choices.push_back({c.text, c.finish_reason});
-    json body = completion_body(id_text_, created_, srv_->name, choices, prompt_tokens,
-                                res.completion_tokens);
+    if (cancelled_->load()) {  // the client is gone
+      if (counted_) {
+        counted_ = false;
+        srv_->request_done();
+      }
+      return close();
+    }
+    json body = body_of(res);
     if (!key.empty()) srv_->cache.put(key, dump(body));
     Response out = json_response(http::status::ok, body, version_);
     out.set("X-Cache", key.empty() ? "bypass" : "miss");
@@ -419,6 +554,11 @@ class Session : public std::enable_shared_from_this<Session> {
     sse_res_->chunked(chunked_);
     sse_sr_.emplace(*sse_res_);
     srv_->metrics->count_response(200);
+    if (kind_ == Kind::kChat)  // OpenAI opens each choice with its role
+      for (size_t i = 0; i < rows_; ++i)
+        events_.push_front(std::make_shared<const std::string>(
+            chat_chunk(id_text_, created_, srv_->name, rows_ - 1 - i,
+                       {{"role", "assistant"}, {"content", ""}}, "")));
     writing_ = true;
     stream_.expires_after(ms(srv_->cfg.http_timeout_s));
     http::async_write_header(stream_, *sse_sr_, [self = shared_from_this()](error_code e, size_t) {
@@ -432,22 +572,38 @@ class Session : public std::enable_shared_from_this<Session> {
   void replay_stream(const json& c, bool usage) {
     id_text_ = c["id"].get<std::string>();
     created_ = c["created"].get<int64_t>();
-    start_stream("hit");
     const json& choices = c["choices"];
+    rows_ = choices.size();
+    start_stream("hit");
+    auto event = [&](std::string e) {
+      events_.push_back(std::make_shared<const std::string>(std::move(e)));
+    };
     for (size_t i = 0; i < choices.size(); ++i) {
-      const std::string text = choices[i]["text"].get<std::string>();
-      if (!text.empty())
-        events_.push_back(std::make_shared<const std::string>(
-            stream_chunk(id_text_, created_, srv_->name, i, text, "")));
+      const json& ch = choices[i];
+      if (kind_ == Kind::kChat) {
+        const std::string text = ch["message"]["content"].get<std::string>();
+        if (!text.empty() || !ch["logprobs"].is_null())
+          event(chat_chunk(id_text_, created_, srv_->name, i, {{"content", text}}, "",
+                           ch["logprobs"]));
+      } else {
+        const std::string text = ch["text"].get<std::string>();
+        if (!text.empty() || !ch["logprobs"].is_null())
+          event(stream_chunk(id_text_, created_, srv_->name, i, text, "", ch["logprobs"]));
+      }
     }
-    for (size_t i = 0; i < choices.size(); ++i)
-      events_.push_back(std::make_shared<const std::string>(stream_chunk(
-          id_text_, created_, srv_->name, i, "", choices[i]["finish_reason"].get<std::string>())));
-    if (usage)
-      events_.push_back(std::make_shared<const std::string>(stream_usage_chunk(
-          id_text_, created_, srv_->name, c["usage"]["prompt_tokens"].get<int64_t>(),
-          c["usage"]["completion_tokens"].get<int64_t>())));
-    events_.push_back(std::make_shared<const std::string>(stream_done()));
+    for (size_t i = 0; i < choices.size(); ++i) {
+      const std::string fin = choices[i]["finish_reason"].get<std::string>();
+      event(kind_ == Kind::kChat
+                ? chat_chunk(id_text_, created_, srv_->name, i, json::object(), fin)
+                : stream_chunk(id_text_, created_, srv_->name, i, "", fin));
+    }
+    if (usage) {
+      json j = {{"id", id_text_},      {"object", chunk_object()}, {"created", created_},
+                {"model", srv_->name}, {"choices", json::array()}, {"usage", c["usage"]}};
+      if (c.contains("shardlm")) j["shardlm"] = c["shardlm"];
+      event("data: " + dump(j) + "\n\n");
+    }
+    event(stream_done());
     ended_ = true;
   }
 
@@ -457,24 +613,24 @@ class Session : public std::enable_shared_from_this<Session> {
     write_next();
   }
 
-  void end_stream(const JobResult& res, int64_t prompt_tokens, bool usage, const std::string& key) {
+  void end_stream(const JobResult& res, bool usage, const std::string& key) {
     srv_->metrics->latency.observe(since(t0_));
-    if (!key.empty() && res.error.empty() && !failed_ && !cancelled_->load()) {
-      std::vector<Choice> choices;
-      for (const auto& c : res.choices) choices.push_back({c.text, c.finish_reason});
-      srv_->cache.put(key, dump(completion_body(id_text_, created_, srv_->name, choices,
-                                                prompt_tokens, res.completion_tokens)));
-    }
+    if (!key.empty() && res.error.empty() && !failed_ && !cancelled_->load())
+      srv_->cache.put(key, dump(body_of(res)));
     if (!res.error.empty()) {
       json e = error_body("generation failed: " + res.error, "server_error");
       events_.push_back(std::make_shared<const std::string>("data: " + dump(e) + "\n\n"));
     } else {
-      for (size_t i = 0; i < res.choices.size(); ++i)
+      for (size_t i = 0; i < res.choices.size(); ++i) {
+        const std::string& fin = res.choices[i].finish_reason;
         events_.push_back(std::make_shared<const std::string>(
-            stream_chunk(id_text_, created_, srv_->name, i, "", res.choices[i].finish_reason)));
+            kind_ == Kind::kChat
+                ? chat_chunk(id_text_, created_, srv_->name, i, json::object(), fin)
+                : stream_chunk(id_text_, created_, srv_->name, i, "", fin)));
+      }
       if (usage)
-        events_.push_back(std::make_shared<const std::string>(stream_usage_chunk(
-            id_text_, created_, srv_->name, prompt_tokens, res.completion_tokens)));
+        events_.push_back(std::make_shared<const std::string>(
+            stream_usage_chunk(id_text_, created_, srv_->name, chunk_object(), usage_of(res))));
     }
     events_.push_back(std::make_shared<const std::string>(stream_done()));
     ended_ = true;
@@ -517,7 +673,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // The client went away mid-stream: its rows end at their next token.
   void stream_failed() {
     failed_ = true;
-    if (cancelled_ && !cancelled_->exchange(true)) ++srv_->metrics->cancelled;
+    client_gone();
     events_.clear();
     if (ended_) finish_failed_stream();
   }
@@ -552,6 +708,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool counted_ = false;  // counted in srv_->in_flight
   std::string id_text_;
   int64_t created_ = 0;
+  Kind kind_ = Kind::kCompletion;
+  int64_t logprobs_ = -1;
+  size_t rows_ = 1;  // choices
+  Usage usage_;
   std::shared_ptr<std::atomic<bool>> cancelled_;
   // Its stream.
   std::optional<http::response<http::empty_body>> sse_res_;
@@ -629,6 +789,7 @@ Server::Server(ServeConfig cfg, std::shared_ptr<Engine> engine,
   SHARDLM_CHECK(engine != nullptr, core::ConfigError, "serve: no engine");
   impl_ = std::make_shared<Impl>(std::move(cfg), std::move(engine), std::move(metrics));
   Impl& m = *impl_;
+  m.chat = ChatTemplate::from_json(m.engine->info().chat_template, "chat template");
   m.name = m.cfg.model_name;
   if (m.name.empty()) {
     namespace fs = std::filesystem;
@@ -656,6 +817,11 @@ void Server::start() {
   SHARDLM_CHECK(!ec, core::Error, "serve: cannot listen on {}:{}: {}", m.cfg.host, m.cfg.port,
                 ec.message());
   m.bound_port = m.acceptor->local_endpoint().port();
+  if (m.cfg.api_key.empty() && !addr.is_loopback())
+    core::log::warn(
+        "serve: listening on {} without an API key: anyone who reaches this address can use the "
+        "model (give --api-key KEY or set SHARDLM_API_KEY)",
+        m.cfg.host);
   if (m.cfg.handle_signals) {
     m.signals.add(SIGINT);
     m.signals.add(SIGTERM);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Requests/s and tokens/s of `shardlm serve`'s server for 32 concurrent greedy
-# completions (64 new tokens each) on the CPU benchmark model: --max-batch 1
-# (baseline, every request alone) vs --max-batch 8, same process, same run.
+# `shardlm serve` under Poisson arrivals: static batching (baseline) vs continuous
+# batching, same requests, same process, same run; then the shared-prefix
+# scenario (prefill tokens computed with and without prefix caching).
 # Usage: bench/serve/run.sh [build dir] [extra bench_serve options]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

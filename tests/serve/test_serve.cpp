@@ -22,139 +22,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "data/tokenizer.h"
-#include "load/model_bundle.h"
-#include "model/generate.h"
-#include "model/safetensors.h"
-#include "serve/client.h"
 #include "serve/completion.h"
-#include "serve/server.h"
+#include "tests/serve/fixtures.h"
 
-using namespace shardlm;
-using namespace shardlm::serve;
-using shardlm::serve::client::http_request;
-using shardlm::serve::client::HttpResult;
+using namespace serve_test;
 using shardlm::serve::client::sse_events;
-using json = nlohmann::json;
-namespace fs = std::filesystem;
-
-namespace {
-
-// ---- fixtures ---------------------------------------------------------------------------------
-
-std::string corpus() {
-  std::string s;
-  const char* words[] = {"the", "cat",  "sat",  "on", "a",    "mat", "dog",  "ran",   "to", "old",
-                         "man", "bird", "sang", "in", "tree", "and", "then", "slept", "by", "fire"};
-  uint32_t x = 7;
-  for (int i = 0; i < 3000; ++i) {
-    x = x * 1103515245u + 12345u;
-    s += words[(x >> 16) % 20];
-    s += (i % 11 == 10) ? ".\n" : " ";
-  }
-  return s;
-}
-
-// A model directory (model.safetensors, config.json, tokenizer.json): `layers` x
-// `width`, context `ctx`, random weights (init_std 0.1 keeps the top tokens apart,
-// so greedy argmax is stable across batch shapes). Deterministic, so it is made
-// once per build tree (in a temporary directory renamed into place: test
-// processes may race) and reused.
-std::string make_model(const std::string& name, int64_t layers, int64_t width, int64_t ctx,
-                       int64_t extra_vocab = 0) {
-  const std::string dir = std::string(SHARDLM_TEST_TMP) + "/serve_" + name;
-  if (fs::exists(dir + "/tokenizer.json")) return dir;
-  const std::string tmp = dir + ".tmp" + std::to_string(::getpid());
-  fs::remove_all(tmp);
-  data::TokenizerTrainOptions o;
-  o.vocab_size = 300;
-  o.threads = 1;
-  o.progress = false;
-  data::Tokenizer tok = data::train_tokenizer_on_texts(o, {corpus()});
-  model::ModelConfig c;
-  c.vocab_size = static_cast<int64_t>(tok.vocab_size()) + extra_vocab;  // padded past the tokenizer
-  c.context_length = ctx;
-  c.n_layer = layers;
-  c.n_head = 2;
-  c.d_model = width;
-  c.positional = "rope";
-  c.init_std = 0.1;
-  torch::manual_seed(1);
-  model::GPT m(c);
-  model::save_safetensors(m, tmp);
-  tok.save(tmp + "/tokenizer.json");
-  std::error_code ec;
-  fs::rename(tmp, dir, ec);  // another process may have won the race: fine
-  if (ec) fs::remove_all(tmp);
-  return dir;
-}
-
-const std::string& small_model() {
-  static const std::string dir = make_model("small", 2, 32, 128);
-  return dir;
-}
-
-// A server over small_model() on a free port, with its own engine and metrics.
-struct Running {
-  std::shared_ptr<ServeMetrics> metrics = std::make_shared<ServeMetrics>();
-  std::shared_ptr<Engine> engine;
-  std::unique_ptr<Server> server;
-  explicit Running(ServeConfig cfg = {}, const std::string& dir = small_model()) {
-    cfg.port = 0;
-    engine = std::make_shared<Engine>(dir, "", engine_config(cfg), metrics);
-    server = std::make_unique<Server>(cfg, engine, metrics);
-    server->start();
-  }
-  uint16_t port() const { return server->port(); }
-  HttpResult post(const std::string& path, const json& body) const {
-    return http_request(port(), "POST", path, body.dump());
-  }
-};
-
-// `s` as it reads after a trip through the server's JSON: invalid UTF-8 (a random
-// model's byte tokens) becomes U+FFFD.
-std::string valid_utf8(const std::string& s) {
-  return json::parse(serve::dump(json(s))).get<std::string>();
-}
-
-// What model::Generator gives alone for `prompt` (greedy unless cfg says), as the
-// server reports it: the text without the EOS token's, and the finish reason.
-struct Expected {
-  std::string text, finish;
-  int64_t tokens = 0;
-};
-Expected generate_alone(const std::string& prompt, model::GenerationConfig cfg) {
-  load::ModelBundle im = load::load_model(small_model());
-  data::Tokenizer tok = *im.tokenizer;
-  cfg.eos_ids = {static_cast<int64_t>(*tok.eos_id())};
-  cfg.pad_id = *tok.pad_id();
-  model::Generator gen(im.model, cfg);
-  auto ids32 = tok.encode(prompt);
-  const auto seq = gen.generate({std::vector<int64_t>(ids32.begin(), ids32.end())}).sequences[0][0];
-  std::vector<uint32_t> out;
-  for (int64_t t : seq.tokens)
-    if (t != cfg.eos_ids[0]) out.push_back(static_cast<uint32_t>(t));
-  Expected e;
-  e.text = valid_utf8(tok.decode_bytes(out));
-  e.finish = seq.finish == model::FinishReason::kEos ? "stop" : "length";
-  e.tokens = static_cast<int64_t>(seq.tokens.size());
-  return e;
-}
-
-model::GenerationConfig greedy(int64_t n) {
-  model::GenerationConfig g;
-  g.max_new_tokens = n;
-  return g;
-}
-
-double metric(const std::string& text, const std::string& name) {
-  std::smatch m;
-  const std::regex re("\n" + name + " ([0-9.e+-]+)");
-  const std::string t = "\n" + text;
-  return std::regex_search(t, m, re) ? std::stod(m[1]) : -1;
-}
-
-}  // namespace
 
 // ---- protocol (no server) -----------------------------------------------------------------
 
@@ -180,6 +52,8 @@ TEST(ServeProtocol, ParsesOpenAiFormsAndGroupsCompatibleParameters) {
   // OpenAI clients send neutral values of unsupported fields: accepted.
   EXPECT_NO_THROW(parse_completion(
       R"({"prompt": "a", "logprobs": null, "echo": false, "best_of": 1, "user": "u"})", cfg));
+  EXPECT_EQ(parse_completion(R"({"prompt": "a"})", cfg).params.logprobs, -1);
+  EXPECT_EQ(parse_completion(R"({"prompt": "a", "logprobs": 3})", cfg).params.logprobs, 3);
   EXPECT_THROW(parse_completion(R"({"prompt": "a", "echo": true})", cfg), RequestError);
 
   // Greedy requests batch together whatever their sampling fields and seed say;
@@ -468,6 +342,7 @@ TEST(ServeStream, AClientThatLeavesEndsItsRowsEarly) {
 
 TEST(ServeBatch, ConcurrentRequestsShareBatchesAndGetTheirOwnText) {
   ServeConfig cfg;
+  cfg.scheduler = "static";
   cfg.max_batch = 8;
   cfg.batch_wait_ms = 200;  // generous: the 8 requests arrive within it even on a busy machine
   cfg.cache_entries = 0;
@@ -502,6 +377,7 @@ TEST(ServeBatch, ConcurrentRequestsShareBatchesAndGetTheirOwnText) {
 
 TEST(ServeBatch, IncompatibleRequestsRunInSeparateBatches) {
   ServeConfig cfg;
+  cfg.scheduler = "static";
   cfg.max_batch = 8;
   cfg.batch_wait_ms = 200;
   Running s(cfg);
@@ -527,6 +403,7 @@ TEST(ServeCache, RepeatedDeterministicRequestIsAHit) {
   Running s;
   const json body = {{"prompt", "the dog"}, {"max_tokens", 10}, {"temperature", 0}};
   HttpResult first = s.post("/v1/completions", body);
+  const uint64_t generated = s.metrics->generated_tokens;
   HttpResult second = s.post("/v1/completions", body);
   ASSERT_EQ(first.status, 200);
   ASSERT_EQ(second.status, 200);
@@ -536,7 +413,7 @@ TEST(ServeCache, RepeatedDeterministicRequestIsAHit) {
   EXPECT_EQ(a["choices"], b["choices"]);
   EXPECT_EQ(a["usage"], b["usage"]);
   EXPECT_NE(a["id"], b["id"]);
-  EXPECT_EQ(s.metrics->batches, 1u);  // the hit never reached the model
+  EXPECT_EQ(s.metrics->generated_tokens, generated);  // the hit never reached the model
   // Other parameters are another entry; unseeded sampling is never cached.
   EXPECT_EQ(
       s.post("/v1/completions", {{"prompt", "the dog"}, {"max_tokens", 9}, {"temperature", 0}})
@@ -649,7 +526,8 @@ TEST(ServeHttp, BadRequestsGetTheirStatusAndAMessageNamingTheProblem) {
       {R"({"prompt": "a", "stop": 3})", "stop", "stop"},
       {R"({"prompt": "a", "n": 0})", "n", "'n'"},
       {R"({"prompt": "a", "max_token": 4})", "max_token", "unknown field 'max_token'"},
-      {R"({"prompt": "a", "logprobs": 5})", "logprobs", "not supported"},
+      {R"({"prompt": "a", "logprobs": 50})", "logprobs", "0 to 20"},
+      {R"({"prompt": "a", "echo": true})", "echo", "not supported"},
       {R"({"prompt": [99999]})", "prompt", "outside the vocabulary"},
   };
   for (const auto& c : cases) {
@@ -782,4 +660,61 @@ TEST(ServeBinary, SigtermFinishesTheRequestInFlightThenExits) {
   std::fclose(out);
   EXPECT_NE(rest.find("stopped"), std::string::npos) << rest;
   EXPECT_THROW(http_request(port, "GET", "/health"), std::exception);  // nobody listens
+}
+
+// `serve` reads a [serve] section like `train` reads its sections: a --config
+// file, --serve.KEY=VALUE overrides, and the flags (aliases of the keys) winning
+// over both; a misspelt key is refused by name before anything listens.
+TEST(ServeBinary, ConfigFileOverridesAndFlagsAreOneSurface) {
+  const std::string dir = make_model("tiny", 1, 32, 64);
+  const std::string toml = std::string(SHARDLM_TEST_TMP) + "/serve_cli.toml";
+  std::ofstream(toml) << "[serve]\nmodel = \"" << dir
+                      << "\"\nport = 0\nthreads = 1\nblock_size = 8\nkv_blocks = 5\n"
+                         "api_key = \"file-key\"\nmodel_name = \"from-file\"\n";
+  int out_pipe[2];
+  ASSERT_EQ(::pipe(out_pipe), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(out_pipe[1], 1);
+    ::close(out_pipe[0]);
+    ::execl(SHARDLM_BINARY, SHARDLM_BINARY, "serve", "--config", toml.c_str(),
+            "--serve.kv_blocks=9", "--model-name", "from-flag", static_cast<char*>(nullptr));
+    std::_Exit(127);
+  }
+  ::close(out_pipe[1]);
+  FILE* out = ::fdopen(out_pipe[0], "r");
+  char line[1024];
+  ASSERT_NE(std::fgets(line, sizeof line, out), nullptr) << "no output from shardlm serve";
+  const std::string first(line);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(first, m, std::regex("listening on http://127.0.0.1:([0-9]+)")))
+      << first;
+  EXPECT_NE(first.find("model from-flag"), std::string::npos) << first;  // the flag wins
+  const auto port = static_cast<uint16_t>(std::stoi(m[1]));
+  ASSERT_NE(std::fgets(line, sizeof line, out), nullptr);
+  const std::string second(line);
+  // kv_blocks from the override, block_size from the file.
+  EXPECT_NE(second.find("KV cache 9 blocks x 8 tokens"), std::string::npos) << second;
+  // The key from the file guards /v1/*.
+  EXPECT_EQ(http_request(port, "GET", "/v1/models").status, 401);
+  HttpResult ok = http_request(port, "GET", "/v1/models", "", "application/json", "Bearer file-key");
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(json::parse(ok.body)["data"][0]["id"], "from-flag");
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  std::fclose(out);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+  // A typo in an override: the error names the key, the exit status is not 0.
+  const std::string cmd = std::string(SHARDLM_BINARY) + " serve --config " + toml +
+                          " --serve.max_bach=3 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string text;
+  while (std::fgets(line, sizeof line, p)) text += line;
+  const int rc = ::pclose(p);
+  EXPECT_NE(rc, 0) << text;
+  EXPECT_NE(text.find("serve.max_bach"), std::string::npos) << text;
 }
