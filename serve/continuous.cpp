@@ -19,6 +19,19 @@
 
 namespace shardlm::serve {
 
+model::GenerationConfig sampling_config(const SamplingParams& p) {
+  model::GenerationConfig g;
+  g.strategy = p.greedy() ? "greedy" : "sample";
+  g.temperature = p.greedy() ? 1.0 : p.temperature;
+  g.top_k = p.top_k;
+  g.top_p = p.top_p;
+  g.min_p = p.min_p;
+  g.repetition_penalty = p.repetition_penalty;
+  g.frequency_penalty = p.frequency_penalty;
+  g.presence_penalty = p.presence_penalty;
+  return g;
+}
+
 using torch::Tensor;
 using Clock = std::chrono::steady_clock;
 
@@ -180,15 +193,8 @@ void ContinuousBatcher::add(Job job) {
       Impl::SeqRun r;
       r.job = jr;
       r.choice = choice;
-      model::GenerationConfig& g = r.gen;
-      g.strategy = p.greedy() ? "greedy" : "sample";
-      g.temperature = p.greedy() ? 1.0 : p.temperature;
-      g.top_k = p.top_k;
-      g.top_p = p.top_p;
-      g.min_p = p.min_p;
-      g.repetition_penalty = p.repetition_penalty;
-      g.frequency_penalty = p.frequency_penalty;
-      g.presence_penalty = p.presence_penalty;
+      r.gen = sampling_config(p);
+      const model::GenerationConfig& g = r.gen;
       // Choice 0 draws from the seed itself (as `shardlm generate --seed` does),
       // choice i from a seed mixed from (seed, i).
       const uint64_t own = choice == 0 ? static_cast<uint64_t>(seed)

@@ -15,11 +15,18 @@
 #include <string>
 
 #include "data/tokenizer.h"
+#include "model/generate.h"
 #include "model/gpt.h"
 #include "serve/engine.h"
 #include "serve/metrics.h"
 
 namespace shardlm::serve {
+
+// How a request's tokens are chosen, as model::GenerationConfig says it: the
+// strategy (greedy when the temperature is 0), temperature, top-k/p, min-p and
+// the penalties. Both schedulers start from it; the caller adds the limits,
+// the seed and the stop tokens.
+model::GenerationConfig sampling_config(const SamplingParams& p);
 
 class ContinuousBatcher {
  public:

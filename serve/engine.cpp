@@ -50,16 +50,8 @@ namespace {
 
 model::GenerationConfig generation_config(const SamplingParams& p, int64_t max_new,
                                           const data::Tokenizer& tok) {
-  model::GenerationConfig g;
-  g.strategy = p.greedy() ? "greedy" : "sample";
+  model::GenerationConfig g = sampling_config(p);
   g.max_new_tokens = max_new;
-  g.temperature = p.greedy() ? 1.0 : p.temperature;
-  g.top_k = p.top_k;
-  g.top_p = p.top_p;
-  g.min_p = p.min_p;
-  g.repetition_penalty = p.repetition_penalty;
-  g.frequency_penalty = p.frequency_penalty;
-  g.presence_penalty = p.presence_penalty;
   g.seed = p.seed;
   if (!p.ignore_eos && tok.eos_id()) g.eos_ids.push_back(*tok.eos_id());
   if (tok.pad_id()) g.pad_id = *tok.pad_id();

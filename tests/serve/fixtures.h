@@ -7,9 +7,13 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <future>
 #include <regex>
 #include <string>
+#include <vector>
 
+#include <csignal>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "data/tokenizer.h"
@@ -134,6 +138,96 @@ inline model::GenerationConfig greedy(int64_t n) {
   g.max_new_tokens = n;
   return g;
 }
+
+// Sends the greedy requests (prompts[i], max_tokens[i]) at once and checks that
+// each answer is what model::Generator gives for that prompt alone: batching
+// must not change a row's text. Returns the parsed responses.
+inline std::vector<json> expect_concurrent_greedy_equals_alone(
+    Running& s, const std::vector<std::string>& prompts, const std::vector<int64_t>& max_tokens) {
+  std::vector<std::future<HttpResult>> futs;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    futs.push_back(std::async(std::launch::async, [&, i] {
+      return s.post("/v1/completions",
+                    {{"prompt", prompts[i]}, {"max_tokens", max_tokens[i]}, {"temperature", 0}});
+    }));
+  std::vector<json> out;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    HttpResult r = futs[i].get();
+    EXPECT_EQ(r.status, 200) << r.body;
+    if (r.status != 200) continue;
+    const Expected want = generate_alone(prompts[i], greedy(max_tokens[i]));
+    json j = json::parse(r.body);
+    EXPECT_EQ(j["choices"][0]["text"], want.text) << prompts[i];
+    EXPECT_EQ(j["choices"][0]["finish_reason"], want.finish) << prompts[i];
+    EXPECT_EQ(j["usage"]["completion_tokens"], want.tokens) << prompts[i];
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+#ifdef SHARDLM_BINARY
+// `shardlm serve ARGS...` as a child process: its stdout is read line by line;
+// start() returns once it printed its "listening on" line (or fails the test).
+struct ServeProcess {
+  pid_t pid = -1;
+  FILE* out = nullptr;
+  uint16_t port = 0;
+  std::string first_line;
+  bool terminated = false;
+
+  // `env` ("NAME=VALUE" strings) is set in the child only.
+  bool start(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+    int fds[2];
+    if (::pipe(fds) != 0) return false;
+    pid = ::fork();
+    if (pid < 0) return false;
+    if (pid == 0) {
+      ::dup2(fds[1], 1);
+      ::close(fds[0]);
+      for (const std::string& e : env) ::putenv(const_cast<char*>(e.c_str()));
+      std::vector<char*> argv{const_cast<char*>(SHARDLM_BINARY), const_cast<char*>("serve")};
+      for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv(SHARDLM_BINARY, argv.data());
+      std::_Exit(127);
+    }
+    ::close(fds[1]);
+    out = ::fdopen(fds[0], "r");
+    first_line = next_line();
+    std::smatch m;
+    if (!std::regex_search(first_line, m, std::regex("listening on http://127.0.0.1:([0-9]+)"))) {
+      ADD_FAILURE() << "shardlm serve did not start: " << first_line;
+      return false;
+    }
+    port = static_cast<uint16_t>(std::stoi(m[1]));
+    return true;
+  }
+  std::string next_line() {
+    char line[1024];
+    return out && std::fgets(line, sizeof line, out) ? std::string(line) : std::string();
+  }
+  // SIGTERM (unless already sent with terminate()), then the exit status
+  // (waitpid's) and the rest of stdout.
+  void terminate() {
+    if (pid > 0 && !terminated) ::kill(pid, SIGTERM);
+    terminated = true;
+  }
+  int stop(std::string* rest = nullptr) {
+    if (pid <= 0) return -1;
+    terminate();
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    pid = -1;
+    std::string text;
+    for (std::string l = next_line(); !l.empty(); l = next_line()) text += l;
+    if (rest) *rest = text;
+    std::fclose(out);
+    out = nullptr;
+    return status;
+  }
+  ~ServeProcess() { stop(); }
+};
+#endif
 
 inline double metric(const std::string& text, const std::string& name) {
   std::smatch m;

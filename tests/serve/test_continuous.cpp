@@ -333,20 +333,7 @@ TEST(ServeContinuous, GreedyTextEqualsTheGeneratorWhileRequestsComeAndGo) {
                                             "bird",      "the mat",   "and then the dog slept by",
                                             "in a tree", "fire"};
   std::vector<int64_t> max_tokens = {5, 19, 12, 3, 16, 7, 10, 24};
-  std::vector<std::future<HttpResult>> futs;
-  for (size_t i = 0; i < prompts.size(); ++i)
-    futs.push_back(std::async(std::launch::async, [&, i] {
-      return s.post("/v1/completions",
-                    {{"prompt", prompts[i]}, {"max_tokens", max_tokens[i]}, {"temperature", 0}});
-    }));
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    HttpResult r = futs[i].get();
-    ASSERT_EQ(r.status, 200) << r.body;
-    const Expected want = generate_alone(prompts[i], greedy(max_tokens[i]));
-    json j = json::parse(r.body);
-    EXPECT_EQ(j["choices"][0]["text"], want.text) << prompts[i];
-    EXPECT_EQ(j["choices"][0]["finish_reason"], want.finish) << prompts[i];
-    EXPECT_EQ(j["usage"]["completion_tokens"], want.tokens) << prompts[i];
+  for (const json& j : expect_concurrent_greedy_equals_alone(s, prompts, max_tokens)) {
     EXPECT_EQ(j["shardlm"]["scheduler"], "continuous");
     EXPECT_GE(j["shardlm"]["seed"].get<int64_t>(), 0);
   }
@@ -718,38 +705,19 @@ TEST(ServeSdk, TheOpenAiNodeSdkDrivesCompletionsAndChatWithAnApiKey) {
     GTEST_SKIP() << "the openai package is not installed: ./shardlm.sh setup (npm ci in " << sdk
                  << ")";
   const std::string dir = small_model();
-  int out_pipe[2];
-  ASSERT_EQ(::pipe(out_pipe), 0);
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::dup2(out_pipe[1], 1);
-    ::close(out_pipe[0]);
-    ::setenv("SHARDLM_API_KEY", "sdk-test-key", 1);  // the environment form of --api-key
-    ::execl(SHARDLM_BINARY, SHARDLM_BINARY, "serve", "--model", dir.c_str(), "--port", "0",
-            "--threads", "1", "--cache-entries", "0", static_cast<char*>(nullptr));
-    std::_Exit(127);
-  }
-  ::close(out_pipe[1]);
-  FILE* out = ::fdopen(out_pipe[0], "r");
-  char line[1024];
-  ASSERT_NE(std::fgets(line, sizeof line, out), nullptr) << "no output from shardlm serve";
-  std::smatch m;
-  const std::string first(line);
-  ASSERT_TRUE(std::regex_search(first, m, std::regex("listening on http://127.0.0.1:([0-9]+)")))
-      << first;
-  const std::string port = m[1];
+  ServeProcess p;  // the key in the environment: the SHARDLM_API_KEY form of --api-key
+  ASSERT_TRUE(p.start({"--model", dir, "--port", "0", "--threads", "1", "--cache-entries", "0"},
+                      {"SHARDLM_API_KEY=sdk-test-key"}));
+  const std::string port = std::to_string(p.port);
   const std::string cmd = std::string(SHARDLM_NODE) + " " + sdk + "/sdk_test.mjs --port " + port +
                           " --key sdk-test-key 2>&1";
   FILE* node = ::popen(cmd.c_str(), "r");
   ASSERT_NE(node, nullptr);
   std::string report;
+  char line[1024];
   while (std::fgets(line, sizeof line, node)) report += line;
   const int rc = ::pclose(node);
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  std::fclose(out);
+  p.stop();
   EXPECT_EQ(rc, 0) << report;
   EXPECT_NE(report.find(" passed, 0 failed"), std::string::npos) << report;
   EXPECT_EQ(report.find("FAIL"), std::string::npos) << report;

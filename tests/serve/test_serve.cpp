@@ -351,21 +351,7 @@ TEST(ServeBatch, ConcurrentRequestsShareBatchesAndGetTheirOwnText) {
                                             "bird",      "the mat",   "and then the dog slept by",
                                             "in a tree", "fire"};
   std::vector<int64_t> max_tokens = {5, 9, 12, 3, 16, 7, 10, 4};  // per-row limits in one batch
-  std::vector<std::future<HttpResult>> futs;
-  for (size_t i = 0; i < prompts.size(); ++i)
-    futs.push_back(std::async(std::launch::async, [&, i] {
-      return s.post("/v1/completions",
-                    {{"prompt", prompts[i]}, {"max_tokens", max_tokens[i]}, {"temperature", 0}});
-    }));
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    HttpResult r = futs[i].get();
-    ASSERT_EQ(r.status, 200) << r.body;
-    const Expected want = generate_alone(prompts[i], greedy(max_tokens[i]));
-    json j = json::parse(r.body);
-    EXPECT_EQ(j["choices"][0]["text"], want.text) << prompts[i];
-    EXPECT_EQ(j["choices"][0]["finish_reason"], want.finish) << prompts[i];
-    EXPECT_EQ(j["usage"]["completion_tokens"], want.tokens) << prompts[i];
-  }
+  expect_concurrent_greedy_equals_alone(s, prompts, max_tokens);
   const uint64_t batches = s.metrics->batches;
   EXPECT_LT(batches, prompts.size());
   EXPECT_EQ(s.metrics->batch_rows, prompts.size());
@@ -603,26 +589,9 @@ TEST(ServeHttp, FullQueueAnswers503) {
 
 TEST(ServeBinary, SigtermFinishesTheRequestInFlightThenExits) {
   const std::string dir = make_model("wide", 4, 128, 512);
-  int out_pipe[2];
-  ASSERT_EQ(::pipe(out_pipe), 0);
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::dup2(out_pipe[1], 1);
-    ::close(out_pipe[0]);
-    ::execl(SHARDLM_BINARY, SHARDLM_BINARY, "serve", "--model", dir.c_str(), "--port", "0",
-            "--threads", "1", static_cast<char*>(nullptr));
-    std::_Exit(127);
-  }
-  ::close(out_pipe[1]);
-  FILE* out = ::fdopen(out_pipe[0], "r");
-  char line[1024];
-  ASSERT_NE(std::fgets(line, sizeof line, out), nullptr) << "no output from shardlm serve";
-  std::smatch m;
-  const std::string first(line);
-  ASSERT_TRUE(std::regex_search(first, m, std::regex("listening on http://127.0.0.1:([0-9]+)")))
-      << first;
-  const auto port = static_cast<uint16_t>(std::stoi(m[1]));
+  ServeProcess p;
+  ASSERT_TRUE(p.start({"--model", dir, "--port", "0", "--threads", "1"}));
+  const uint16_t port = p.port;
 
   // A long streamed request; SIGTERM once its first event has arrived.
   auto fut = std::async(std::launch::async, [&] {
@@ -640,7 +609,7 @@ TEST(ServeBinary, SigtermFinishesTheRequestInFlightThenExits) {
     if (metric(met, "shardlm_serve_running") >= 1) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  p.terminate();
   // The request was still running when the signal went out...
   EXPECT_NE(fut.wait_for(std::chrono::seconds(0)), std::future_status::ready);
   // ...and it is answered in full all the same.
@@ -651,13 +620,10 @@ TEST(ServeBinary, SigtermFinishesTheRequestInFlightThenExits) {
   EXPECT_EQ(events.back(), "[DONE]");
   json last = json::parse(events[events.size() - 2]);
   EXPECT_EQ(last["choices"][0]["finish_reason"], "length");  // all 400 tokens, not cut short
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  std::string rest;
+  const int status = p.stop(&rest);
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
-  std::string rest;
-  while (std::fgets(line, sizeof line, out)) rest += line;
-  std::fclose(out);
   EXPECT_NE(rest.find("stopped"), std::string::npos) << rest;
   EXPECT_THROW(http_request(port, "GET", "/health"), std::exception);  // nobody listens
 }
@@ -671,50 +637,30 @@ TEST(ServeBinary, ConfigFileOverridesAndFlagsAreOneSurface) {
   std::ofstream(toml) << "[serve]\nmodel = \"" << dir
                       << "\"\nport = 0\nthreads = 1\nblock_size = 8\nkv_blocks = 5\n"
                          "api_key = \"file-key\"\nmodel_name = \"from-file\"\n";
-  int out_pipe[2];
-  ASSERT_EQ(::pipe(out_pipe), 0);
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::dup2(out_pipe[1], 1);
-    ::close(out_pipe[0]);
-    ::execl(SHARDLM_BINARY, SHARDLM_BINARY, "serve", "--config", toml.c_str(),
-            "--serve.kv_blocks=9", "--model-name", "from-flag", static_cast<char*>(nullptr));
-    std::_Exit(127);
-  }
-  ::close(out_pipe[1]);
-  FILE* out = ::fdopen(out_pipe[0], "r");
-  char line[1024];
-  ASSERT_NE(std::fgets(line, sizeof line, out), nullptr) << "no output from shardlm serve";
-  const std::string first(line);
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(first, m, std::regex("listening on http://127.0.0.1:([0-9]+)")))
-      << first;
-  EXPECT_NE(first.find("model from-flag"), std::string::npos) << first;  // the flag wins
-  const auto port = static_cast<uint16_t>(std::stoi(m[1]));
-  ASSERT_NE(std::fgets(line, sizeof line, out), nullptr);
-  const std::string second(line);
+  ServeProcess p;
+  ASSERT_TRUE(p.start({"--config", toml, "--serve.kv_blocks=9", "--model-name", "from-flag"}));
+  EXPECT_NE(p.first_line.find("model from-flag"), std::string::npos) << p.first_line;  // flag wins
+  const std::string second = p.next_line();
   // kv_blocks from the override, block_size from the file.
   EXPECT_NE(second.find("KV cache 9 blocks x 8 tokens"), std::string::npos) << second;
   // The key from the file guards /v1/*.
-  EXPECT_EQ(http_request(port, "GET", "/v1/models").status, 401);
-  HttpResult ok = http_request(port, "GET", "/v1/models", "", "application/json", "Bearer file-key");
+  EXPECT_EQ(http_request(p.port, "GET", "/v1/models").status, 401);
+  HttpResult ok =
+      http_request(p.port, "GET", "/v1/models", "", "application/json", "Bearer file-key");
   ASSERT_EQ(ok.status, 200) << ok.body;
   EXPECT_EQ(json::parse(ok.body)["data"][0]["id"], "from-flag");
-  ASSERT_EQ(::kill(pid, SIGTERM), 0);
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  std::fclose(out);
+  const int status = p.stop();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
   // A typo in an override: the error names the key, the exit status is not 0.
   const std::string cmd = std::string(SHARDLM_BINARY) + " serve --config " + toml +
                           " --serve.max_bach=3 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
   std::string text;
-  while (std::fgets(line, sizeof line, p)) text += line;
-  const int rc = ::pclose(p);
+  char line[1024];
+  while (std::fgets(line, sizeof line, pipe)) text += line;
+  const int rc = ::pclose(pipe);
   EXPECT_NE(rc, 0) << text;
   EXPECT_NE(text.find("serve.max_bach"), std::string::npos) << text;
 }
