@@ -173,6 +173,7 @@ void Trainer::Impl::setup() {
   info["offload_params"] = shard_cfg.offload_params;
   info["micro_batch"] = micro_batch;
   info["accumulation"] = train.accumulation;
+  if (!env.hostname.empty()) info["host"] = env.hostname;
   mon.sink->run_info(run_id, env.world_size, info);
   core::log::info0(
       "model: {} parameters ({} layers, {} heads, width {}), device {}, {} rank(s), "

@@ -226,6 +226,31 @@ function startCapture() {
 }
 let captureWs = startCapture();
 
+// The Run tab against rank 0's run_info as the trainer sent it (the tab once read
+// keys the trainer never sent and showed "—" everywhere).
+async function assertRunTab(p, messages) {
+  const ri = messages.find((m) => m.type === 'run_info' && m.rank === 0);
+  assert(ri, 'a run_info from rank 0');
+  const { info } = ri;
+  const n = (v) => Number(v).toLocaleString('en-US');
+  const want = {
+    'info-layers': n(info.model.n_layer),
+    'info-heads': n(info.model.n_head),
+    'info-width': n(info.model.d_model),
+    'info-vocab': n(info.model.vocab_size),
+    'info-context': n(info.model.context_length),
+    'info-max-steps': n(info.config.train.steps),
+    'info-zero': String(info.zero_stage),
+    'info-device': info.device,
+  };
+  for (const [id, value] of Object.entries(want)) {
+    const shown = (await p.textContent(`[data-testid=${id}] .stat-value`, { timeout: 5000 })).trim();
+    assert(shown === value, `${id}: the page shows "${shown}", run_info says "${value}"`);
+  }
+  const params = (await p.textContent('[data-testid=info-params] .stat-hint', { timeout: 5000 })).trim();
+  assert(params === n(info.parameters), `parameters: the page shows "${params}", run_info says ${info.parameters}`);
+}
+
 // ---- the browser --------------------------------------------------------------------------
 
 const profile = mkdtempSync(join(tmpdir(), 'shardlm-chromium-'));
@@ -422,10 +447,11 @@ try {
     }
   });
 
-  await check('run view: world size 2 and the configuration', async () => {
+  await check("run view: every value is the one in the trainer's run_info", async () => {
     await tab('run');
     const world = await text('[data-testid=info-world]');
     assert(world.includes('2'), `world size shown (${world})`);
+    await assertRunTab(page, captured);
     await shot('run');
   });
 
