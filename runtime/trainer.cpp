@@ -479,6 +479,10 @@ void Trainer::Impl::inspect(const monitor::ControlCommand& c) {
   target.runner = engine->block_runner(false);
   target.tokenizer = tokenizer ? &*tokenizer : nullptr;
   target.device = device;
+  target.step = step_;  // generate: tokens stream to the viewer as rank 0 produces them
+  target.request_id = c.id;
+  auto* sink = env.is_root() ? dynamic_cast<monitor::WebSocketSink*>(mon.control.get()) : nullptr;
+  if (sink) target.partial = [&](const nlohmann::json& d) { sink->inspect_result(c, true, d, "", true); };
   nlohmann::json data;
   std::string error;
   auto t0 = std::chrono::steady_clock::now();
@@ -599,6 +603,10 @@ int Trainer::Impl::run() {
       break;
     }
     if (paused) {
+      if (save_requested) {  // now, not after the next step: the weights a viewer is looking at
+        save_checkpoint(false);
+        save_requested = false;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       continue;
     }
