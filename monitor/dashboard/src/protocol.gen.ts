@@ -37,9 +37,27 @@ export type CommandName = "pause" | "resume" | "stop" | "save_checkpoint" | "set
 
 export const COMMAND_NAME_VALUES = ["pause","resume","stop","save_checkpoint","set_lr","set_weight_decay","set_clip","set_batch","set_early_stopping","start_run","resume_from"] as const;
 
-export type InspectWhat = "attention" | "embeddings" | "activations" | "architecture";
+export type InspectWhat = "attention" | "embeddings" | "activations" | "architecture" | "generate";
 
-export const INSPECT_WHAT_VALUES = ["attention","embeddings","activations","architecture"] as const;
+export const INSPECT_WHAT_VALUES = ["attention","embeddings","activations","architecture","generate"] as const;
+
+/** a rater's name, as typed in the Rate tab */
+export type Rater = string;
+
+export type SampleId = number;
+
+export type RateChoice = "A" | "B" | "tie" | "both_bad" | "skip";
+
+export const RATE_CHOICE_VALUES = ["A","B","tie","both_bad","skip"] as const;
+
+/** who wrote a sample, revealed after the vote */
+export interface RatedSample {
+  sample: SampleId;
+  /** a checkpoint name (step-N), a model label or a server URL */
+  source: string;
+  /** the training step, for checkpoints of this run */
+  step: number | null;
+}
 
 /** the model's architecture as ModelConfig::to_json writes it (model/config.h); the keys the dashboard reads are required, others are allowed */
 export interface ModelConfig {
@@ -73,6 +91,8 @@ export interface Welcome {
   role: "producer" | "viewer";
   /** the hello carried the right token */
   control: boolean;
+  /** the hello carried the control or the rating token: may vote */
+  rate?: boolean;
   protocol: number;
   server: string;
   /** messages replayed before history_end */
@@ -308,7 +328,7 @@ export interface Error {
   v: V;
   type: "error";
   ts: Ts;
-  code: "bad_json" | "bad_message" | "unknown_type" | "binary_frame" | "too_large" | "hello_required" | "unauthorized" | "not_allowed" | "no_producer" | "busy" | "not_found" | "internal";
+  code: "bad_json" | "bad_message" | "unknown_type" | "binary_frame" | "too_large" | "hello_required" | "unauthorized" | "not_allowed" | "no_producer" | "busy" | "not_found" | "internal" | "rate_limited";
   message: string;
   /** the id of the request it answers, when it had one */
   ref?: string;
@@ -346,17 +366,149 @@ export interface Inspect {
   args?: Record<string, unknown>;
 }
 
-/** rank 0's answer to inspect, broadcast to viewers, not kept in history */
+/** the answer to inspect: rank 0's, broadcast to viewers, or (generation from a checkpoint or a server) the aggregator's, to the viewer that asked; not kept in history */
 export interface InspectResult {
   v: V;
   type: "inspect_result";
   ts: Ts;
-  rank: Rank;
+  /** absent when the aggregator answered */
+  rank?: Rank;
   id: Id;
   what: InspectWhat;
   ok: boolean;
+  /** more answers to this request follow (a streamed generation: one per token) */
+  partial?: boolean;
   message?: string;
   data?: Record<string, unknown>;
+}
+
+/** viewer to aggregator: the next pair this rater has not voted on (fewest votes first) */
+export interface RateNext {
+  v: V;
+  type: "rate_next";
+  ts?: Ts;
+  id: Id;
+  rater: Rater;
+  /** only pairs of this comparison; absent or empty: any */
+  batch?: string;
+}
+
+/** the answer to rate_next: a prompt and two anonymous continuations in the order this rater sees them, or null when they have rated every pair */
+export interface RatePair {
+  v: V;
+  type: "rate_pair";
+  ts: Ts;
+  id: Id;
+  pair: null | {
+    id: number;
+    batch: string;
+    prompt: string;
+    a: ShownSample;
+    b: ShownSample;
+  };
+  progress: {
+    /** pairs this rater has answered (skips too) */
+    done: number;
+    total: number;
+  };
+}
+
+export interface ShownSample {
+  sample: SampleId;
+  text: string;
+}
+
+/** viewer to aggregator (the rating or the control token): one vote, stored and fsync'ed before rate_ack */
+export interface RateVote {
+  v: V;
+  type: "rate_vote";
+  ts?: Ts;
+  id: Id;
+  rater: Rater;
+  pair: number;
+  /** the sample ids in the order shown: A, B */
+  shown: SampleId[];
+  choice: RateChoice;
+}
+
+/** the answer to rate_vote: ok once the vote is on disk, with who wrote A and B */
+export interface RateAck {
+  v: V;
+  type: "rate_ack";
+  ts: Ts;
+  id: Id;
+  ok: boolean;
+  pair: number;
+  /** the vote's row in the database */
+  vote?: number;
+  /** this rater had voted on this pair: the earlier vote stands */
+  duplicate?: boolean;
+  choice?: RateChoice;
+  message?: string;
+  reveal?: {
+    a: RatedSample;
+    b: RatedSample;
+  };
+}
+
+/** viewer to aggregator: every vote so far (answered with rate_votes) */
+export interface RateList {
+  v: V;
+  type: "rate_list";
+  ts?: Ts;
+  id?: Id;
+}
+
+/** votes for the leaderboard: all of them (append false, the answer to rate_list) or new ones (append true, to every viewer after each vote) */
+export interface RateVotes {
+  v: V;
+  type: "rate_votes";
+  ts: Ts;
+  id?: Id;
+  append: boolean;
+  votes: ({
+    vote: number;
+    rater: Rater;
+    pair: number;
+    batch: string;
+    /** who wrote the pair's first and second sample */
+    sources: string[];
+    steps: (number | null)[];
+    /** a: the pair's first sample was better, b: its second */
+    outcome: "a" | "b" | "tie" | "both_bad" | "skip";
+    time: number;
+  })[];
+  /** pairs in the database */
+  pairs: number;
+  batches: string[];
+}
+
+/** viewer to aggregator (control token): generate a continuation of every prompt from both sources and add one pair per prompt */
+export interface RateCreate {
+  v: V;
+  type: "rate_create";
+  ts?: Ts;
+  id: Id;
+  token?: string;
+  /** the comparison's name; default 'A vs B' */
+  batch?: string;
+  /** checkpoint names (step-N) or shardlm serve URLs */
+  sources: string[];
+  prompts: string[];
+  /** decoding options (docs/generation.md), as for inspect generate */
+  options?: Record<string, unknown>;
+}
+
+/** the answer to rate_create once both sources have generated */
+export interface RateCreated {
+  v: V;
+  type: "rate_created";
+  ts: Ts;
+  id: Id;
+  ok: boolean;
+  batch: string;
+  pairs?: number;
+  message?: string;
 }
 
 /** Every message of the protocol (the schema's top-level oneOf). */
@@ -379,7 +531,15 @@ export type Message =
   | ListCheckpoints
   | Checkpoints
   | Inspect
-  | InspectResult;
+  | InspectResult
+  | RateNext
+  | RatePair
+  | RateVote
+  | RateAck
+  | RateList
+  | RateVotes
+  | RateCreate
+  | RateCreated;
 
 /** The `type` of every message. */
-export const MESSAGE_TYPES = ["hello","welcome","history_end","run_info","step","validation","event","heartbeat","bye","control","command_status","ack","aggregate","ranks","error","list_checkpoints","checkpoints","inspect","inspect_result"] as const;
+export const MESSAGE_TYPES = ["hello","welcome","history_end","run_info","step","validation","event","heartbeat","bye","control","command_status","ack","aggregate","ranks","error","list_checkpoints","checkpoints","inspect","inspect_result","rate_next","rate_pair","rate_vote","rate_ack","rate_list","rate_votes","rate_create","rate_created"] as const;

@@ -10,10 +10,7 @@
 // `Real` is a float that the sender writes as null for NaN or infinity.
 
 import type * as G from './protocol.gen';
-import {
-  COMMAND_NAME_VALUES,
-  INSPECT_WHAT_VALUES,
-} from './protocol.gen';
+import { COMMAND_NAME_VALUES, INSPECT_WHAT_VALUES, RATE_CHOICE_VALUES as G_RATE_CHOICES } from './protocol.gen';
 
 export const PROTOCOL_VERSION = 1 as const;
 
@@ -60,6 +57,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'busy',
   'not_found',
   'internal',
+  'rate_limited',
 ];
 
 // ---- messages ---------------------------------------------------------------------
@@ -94,6 +92,18 @@ export type InspectResult = G.InspectResult;
 export type Control = G.Control;
 export type ListCheckpoints = G.ListCheckpoints;
 export type Inspect = G.Inspect;
+export type RateNext = G.RateNext;
+export type RatePair = G.RatePair;
+export type RatePairBody = NonNullable<G.RatePair['pair']>;
+export type RateVote = G.RateVote;
+export type RateAck = G.RateAck;
+export type RateList = G.RateList;
+export type RateVotes = G.RateVotes;
+export type VoteRow = G.RateVotes['votes'][number];
+export type RateCreate = G.RateCreate;
+export type RateCreated = G.RateCreated;
+export type RateChoice = G.RateChoice;
+export const RATE_CHOICES = G_RATE_CHOICES;
 
 /** Arguments per command, as the schema's if/then rules require them. */
 export interface CommandArgs {
@@ -129,10 +139,14 @@ export type ServerMessage =
   | ErrorMsg
   | Checkpoints
   | InspectResult
-  | Control;
+  | Control
+  | RatePair
+  | RateAck
+  | RateVotes
+  | RateCreated;
 
 /** Everything a viewer sends. */
-export type ClientMessage = Hello | Control | ListCheckpoints | Inspect;
+export type ClientMessage = Hello | Control | ListCheckpoints | Inspect | RateNext | RateVote | RateList | RateCreate;
 
 export type AnyMessage = ServerMessage | ClientMessage;
 
@@ -160,6 +174,26 @@ export function listCheckpoints(id: string): ListCheckpoints {
   return { v: 1, type: 'list_checkpoints', ts: Date.now() / 1000, id };
 }
 
+export function rateNext(id: string, rater: string, batch?: string): RateNext {
+  const msg: RateNext = { v: 1, type: 'rate_next', ts: Date.now() / 1000, id, rater };
+  if (batch) msg.batch = batch;
+  return msg;
+}
+
+export function rateVote(id: string, rater: string, pair: number, shown: [number, number], choice: RateChoice): RateVote {
+  return { v: 1, type: 'rate_vote', ts: Date.now() / 1000, id, rater, pair, shown, choice };
+}
+
+export function rateList(id: string): RateList {
+  return { v: 1, type: 'rate_list', ts: Date.now() / 1000, id };
+}
+
+export function rateCreate(id: string, sources: [string, string], prompts: string[], options: Record<string, unknown>, batch?: string): RateCreate {
+  const msg: RateCreate = { v: 1, type: 'rate_create', ts: Date.now() / 1000, id, sources, prompts, options };
+  if (batch) msg.batch = batch;
+  return msg;
+}
+
 // ---- parsing ----------------------------------------------------------------------
 
 const KNOWN_TYPES = new Set<string>([
@@ -179,6 +213,10 @@ const KNOWN_TYPES = new Set<string>([
   'checkpoints',
   'inspect_result',
   'control',
+  'rate_pair',
+  'rate_ack',
+  'rate_votes',
+  'rate_created',
 ]);
 
 /**
