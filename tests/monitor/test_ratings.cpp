@@ -155,7 +155,7 @@ TEST(Ratings, SigkillLosesNoReportedVote) {
   auto f = make("kill");
   {
     RatingsStore s(f.db);
-    for (int i = 0; i < 400; ++i) s.add_pair("many", f.a, f.b);
+    for (int i = 0; i < 100; ++i) s.add_pair("many", f.a, f.b);
   }
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);

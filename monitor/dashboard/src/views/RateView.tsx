@@ -45,7 +45,9 @@ export function RateView() {
   const r = state.rate;
   const pair = r.pair?.pair ?? null;
   const ack = voteId && r.ack?.id === voteId ? r.ack : undefined;
-  const voting = voteId !== null && !ack;
+  // A vote the aggregator refused with an error (no token, an unknown pair): say so, allow another try.
+  const refused = voteId && r.error?.ref === voteId ? r.error : undefined;
+  const voting = voteId !== null && !ack && !refused;
 
   const next = () => {
     setVoteId(null);
@@ -59,7 +61,7 @@ export function RateView() {
   }, [open, rater, batch, rateRequest]);
 
   const vote = (choice: RateChoice) => {
-    if (!pair || voteId !== null || !canRate) return;
+    if (!pair || (voteId !== null && !refused) || !canRate) return;
     const id = rateRequest('vote', (i) => rateVote(i, rater, pair.id, [pair.a.sample, pair.b.sample], choice));
     setVoteId(id);
   };
@@ -67,6 +69,7 @@ export function RateView() {
   // Keyboard: the choices, and Enter / n for the next pair after the reveal.
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
+      if (refused) setVoteId(null);
       const t = e.target as HTMLElement | null;
       if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT')) return;
       if (e.ctrlKey || e.metaKey || e.altKey) return;
@@ -77,7 +80,7 @@ export function RateView() {
         return;
       }
       const c = CHOICES.find((x) => x.keys.includes(k));
-      if (c && pair && voteId === null) {
+      if (c && pair && (voteId === null || refused)) {
         e.preventDefault();
         vote(c.choice);
       }
@@ -178,7 +181,7 @@ export function RateView() {
                     key={c.choice}
                     type="button"
                     className={`btn ${c.choice === 'skip' ? 'ghost' : ''} ${ack?.choice === c.choice ? 'primary' : ''}`}
-                    disabled={!canRate || voteId !== null}
+                    disabled={!canRate || (voteId !== null && !refused)}
                     data-testid={`rate-choice-${c.choice}`}
                     onClick={() => vote(c.choice)}
                   >
@@ -187,9 +190,9 @@ export function RateView() {
                 ))}
               </div>
               {voting && <div className="muted small">saving your vote…</div>}
-              {ack && !ack.ok && (
+              {((ack && !ack.ok) || refused) && (
                 <div className="tone-bad small" data-testid="rate-refused">
-                  Not stored: {ack.message ?? r.error?.message}
+                  Not stored: {refused?.message ?? ack?.message}
                 </div>
               )}
               {ack?.ok && (
