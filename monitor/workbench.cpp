@@ -296,7 +296,12 @@ std::vector<std::string> Workbench::worker_argv(const std::string& target, const
   try {
     dir = find_checkpoint(impl_->cfg.run_dir, target);
   } catch (const core::Error& e) {
-    throw ProtocolError("not_found", e.message());
+    // "step-20" names step-000020 too (the trainer zero-pads).
+    const auto want = step_of(target);
+    for (const auto& item : list_checkpoints(impl_->cfg.run_dir))
+      if (want && item["step"].is_number_integer() && item["step"].get<int64_t>() == *want)
+        dir = item["path"].get<std::string>();
+    if (dir.empty()) throw ProtocolError("not_found", e.message());
   }
   argv.insert(argv.end(), {"--model", dir});
   if (auto tok = run_tokenizer(run_info); !tok.empty()) argv.insert(argv.end(), {"--tokenizer", tok});
