@@ -43,9 +43,9 @@ void TokenDetail::add(const torch::Tensor& logp, const torch::Tensor& targets,
                       const torch::Tensor& positions, const torch::Tensor& mask) {
   // logp (N, V), targets (N), positions (N), mask (N)
   auto safe = targets.clamp_min(0);
-  auto top5 = std::get<1>(logp.topk(std::min<int64_t>(5, logp.size(-1)), -1));  // (N, 5)
-  auto hit1 = (top5.select(-1, 0) == safe).to(torch::kDouble).cpu().contiguous();
-  auto hit5 = (top5 == safe.unsqueeze(-1)).any(-1).to(torch::kDouble).cpu().contiguous();
+  auto best5 = std::get<1>(logp.topk(std::min<int64_t>(5, logp.size(-1)), -1));  // (N, 5)
+  auto hit1 = (best5.select(-1, 0) == safe).to(torch::kDouble).cpu().contiguous();
+  auto hit5 = (best5 == safe.unsqueeze(-1)).any(-1).to(torch::kDouble).cpu().contiguous();
   auto conf = std::get<0>(logp.max(-1)).exp().to(torch::kDouble).cpu().contiguous();
   auto pos = positions.to(torch::kCPU, torch::kLong).contiguous();
   auto m = mask.defined() ? mask.to(torch::kCPU, torch::kDouble).contiguous()

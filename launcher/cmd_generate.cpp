@@ -128,7 +128,7 @@ void events_from_server(const std::string& url, const runtime::PlaygroundRequest
       if (ch.contains("finish_reason") && ch["finish_reason"].is_string())
         finish = ch["finish_reason"].get<std::string>();
     };
-    parser.on_chunk_body([&](std::uint64_t, beast::string_view d, beast::error_code& ec) {
+    auto on_chunk = [&](std::uint64_t, beast::string_view d, beast::error_code& ec) {
       if (status != 200) {
         error_body.append(d.data(), d.size());
       } else {
@@ -142,7 +142,8 @@ void events_from_server(const std::string& url, const runtime::PlaygroundRequest
       }
       ec = {};
       return d.size();
-    });
+    };
+    parser.on_chunk_body(on_chunk);  // Beast keeps a reference: on_chunk outlives the reads
     beast::error_code ec;
     http::read(stream, buf, parser, ec);
     if (ec && ec != http::error::end_of_stream) throw beast::system_error(ec);
