@@ -33,6 +33,8 @@ DEB_PACKAGES=(
   libxxhash-dev bible-kjv fortunes-min python3.11-doc sentencepiece
   # the dashboard's browser test (tests/dashboard) drives it through playwright-core
   chromium
+  # the Rate tab's votes (monitor/ratings_store.h) and the browser test's look at them
+  libsqlite3-dev sqlite3
   # launch: a real one-node SLURM cluster for the requeue/resume test
   # (tests/slurm/cluster.sh); brings slurmctld, slurmd, slurm-client, the basic
   # plugins (mpi_pmix among them) and liblua5.1, ~13 MB installed

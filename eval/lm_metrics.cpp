@@ -39,8 +39,84 @@ std::vector<int64_t> encode_ids(const data::Tokenizer& tok, const std::string& t
 
 // ---- token statistics -----------------------------------------------------------------------
 
+void TokenDetail::add(const torch::Tensor& logp, const torch::Tensor& targets,
+                      const torch::Tensor& positions, const torch::Tensor& mask) {
+  // logp (N, V), targets (N), positions (N), mask (N)
+  auto safe = targets.clamp_min(0);
+  auto best5 = std::get<1>(logp.topk(std::min<int64_t>(5, logp.size(-1)), -1));  // (N, 5)
+  auto hit1 = (best5.select(-1, 0) == safe).to(torch::kDouble).cpu().contiguous();
+  auto hit5 = (best5 == safe.unsqueeze(-1)).any(-1).to(torch::kDouble).cpu().contiguous();
+  auto conf = std::get<0>(logp.max(-1)).exp().to(torch::kDouble).cpu().contiguous();
+  auto pos = positions.to(torch::kCPU, torch::kLong).contiguous();
+  auto m = mask.defined() ? mask.to(torch::kCPU, torch::kDouble).contiguous()
+                          : torch::ones({targets.size(0)}, torch::kDouble);
+  const double* h1 = hit1.data_ptr<double>();
+  const double* h5 = hit5.data_ptr<double>();
+  const double* c = conf.data_ptr<double>();
+  const int64_t* ps = pos.data_ptr<int64_t>();
+  const double* mk = m.data_ptr<double>();
+  for (int64_t i = 0; i < targets.size(0); ++i) {
+    if (mk[i] == 0) continue;
+    const auto at = static_cast<size_t>(std::max<int64_t>(0, ps[i]));
+    if (at >= tokens.size()) {
+      tokens.resize(at + 1, 0.0);
+      top1.resize(at + 1, 0.0);
+      top5.resize(at + 1, 0.0);
+    }
+    tokens[at] += 1;
+    top1[at] += h1[i];
+    top5[at] += h5[i];
+    const int bin = std::clamp(static_cast<int>(c[i] * kBins), 0, kBins - 1);
+    bin_count[bin] += 1;
+    bin_conf[bin] += c[i];
+    bin_hit[bin] += h1[i];
+  }
+}
+
+void TokenDetail::merge(const TokenDetail& o) {
+  if (o.tokens.size() > tokens.size()) {
+    tokens.resize(o.tokens.size(), 0.0);
+    top1.resize(o.tokens.size(), 0.0);
+    top5.resize(o.tokens.size(), 0.0);
+  }
+  for (size_t i = 0; i < o.tokens.size(); ++i) {
+    tokens[i] += o.tokens[i];
+    top1[i] += o.top1[i];
+    top5[i] += o.top5[i];
+  }
+  for (int b = 0; b < kBins; ++b) {
+    bin_count[b] += o.bin_count[b];
+    bin_conf[b] += o.bin_conf[b];
+    bin_hit[b] += o.bin_hit[b];
+  }
+}
+
+nlohmann::json TokenDetail::to_json() const {
+  auto ratio = [](double a, double n) { return n > 0 ? nlohmann::json(a / n) : nlohmann::json(); };
+  nlohmann::json t1 = nlohmann::json::array(), t5 = nlohmann::json::array();
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    t1.push_back(ratio(top1[i], tokens[i]));
+    t5.push_back(ratio(top5[i], tokens[i]));
+  }
+  nlohmann::json bins = nlohmann::json::array();
+  double total = 0, ece = 0;
+  for (int b = 0; b < kBins; ++b) total += bin_count[b];
+  for (int b = 0; b < kBins; ++b) {
+    bins.push_back({{"lo", static_cast<double>(b) / kBins},
+                    {"hi", static_cast<double>(b + 1) / kBins},
+                    {"count", bin_count[b]},
+                    {"confidence", ratio(bin_conf[b], bin_count[b])},
+                    {"accuracy", ratio(bin_hit[b], bin_count[b])}});
+    if (bin_count[b] > 0 && total > 0)
+      ece += bin_count[b] / total * std::abs(bin_hit[b] / bin_count[b] - bin_conf[b] / bin_count[b]);
+  }
+  return {{"by_position", {{"tokens", tokens}, {"top1", t1}, {"top5", t5}}},
+          {"calibration", {{"bins", bins}, {"ece", total > 0 ? nlohmann::json(ece) : nlohmann::json()}}}};
+}
+
 torch::Tensor token_stats(model::GPT& model, const data::Batch& b, torch::Device device,
-                          c10::ScalarType dtype, const model::BlockRunner& runner) {
+                          c10::ScalarType dtype, const model::BlockRunner& runner,
+                          TokenDetail* detail) {
   torch::NoGradGuard no_grad;
   auto ids = b.input_ids.to(device);
   auto targets = b.targets.to(device);  // (B, L), kIgnoreIndex at padding
@@ -60,6 +136,11 @@ torch::Tensor token_stats(model::GPT& model, const data::Batch& b, torch::Device
   auto top5 = std::get<1>(lp.topk(std::min<int64_t>(5, lp.size(-1)), -1));  // (B, L, 5)
   auto hit1 = (top5.select(-1, 0) == safe).to(torch::kFloat32);
   auto hit5 = (top5 == safe.unsqueeze(-1)).any(-1).to(torch::kFloat32);
+  if (detail) {
+    const int64_t B = lp.size(0), L = lp.size(1);
+    auto pos = torch::arange(L, torch::kLong).unsqueeze(0).expand({B, L}).reshape({-1});
+    detail->add(lp.reshape({B * L, -1}), targets.reshape({-1}), pos, mask.reshape({-1}));
+  }
   return torch::stack(
              {(nll * mask).sum(1), (hit1 * mask).sum(1), (hit5 * mask).sum(1), mask.sum(1)},
              1)
@@ -116,7 +197,7 @@ LmScores perplexity_split(model::GPT& model, data::LoaderConfig cfg, int64_t max
   LmScores out;
   for (int64_t s = 0; s < steps; ++s) {
     data::Batch b = loader.next();
-    auto st = token_stats(model, b, device).contiguous();  // (B, 4)
+    auto st = token_stats(model, b, device, c10::kFloat, {}, &out.detail).contiguous();  // (B, 4)
     auto acc = st.accessor<double, 2>();
     auto targets = b.targets.contiguous();
     for (int64_t r = 0; r < st.size(0); ++r) {
@@ -174,6 +255,8 @@ LmScores perplexity_texts(model::GPT& model, const data::Tokenizer& tok,
       auto tgt = all.slice(0, prev_end, end).to(device);               // (k)
       auto nll = -rows.gather(1, tgt.unsqueeze(1)).squeeze(1);
       auto top5 = std::get<1>(rows.topk(std::min<int64_t>(5, rows.size(1)), 1));
+      // position in the window of each scored target (predicted from that many tokens, minus 1)
+      out.detail.add(rows, tgt, torch::arange(prev_end - begin - 1, end - begin - 1, torch::kLong));
       item[LmScores::kNll] += nll.sum().item<double>();
       item[LmScores::kTokens] += static_cast<double>(end - prev_end);
       item[LmScores::kTop1] += (top5.select(1, 0) == tgt).sum().item<double>();

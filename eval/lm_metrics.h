@@ -10,6 +10,8 @@
 #include <torch/torch.h>
 
 #include <string>
+
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "data/loader.h"
@@ -20,18 +22,42 @@ namespace shardlm::eval {
 
 // ---- token statistics -----------------------------------------------------------------------
 
+// Next-token accuracy by position in the context and calibration, summed over
+// the scored tokens: the Evaluate tab's "by position" and "calibration" charts.
+struct TokenDetail {
+  // By the target's position in the model's input (0: predicted from one token).
+  std::vector<double> tokens, top1, top5;
+  // Calibration: kBins equal-width bins of the top-1 probability (the model's
+  // confidence): tokens in each, the sum of their confidences and of top-1 hits.
+  static constexpr int kBins = 10;
+  std::vector<double> bin_count = std::vector<double>(kBins, 0.0);
+  std::vector<double> bin_conf = std::vector<double>(kBins, 0.0);
+  std::vector<double> bin_hit = std::vector<double>(kBins, 0.0);
+
+  // logp (N, V) log-probabilities, targets (N) ids, positions (N) positions in
+  // the input, mask (N) 1 = scored (may be undefined: all scored).
+  void add(const torch::Tensor& logp, const torch::Tensor& targets, const torch::Tensor& positions,
+           const torch::Tensor& mask = {});
+  void merge(const TokenDetail& o);
+  // {"by_position": {"tokens", "top1", "top5"} (accuracies, null where no token),
+  //  "calibration": {"bins": [{"lo","hi","count","confidence","accuracy"}], "ece"}}
+  nlohmann::json to_json() const;
+};
+
 // Per row of a batch: (B, 4) fp64 on the CPU holding [sum of -log p(target),
 // top-1 hits, top-5 hits, targets] over the positions where loss_mask != 0.
-// runtime::evaluate sums these over batches and ranks; eval's perplexity keeps rows.
+// runtime::evaluate sums these over batches and ranks; eval's perplexity keeps
+// rows. `detail` (may be null) also gets the batch's positions and calibration.
 torch::Tensor token_stats(model::GPT& model, const data::Batch& batch, torch::Device device,
                           c10::ScalarType dtype = c10::kFloat,
-                          const model::BlockRunner& runner = {});
+                          const model::BlockRunner& runner = {}, TokenDetail* detail = nullptr);
 
 // Per scored unit (a row of a split, a text): {nll (nats), tokens, bytes, top-1 hits, top-5 hits}.
 // bytes is 0 when unknown (a split read without its tokenizer).
 struct LmScores {
   enum Field { kNll = 0, kTokens, kBytes, kTop1, kTop5, kFields };
   std::vector<std::vector<double>> items;
+  TokenDetail detail;
   double sum(Field f) const;
   double loss() const;           // nats per token
   double perplexity() const;     // exp(loss)

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -172,6 +173,7 @@ RatingSummary summarize_ratings(const std::vector<JsonLine>& ratings, const Boot
   RatingSummary s;
   std::map<std::string, std::vector<double>> scores;
   std::vector<PairOutcome> outcomes;
+  std::map<std::string, std::vector<std::string>> units;  // item -> category per rater
   for (const auto& l : ratings) {
     const std::string kind = l.get<std::string>("kind");
     if (kind == "score") {
@@ -182,8 +184,15 @@ RatingSummary summarize_ratings(const std::vector<JsonLine>& ratings, const Boot
       const auto shown = l.get<std::vector<std::string>>("shown");
       SHARDLM_CHECK(shown.size() == 2, core::DataError, "{}: 'shown' needs two models", l.where());
       const std::string choice = l.get<std::string>("choice");
-      SHARDLM_CHECK(choice == "A" || choice == "B" || choice == "tie", core::DataError,
-                    "{}: choice '{}' is not A, B or tie", l.where(), choice);
+      SHARDLM_CHECK(choice == "A" || choice == "B" || choice == "tie" || choice == "both_bad" ||
+                        choice == "skip",
+                    core::DataError, "{}: choice '{}' is not A, B, tie, both_bad or skip",
+                    l.where(), choice);
+      if (choice == "skip") {
+        ++s.skipped;
+        continue;
+      }
+      if (choice == "both_bad") ++s.both_bad;
       PairOutcome o{shown[0], shown[1], choice == "A" ? 1.0 : choice == "B" ? 0.0 : 0.5};
       outcomes.push_back(o);
       const bool in_order = o.a < o.b;
@@ -195,9 +204,19 @@ RatingSummary summarize_ratings(const std::vector<JsonLine>& ratings, const Boot
         ++p.wins_a;
       else
         ++p.wins_b;
+      if (o.a != o.b) {  // the same item rated again: what each rater said, models in name order
+        const std::string item = l.value.contains("pair") ? "pair " + l.value["pair"].dump()
+                                                          : "id " + l.get<std::string>("id");
+        const std::string category = choice == "tie" || choice == "both_bad" ? choice
+                                     : score_first == 1                      ? "first"
+                                                                             : "second";
+        units[item].push_back(category);
+      }
     } else {
       SHARDLM_FAIL(core::DataError, "{}: kind '{}' is not score or pair", l.where(), kind);
     }
+    if (l.value.contains("rater") && l.value["rater"].is_string())
+      ++s.raters[l.value["rater"].get<std::string>()];
     ++s.answers;
   }
   for (const auto& [m, v] : scores) {
@@ -206,13 +225,29 @@ RatingSummary summarize_ratings(const std::vector<JsonLine>& ratings, const Boot
   }
   if (!outcomes.empty()) {
     s.bradley_terry = bradley_terry(outcomes);
+    s.bradley_terry_ci = bradley_terry_intervals(outcomes, bs);
     s.elo = elo(outcomes);
   }
+  std::vector<std::vector<std::string>> rated_twice;
+  double agree = 0, rater_pairs = 0;
+  for (const auto& [item, cats] : units) {
+    if (cats.size() < 2) continue;
+    rated_twice.push_back(cats);
+    for (size_t i = 0; i < cats.size(); ++i)
+      for (size_t j = i + 1; j < cats.size(); ++j) {
+        agree += cats[i] == cats[j];
+        rater_pairs += 1;
+      }
+  }
+  s.agreement_items = static_cast<int>(rated_twice.size());
+  s.alpha = krippendorff_alpha(rated_twice);
+  s.percent_agreement = rater_pairs > 0 ? agree / rater_pairs : std::nan("");
   return s;
 }
 
 nlohmann::json RatingSummary::to_json() const {
-  nlohmann::json j{{"answers", answers}};
+  auto real = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
+  nlohmann::json j{{"answers", answers}, {"skipped", skipped}, {"both_bad", both_bad}};
   for (const auto& [m, iv] : mean_score)
     j["scores"][m] = {{"mean", iv.value}, {"ci95", {iv.lo, iv.hi}}, {"n", scores.at(m)}};
   for (const auto& [ab, p] : pairs)
@@ -223,7 +258,13 @@ nlohmann::json RatingSummary::to_json() const {
                           {"ties", p.ties},
                           {"win_rate_a", p.win_rate_a()}});
   if (!bradley_terry.empty()) j["bradley_terry"] = bradley_terry;
+  for (const auto& [m, iv] : bradley_terry_ci)
+    j["bradley_terry_ci95"][m] = iv.valid ? nlohmann::json{iv.lo, iv.hi} : nlohmann::json();
   if (!elo.empty()) j["elo"] = elo;
+  if (!raters.empty()) j["raters"] = raters;
+  j["agreement"] = {{"items", agreement_items},
+                    {"krippendorff_alpha", real(alpha)},
+                    {"percent", real(percent_agreement)}};
   return j;
 }
 
@@ -241,10 +282,24 @@ std::string RatingSummary::to_markdown() const {
     for (const auto& [ab, p] : pairs)
       md += fmt::format("| {} | {} | {} | {} | {} | {:.3f} |\n", ab.first, ab.second, p.wins_a,
                         p.wins_b, p.ties, p.win_rate_a());
-    md += "\n| model | Bradley-Terry strength | Elo |\n|---|---|---|\n";
-    for (const auto& [m, v] : bradley_terry)
-      md += fmt::format("| {} | {:.3f} | {:.0f} |\n", m, v, elo.at(m));
+    md += "\n| model | Bradley-Terry strength | 95% CI | Elo |\n|---|---|---|---|\n";
+    for (const auto& [m, v] : bradley_terry) {
+      const auto ci = bradley_terry_ci.find(m);
+      const std::string range = ci != bradley_terry_ci.end() && ci->second.valid
+                                    ? fmt::format("[{:.3f}, {:.3f}]", ci->second.lo, ci->second.hi)
+                                    : "-";
+      md += fmt::format("| {} | {:.3f} | {} | {:.0f} |\n", m, v, range, elo.at(m));
+    }
   }
+  if (skipped > 0 || both_bad > 0)
+    md += fmt::format("\n{} skipped, {} answered \"both bad\" (a tie in the rankings)\n", skipped,
+                      both_bad);
+  if (agreement_items > 0)
+    md += fmt::format(
+        "\nagreement on {} items rated twice or more: Krippendorff's alpha {}, {:.0f}% of rater "
+        "pairs agree\n",
+        agreement_items, std::isfinite(alpha) ? fmt::format("{:.3f}", alpha) : std::string("n/a"),
+        100 * percent_agreement);
   return md;
 }
 

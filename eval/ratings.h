@@ -73,13 +73,26 @@ struct RatingSummary {
   std::map<std::string, int> scores;           // per model: how many scores
   std::map<std::pair<std::string, std::string>, PairRecord> pairs;  // (a, b), a < b
   std::map<std::string, double> bradley_terry, elo;
-  int answers = 0;
+  std::map<std::string, Interval> bradley_terry_ci;  // bootstrap over the pairwise answers
+  std::map<std::string, int> raters;                 // answers per rater
+  int answers = 0;   // scores and pairwise answers (skips not counted)
+  int skipped = 0;   // "skip" answers (the Rate tab's)
+  int both_bad = 0;  // pairwise answers "both bad" (a tie for the rankings)
+  // Agreement where an item was rated by two or more raters: Krippendorff's
+  // alpha over the categories "first better", "second better", tie, both bad
+  // (models in name order; NaN: no such item), their number, and the share of
+  // rater pairs on those items that agree.
+  double alpha = 0;
+  int agreement_items = 0;
+  double percent_agreement = 0;
 
   nlohmann::json to_json() const;
   std::string to_markdown() const;
 };
 
-// Summarises ratings.jsonl lines (DataError naming file:line for a malformed one).
+// Summarises ratings.jsonl lines (DataError naming file:line for a malformed one):
+// `eval rate`'s answers and the rows `shardlm eval ratings --db` exports from the
+// Rate tab's database (choices A, B, tie, both_bad, skip; "pair" names the item).
 RatingSummary summarize_ratings(const std::vector<JsonLine>& ratings,
                                 const BootstrapOptions& bs = {});
 

@@ -102,6 +102,7 @@ nlohmann::json results_json(const ModelResults& r, const std::string& suite) {
                      {"seconds", t.seconds},
                      {"metrics", metrics},
                      {"samples", t.samples}});
+    if (!t.detail.is_null()) tasks.back()["detail"] = t.detail;
   }
   return {{"model", r.path}, {"label", r.label}, {"suite", suite}, {"tasks", tasks}};
 }

@@ -28,6 +28,8 @@ struct TaskResult {
   std::vector<MetricResult> metrics;
   // Per item, for people to read: {"prompt", "output", ("references" | "answers"), ...}.
   nlohmann::json samples = nlohmann::json::array();
+  // perplexity: next-token accuracy by position and calibration (TokenDetail::to_json).
+  nlohmann::json detail;
 
   const MetricResult* metric(const std::string& name) const;
 };
@@ -39,7 +41,8 @@ struct ModelResults {
 };
 
 // {"model", "suite", "tasks": [{"name", "kind", "items", "seconds", "metrics":
-// {name: {"value", "ci95": [lo, hi] | null, "higher_is_better"}}, "samples"}]}
+// {name: {"value", "ci95": [lo, hi] | null, "higher_is_better"}}, "samples",
+// "detail" (perplexity tasks)}]}
 nlohmann::json results_json(const ModelResults& r, const std::string& suite);
 // A plain-text table: task, metric, value, 95% CI.
 std::string results_table(const ModelResults& r);

@@ -145,6 +145,7 @@ void run_perplexity(const TaskConfig& t, EvalModel& m, const BootstrapOptions& b
     const LmScores s = perplexity_split(m.model, lc, t.max_batches, m.device, &m.tok);
     add_lm_metrics(r, s, bs, true);
     r.tokens = s.sum(LmScores::kTokens);
+    r.detail = s.detail.to_json();
     return;
   }
   std::vector<std::string> texts;
@@ -157,6 +158,7 @@ void run_perplexity(const TaskConfig& t, EvalModel& m, const BootstrapOptions& b
   const LmScores s = perplexity_texts(m.model, m.tok, texts, sw, m.device);
   add_lm_metrics(r, s, bs, true);
   r.tokens = s.sum(LmScores::kTokens);
+  r.detail = s.detail.to_json();
 }
 
 void run_choice(const TaskConfig& t, EvalModel& m, const BootstrapOptions& bs, TaskResult& r) {

@@ -155,6 +155,35 @@ std::map<std::string, double> bradley_terry(const std::vector<PairOutcome>& outc
   return out;
 }
 
+std::map<std::string, Interval> bradley_terry_intervals(const std::vector<PairOutcome>& outcomes,
+                                                        const BootstrapOptions& o) {
+  check_options(o);
+  std::map<std::string, Interval> out;
+  for (const auto& [name, v] : bradley_terry(outcomes)) out[name] = {v, v, v, false};
+  if (outcomes.size() < 2) return out;
+  std::map<std::string, std::vector<double>> draws;
+  std::mt19937_64 rng(o.seed);
+  std::uniform_int_distribution<size_t> pick(0, outcomes.size() - 1);
+  std::vector<PairOutcome> sample(outcomes.size());
+  for (int r = 0; r < o.resamples; ++r) {
+    for (auto& s : sample) s = outcomes[pick(rng)];
+    auto bt = bradley_terry(sample);
+    for (const auto& [name, iv] : out) {
+      auto it = bt.find(name);
+      draws[name].push_back(it == bt.end() ? 1.0 : it->second);
+    }
+  }
+  const double a = (1 - o.confidence) / 2;
+  for (auto& [name, iv] : out) {
+    auto& v = draws[name];
+    std::sort(v.begin(), v.end());
+    iv.lo = quantile(v, a);
+    iv.hi = quantile(v, 1 - a);
+    iv.valid = true;
+  }
+  return out;
+}
+
 std::map<std::string, double> elo(const std::vector<PairOutcome>& outcomes, double k,
                                   double start) {
   std::map<std::string, double> r;
@@ -166,6 +195,36 @@ std::map<std::string, double> elo(const std::vector<PairOutcome>& outcomes, doub
     rb -= k * (o.score_a - ea);
   }
   return r;
+}
+
+// ---- agreement between raters ---------------------------------------------------------------
+
+double krippendorff_alpha(const std::vector<std::vector<std::string>>& units) {
+  // Coincidences o[c][k]: each ordered pair of values within a unit of m values
+  // adds 1 / (m - 1).
+  std::map<std::string, std::map<std::string, double>> o;
+  for (const auto& u : units) {
+    const size_t m = u.size();
+    if (m < 2) continue;
+    for (size_t i = 0; i < m; ++i)
+      for (size_t j = 0; j < m; ++j)
+        if (i != j) o[u[i]][u[j]] += 1.0 / static_cast<double>(m - 1);
+  }
+  std::map<std::string, double> n_c;
+  double n = 0, disagree = 0;
+  for (const auto& [c, row] : o)
+    for (const auto& [k, v] : row) {
+      n_c[c] += v;
+      n += v;
+      if (c != k) disagree += v;
+    }
+  if (n < 2) return std::nan("");
+  double expected = 0;  // sum over c != k of n_c n_k
+  for (const auto& [c, nc] : n_c)
+    for (const auto& [k, nk] : n_c)
+      if (c != k) expected += nc * nk;
+  if (expected == 0) return std::nan("");
+  return 1.0 - (n - 1) * disagree / expected;
 }
 
 }  // namespace shardlm::eval

@@ -62,8 +62,24 @@ struct PairOutcome {
 // player gets a 0.5 pseudo-win against a virtual average player, so a player
 // that never lost still has a finite strength. Converges to 1e-10 or 1000 rounds.
 std::map<std::string, double> bradley_terry(const std::vector<PairOutcome>& outcomes);
+// Percentile bootstrap intervals of the Bradley-Terry strengths: the outcomes
+// (votes) resampled with replacement `o.resamples` times; `value` is the
+// strength from all outcomes. A player absent from a resample counts as 1 (the
+// average) there. Fewer than 2 outcomes: no interval (valid false).
+std::map<std::string, Interval> bradley_terry_intervals(const std::vector<PairOutcome>& outcomes,
+                                                        const BootstrapOptions& o = {});
 // Elo ratings (start 1000, K = 32) after the outcomes in order.
 std::map<std::string, double> elo(const std::vector<PairOutcome>& outcomes, double k = 32,
                                   double start = 1000);
+
+// ---- agreement between raters ---------------------------------------------------------------
+
+// Krippendorff's alpha for nominal values (Krippendorff, "Computing
+// Krippendorff's Alpha-Reliability", 2011): per unit (a rated item) the values
+// its raters gave. alpha = 1 - D_o / D_e from the coincidence matrix; 1 is
+// perfect agreement, 0 agreement at chance, < 0 systematic disagreement. Units
+// with fewer than two values are left out; NaN when no pairable values remain
+// or every value is the same (no expected disagreement).
+double krippendorff_alpha(const std::vector<std::vector<std::string>>& units);
 
 }  // namespace shardlm::eval

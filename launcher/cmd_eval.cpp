@@ -3,7 +3,9 @@
 //   eval compare  the suite on several models: report.md + report.json with
 //                 paired-bootstrap intervals and samples side by side
 //   eval rate     collect human ratings in the terminal (resumable)
-//   eval ratings  summarise ratings: mean scores, win rates, Bradley-Terry, Elo
+//   eval ratings  summarise ratings (ratings.jsonl, or the Rate tab's SQLite
+//                 database with --db, which --export writes as JSONL): mean
+//                 scores, win rates, Bradley-Terry with intervals, Elo, agreement
 //   eval bleu     corpus BLEU / chrF of a hypothesis file against reference files
 // One process, no MPI. docs/evaluation.md describes metrics, suites and reports.
 #include <torch/torch.h>
@@ -18,14 +20,15 @@
 
 #include "eval/bleu.h"
 #include "eval/jsonl.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/fs.h"
 #include "eval/ratings.h"
 #include "eval/runner.h"
 #include "launcher/app.h"
 #include "launcher/section_flags.h"
 #include "load/model_bundle.h"
-#include "core/config.h"
-#include "core/error.h"
-#include "core/fs.h"
+#include "monitor/ratings_store.h"
 
 namespace shardlm::launcher {
 
@@ -172,15 +175,41 @@ int run_rate(RateArgs a) {
 }
 
 struct RatingsArgs {
-  std::string ratings;
+  std::string ratings, db, export_to;
   bool json = false;
   int resamples = 1000;
 };
 
 int run_ratings(const RatingsArgs& a) {
+  SHARDLM_CHECK(a.ratings.empty() != a.db.empty(), core::ConfigError,
+                "eval ratings: pass --ratings FILE.jsonl or --db RUN_DIR/ratings.db (one of them)");
   eval::BootstrapOptions bs;
   bs.resamples = a.resamples;
-  const auto s = eval::summarize_ratings(eval::read_jsonl(a.ratings, true), bs);
+  std::vector<eval::JsonLine> lines;
+  if (!a.db.empty()) {
+    // The Rate tab's votes, read while the monitor may still be writing (WAL).
+    monitor::RatingsStore store(a.db, /*read_only=*/true);
+    std::string text;
+    size_t n = 0;
+    for (const auto& row : store.export_votes()) {
+      std::string line = row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      lines.push_back({nlohmann::json::parse(line), a.db, ++n});
+      text += line + "\n";
+    }
+    if (a.export_to == "-")
+      write_out(text);
+    else if (!a.export_to.empty())
+      write_file(a.export_to, text);
+    if (!a.export_to.empty())
+      progress(fmt::format("exported {} votes from {} to {}", n, a.db,
+                           a.export_to == "-" ? "stdout" : a.export_to));
+    if (a.export_to == "-") return 0;
+  } else {
+    SHARDLM_CHECK(a.export_to.empty(), core::ConfigError,
+                  "eval ratings: --export writes the votes of --db as JSONL");
+    lines = eval::read_jsonl(a.ratings, true);
+  }
+  const auto s = eval::summarize_ratings(lines, bs);
   write_out(a.json ? dump(s.to_json()) + "\n" : s.to_markdown());
   return 0;
 }
@@ -294,7 +323,10 @@ void register_eval(CLI::App& app, Context&, Command& run) {
   {
     auto a = std::make_shared<RatingsArgs>();
     auto* c = ev->add_subcommand("ratings", "Summarise ratings: means, win rates, Bradley-Terry");
-    c->add_option("--ratings,-r", a->ratings, "ratings.jsonl")->required();
+    c->add_option("--ratings,-r", a->ratings, "ratings.jsonl (eval rate's answers, or an export)");
+    c->add_option("--db", a->db, "The Rate tab's database (RUN_DIR/ratings.db), read-only");
+    c->add_option("--export", a->export_to,
+                  "With --db: write every vote as one JSON line to this file (- = stdout only)");
     c->add_option("--resamples", a->resamples, "Bootstrap resamples")->capture_default_str();
     c->add_flag("--json", a->json, "Print JSON");
     c->callback([a, &run] { run = [a] { return run_ratings(*a); }; });

@@ -16,7 +16,7 @@ void register_monitor(CLI::App& app, Context& ctx, Command& run) {
     int port = -1;
     std::string run_dir, bind, static_dir, config, launch;
     int threads = 0;
-    bool no_producer_auth = false;
+    bool no_producer_auth = false, viewer_auth = false;
   };
   auto o = std::make_shared<Options>();
   cmd->add_option("--run-dir,-d", o->run_dir,
@@ -38,6 +38,9 @@ void register_monitor(CLI::App& app, Context& ctx, Command& run) {
                 "Accept ranks without the token (monitor.producer_auth = false; trusted networks "
                 "only: anyone who reaches the port can then inject metrics and get rank 0's "
                 "commands)");
+  cmd->add_flag("--viewer-auth", o->viewer_auth,
+                "Viewers need a token too (monitor.viewer_auth): the control token, or the rating "
+                "token of a rater's link; /api/* and /metrics answer 401 without one");
   cmd->callback([&ctx, &run, o] {
     run = [&ctx, o] {
       ctx.env();  // logging prefix; no MPI needed
@@ -50,6 +53,7 @@ void register_monitor(CLI::App& app, Context& ctx, Command& run) {
       if (!o->launch.empty()) mc.launch_command = o->launch;
       if (o->threads > 0) mc.threads = o->threads;
       if (o->no_producer_auth) mc.producer_auth = false;
+      if (o->viewer_auth) mc.viewer_auth = true;
       mc.validate();
       monitor::AggregatorConfig ac = mc.aggregator(o->run_dir);
       ac.handle_signals = true;
@@ -61,6 +65,12 @@ void register_monitor(CLI::App& app, Context& ctx, Command& run) {
           "shardlm monitor: control token %s (also in %s/monitor.token; ranks need it: "
           "train.run_dir = that dir, or monitor.token)\n",
           agg.token().c_str(), o->run_dir.c_str());
+      std::printf(
+          "shardlm monitor: rater link %s?token=%s#rate (the rating token, also in "
+          "%s/monitor.rating-token: it may vote, not control)\n",
+          agg.url().c_str(), agg.rating_token().c_str(), o->run_dir.c_str());
+      if (mc.viewer_auth)
+        std::printf("shardlm monitor: viewers need a token (viewer_auth)\n");
       std::printf("shardlm monitor: port %u\n", static_cast<unsigned>(agg.port()));
       std::fflush(stdout);
       agg.wait();

@@ -163,7 +163,7 @@ std::vector<int64_t> check_prompts(const std::vector<std::vector<int64_t>>& prom
 
 // What a stream callback says about a token; false ends the row.
 bool notify(const TokenCallback& cb, int64_t prompt, int64_t seq, int64_t index, int64_t token,
-            double lp) {
+            double lp, const Alternatives* top = nullptr) {
   if (!cb) return true;
   TokenEvent e;
   e.prompt = prompt;
@@ -171,7 +171,23 @@ bool notify(const TokenCallback& cb, int64_t prompt, int64_t seq, int64_t index,
   e.index = index;
   e.token = token;
   e.logprob = lp;
+  if (top) e.top = *top;
   return cb(e);
+}
+
+// The k most probable tokens of each row of log-probs (R, V), on the CPU.
+std::vector<Alternatives> top_alternatives(const Tensor& logp, int64_t k) {
+  std::vector<Alternatives> out;
+  if (k <= 0) return out;
+  auto [v, i] = logp.topk(std::min(k, logp.size(-1)), -1);  // (R, k)
+  Tensor vals = v.to(torch::kCPU, torch::kDouble).contiguous();
+  Tensor ids = i.to(torch::kCPU).contiguous();
+  auto va = vals.accessor<double, 2>();
+  auto ia = ids.accessor<int64_t, 2>();
+  out.resize(static_cast<size_t>(vals.size(0)));
+  for (int64_t r = 0; r < vals.size(0); ++r)
+    for (int64_t j = 0; j < vals.size(1); ++j) out[r].emplace_back(ia[r][j], va[r][j]);
+  return out;
 }
 
 }  // namespace
@@ -294,6 +310,7 @@ GenerationOutput Generator::run_decode(const std::vector<std::vector<int64_t>>& 
     Tensor lp = raw_logp.gather(1, tokens.unsqueeze(1)).squeeze(1);  // (A)
     Tensor both = torch::stack({tokens.to(torch::kDouble), lp.to(torch::kDouble)}).cpu();
     auto acc = both.accessor<double, 2>();  // one device-to-host copy per step
+    const std::vector<Alternatives> alts = top_alternatives(raw_logp, alternatives_);
 
     std::vector<int64_t> keep;  // batch entries still running
     for (size_t a = 0; a < active.size(); ++a) {
@@ -302,13 +319,14 @@ GenerationOutput Generator::run_decode(const std::vector<std::vector<int64_t>>& 
       const auto tok = static_cast<int64_t>(acc[0][a]);
       seq.tokens.push_back(tok);
       seq.logprobs.push_back(acc[1][a]);
+      if (!alts.empty()) seq.top.push_back(alts[a]);
       seq.score += acc[1][a];
       ++out.new_tokens;
       seq.finish = stop.check(seq.tokens, &seq.stop);
       if (seq.finish == FinishReason::kNone && static_cast<int64_t>(seq.tokens.size()) >= room[p])
         seq.finish = FinishReason::kLength;
-      const bool go_on =
-          notify(on_token, p, s, static_cast<int64_t>(seq.tokens.size()) - 1, tok, acc[1][a]);
+      const bool go_on = notify(on_token, p, s, static_cast<int64_t>(seq.tokens.size()) - 1, tok,
+                                acc[1][a], alts.empty() ? nullptr : &alts[a]);
       if (!go_on && seq.finish == FinishReason::kNone) seq.finish = FinishReason::kCallback;
       if (seq.finish == FinishReason::kNone) keep.push_back(static_cast<int64_t>(a));
     }
@@ -335,6 +353,7 @@ namespace {
 struct Hypothesis {
   std::vector<int64_t> tokens;
   std::vector<double> logprobs;  // under the model (reported)
+  std::vector<Alternatives> top;  // with alternatives requested
   double sum = 0;                // sum of log p under the penalised distribution (ranked)
 };
 
@@ -346,6 +365,7 @@ struct Finished {
     GeneratedSequence s;
     s.tokens = h.tokens;
     s.logprobs = h.logprobs;
+    s.top = h.top;
     s.score = h.sum / std::pow(static_cast<double>(h.tokens.size()), length_penalty);
     s.finish = why;
     s.stop = stop;
@@ -418,6 +438,7 @@ GenerationOutput Generator::run_beam(const std::vector<std::vector<int64_t>>& pr
                                 top_raw.to(torch::kDouble)})
                       .cpu();
     auto acc = host.accessor<double, 3>();
+    const std::vector<Alternatives> alts = top_alternatives(raw_logp, alternatives_);  // (A*K)
     out.new_tokens += A * K;
 
     std::vector<int64_t> next_active, select_rows, next_tokens;
@@ -433,6 +454,7 @@ GenerationOutput Generator::run_beam(const std::vector<std::vector<int64_t>>& pr
         Hypothesis h = beams[p][k];
         h.tokens.push_back(tok);
         h.logprobs.push_back(acc[2][a][c]);
+        if (!alts.empty()) h.top.push_back(alts[a * K + k]);
         h.sum = sum;
         std::string why;
         FinishReason r = stop.check(h.tokens, &why);
@@ -500,7 +522,9 @@ GenerationOutput Generator::run_beam(const std::vector<std::vector<int64_t>>& pr
     if (!best.empty()) {
       const auto& s = best[0];
       for (size_t i = 0; i < s.tokens.size(); ++i)
-        if (!notify(on_token, p, 0, static_cast<int64_t>(i), s.tokens[i], s.logprobs[i])) break;
+        if (!notify(on_token, p, 0, static_cast<int64_t>(i), s.tokens[i], s.logprobs[i],
+                    i < s.top.size() ? &s.top[i] : nullptr))
+          break;
     }
     out.sequences[p] = std::move(best);
   }

@@ -31,10 +31,15 @@ namespace shardlm::model {
 
 // ---- results -------------------------------------------------------------------------------
 
+// The most probable tokens at one position under the model itself (temperature
+// 1, no penalties or truncation), most probable first: (id, log p).
+using Alternatives = std::vector<std::pair<int64_t, double>>;
+
 struct GeneratedSequence {
   std::vector<int64_t> tokens;   // new tokens only (an EOS or stop token that ended it included)
   std::vector<double> logprobs;  // log p(token) under the model itself: temperature 1, no
                                  // penalties or truncation (one per token)
+  std::vector<Alternatives> top;  // per token, with set_alternatives(k > 0); else empty
   // greedy / sample: sum of logprobs. beam: the beam score, sum of log p under the
   // penalised distribution / length^length_penalty (what the search ranks by).
   double score = 0;
@@ -59,6 +64,7 @@ struct TokenEvent {
   int64_t index = 0;     // position among the new tokens (0 = first)
   int64_t token = 0;
   double logprob = 0;
+  Alternatives top;  // with set_alternatives(k > 0): the k most probable tokens here
 };
 using TokenCallback = std::function<bool(const TokenEvent&)>;
 
@@ -89,6 +95,9 @@ class Generator {
 
   // The bytes of token ids, needed by stop strings (data::Tokenizer::decode_bytes).
   void set_decoder(DecodeFn decode) { decode_ = std::move(decode); }
+  // Report, for every produced token, the k most probable tokens at its position
+  // (TokenEvent::top, GeneratedSequence::top); 0 (the default) reports none.
+  void set_alternatives(int64_t k) { alternatives_ = std::max<int64_t>(0, k); }
   void set_config(const GenerationConfig& cfg);
   const GenerationConfig& config() const { return cfg_; }
   GPT& model() { return model_; }
@@ -109,6 +118,7 @@ class Generator {
   GPT model_;
   GenerationConfig cfg_;
   DecodeFn decode_;
+  int64_t alternatives_ = 0;
 };
 
 // Loading a model with its tokenizer, from any format: load::load_model

@@ -29,6 +29,7 @@
 #include "monitor/control.h"
 #include "monitor/launch.h"
 #include "monitor/protocol.h"
+#include "monitor/workbench.h"
 #include "core/error.h"
 #include "core/log.h"
 
@@ -145,7 +146,7 @@ struct Aggregator::Impl : std::enable_shared_from_this<Aggregator::Impl> {
   net::steady_timer tick_timer;
   net::signal_set signals;
   std::vector<std::thread> threads;
-  std::string token, static_dir;
+  std::string token, rating_token, static_dir;
   uint16_t bound_port = 0;
 
   // The hub, under `mu`.
@@ -161,7 +162,11 @@ struct Aggregator::Impl : std::enable_shared_from_this<Aggregator::Impl> {
   std::map<uint64_t, std::weak_ptr<HttpSession>> all_http;
 
   std::atomic<uint64_t> connections{0}, received{0}, broadcast_count{0}, dropped{0}, errors{0},
-      max_queue{0}, next_id{1}, producers_refused{0};
+      max_queue{0}, next_id{1}, producers_refused{0}, viewers_refused{0}, http_refused{0},
+      inspect_limited{0};
+  std::unique_ptr<Workbench> workbench;  // the Generate, Evaluate and Rate tabs' requests
+  // The shared inspect budget of viewers without a token (a token bucket), under mu.
+  double inspect_tokens = 0, inspect_refill_at = 0;
   std::atomic<bool> stopping{false};
   std::mutex stop_mu;
   std::condition_variable stop_cv;
@@ -180,6 +185,12 @@ struct Aggregator::Impl : std::enable_shared_from_this<Aggregator::Impl> {
   void on_control(WsSession& s, const json& msg);
   void on_inspect(WsSession& s, const json& msg);
   void on_list_checkpoints(WsSession& s, const json& msg);
+  void on_workbench(WsSession& s, const std::string& type, const json& msg);
+  bool take_inspect_budget();
+  json rank0_run_info();
+  void send_to(uint64_t session, const json& msg);
+  // viewer_auth: whether an HTTP request carries a token (Bearer header or ?token=).
+  bool http_authorized(const http::request<http::string_body>& req) const;
   json checkpoints_message() const;
   http::response<http::string_body> handle_http(const http::request<http::string_body>& req);
   std::string prometheus();
@@ -201,6 +212,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   Role role() const { return role_; }
   int rank() const { return rank_; }
   bool control() const { return control_; }
+  bool rate() const { return rate_; }  // the control or the rating token
 
   void run(http::request<http::string_body> req) {
     beast::get_lowest_layer(ws_).expires_never();  // the websocket's own timeouts take over
@@ -342,9 +354,11 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       if (type == "control") return srv_->on_control(*this, msg);
       if (type == "inspect") return srv_->on_inspect(*this, msg);
       if (type == "list_checkpoints") return srv_->on_list_checkpoints(*this, msg);
-      throw ProtocolError(
-          "not_allowed",
-          "a viewer may send control, inspect and list_checkpoints, not '" + type + "'");
+      if (type.rfind("rate_", 0) == 0) return srv_->on_workbench(*this, type, msg);
+      throw ProtocolError("not_allowed",
+                          "a viewer may send control, inspect, list_checkpoints, rate_next, "
+                          "rate_vote, rate_list and rate_create, not '" +
+                              type + "'");
     } catch (const ProtocolError& e) {
       send_error(e.code(), e.message(), ref);
       count_error();
@@ -359,6 +373,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     const std::string role = msg["role"].get<std::string>();
     const std::string tok = msg.value("token", std::string());
     control_ = token_equal(tok, srv_->token);
+    rate_ = control_ || token_equal(tok, srv_->rating_token);
     if (role == "producer") {
       // A producer's messages go into the run's history and it receives rank 0's
       // commands: without the token it is refused and closed before either.
@@ -379,6 +394,15 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       ws_.read_message_max(srv_->cfg.max_producer_message);
       srv_->producer_join(shared_from_this(), rank_);
     } else {
+      if (srv_->cfg.viewer_auth && !rate_) {
+        const uint64_t n = ++srv_->viewers_refused;
+        if ((n & (n - 1)) == 0)
+          core::log::warn("monitor: refused a viewer without a token ({} so far; viewer_auth)", n);
+        send_error("unauthorized",
+                   "this monitor needs a token to view (monitor.viewer_auth): the control token "
+                   "(RUN_DIR/monitor.token) or the rating token (RUN_DIR/monitor.rating-token)");
+        return close_soon();
+      }
       role_ = Role::kViewer;
       srv_->viewer_join(shared_from_this(), control_);
     }
@@ -451,7 +475,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   net::steady_timer hello_timer_;
   Role role_ = Role::kNone;
   int rank_ = -1;
-  bool control_ = false;
+  bool control_ = false, rate_ = false;
   size_t errors_ = 0;
 
   std::mutex mu_;  // the queues and flags below: send() comes from other strands
@@ -563,15 +587,45 @@ void Aggregator::Impl::start() {
   }
   if (token.empty()) token = generate_token();
   launcher.set_env(kMonitorTokenEnv, token);  // a spawned run's ranks must say hello with it
-  if (cfg.write_token_file) {
-    const std::string& path = token_path;
-    ::umask(::umask(077) | 077);
-    std::ofstream out(path, std::ios::trunc);
-    out << token << "\n";
-    out.close();
-    ::chmod(path.c_str(), 0600);
-    SHARDLM_CHECK(out.good(), core::DataError, "{}: cannot write the monitor token", path);
+  // The raters' token: kept across restarts like the control token (rater links stay valid).
+  const std::string rating_path = (fs::path(cfg.run_dir) / "monitor.rating-token").string();
+  rating_token = cfg.rating_token;
+  if (rating_token.empty() && cfg.write_token_file) {
+    std::ifstream old(rating_path);
+    std::string t;
+    if (old >> t && t.size() >= 16 && t.size() <= 256 && t != token) rating_token = t;
   }
+  if (rating_token.empty()) rating_token = generate_token();
+  SHARDLM_CHECK(rating_token != token, core::ConfigError,
+                "monitor: the rating token must differ from the control token");
+  if (cfg.write_token_file) {
+    for (const auto& [path, value] :
+         {std::make_pair(token_path, token), std::make_pair(rating_path, rating_token)}) {
+      ::umask(::umask(077) | 077);
+      std::ofstream out(path, std::ios::trunc);
+      out << value << "\n";
+      out.close();
+      ::chmod(path.c_str(), 0600);
+      SHARDLM_CHECK(out.good(), core::DataError, "{}: cannot write the monitor token", path);
+    }
+  }
+  WorkbenchConfig wc;
+  wc.run_dir = cfg.run_dir;
+  wc.shardlm = cfg.shardlm;
+  wc.max_workers = cfg.max_generations;
+  std::weak_ptr<Impl> weak = shared_from_this();
+  Workbench::Io io;
+  io.send = [weak](uint64_t session, const json& m) {
+    if (auto self = weak.lock()) self->send_to(session, m);
+  };
+  io.broadcast = [weak](const json& m) {
+    if (auto self = weak.lock()) {
+      json copy = m;
+      std::lock_guard<std::mutex> g(self->mu);
+      self->publish_locked(copy, false);
+    }
+  };
+  workbench = std::make_unique<Workbench>(wc, ioc, std::move(io));
   static_dir = cfg.static_dir.empty() ? find_dashboard_dir() : cfg.static_dir;
 
   error_code ec;
@@ -610,6 +664,7 @@ void Aggregator::Impl::stop() {
     stopped = true;
   }
   stopping = true;
+  if (workbench) workbench->stop();
   net::post(ioc, [this] {
     error_code ec;
     if (acceptor) acceptor->close(ec);
@@ -710,6 +765,7 @@ void Aggregator::Impl::viewer_join(const std::shared_ptr<WsSession>& s, bool con
   json w = envelope("welcome");
   w["role"] = "viewer";
   w["control"] = control;
+  w["rate"] = s->rate();
   w["protocol"] = kProtocolVersion;
   w["server"] = server_name();
   w["history"] = replay.size();
@@ -835,12 +891,97 @@ void Aggregator::Impl::on_control(WsSession& s, const json& msg) {
   status("forwarded", "");
 }
 
+bool Aggregator::Impl::take_inspect_budget() {
+  // Under mu. A bucket of cfg.inspect_burst, refilled continuously.
+  const double now = steady_now();
+  if (inspect_refill_at == 0) inspect_tokens = cfg.inspect_burst;
+  inspect_tokens = std::min(cfg.inspect_burst,
+                            inspect_tokens + (now - inspect_refill_at) * cfg.inspect_per_minute / 60);
+  inspect_refill_at = now;
+  if (inspect_tokens < 1) return false;
+  inspect_tokens -= 1;
+  return true;
+}
+
+json Aggregator::Impl::rank0_run_info() {
+  // Under mu: rank 0's latest run_info body (the trainer's configuration), or null.
+  auto it = last_run_info.find(0);
+  if (it == last_run_info.end()) return json();
+  json ri = json::parse(it->second, nullptr, false);
+  return ri.is_object() ? ri.value("info", json()) : json();
+}
+
 void Aggregator::Impl::on_inspect(WsSession& s, const json& msg) {
   ControlCommand c = ControlCommand::from_json(msg);
-  std::lock_guard<std::mutex> g(mu);
-  auto p = producers.find(0);
-  if (p == producers.end()) return s.send_error("no_producer", "rank 0 is not connected", c.id);
-  p->second->send_direct(c.to_json());
+  json run_info;
+  {
+    std::lock_guard<std::mutex> g(mu);
+    if (!s.rate() && !take_inspect_budget()) {
+      const uint64_t n = ++inspect_limited;
+      if ((n & (n - 1)) == 0)
+        core::log::info("monitor: inspect requests rate-limited ({} so far)", n);
+      return s.send_error(
+          "rate_limited",
+          fmt::format("viewers without a token may send {} inspect requests a minute (a burst of "
+                      "{}): wait, or open the dashboard with a token",
+                      cfg.inspect_per_minute, cfg.inspect_burst),
+          c.id);
+    }
+    const std::string target = msg.value("args", json::object()).value("target", std::string("live"));
+    if (c.inspect_what != "generate" || target == "live" || target.empty()) {
+      auto p = producers.find(0);
+      if (p == producers.end())
+        return s.send_error("no_producer", "rank 0 is not connected", c.id);
+      p->second->send_direct(c.to_json());
+      return;
+    }
+    run_info = rank0_run_info();
+  }
+  workbench->generate(s.id(), msg, run_info);  // a checkpoint or a server: a process of its own
+}
+
+void Aggregator::Impl::on_workbench(WsSession& s, const std::string& type, const json& msg) {
+  const std::string ref = msg.value("id", std::string());
+  if (type == "rate_vote" && !s.rate()) {
+    s.send_error("unauthorized",
+                 "voting needs a token: the rating token (RUN_DIR/monitor.rating-token, in a "
+                 "rater's link) or the control token",
+                 ref);
+    json ack = envelope("rate_ack");
+    ack["id"] = ref;
+    ack["ok"] = false;
+    ack["pair"] = msg["pair"];
+    ack["message"] = "unauthorized";
+    return s.send_direct(ack);
+  }
+  if (type == "rate_create" && !s.control()) {
+    const bool has = token_equal(msg.value("token", std::string()), token);
+    if (!has)
+      return s.send_error("unauthorized",
+                          "creating a comparison runs generation: it needs the control token", ref);
+  }
+  if (type == "rate_next") return workbench->rate_next(s.id(), msg);
+  if (type == "rate_vote") return workbench->rate_vote(s.id(), msg);
+  if (type == "rate_list") return workbench->rate_votes(s.id(), msg);
+  if (type == "rate_create") {
+    json run_info;
+    {
+      std::lock_guard<std::mutex> g(mu);
+      run_info = rank0_run_info();
+    }
+    return workbench->rate_create(s.id(), msg, run_info);
+  }
+  throw ProtocolError("unknown_type", "no such workbench request: " + type);
+}
+
+void Aggregator::Impl::send_to(uint64_t session, const json& msg) {
+  std::shared_ptr<WsSession> target;
+  {
+    std::lock_guard<std::mutex> g(mu);
+    auto it = all_ws.find(session);
+    if (it != all_ws.end()) target = it->second.lock();
+  }
+  if (target) target->send_direct(msg);
 }
 
 json Aggregator::Impl::checkpoints_message() const {
@@ -876,6 +1017,13 @@ std::string Aggregator::Impl::prometheus() {
   metric("shardlm_monitor_errors_total", "counter", "Error answers sent.", double(errors.load()));
   metric("shardlm_monitor_producers_refused_total", "counter",
          "Producer hellos refused for a wrong or missing token.", double(producers_refused.load()));
+  metric("shardlm_monitor_viewers_refused_total", "counter",
+         "Viewer hellos refused without a token (viewer_auth).", double(viewers_refused.load()));
+  metric("shardlm_monitor_http_refused_total", "counter",
+         "HTTP requests answered 401 without a token (viewer_auth).", double(http_refused.load()));
+  metric("shardlm_monitor_inspect_rate_limited_total", "counter",
+         "Inspect requests of viewers without a token refused by the rate limit.",
+         double(inspect_limited.load()));
   metric("shardlm_monitor_history_messages", "gauge", "Messages kept in memory.",
          double(history.size()));
   metric("shardlm_monitor_history_bytes", "gauge", "Bytes kept in memory.",
@@ -898,6 +1046,20 @@ http::response<http::string_body> Aggregator::Impl::handle_http(
     return respond(http::status::method_not_allowed, "text/plain", "only GET and HEAD\n");
   std::string target(req.target());
   if (auto q = target.find_first_of("?#"); q != std::string::npos) target.resize(q);
+  if (cfg.viewer_auth && (target == "/metrics" || target.rfind("/api/", 0) == 0) &&
+      !http_authorized(req)) {
+    ++http_refused;
+    auto res = respond(http::status::unauthorized, "application/json",
+                       dump(json{{"error", "this monitor needs a token (monitor.viewer_auth): send "
+                                           "Authorization: Bearer TOKEN or ?token=TOKEN"}}));
+    res.set(http::field::www_authenticate, "Bearer realm=\"shardlm monitor\"");
+    return res;
+  }
+  if (auto wb = workbench ? workbench->http_get(target) : std::nullopt) {
+    auto res = respond(static_cast<http::status>(wb->first), "application/json", std::move(wb->second));
+    res.set(http::field::cache_control, "no-cache");
+    return res;
+  }
   if (target == "/metrics")
     return respond(http::status::ok, "text/plain; version=0.0.4", prometheus());
   if (target == "/api/health") {
@@ -940,6 +1102,27 @@ http::response<http::string_body> Aggregator::Impl::handle_http(
   return res;
 }
 
+bool Aggregator::Impl::http_authorized(const http::request<http::string_body>& req) const {
+  auto ok = [&](const std::string& t) { return token_equal(t, token) || token_equal(t, rating_token); };
+  const auto auth = req[http::field::authorization];
+  if (auth.size() > 7 && beast::iequals(auth.substr(0, 7), "Bearer ") &&
+      ok(std::string(auth.substr(7))))
+    return true;
+  const std::string target(req.target());
+  const auto q = target.find('?');
+  if (q == std::string::npos) return false;
+  // ?token=HEX (tokens are hex: no percent-decoding needed)
+  size_t pos = q + 1;
+  while (pos < target.size()) {
+    size_t end = target.find('&', pos);
+    if (end == std::string::npos) end = target.size();
+    const std::string kv = target.substr(pos, end - pos);
+    if (kv.rfind("token=", 0) == 0 && ok(kv.substr(6))) return true;
+    pos = end + 1;
+  }
+  return false;
+}
+
 // ---- Aggregator ----------------------------------------------------------------------------
 
 Aggregator::Aggregator(AggregatorConfig cfg) : impl_(std::make_shared<Impl>(std::move(cfg))) {}
@@ -966,6 +1149,9 @@ uint16_t Aggregator::port() const {
 const std::string& Aggregator::token() const {
   return impl_->token;
 }
+const std::string& Aggregator::rating_token() const {
+  return impl_->rating_token;
+}
 std::string Aggregator::url() const {
   return fmt::format("http://{}:{}/", impl_->cfg.bind, impl_->bound_port);
 }
@@ -979,6 +1165,9 @@ AggregatorStats Aggregator::stats() const {
   s.errors = impl_->errors.load();
   s.max_viewer_queue = impl_->max_queue.load();
   s.producers_refused = impl_->producers_refused.load();
+  s.viewers_refused = impl_->viewers_refused.load();
+  s.http_refused = impl_->http_refused.load();
+  s.inspect_limited = impl_->inspect_limited.load();
   std::lock_guard<std::mutex> g(impl_->mu);
   s.viewers = impl_->viewers.size();
   s.producers = impl_->producers.size();

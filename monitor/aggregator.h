@@ -21,7 +21,21 @@ struct AggregatorConfig {
   std::string run_dir = ".";     // metrics.jsonl, monitor.token, checkpoints/, launch-N.log
   std::string static_dir;        // the dashboard's built files; "" = find_dashboard_dir()
   std::string token;             // "" = RUN_DIR/monitor.token's (a restart), else a fresh one
+  // Raters' token: may vote in the Rate tab, cannot control the run. "" =
+  // RUN_DIR/monitor.rating-token's (a restart), else a fresh one.
+  std::string rating_token;
   bool producer_auth = true;     // producers must send the token; false: trusted networks only
+  // Viewers must present a token (the control or the rating token) in hello, and
+  // HTTP requests to /api/* and /metrics one as `Authorization: Bearer` or
+  // `?token=`; otherwise error unauthorized / 401. The dashboard's files stay open.
+  bool viewer_auth = false;
+  // `inspect` requests (they make rank 0 or a generation process compute) from
+  // viewers without a token: a bucket of `inspect_burst` refilled at
+  // `inspect_per_minute`, shared by all of them; beyond it error rate_limited.
+  double inspect_per_minute = 12;
+  double inspect_burst = 4;
+  std::string shardlm;  // the executable generation processes run; "" = this one
+  int max_generations = 4;
   bool write_token_file = true;  // RUN_DIR/monitor.token, mode 0600
   std::string launch_command;    // RunLauncher template; "" = start_run refused
   int threads = 1;               // io threads
@@ -43,6 +57,9 @@ struct AggregatorStats {
   uint64_t connections = 0;  // open sockets (HTTP and WebSocket)
   uint64_t viewers = 0, producers = 0;
   uint64_t producers_refused = 0;  // producer hellos without the right token
+  uint64_t viewers_refused = 0;    // viewer hellos refused (viewer_auth)
+  uint64_t http_refused = 0;       // HTTP requests answered 401 (viewer_auth)
+  uint64_t inspect_limited = 0;    // inspect requests refused by the rate limit
   uint64_t received = 0;           // WebSocket messages read
   uint64_t broadcast = 0;          // messages sent to viewers (counted once per message)
   uint64_t viewer_dropped = 0;     // dropped from slow viewers' queues
@@ -70,6 +87,7 @@ class Aggregator {
 
   uint16_t port() const;
   const std::string& token() const;
+  const std::string& rating_token() const;
   // "http://BIND:PORT/"
   std::string url() const;
   AggregatorStats stats() const;

@@ -29,6 +29,10 @@ MonitorConfig MonitorConfig::from(const core::ConfigSection& s) {
   c.static_dir = s.get("static_dir", c.static_dir);
   c.token = s.get("token", c.token);
   c.producer_auth = s.get("producer_auth", c.producer_auth);
+  c.rating_token = s.get("rating_token", c.rating_token);
+  c.viewer_auth = s.get("viewer_auth", c.viewer_auth);
+  c.inspect_per_minute = s.get("inspect_per_minute", c.inspect_per_minute);
+  c.inspect_burst = s.get("inspect_burst", c.inspect_burst);
   c.launch_command = s.get("launch_command", c.launch_command);
   c.history_max_messages = s.get("history_max_messages", c.history_max_messages);
   c.history_max_mb = s.get("history_max_mb", c.history_max_mb);
@@ -66,6 +70,12 @@ void MonitorConfig::validate() const {
                  "an integer >= 16");
   config_require(threads >= 1 && threads <= 64, "threads", std::to_string(threads),
                  "an integer in 1..64");
+  config_require(inspect_per_minute > 0, "inspect_per_minute", std::to_string(inspect_per_minute),
+                 "requests per minute > 0");
+  config_require(inspect_burst >= 1, "inspect_burst", std::to_string(inspect_burst),
+                 "a number of requests >= 1");
+  config_require(rating_token.empty() || rating_token != token, "rating_token", "(the control token)",
+                 "a token different from monitor.token");
 }
 
 AggregatorConfig MonitorConfig::aggregator(const std::string& run_dir) const {
@@ -76,6 +86,10 @@ AggregatorConfig MonitorConfig::aggregator(const std::string& run_dir) const {
   a.static_dir = static_dir;
   a.token = token;
   a.producer_auth = producer_auth;
+  a.rating_token = rating_token;
+  a.viewer_auth = viewer_auth;
+  a.inspect_per_minute = inspect_per_minute;
+  a.inspect_burst = inspect_burst;
   a.launch_command = launch_command;
   a.threads = static_cast<int>(threads);
   a.history.max_messages = static_cast<size_t>(history_max_messages);

@@ -9,6 +9,9 @@
 //   stdout = true                    # one line per step on rank 0
 //   token = ""                       # producers and controlling viewers need it
 //   producer_auth = true             # false: any producer is accepted (trusted networks only)
+//   rating_token = ""                # raters' token: may vote, cannot control ("" = generated)
+//   viewer_auth = false              # true: viewers and /api, /metrics need a token
+//   inspect_per_minute = 12          # inspect requests of viewers without a token (shared)
 #pragma once
 
 #include <cstdint>
@@ -39,6 +42,10 @@ struct MonitorConfig {
   std::string static_dir;  // "" = find_dashboard_dir()
   std::string token;  // "" = generated at start (aggregator); see resolve_producer_token (ranks)
   bool producer_auth = true;  // the aggregator refuses producers without the token
+  std::string rating_token;   // may vote in the Rate tab; "" = RUN_DIR/monitor.rating-token or new
+  bool viewer_auth = false;   // viewers (and /api/*, /metrics) need a token: 401 / unauthorized
+  double inspect_per_minute = 12;  // inspect budget of viewers without a token (shared bucket)
+  double inspect_burst = 4;
   std::string launch_command;
   int64_t history_max_messages = 200000;
   int64_t history_max_mb = 128;

@@ -84,10 +84,11 @@ class ControlChannel {
   virtual void ack(const ControlCommand& cmd, int64_t step, bool ok = true,
                    const std::string& message = "") = 0;
   // Answers an `inspect` request with its data (ok) or why it failed; a
-  // channel that cannot carry answers drops them.
+  // channel that cannot carry answers drops them. `partial`: more answers to
+  // the same request follow (a streamed generation).
   virtual void inspect_result(const ControlCommand& request, bool ok, const nlohmann::json& data,
-                              const std::string& error) {
-    (void)request, (void)ok, (void)data, (void)error;
+                              const std::string& error, bool partial = false) {
+    (void)request, (void)ok, (void)data, (void)error, (void)partial;
   }
 };
 

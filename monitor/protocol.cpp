@@ -184,7 +184,9 @@ json parse_message(std::string_view text) {
       "step",        "validation", "event",          "heartbeat",
       "bye",         "control",    "command_status", "ack",
       "aggregate",   "ranks",      "error",          "list_checkpoints",
-      "checkpoints", "inspect",    "inspect_result"};
+      "checkpoints", "inspect",    "inspect_result", "rate_next",
+      "rate_pair",   "rate_vote",  "rate_ack",       "rate_list",
+      "rate_votes",  "rate_create", "rate_created"};
   auto t = j.find("type");
   if (t == j.end() || !t->is_string())
     throw ProtocolError("bad_message", "the message has no string field 'type'");

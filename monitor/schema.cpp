@@ -198,6 +198,13 @@ void SchemaValidator::validate(const json& s, const json& x, const std::string& 
     std::vector<std::string> best;
     bool best_is_tagged = false;
     for (auto& sub : *it) {
+      const json& b = sub.contains("$ref") ? resolve(sub["$ref"].get<std::string>()) : sub;
+      const bool typed = x.is_object() && x.contains("type") && b.contains("properties") &&
+                         b["properties"].contains("type") &&
+                         b["properties"]["type"].contains("const");
+      // A branch for another message type fails on its `type` const: no need to
+      // walk the rest of it (the protocol has one branch per type).
+      if (typed && b["properties"]["type"]["const"] != x["type"]) continue;
       std::vector<std::string> e;
       validate(sub, x, path, e);
       if (e.empty()) {
@@ -205,10 +212,7 @@ void SchemaValidator::validate(const json& s, const json& x, const std::string& 
         continue;
       }
       // Report the branch whose properties.type.const names this message's type.
-      const json& b = sub.contains("$ref") ? resolve(sub["$ref"].get<std::string>()) : sub;
-      bool tagged = x.is_object() && x.contains("type") && b.contains("properties") &&
-                    b["properties"].contains("type") && b["properties"]["type"].contains("const") &&
-                    b["properties"]["type"]["const"] == x["type"];
+      bool tagged = typed;
       if (tagged && !best_is_tagged) {
         best = e;
         best_is_tagged = true;

@@ -492,12 +492,14 @@ void WebSocketSink::ack(const ControlCommand& cmd, int64_t step, bool ok,
 }
 
 void WebSocketSink::inspect_result(const ControlCommand& request, bool ok,
-                                   const nlohmann::json& data, const std::string& message) {
+                                   const nlohmann::json& data, const std::string& message,
+                                   bool partial) {
   json r = envelope("inspect_result");
   r["rank"] = rank();
   r["id"] = request.id;
   r["what"] = request.inspect_what;
   r["ok"] = ok;
+  if (partial) r["partial"] = true;
   if (!message.empty()) r["message"] = message;
   if (data.is_object()) r["data"] = data;
   impl_->enqueue(dump(r), true);

@@ -57,8 +57,9 @@ class WebSocketSink : public MetricsSink, public ControlChannel {
   void ack(const ControlCommand& cmd, int64_t step, bool ok = true,
            const std::string& message = "") override;
   // Answers an inspect request (`inspect_result`, not kept in the history).
+  // `partial`: more answers to the same request follow (a streamed generation).
   void inspect_result(const ControlCommand& request, bool ok, const nlohmann::json& data,
-                      const std::string& message = "") override;
+                      const std::string& message = "", bool partial = false) override;
 
   // True once hello has been written on a live connection; waits at most timeout_s.
   bool wait_connected(double timeout_s) const;

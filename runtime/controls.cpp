@@ -102,6 +102,12 @@ void Controls::inspect(const monitor::ControlCommand& c, int64_t step) {
   target.runner = t_.engine->block_runner(false);
   target.tokenizer = tokenizer_ ? &*tokenizer_ : nullptr;
   target.device = t_.device;
+  target.step = step;  // generate: tokens stream to the viewer as rank 0 produces them
+  target.request_id = c.id;
+  if (env_.is_root())
+    target.partial = [this, &c](const nlohmann::json& d) {
+      t_.reporter->control().inspect_result(c, true, d, "", true);
+    };
   nlohmann::json data;
   std::string error;
   auto t0 = std::chrono::steady_clock::now();

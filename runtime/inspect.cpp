@@ -6,6 +6,7 @@
 #include <map>
 
 #include "data/utf8.h"
+#include "runtime/playground.h"
 #include "core/error.h"
 
 namespace shardlm::runtime {
@@ -266,6 +267,43 @@ json arch_node(const std::string& name, const torch::nn::Module& m) {
   return node;
 }
 
+// ---- generate --------------------------------------------------------------------------
+
+json generate(InspectTarget& t, const json& args) {
+  SHARDLM_CHECK(t.tokenizer != nullptr, core::ConfigError,
+                "this run has no tokenizer to encode a prompt: set train.tokenizer (or put "
+                "tokenizer.json in data.path or its parent folder)");
+  json request = args;
+  request.erase("target");  // "live": this is it
+  PlaygroundRequest r = parse_playground_request(request);
+  if (r.cfg.seed < 0)  // one seed on every rank, from the request
+    r.cfg.seed = static_cast<int64_t>(std::hash<std::string>{}(t.request_id) & 0x7fffffffffffull);
+  // The engine's block runner (a ZeRO-3 block is gathered before it runs) for
+  // every forward of the generation; the model's own runner comes back after.
+  struct RunnerSwap {
+    model::GPT& m;
+    model::BlockRunner saved;
+    RunnerSwap(model::GPT& model, const model::BlockRunner& r)
+        : m(model), saved(model->default_block_runner) {
+      if (r) m->default_block_runner = r;
+    }
+    ~RunnerSwap() { m->default_block_runner = saved; }
+  } swap(t.model, t.runner);
+  json last;
+  run_playground(r, t.model, *t.tokenizer, [&](const json& event) {
+    json d = event;
+    d["target"] = "live";
+    if (t.step >= 0) d["step"] = t.step;
+    if (!last.is_null() && t.partial) t.partial(last);  // an earlier prompt's end
+    last = nullptr;
+    if (d["event"] == "done")
+      last = std::move(d);
+    else if (t.partial)
+      t.partial(d);
+  });
+  return last;
+}
+
 }  // namespace
 
 json inspect_model(const std::string& what, const json& args_in, InspectTarget& t) {
@@ -275,10 +313,11 @@ json inspect_model(const std::string& what, const json& args_in, InspectTarget& 
   if (what == "embeddings") return embeddings(t, args);
   if (what == "activations") return activations(t, args);
   if (what == "architecture") return {{"root", arch_node("gpt", *t.model)}};
-  throw core::ConfigError(
-      fmt::format(
-          "cannot inspect '{}': expected attention, embeddings, activations or architecture", what),
-      __FILE__, __LINE__);
+  if (what == "generate") return generate(t, args);
+  throw core::ConfigError(fmt::format("cannot inspect '{}': expected attention, embeddings, "
+                                      "activations, architecture or generate",
+                                      what),
+                          __FILE__, __LINE__);
 }
 
 }  // namespace shardlm::runtime

@@ -1,6 +1,8 @@
 // Model inspection for the dashboard's Model tab: attention maps, the
 // embedding space, MLP activations and the module tree of the live model, in
-// the shapes of docs/monitor-inspect.md (monitor/inspect.schema.json).
+// the shapes of docs/monitor-inspect.md (monitor/inspect.schema.json); and
+// the Generate tab's generation from the live weights (runtime/playground.h),
+// streamed token by token through `partial`.
 //
 // Collective: every rank calls inspect_model with the same request at the same
 // step boundary (the trainer broadcasts commands), because a ZeRO-3 forward
@@ -8,6 +10,7 @@
 // sends it.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include <torch/torch.h>
@@ -24,10 +27,17 @@ struct InspectTarget {
   const data::Tokenizer* tokenizer = nullptr;  // null: requests with a prompt are refused
   torch::Device device{torch::kCPU};
   int64_t max_prompt_tokens = 64;  // longer prompts are cut (attention is T x T per head)
+  // generate: each token's event as it is produced (rank 0 sends it; may be empty),
+  // the step the weights are at, and the request's id (seeds sampling when the
+  // request has no seed: the same on every rank, so ZeRO-3 ranks stay in step).
+  std::function<void(const nlohmann::json&)> partial;
+  int64_t step = -1;
+  std::string request_id;
 };
 
 // The `data` of an inspect_result for `what` (attention | embeddings |
-// activations | architecture) with `args` as in the schema. Throws
+// activations | architecture | generate) with `args` as in the schema; for
+// generate, the last event ("done"), the others having gone to `partial`. Throws
 // core::ConfigError naming the problem (unknown `what`, a layer out of range, no
 // tokenizer, an empty prompt); the caller answers ok:false with that message.
 // Runs without gradients, in eval mode, and restores the training mode.

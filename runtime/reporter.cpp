@@ -71,6 +71,7 @@ void Reporter::run_info(const RunSettings& s, int64_t micro_batch, int64_t accum
   info["offload_params"] = s.shard.offload_params;
   info["micro_batch"] = micro_batch;
   info["accumulation"] = accumulation;
+  if (!env_.hostname.empty()) info["host"] = env_.hostname;
   mon_.sink->run_info(run_id_, env_.world_size, info);
   core::log::info0(
       "model: {} parameters ({} layers, {} heads, width {}), device {}, {} rank(s), "

@@ -313,6 +313,8 @@ int Trainer::Impl::run() {
     if (!log.agreed) read_log(false, true);  // before the first step, and while paused
     if (boundary()) break;
     if (controls->paused()) {
+      // A save asked for while paused happens now: the weights a viewer is looking at.
+      if (controls->take_save_request()) save_checkpoint(false);
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       continue;
     }

@@ -22,6 +22,7 @@
 #include "model/generate.h"
 #include "model/safetensors.h"
 #include "core/error.h"
+#include "monitor/ratings_store.h"
 #include "tests/run_command.h"
 
 using namespace shardlm;
@@ -197,6 +198,41 @@ TEST(EvalPerplexity, TextEqualsExpOfTheDirectMeanLoss) {
   }
   // The trained model beats uniform by far on grammar text.
   EXPECT_LT(s.loss(), 0.5 * std::log(static_cast<double>(m.tok.vocab_size())));
+}
+
+// The Evaluate tab's detail: accuracy by position and the calibration bins add up
+// to the task's own totals, positions are those in the window, and the accuracy
+// of a bin is the hit rate of the tokens whose confidence falls in it.
+TEST(EvalPerplexity, DetailByPositionAndCalibrationAddsUp) {
+  Models& m = models();
+  const std::string text = grammar_corpus(12, 99);  // longer than the 32-token context
+  const LmScores s = perplexity_texts(m.model, m.tok, {text}, {16, 8, true}, torch::kCPU);
+  const TokenDetail& d = s.detail;
+  double tokens = 0, top1 = 0, top5 = 0, binned = 0, hits = 0;
+  for (size_t i = 0; i < d.tokens.size(); ++i) {
+    tokens += d.tokens[i];
+    top1 += d.top1[i];
+    top5 += d.top5[i];
+  }
+  for (int b = 0; b < TokenDetail::kBins; ++b) {
+    binned += d.bin_count[b];
+    hits += d.bin_hit[b];
+    if (d.bin_count[b] > 0) {
+      EXPECT_GE(d.bin_conf[b] / d.bin_count[b], b / 10.0 - 1e-9);
+      EXPECT_LE(d.bin_conf[b] / d.bin_count[b], (b + 1) / 10.0 + 1e-9);
+    }
+  }
+  EXPECT_EQ(tokens, s.sum(LmScores::kTokens));
+  EXPECT_EQ(top1, s.sum(LmScores::kTop1));
+  EXPECT_EQ(top5, s.sum(LmScores::kTop5));
+  EXPECT_EQ(binned, tokens);
+  EXPECT_EQ(hits, top1);
+  EXPECT_LE(d.tokens.size(), 15u);  // a 16-token window predicts from positions 0..14
+  EXPECT_GT(d.tokens[0], 0);        // the first window scores its first target
+  const auto j = d.to_json();
+  EXPECT_EQ(j["by_position"]["top1"].size(), d.tokens.size());
+  EXPECT_EQ(j["calibration"]["bins"].size(), 10u);
+  EXPECT_TRUE(j["calibration"]["ece"].is_number());
 }
 
 TEST(EvalPerplexity, SlidingWindowScoresEveryTokenOnce) {
@@ -477,6 +513,59 @@ TEST(EvalCli, RunCompareAndRate) {
   EXPECT_EQ(summary["answers"], 5);
   EXPECT_TRUE(summary.contains("bradley_terry"));
   if (!::testing::Test::HasFailure()) fs::remove_all(dir);  // kept for a look when it failed
+}
+
+// `eval ratings --db` reads the Rate tab's SQLite database (here written by the
+// same store the monitor uses), summarises it and exports it as JSONL that
+// `eval ratings --ratings` reads back to the same numbers.
+TEST(EvalCli, RatingsFromTheRateTabDatabase) {
+  const std::string dir =
+      std::string(SHARDLM_TEST_TMP) + "/eval_db_" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string db = dir + "/ratings.db";
+  {
+    monitor::RatingsStore s(db);
+    for (int i = 0; i < 4; ++i) {
+      const std::string prompt = "prompt " + std::to_string(i);
+      int64_t a = s.add_sample({"step-10", 10, prompt, " early", {}});
+      int64_t b = s.add_sample({"step-20", 20, prompt, " late", {}});
+      int64_t p = s.add_pair("10 vs 20", a, b);
+      s.vote({"ann", p, a, b, i < 3 ? "B" : "tie"});
+      s.vote({"bob", p, b, a, i < 2 ? "A" : "skip"});
+    }
+  }
+  int rc = 0;
+  std::string err;
+  const auto j = nlohmann::json::parse(run_cli("eval ratings --db " + db + " --json --export " +
+                                                   dir + "/votes.jsonl",
+                                               &rc, &err));
+  ASSERT_EQ(rc, 0) << err;
+  EXPECT_EQ(j["answers"], 6);
+  EXPECT_EQ(j["skipped"], 2);
+  EXPECT_EQ(j["raters"]["ann"], 4);
+  EXPECT_EQ(j["agreement"]["items"], 2);           // pairs 0 and 1, both "step-20 better"
+  EXPECT_EQ(j["agreement"]["percent"], 1.0);
+  EXPECT_GT(j["bradley_terry"]["step-20"].get<double>(), j["bradley_terry"]["step-10"].get<double>());
+  auto lines = eval::read_jsonl(dir + "/votes.jsonl");
+  ASSERT_EQ(lines.size(), 8u);
+  EXPECT_EQ(lines[1].value["rater"], "bob");
+  EXPECT_EQ(lines[1].value["shown"], nlohmann::json({"step-20", "step-10"}));
+  EXPECT_EQ(lines[1].value["winner"], "step-20");
+  const auto again =
+      nlohmann::json::parse(run_cli("eval ratings --ratings " + dir + "/votes.jsonl --json", &rc, &err));
+  ASSERT_EQ(rc, 0) << err;
+  EXPECT_EQ(again["bradley_terry"], j["bradley_terry"]);
+  EXPECT_EQ(again["agreement"], j["agreement"]);
+  // --export - writes the rows to stdout only.
+  const std::string rows = run_cli("eval ratings --db " + db + " --export -", &rc, &err);
+  EXPECT_EQ(std::count(rows.begin(), rows.end(), '\n'), 8);
+  // Not a ratings database: the error names it.
+  write(dir + "/x.db", "hello");
+  run_cli("eval ratings --db " + dir + "/x.db", &rc, &err);
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(err.find(dir + "/x.db"), std::string::npos) << err;
+  if (!::testing::Test::HasFailure()) fs::remove_all(dir);
 }
 
 TEST(EvalCli, BadInputsGiveClearErrors) {

@@ -326,6 +326,38 @@ TEST(Stats, BradleyTerryAndElo) {
   EXPECT_NEAR(e["b"], 984, 1e-9);
 }
 
+TEST(Stats, BradleyTerryIntervalsCoverTheEstimate) {
+  std::vector<PairOutcome> o;
+  for (int i = 0; i < 30; ++i) o.push_back({"a", "b", i < 22 ? 1.0 : 0.0});
+  BootstrapOptions bs;
+  bs.resamples = 300;
+  auto ci = bradley_terry_intervals(o, bs);
+  auto bt = bradley_terry(o);
+  ASSERT_TRUE(ci.at("a").valid);
+  EXPECT_EQ(ci.at("a").value, bt.at("a"));
+  EXPECT_LT(ci.at("a").lo, bt.at("a"));
+  EXPECT_GT(ci.at("a").hi, bt.at("a"));
+  EXPECT_GT(ci.at("a").lo, 1.0);  // 22 of 30: a is better, and the interval says so
+  EXPECT_LT(ci.at("b").hi, 1.0);
+  EXPECT_FALSE(bradley_terry_intervals({{"a", "b", 1}}, bs).at("a").valid);
+}
+
+TEST(Stats, KrippendorffAlphaNominal) {
+  // The nominal example of Krippendorff (2011) and Wikipedia's article: 4 observers,
+  // 12 units, some values missing; alpha = 0.743.
+  std::vector<std::vector<std::string>> units = {
+      {"1", "1", "1"},      {"2", "2", "3", "2"}, {"3", "3", "3", "3"}, {"3", "3", "3", "3"},
+      {"2", "2", "2", "2"}, {"1", "2", "3", "4"}, {"4", "4", "4", "4"}, {"1", "1", "2", "1"},
+      {"2", "2", "2", "2"}, {"5", "5", "5"},      {"1", "1"},           {"3"}};
+  EXPECT_NEAR(krippendorff_alpha(units), 0.7434210526, 1e-9);
+  // Two raters on four items, agreeing on three: alpha = 1 - 7 * 2 / 30.
+  EXPECT_NEAR(krippendorff_alpha({{"a", "a"}, {"b", "b"}, {"a", "b"}, {"b", "b"}}), 8.0 / 15,
+              1e-12);
+  EXPECT_NEAR(krippendorff_alpha({{"a", "a"}, {"b", "b"}}), 1.0, 1e-12);
+  EXPECT_TRUE(std::isnan(krippendorff_alpha({{"a", "a"}, {"a", "a"}})));  // no variation
+  EXPECT_TRUE(std::isnan(krippendorff_alpha({{"a"}, {"b"}})));            // nothing pairable
+}
+
 // ---- JSONL ------------------------------------------------------------------------------------
 
 TEST(Jsonl, MalformedLineNamesFileAndLine) {
@@ -499,6 +531,54 @@ TEST(Ratings, AggregatesManyAnswers) {
             std::string::npos);
   write(d + "/bad.jsonl", "{\"id\": \"x\", \"prompt\": \"p\", \"outputs\": []}\n");
   EXPECT_NE(what_of([&] { read_rating_items(d + "/bad.jsonl"); }).find("bad.jsonl:1: 0 outputs"),
+            std::string::npos);
+}
+
+// The rows `eval ratings --db` exports from the Rate tab: both_bad counts as a
+// tie, skip is counted apart, and items rated twice give the agreement.
+TEST(Ratings, RateTabChoicesAndAgreement) {
+  const std::string d = tmp_dir("ratings_tab");
+  const std::string f = d + "/votes.jsonl";
+  std::string text;
+  auto row = [&](int pair, const std::string& rater, const std::string& a, const std::string& b,
+                 const std::string& choice) {
+    text += "{\"kind\":\"pair\",\"pair\":" + std::to_string(pair) + ",\"rater\":\"" + rater +
+            "\",\"shown\":[\"" + a + "\",\"" + b + "\"],\"choice\":\"" + choice + "\"}\n";
+  };
+  // Pair 1: both say step-400 (shown in different orders). Pair 2: both tie.
+  // Pair 3: they disagree. Pair 4: one rater, both bad. Pair 5: skipped.
+  row(1, "ann", "step-200", "step-400", "B");
+  row(1, "bob", "step-400", "step-200", "A");
+  row(2, "ann", "step-400", "step-200", "tie");
+  row(2, "bob", "step-200", "step-400", "tie");
+  row(3, "ann", "step-200", "step-400", "A");
+  row(3, "bob", "step-200", "step-400", "B");
+  row(4, "ann", "step-200", "step-400", "both_bad");
+  row(5, "bob", "step-200", "step-400", "skip");
+  write(f, text);
+  const RatingSummary s = summarize_ratings(read_jsonl(f));
+  EXPECT_EQ(s.answers, 7);
+  EXPECT_EQ(s.skipped, 1);
+  EXPECT_EQ(s.both_bad, 1);
+  EXPECT_EQ(s.raters.at("ann"), 4);
+  EXPECT_EQ(s.raters.at("bob"), 3);
+  const PairRecord& p = s.pairs.at({"step-200", "step-400"});
+  EXPECT_EQ(p.wins_a, 1);  // pair 3, ann
+  EXPECT_EQ(p.wins_b, 3);  // pair 1 twice, pair 3 bob
+  EXPECT_EQ(p.ties, 3);    // pair 2 twice, pair 4 (both bad)
+  EXPECT_EQ(s.agreement_items, 3);
+  EXPECT_NEAR(s.percent_agreement, 2.0 / 3, 1e-12);
+  // Units {second, second}, {tie, tie}, {first, second}: n = 6, disagreements 2,
+  // n_first 1, n_second 3, n_tie 2: alpha = 1 - 5 * 2 / 22.
+  EXPECT_NEAR(s.alpha, 1 - 10.0 / 22, 1e-12);
+  EXPECT_GT(s.bradley_terry.at("step-400"), s.bradley_terry.at("step-200"));
+  const auto j = s.to_json();
+  EXPECT_EQ(j["agreement"]["items"], 3);
+  EXPECT_TRUE(j["bradley_terry_ci95"]["step-400"].is_array());
+  EXPECT_NE(s.to_markdown().find("Krippendorff's alpha 0.545"), std::string::npos)
+      << s.to_markdown();
+  write(f, "{\"kind\":\"pair\",\"shown\":[\"a\",\"b\"],\"choice\":\"C\"}\n");
+  EXPECT_NE(what_of([&] { summarize_ratings(read_jsonl(f)); }).find("choice 'C'"),
             std::string::npos);
 }
 

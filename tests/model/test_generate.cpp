@@ -185,6 +185,54 @@ TEST(GenerateBeam, WidthOneEqualsGreedy) {
   }
 }
 
+// The Generate tab's alternatives: the k most probable tokens at each position,
+// most probable first, under the model itself. Greedy's token is the first with
+// its own log-prob; sampling draws the same tokens as without alternatives; beam
+// search reports them for its best hypothesis; the stream and the result agree.
+TEST(GenerateCache, AlternativesAreTheModelsTopTokensAtEachPosition) {
+  GPT m = make(small("rope"), 6);
+  for (const std::string strategy : {"greedy", "sample", "beam"}) {
+    GenerationConfig g = greedy(8);
+    g.strategy = strategy;
+    g.seed = 3;
+    g.num_beams = 3;
+    GenerationOutput plain = Generator(m, g).generate({{5, 9, 1}});
+    Generator gen(m, g);
+    gen.set_alternatives(4);
+    std::vector<TokenEvent> events;
+    GenerationOutput out = gen.generate({{5, 9, 1}}, [&](const TokenEvent& e) {
+      events.push_back(e);
+      return true;
+    });
+    ASSERT_EQ(tokens_of(out), tokens_of(plain)) << strategy << ": alternatives changed the output";
+    const GeneratedSequence& s = out.sequences[0][0];
+    ASSERT_EQ(s.top.size(), s.tokens.size()) << strategy;
+    ASSERT_EQ(events.size(), s.tokens.size()) << strategy;
+    double mass = 0;
+    for (size_t i = 0; i < s.tokens.size(); ++i) {
+      const Alternatives& a = s.top[i];
+      ASSERT_EQ(a.size(), 4u);
+      for (size_t j = 1; j < a.size(); ++j) EXPECT_GE(a[j - 1].second, a[j].second);
+      EXPECT_EQ(events[i].top, a);
+      // The chosen token's log-prob is at most the best alternative's; greedy picks it.
+      EXPECT_LE(s.logprobs[i], a[0].second + 1e-6);
+      if (strategy == "greedy") {
+        EXPECT_EQ(a[0].first, s.tokens[i]);
+        EXPECT_NEAR(a[0].second, s.logprobs[i], 1e-6);
+      }
+      for (const auto& [id, lp] : a) {
+        EXPECT_GE(id, 0);
+        EXPECT_LT(id, 41);
+        mass += std::exp(lp);
+      }
+    }
+    EXPECT_LE(mass, static_cast<double>(s.tokens.size()) + 1e-6);
+  }
+  // k = 0 (the default): none reported.
+  GenerationOutput none = Generator(m, greedy(3)).generate({{5}});
+  EXPECT_TRUE(none.sequences[0][0].top.empty());
+}
+
 namespace {
 // A one-layer model whose next-token distribution is a chosen table of the previous
 // token, p(next | prev) = probs[prev][next]: attention and MLP outputs are zeroed,

@@ -123,7 +123,15 @@ TEST(ProtocolEncode, EveryEncoderProducesSchemaValidMessages) {
     e.kind = k;
     EXPECT_EQ(errors_of(encode_event(0, e)), "") << event_kind_name(k);
   }
-  EXPECT_EQ(errors_of(encode_run_info(0, "r1", 2, json{{"model", {{"params", 100}}}})), "");
+  EXPECT_EQ(errors_of(encode_run_info(0, "r1", 2, json{{"parameters", 100}})), "");
+  // The trainer's model description (ModelConfig::to_json) is checked: the keys the
+  // dashboard reads must be there, so a renamed key fails here, not as a blank Run tab.
+  json model = {{"vocab_size", 4096}, {"context_length", 64}, {"n_layer", 4},
+                {"n_head", 2},        {"d_model", 128},       {"positional", "learned"}};
+  EXPECT_EQ(errors_of(encode_run_info(0, "r1", 2, json{{"model", model}})), "");
+  EXPECT_NE(errors_of(encode_run_info(0, "r1", 2, json{{"model", {{"params", 100}}}})), "");
+  model.erase("n_layer");
+  EXPECT_NE(errors_of(encode_run_info(0, "r1", 2, json{{"model", model}})), "");
   ControlCommand c;
   c.id = "c9";
   c.kind = ControlKind::kSetLr;

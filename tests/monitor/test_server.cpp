@@ -110,7 +110,7 @@ TEST(ServerReplay, LateViewerGetsHistoryFirstThenLiveWithDenseSeq) {
   agg.start();
   auto p0 = producer(agg.port(), 0);
   auto p1 = producer(agg.port(), 1);
-  p0->send(encode_run_info(0, "run-a", 2, json{{"model", {{"params", 1000}}}}));
+  p0->send(encode_run_info(0, "run-a", 2, json{{"parameters", 1000}}));
   p1->send(encode_run_info(1, "run-a", 2, json::object()));
   for (int s = 0; s < 20; ++s) {
     p0->send(step_msg(0, s));

@@ -24,6 +24,7 @@
 #include <torch/cuda.h>
 
 #include "monitor/aggregator.h"
+#include "tests/monitor/ws_client.h"
 #include "core/config.h"
 #include "core/env.h"
 #include "parallel/process_group.h"
@@ -349,6 +350,110 @@ TEST(TrainerMpi, ExternalMonitorTokenFromTheRunDir) {
     EXPECT_EQ(steps[0], (std::set<int64_t>{0, 1, 2}));
     EXPECT_EQ(steps[1], (std::set<int64_t>{0, 1, 2}));
     EXPECT_EQ(agg->stats().producers_refused, 0u);
+  }
+}
+
+// The Generate tab on a live run: rank 0 generates from the current weights
+// between steps (sampling, greedy and beam, tokens streamed), every rank takes
+// part, and the run's losses are bitwise those of the same run without it:
+// generation must not touch the weights, the optimizer, dropout's RNG (the
+// model uses dropout here) or the data order.
+TEST(TrainerMpi, LiveGenerationLeavesTrainingBitwiseIdentical) {
+  REQUIRE_FIXTURE();
+  core::Env env = core::Env::detect();
+  env.cpu_threads = 1;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  const int64_t kSteps = 24;
+  auto run = [&](const std::string& name, bool generate, std::vector<nlohmann::json>* done) {
+    const std::string dir = shared_run(name);
+    std::unique_ptr<monitor::Aggregator> agg;
+    int port = 0;
+    if (rank == 0) {
+      monitor::AggregatorConfig ac;
+      ac.port = 0;
+      ac.run_dir = dir;
+      ac.static_dir = dir + "/none";
+      agg = std::make_unique<monitor::Aggregator>(ac);
+      agg->start();
+      port = agg->port();
+    }
+    MPI_Bcast(&port, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    // A viewer on rank 0 asks for three generations at steps 1, 3 and 5 and
+    // collects what comes back.
+    std::thread viewer;
+    if (rank == 0 && generate) {
+      viewer = std::thread([port, token = agg->token(), done] {
+        monitor::testing::WsClient v(static_cast<uint16_t>(port));
+        v.hello_viewer(token);
+        const std::vector<std::pair<int64_t, nlohmann::json>> asks = {
+            {1, {{"strategy", "sample"}, {"temperature", 0.9}, {"max_new_tokens", 6}}},
+            {3, {{"strategy", "greedy"}, {"max_new_tokens", 6}}},
+            {5, {{"strategy", "beam"}, {"num_beams", 2}, {"max_new_tokens", 4}}}};
+        size_t next = 0;
+        std::map<std::string, int> streamed;
+        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+        while (done->size() < asks.size() && std::chrono::steady_clock::now() < end) {
+          auto m = v.recv(1.0);
+          if (!m) {
+            if (v.closed()) break;
+            continue;
+          }
+          if ((*m)["type"] == "step" && (*m)["rank"] == 0 && next < asks.size() &&
+              (*m)["step"].get<int64_t>() >= asks[next].first) {
+            v.send({{"v", 1},
+                    {"type", "inspect"},
+                    {"id", "g" + std::to_string(next)},
+                    {"what", "generate"},
+                    {"args",
+                     {{"prompt", "The king said"}, {"options", asks[next].second}, {"top", 3}}}});
+            ++next;
+          }
+          if ((*m)["type"] == "inspect_result") {
+            const std::string id = (*m)["id"];
+            if (m->value("partial", false)) {
+              ++streamed[id];
+            } else {
+              nlohmann::json d = *m;
+              d["streamed"] = streamed[id];
+              done->push_back(d);
+            }
+          }
+        }
+      });
+    }
+    auto cfg = config(dir, {fmt::format("train.steps={}", kSteps), "data.batch_size=4",
+                            "model.dropout=0.1", "train.schedule.total_steps=24",
+                            fmt::format("monitor.url=\"ws://127.0.0.1:{}/ws\"", port)});
+    runtime::TrainSummary summary;
+    {
+      runtime::Trainer t(cfg, env, core::MpiComm(MPI_COMM_WORLD));
+      EXPECT_EQ(t.run(), 0);
+      summary = t.summary();
+    }
+    if (viewer.joinable()) viewer.join();
+    MPI_Barrier(MPI_COMM_WORLD);
+    return summary.losses;
+  };
+  std::vector<nlohmann::json> done, none;
+  const auto with = run("gen_live", true, &done);
+  const auto without = run("gen_none", false, &none);
+  ASSERT_EQ(with.size(), static_cast<size_t>(kSteps));
+  ASSERT_EQ(without.size(), with.size());
+  for (size_t i = 0; i < with.size(); ++i)
+    EXPECT_EQ(with[i], without[i]) << "step " << i << ": generation changed training";
+  if (rank == 0) {
+    ASSERT_EQ(done.size(), 3u) << "the live run did not answer every generation";
+    for (const auto& d : done) {
+      ASSERT_EQ(d["ok"], true) << d.dump();
+      const auto& data = d["data"];
+      EXPECT_EQ(data["event"], "done");
+      EXPECT_EQ(data["target"], "live");
+      EXPECT_GE(data["step"].get<int64_t>(), 1);
+      EXPECT_LT(data["step"].get<int64_t>(), kSteps);
+      EXPECT_EQ(d["streamed"].get<size_t>(), data["tokens"].size()) << "every token streamed";
+      EXPECT_GT(data["tokens"].size(), 0u);
+    }
   }
 }
 

@@ -25,107 +25,46 @@
 // TypeScript types (test/protocol.test.ts with SHARDLM_CAPTURED).
 // Exit code 77 (ctest: skipped) when chromium or the npm packages are missing.
 
-import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, readdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const HERE = dirname(fileURLToPath(import.meta.url));
-const DASH = resolve(HERE, '..');
-const SKIP = 77;
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+import {
+  DASH,
+  HERE,
+  assert,
+  browserModules,
+  builtDashboard,
+  checks,
+  flag,
+  freePort,
+  launchChromium,
+  log,
+  opt,
+  requireTools,
+  sleep,
+  start,
+  stopProcess,
+  until,
+  waitHealthy,
+} from './harness.mjs';
 
 // ---- options -------------------------------------------------------------------------
 
-const argv = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : def;
-};
 const SHARDLM = opt('shardlm', resolve(DASH, '../../build/launcher/shardlm'));
 const OUT = resolve(opt('out', resolve(DASH, 'test-results')));
 const PRODUCER = opt('producer', `node ${join(HERE, 'fake_ranks.mjs')} --run-dir {run_dir} --config {config} {resume_args}`);
-const UPDATE_FIXTURE = argv.includes('--update-fixture');
+const UPDATE_FIXTURE = flag('update-fixture');
 
-function skip(why) {
-  console.log(`SKIPPED: ${why}`);
-  process.exit(SKIP);
-}
-if (!existsSync(CHROMIUM)) skip(`${CHROMIUM} not found (apt-get install chromium)`);
-for (const m of ['playwright-core', 'ws', 'vite']) {
-  if (!existsSync(join(DASH, 'node_modules', m))) skip(`monitor/dashboard/node_modules/${m} missing (./shardlm.sh setup)`);
-}
-if (!existsSync(SHARDLM)) skip(`${SHARDLM} not built`);
-if (!/^\s+monitor\s/m.test(spawnSync(SHARDLM, ['--help'], { encoding: 'utf8' }).stdout ?? '')) skip(`${SHARDLM} has no monitor subcommand`);
-
-const { chromium } = await import(join(DASH, 'node_modules/playwright-core/index.mjs'));
-const { default: WebSocket } = await import(join(DASH, 'node_modules/ws/wrapper.mjs'));
+requireTools(SHARDLM);
+const { chromium, WebSocket } = await browserModules();
 
 // ---- small helpers ------------------------------------------------------------------
 
-const T0 = Date.now();
-const log = (...a) => console.log(`[e2e ${((Date.now() - T0) / 1000).toFixed(1).padStart(5)}s]`, ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const results = [];
-let failed = false;
-
-async function check(name, fn) {
-  const t = Date.now();
-  try {
-    await fn();
-    results.push({ name, ok: true, ms: Date.now() - t });
-    log(`ok   ${name}`);
-  } catch (e) {
-    failed = true;
-    results.push({ name, ok: false, ms: Date.now() - t, error: String(e?.stack ?? e) });
-    log(`FAIL ${name}\n${e?.stack ?? e}`);
-    await shot(`FAILED-${name.replace(/\W+/g, '-')}`).catch(() => {});
-  }
-}
-function assert(cond, msg) {
-  if (!cond) throw new Error(`assertion failed: ${msg}`);
-}
-async function until(what, fn, timeoutMs = 20000, everyMs = 200) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < end) {
-    last = await fn();
-    if (last) return last;
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
-}
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-function newestMtime(dir) {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
+const { results, check, ...run } = checks(async (name) => shot(`FAILED-${name.replace(/\W+/g, '-')}`));
 
 // ---- set-up ----------------------------------------------------------------------------
 
-// The built page: rebuild when a source is newer than dist/ (or dist/ is missing).
-const dist = join(DASH, 'dist');
-const srcTime = Math.max(newestMtime(join(DASH, 'src')), statSync(join(DASH, 'index.html')).mtimeMs);
-if (!existsSync(join(dist, 'index.html')) || statSync(join(dist, 'index.html')).mtimeMs < srcTime) {
-  log('building the dashboard (vite build)');
-  const b = spawnSync('npx', ['vite', 'build', '--logLevel', 'warn'], { cwd: DASH, stdio: 'inherit' });
-  if (b.status !== 0) throw new Error('vite build failed');
-}
+const dist = builtDashboard();
 
 rmSync(OUT, { recursive: true, force: true });
 const SCREENS = join(OUT, 'screens');
@@ -156,52 +95,18 @@ url = "${WS_URL}"
 const children = [];
 let aggregator = null;
 function startAggregator(tag) {
-  const out = createWriteStream(join(OUT, `aggregator-${tag}.log`));
-  const p = spawn(SHARDLM, ['monitor', '--port', String(PORT), '--run-dir', RUN_DIR, '--static', dist, '--launch', PRODUCER], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const p = start(SHARDLM, ['monitor', '--port', String(PORT), '--run-dir', RUN_DIR, '--static', dist, '--launch', PRODUCER], join(OUT, `aggregator-${tag}.log`), {
+    name: `aggregator (${tag})`,
   });
-  p.stdout.pipe(out);
-  p.stderr.pipe(out);
-  p.once('exit', (code, sig) => log(`aggregator (${tag}) exited: ${code ?? sig}`));
   children.push(p);
   aggregator = p;
   return p;
-}
-async function waitHealthy() {
-  await until(
-    'the aggregator to answer /api/health',
-    async () => {
-      try {
-        const r = await fetch(`${BASE}/api/health`);
-        return r.ok ? await r.json() : null;
-      } catch {
-        return null;
-      }
-    },
-    20000,
-  );
-}
-function stopProcess(p, signal = 'SIGTERM') {
-  if (!p || p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
-  return new Promise((res) => {
-    const t = setTimeout(() => {
-      try {
-        p.kill('SIGKILL');
-      } catch {}
-      res();
-    }, 5000);
-    p.once('exit', () => {
-      clearTimeout(t);
-      res();
-    });
-    p.kill(signal);
-  });
 }
 
 log(`aggregator on port ${PORT}, run dir ${RUN_DIR}`);
 log(`producer template: ${PRODUCER}`);
 startAggregator('1');
-await waitHealthy();
+await waitHealthy(BASE);
 const TOKEN = readFileSync(join(RUN_DIR, 'monitor.token'), 'utf8').trim();
 assert(TOKEN.length >= 16, 'monitor.token holds a token');
 
@@ -226,24 +131,35 @@ function startCapture() {
 }
 let captureWs = startCapture();
 
+// The Run tab against rank 0's run_info as the trainer sent it (the tab once read
+// keys the trainer never sent and showed "—" everywhere).
+async function assertRunTab(p, messages) {
+  const ri = messages.find((m) => m.type === 'run_info' && m.rank === 0);
+  assert(ri, 'a run_info from rank 0');
+  const { info } = ri;
+  const n = (v) => Number(v).toLocaleString('en-US');
+  const want = {
+    'info-layers': n(info.model.n_layer),
+    'info-heads': n(info.model.n_head),
+    'info-width': n(info.model.d_model),
+    'info-vocab': n(info.model.vocab_size),
+    'info-context': n(info.model.context_length),
+    'info-max-steps': n(info.config.train.steps),
+    'info-zero': String(info.zero_stage),
+    'info-device': info.device,
+  };
+  for (const [id, value] of Object.entries(want)) {
+    const shown = (await p.textContent(`[data-testid=${id}] .stat-value`, { timeout: 5000 })).trim();
+    assert(shown === value, `${id}: the page shows "${shown}", run_info says "${value}"`);
+  }
+  const params = (await p.textContent('[data-testid=info-params] .stat-hint', { timeout: 5000 })).trim();
+  assert(params === n(info.parameters), `parameters: the page shows "${params}", run_info says ${info.parameters}`);
+}
+
 // ---- the browser --------------------------------------------------------------------------
 
-const profile = mkdtempSync(join(tmpdir(), 'shardlm-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
-  viewport: { width: 1280, height: 800 },
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
+const browser = await launchChromium(chromium);
+const { context } = browser;
 const page = context.pages()[0] ?? (await context.newPage());
 const pageErrors = [];
 page.on('pageerror', (e) => pageErrors.push(String(e)));
@@ -422,10 +338,11 @@ try {
     }
   });
 
-  await check('run view: world size 2 and the configuration', async () => {
+  await check("run view: every value is the one in the trainer's run_info", async () => {
     await tab('run');
     const world = await text('[data-testid=info-world]');
     assert(world.includes('2'), `world size shown (${world})`);
+    await assertRunTab(page, captured);
     await shot('run');
   });
 
@@ -470,7 +387,7 @@ try {
     await page.waitForSelector('[data-testid=connection-status][data-status=reconnecting]', { timeout: 10000 });
     await shot('offline');
     startAggregator('2');
-    await waitHealthy();
+    await waitHealthy(BASE);
     captureWs = startCapture();
     await page.waitForSelector('[data-testid=connection-status][data-status=open]', { timeout: 30000 });
     // A restarted aggregator has a new token: the old one leaves the page read-only
@@ -536,8 +453,7 @@ try {
     assert(pageErrors.length === 0, `page errors:\n${pageErrors.join('\n')}`);
   });
 } finally {
-  await context.close().catch(() => {});
-  rmSync(profile, { recursive: true, force: true });
+  await browser.close();
   captureWs.close();
   await stopProcess(aggregator);
   // The run the aggregator spawned has its own process group.
@@ -584,6 +500,6 @@ if (UPDATE_FIXTURE) {
   log(`wrote ${sample.length} messages to ${file}`);
 }
 
-writeFileSync(join(OUT, 'summary.json'), JSON.stringify({ ok: !failed, port: PORT, results, screenshots: shots, captured: captured.length }, null, 2));
+writeFileSync(join(OUT, 'summary.json'), JSON.stringify({ ok: !run.failed, port: PORT, results, screenshots: shots, captured: captured.length }, null, 2));
 log(`${results.filter((r) => r.ok).length}/${results.length} checks passed; ${shots.length} screenshots in ${SCREENS}`);
-process.exit(failed ? 1 : 0);
+process.exit(run.failed ? 1 : 0);

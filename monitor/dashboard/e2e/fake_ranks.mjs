@@ -77,11 +77,12 @@ const log = (...a) => console.error('[fake_ranks]', ...a);
 
 // ---- the trainer's state --------------------------------------------------------------
 
-const MODEL = { params: 10_616_832, layers: 4, heads: 4, width: 256, vocab: 4096, context: 128 };
+// run_info.info in the shape the real trainer sends (runtime/trainer.cpp; the schema's run_info).
+const MODEL = { vocab_size: 4096, context_length: 128, n_layer: 4, n_head: 4, d_model: 256, d_ff: 1024, positional: 'learned', activation: 'gelu_tanh' };
 const CONFIG = {
-  run: { name: 'fake', max_steps: MAX_STEPS, seed: 1 },
-  model: { n_layer: 4, n_head: 4, n_embd: 256, vocab_size: 4096, block_size: 128, dropout: 0.0 },
-  train: { lr: 6e-4, min_lr: 6e-5, warmup_steps: 100, weight_decay: 0.1, clip: 1.0, micro_batch: 8, accumulation: 4 },
+  model: MODEL,
+  train: { steps: MAX_STEPS, seed: 1, accumulation: 4 },
+  optimizer: { lr: 6e-4, weight_decay: 0.1 },
   parallel: { zero_stage: 1, offload: false },
   data: { dataset: 'data/tinystories', tokenizer: 'bpe-4096' },
   monitor: { url: URL_, every: 1, heartbeat_s: 2 },
@@ -95,7 +96,8 @@ let stopping = false;
 let early = { enabled: false, patience: 5, min_delta: 0.001, best: Infinity, bad: 0 };
 
 function scheduledLr(s) {
-  const { lr, min_lr, warmup_steps } = CONFIG.train;
+  const { lr } = CONFIG.optimizer;
+  const min_lr = lr / 10, warmup_steps = 100;
   if (s < warmup_steps) return (lr * (s + 1)) / warmup_steps;
   const p = Math.min(1, (s - warmup_steps) / Math.max(1, MAX_STEPS - warmup_steps));
   return min_lr + 0.5 * (lr - min_lr) * (1 + Math.cos(Math.PI * p));
@@ -137,7 +139,17 @@ class Rank {
           rank: this.rank,
           run_id: RUN_ID,
           world_size: WORLD,
-          info: { config: CONFIG, model: MODEL, zero_stage: 1, device: GPU ? 'cuda' : 'cpu', dtype: GPU ? 'bf16' : 'fp32', host: `node${Math.floor(this.rank / 8) + 1}`, max_steps: MAX_STEPS },
+          info: {
+            config: CONFIG,
+            model: MODEL,
+            parameters: ARCH_PARAMS,
+            zero_stage: 1,
+            device: GPU ? 'cuda' : 'cpu',
+            precision: GPU ? 'bf16' : 'fp32',
+            host: `node${Math.floor(this.rank / 8) + 1}`,
+            micro_batch: 8,
+            accumulation: 4,
+          },
         });
       } else if (m.type === 'control' && this.rank === 0) {
         pending.push(m);
@@ -227,7 +239,7 @@ function applyControl() {
         ack(m, true);
         break;
       case 'set_batch': {
-        const global = CONFIG.train.micro_batch * CONFIG.train.accumulation;
+        const global = 8 * CONFIG.train.accumulation;
         if ((a.micro_batch * a.accumulation) % 1 !== 0 || a.micro_batch > 64) {
           ack(m, false, `micro batch ${a.micro_batch} does not fit`);
         } else {
@@ -262,9 +274,9 @@ function tokenize(prompt) {
 function attention(args) {
   const toks = tokenize(String(args.prompt ?? 'Once upon a time'));
   const T = toks.length;
-  const layer = Number.isInteger(args.layer) ? Math.max(0, Math.min(MODEL.layers - 1, args.layer)) : MODEL.layers - 1;
+  const layer = Number.isInteger(args.layer) ? Math.max(0, Math.min(MODEL.n_layer - 1, args.layer)) : MODEL.n_layer - 1;
   const weights = [];
-  for (let h = 0; h < MODEL.heads; h++) {
+  for (let h = 0; h < MODEL.n_head; h++) {
     const head = [];
     for (let i = 0; i < T; i++) {
       const row = new Array(T).fill(0);
@@ -283,7 +295,7 @@ function attention(args) {
     }
     weights.push(head);
   }
-  return { tokens: toks, layers: MODEL.layers, heads: MODEL.heads, layer, weights };
+  return { tokens: toks, layers: MODEL.n_layer, heads: MODEL.n_head, layer, weights };
 }
 
 function embeddings(args) {
@@ -311,7 +323,7 @@ function embeddings(args) {
 function activations(args) {
   const layers = [];
   const names = ['embed'];
-  for (let l = 0; l < MODEL.layers; l++) names.push(`blocks.${l}.attn`, `blocks.${l}.mlp`);
+  for (let l = 0; l < MODEL.n_layer; l++) names.push(`blocks.${l}.attn`, `blocks.${l}.mlp`);
   names.push('ln_f');
   names.forEach((name, li) => {
     const std = 0.4 + 0.25 * li;
@@ -337,7 +349,7 @@ function activations(args) {
 }
 
 function architecture() {
-  const C = MODEL.width;
+  const C = MODEL.d_model;
   const lin = (name, i, o, bias = true) => ({
     name,
     type: 'Linear',
@@ -347,7 +359,7 @@ function architecture() {
   const ln = (name) => ({ name, type: 'LayerNorm', params: 2 * C, children: [{ name: 'weight', type: 'Parameter', params: C, shape: [C] }, { name: 'bias', type: 'Parameter', params: C, shape: [C] }] });
   const sum = (n) => n.children.reduce((a, c) => a + c.params, 0);
   const blocks = [];
-  for (let l = 0; l < MODEL.layers; l++) {
+  for (let l = 0; l < MODEL.n_layer; l++) {
     const attn = { name: 'attn', type: 'CausalSelfAttention', params: 0, children: [lin('qkv', C, 3 * C), lin('proj', C, C)] };
     attn.params = sum(attn);
     const mlp = { name: 'mlp', type: 'MLP', params: 0, children: [lin('fc', C, 4 * C), lin('proj', 4 * C, C)] };
@@ -363,18 +375,18 @@ function architecture() {
     type: 'GPT',
     params: 0,
     children: [
-      { name: 'wte', type: 'Embedding', params: MODEL.vocab * C, shape: [MODEL.vocab, C] },
-      { name: 'wpe', type: 'Embedding', params: MODEL.context * C, shape: [MODEL.context, C] },
+      { name: 'wte', type: 'Embedding', params: MODEL.vocab_size * C, shape: [MODEL.vocab_size, C] },
+      { name: 'wpe', type: 'Embedding', params: MODEL.context_length * C, shape: [MODEL.context_length, C] },
       h,
       ln('ln_f'),
-      { name: 'lm_head', type: 'Linear (tied to wte)', params: 0, shape: [MODEL.vocab, C] },
+      { name: 'lm_head', type: 'Linear (tied to wte)', params: 0, shape: [MODEL.vocab_size, C] },
     ],
   };
   root.params = sum(root);
   return { root };
 }
 
-MODEL.params = architecture().root.params;
+const ARCH_PARAMS = architecture().root.params;
 
 function answerInspect(m) {
   const base = { v: 1, type: 'inspect_result', ts: now(), rank: 0, id: m.id, what: m.what };
@@ -400,7 +412,7 @@ function publishStep() {
   const batch = hp.micro_batch * hp.accumulation;
   const base = idealLoss(step * Math.sqrt(lrFactor)) + 0.06 * Math.max(0, Math.log(lrFactor));
   const grad = Math.max(0.05, 0.35 + 2.5 * Math.exp(-step / 150) + 0.08 * gauss());
-  const tokensStep = batch * MODEL.context;
+  const tokensStep = batch * MODEL.context_length;
   tokens += tokensStep;
   for (const r of ranks) {
     const slow = STRAGGLER !== null && Number(STRAGGLER) === r.rank && step > 50 ? 1.6 : 1;

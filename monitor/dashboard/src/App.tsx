@@ -1,12 +1,16 @@
 // The page: top bar, rank warnings, tabs. The tab lives in the URL hash
-// (#training, #system, #control, #model, #run) so a view can be linked.
+// (#training, #system, #control, #model, #generate, #evaluate, #rate, #run) so
+// a view can be linked (a rater's link: ?token=RATING_TOKEN#rate).
 
 import { useEffect, useState } from 'react';
 import { Header, Warnings } from './components/Header';
 import { RunProvider, useRun } from './context';
 import { monitorUrl, useSessionToken } from './lib/token';
 import { ControlView } from './views/ControlView';
+import { EvaluateView } from './views/EvaluateView';
+import { GenerateView, initialGenerateSession, type GenerateSession } from './views/GenerateView';
 import { ModelView } from './views/ModelView';
+import { RateView } from './views/RateView';
 import { RunView } from './views/RunView';
 import { SystemView } from './views/SystemView';
 import { TrainingView, type ChartSettings } from './views/TrainingView';
@@ -17,6 +21,9 @@ const TABS = [
   { id: 'system', label: 'System' },
   { id: 'control', label: 'Control' },
   { id: 'model', label: 'Model' },
+  { id: 'generate', label: 'Generate' },
+  { id: 'evaluate', label: 'Evaluate' },
+  { id: 'rate', label: 'Rate' },
   { id: 'run', label: 'Run' },
 ] as const;
 type TabId = (typeof TABS)[number]['id'];
@@ -40,6 +47,7 @@ function Shell() {
   const { state } = useRun();
   const [tab, setTab] = useState<TabId>(tabFromHash);
   const [settings, setSettings] = useState<ChartSettings>({ smoothing: 0.6, logY: false, window: 0, band: false });
+  const [generate, setGenerate] = useState<GenerateSession>(initialGenerateSession);
   useEffect(() => {
     const on = () => setTab(tabFromHash());
     window.addEventListener('hashchange', on);
@@ -68,6 +76,9 @@ function Shell() {
         {tab === 'system' && <SystemView xMin={xMin} smoothing={settings.smoothing} />}
         {tab === 'control' && <ControlView />}
         {tab === 'model' && <ModelView />}
+        {tab === 'generate' && <GenerateView session={generate} setSession={setGenerate} />}
+        {tab === 'evaluate' && <EvaluateView />}
+        {tab === 'rate' && <RateView />}
         {tab === 'run' && <RunView />}
       </main>
     </div>

@@ -6,16 +6,19 @@ import {
   control,
   inspect,
   listCheckpoints,
+  type ClientMessage,
   type CommandArgs,
   type CommandName,
   type InspectWhat,
   type ServerMessage,
 } from './protocol';
-import { initialState, reduce, type Action, type TrainState } from './state/reducer';
+import { initialState, reduce, type Action, type RateRequestKind, type TrainState } from './state/reducer';
 import { useMonitorSocket, type MonitorSocket } from './ws/useMonitorSocket';
 import type { WebSocketFactory } from './ws/connection';
 
 export interface Run {
+  /** The aggregator's WebSocket address (ws://HOST:PORT/ws). */
+  url: string;
   state: TrainState;
   dispatch: (a: Action) => void;
   socket: MonitorSocket;
@@ -24,8 +27,10 @@ export interface Run {
   /** Sends a control command; returns its id, or null when not connected. */
   command: <C extends CommandName>(command: C, args?: CommandArgs[C]) => string | null;
   /** Sends an inspection request; returns its id, or null when not connected. */
-  requestInspect: (what: InspectWhat, args?: Record<string, unknown>) => string | null;
+  requestInspect: (what: InspectWhat, args?: Record<string, unknown>, timeoutMs?: number) => string | null;
   refreshCheckpoints: () => void;
+  /** Sends a Rate-tab request built with `id`; returns the id, or null when not connected. */
+  rateRequest: (kind: RateRequestKind, build: (id: string) => ClientMessage) => string | null;
 }
 
 const RunContext = createContext<Run | null>(null);
@@ -68,7 +73,7 @@ export function RunProvider({ url, token, setToken, createSocket, children }: Ru
     return id;
   }, []);
 
-  const requestInspect = useCallback((what: InspectWhat, args?: Record<string, unknown>) => {
+  const requestInspect = useCallback((what: InspectWhat, args?: Record<string, unknown>, timeoutMs = INSPECT_TIMEOUT_MS) => {
     const id = newId('i');
     if (!sendRef.current(inspect(id, what, args))) return null;
     dispatch({ type: 'inspect_sent', id, what, args, at: Date.now() / 1000 });
@@ -77,10 +82,17 @@ export function RunProvider({ url, token, setToken, createSocket, children }: Ru
         dispatch({
           type: 'inspect_timeout',
           id,
-          message: `No answer within ${INSPECT_TIMEOUT_MS / 1000} s: the training run does not serve model inspection (yet).`,
+          message: `No answer within ${timeoutMs / 1000} s: the training run does not serve model inspection (yet).`,
         }),
-      INSPECT_TIMEOUT_MS,
+      timeoutMs,
     );
+    return id;
+  }, []);
+
+  const rateRequest = useCallback((kind: RateRequestKind, build: (id: string) => ClientMessage) => {
+    const id = newId('r');
+    if (!sendRef.current(build(id))) return null;
+    dispatch({ type: 'rate_sent', id, kind });
     return id;
   }, []);
 
@@ -94,8 +106,8 @@ export function RunProvider({ url, token, setToken, createSocket, children }: Ru
   }
 
   const value = useMemo<Run>(
-    () => ({ state, dispatch, socket, token, setToken, command, requestInspect, refreshCheckpoints }),
-    [state, socket, token, setToken, command, requestInspect, refreshCheckpoints],
+    () => ({ url, state, dispatch, socket, token, setToken, command, requestInspect, refreshCheckpoints, rateRequest }),
+    [url, state, socket, token, setToken, command, requestInspect, refreshCheckpoints, rateRequest],
   );
   return <RunContext.Provider value={value}>{children}</RunContext.Provider>;
 }

@@ -28,6 +28,34 @@ export interface ActivationsArgs {
 }
 export type ArchitectureArgs = Record<string, never>;
 
+/** The decoding options of docs/generation.md (model::GenerationConfig's keys). */
+export interface GenerationOptions {
+  strategy?: 'greedy' | 'sample' | 'beam';
+  max_new_tokens?: number;
+  temperature?: number;
+  top_k?: number;
+  top_p?: number;
+  min_p?: number;
+  repetition_penalty?: number;
+  frequency_penalty?: number;
+  presence_penalty?: number;
+  num_beams?: number;
+  length_penalty?: number;
+  early_stopping?: boolean;
+  /** Stop strings. */
+  stop?: string[];
+  seed?: number;
+  ignore_eos?: boolean;
+}
+export interface GenerateArgs {
+  /** "live" (the default), a checkpoint "step-N", or a `shardlm serve` URL. */
+  target?: string;
+  prompt: string;
+  options?: GenerationOptions;
+  /** Alternatives per token (default 5). */
+  top?: number;
+}
+
 // ---- results -----------------------------------------------------------------------
 
 export interface AttentionData {
@@ -91,11 +119,50 @@ export interface ArchitectureData {
   root: ArchNode;
 }
 
+export interface Alternative {
+  id: number;
+  text: string;
+  logprob: number;
+}
+/** One streamed token (an inspect_result with partial: true). */
+export interface GenerateToken {
+  event: 'token';
+  prompt: number;
+  index: number;
+  /** Absent from a server, which streams text. */
+  id?: number;
+  text: string;
+  /** Text that became final with this token; the deltas add up to the generation's text. */
+  delta: string;
+  /** null when the target does not report it (a server). */
+  logprob: number | null;
+  top: Alternative[];
+  target?: string;
+  step?: number;
+}
+/** The end of a generation (the last inspect_result for the request). */
+export interface GenerateDone {
+  event: 'done';
+  prompt: number;
+  text: string;
+  tokens: number[];
+  finish_reason: string;
+  seed?: number;
+  prompt_tokens?: number;
+  seconds: number;
+  score?: number | null;
+  config?: Record<string, unknown>;
+  target?: string;
+  step?: number;
+}
+export type GenerateData = GenerateToken | GenerateDone;
+
 export interface InspectDataByWhat {
   attention: AttentionData;
   embeddings: EmbeddingsData;
   activations: ActivationsData;
   architecture: ArchitectureData;
+  generate: GenerateData;
 }
 
 // ---- run-time shape checks ------------------------------------------------------------
@@ -151,6 +218,21 @@ export function asInspectData<W extends InspectWhat>(what: W, data: unknown): In
     }
     case 'architecture':
       return isArchNode(data.root) ? (data as unknown as InspectDataByWhat[W]) : null;
+    case 'generate': {
+      const d = data;
+      if (d.event === 'token') {
+        const ok =
+          typeof d.index === 'number' &&
+          typeof d.text === 'string' &&
+          typeof d.delta === 'string' &&
+          (typeof d.logprob === 'number' || d.logprob === null) &&
+          Array.isArray(d.top) &&
+          d.top.every((a) => isObj(a) && typeof a.text === 'string' && typeof a.logprob === 'number');
+        return ok ? (d as unknown as InspectDataByWhat[W]) : null;
+      }
+      if (d.event === 'done') return typeof d.text === 'string' ? (d as unknown as InspectDataByWhat[W]) : null;
+      return null;
+    }
   }
   return null;
 }

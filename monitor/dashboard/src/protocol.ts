@@ -1,47 +1,31 @@
 // The monitor protocol, version 1, as TypeScript types.
 //
-// Mirrors monitor/protocol.schema.json (the schema wins when they disagree;
-// docs/monitor-protocol.md explains each message). test/protocol.test.ts
-// validates fixtures typed with these interfaces, and messages captured from
-// the real C++ aggregator, against that schema, so a change on one side that
-// the other does not follow fails a test.
+// The types are GENERATED from monitor/protocol.schema.json (src/protocol.gen.ts,
+// by scripts/schema-types.mjs; test/schema-types.test.ts fails when that file is
+// stale), so the schema is the single source: a field renamed there breaks the
+// build of every panel that reads it. This file gives them the names the panels
+// use, the enumerations as arrays, builders and a parser. docs/monitor-protocol.md
+// explains each message.
 //
 // `Real` is a float that the sender writes as null for NaN or infinity.
 
+import type * as G from './protocol.gen';
+import { COMMAND_NAME_VALUES, INSPECT_WHAT_VALUES, RATE_CHOICE_VALUES as G_RATE_CHOICES } from './protocol.gen';
+
 export const PROTOCOL_VERSION = 1 as const;
 
-export type Real = number | null;
-export type Rank = number;
+export type Real = G.Real;
+export type Rank = G.Rank;
+export type Stat = G.Stat;
 
-// ---- shared pieces ------------------------------------------------------------
+export const COMMAND_NAMES = COMMAND_NAME_VALUES;
+export type CommandName = G.CommandName;
 
-export interface Stat {
-  mean: Real;
-  min: Real;
-  max: Real;
-  median?: Real;
-  sum?: Real;
-}
+export const INSPECT_WHATS = INSPECT_WHAT_VALUES;
+export type InspectWhat = G.InspectWhat;
 
-export const COMMAND_NAMES = [
-  'pause',
-  'resume',
-  'stop',
-  'save_checkpoint',
-  'set_lr',
-  'set_weight_decay',
-  'set_clip',
-  'set_batch',
-  'set_early_stopping',
-  'start_run',
-  'resume_from',
-] as const;
-export type CommandName = (typeof COMMAND_NAMES)[number];
-
-export const INSPECT_WHATS = ['attention', 'embeddings', 'activations', 'architecture'] as const;
-export type InspectWhat = (typeof INSPECT_WHATS)[number];
-
-export const EVENT_KINDS = [
+export type EventKind = G.Event['kind'];
+export const EVENT_KINDS: readonly EventKind[] = [
   'run_started',
   'run_finished',
   'checkpoint_saved',
@@ -57,10 +41,10 @@ export const EVENT_KINDS = [
   'straggler',
   'run_spawned',
   'run_exited',
-] as const;
-export type EventKind = (typeof EVENT_KINDS)[number];
+];
 
-export const ERROR_CODES = [
+export type ErrorCode = G.Error['code'];
+export const ERROR_CODES: readonly ErrorCode[] = [
   'bad_json',
   'bad_message',
   'unknown_type',
@@ -73,258 +57,53 @@ export const ERROR_CODES = [
   'busy',
   'not_found',
   'internal',
-] as const;
-export type ErrorCode = (typeof ERROR_CODES)[number];
+  'rate_limited',
+];
 
-interface Base {
-  v: 1;
-  ts: number;
-}
-/** Messages the aggregator keeps in history carry their position in it. */
-interface Kept {
-  seq?: number;
-}
+// ---- messages ---------------------------------------------------------------------
 
-// ---- session start --------------------------------------------------------------
-
-export interface Hello {
-  v: 1;
-  type: 'hello';
-  ts?: number;
-  role: 'producer' | 'viewer';
-  rank?: Rank;
-  world_size?: number;
-  run_id?: string;
-  token?: string;
-  client?: string;
-}
-
-export interface Welcome extends Base {
-  type: 'welcome';
-  role: 'producer' | 'viewer';
-  control: boolean;
-  protocol: number;
-  server: string;
-  history: number;
-  session: number;
-  run_dir?: string;
-  can_launch?: boolean;
-}
-
-export interface HistoryEnd extends Base {
-  type: 'history_end';
-  count: number;
-  last_seq?: number;
-}
-
-// ---- producer -> aggregator -------------------------------------------------------
-
-export interface ModelInfo {
-  params?: number;
-  layers?: number;
-  heads?: number;
-  width?: number;
-  vocab?: number;
-  context?: number;
-  [key: string]: unknown;
-}
-
-export interface RunInfoBody {
-  config?: Record<string, unknown>;
-  model?: ModelInfo;
-  zero_stage?: number;
-  device?: string;
-  dtype?: string;
-  host?: string;
-  max_steps?: number;
-  [key: string]: unknown;
-}
-
-export interface RunInfo extends Base, Kept {
-  type: 'run_info';
-  rank: Rank;
-  run_id: string;
-  world_size: number;
-  info: RunInfoBody;
-}
-
-export interface StepTime {
-  total: number;
-  data?: number;
-  forward?: number;
-  backward?: number;
-  reduce?: number;
-  optimizer?: number;
-  other?: number;
-}
+export type Hello = G.Hello;
+export type Welcome = G.Welcome;
+export type HistoryEnd = G.HistoryEnd;
+export type RunInfo = G.RunInfo;
+export type RunInfoBody = G.RunInfo['info'];
+export type ModelConfig = G.ModelConfig;
+export type StepMsg = G.Step;
+export type StepTime = G.Step['time'];
 export const STEP_PHASES = ['data', 'forward', 'backward', 'reduce', 'optimizer', 'other'] as const;
 export type StepPhase = (typeof STEP_PHASES)[number];
-
-export interface HostDeviceMem {
-  host_rss?: number;
-  host_available?: number;
-  host_total?: number;
-  device_allocated?: number;
-  device_reserved?: number;
-  device_peak?: number;
-}
-
-export interface GpuStats {
-  index?: number;
-  util?: number;
-  mem_util?: number;
-  temp_c?: number;
-  power_w?: number;
-  mem_used?: number;
-  mem_total?: number;
-}
-
-export interface HParams {
-  lr?: Real;
-  weight_decay?: number;
-  clip?: number;
-  micro_batch?: number;
-  accumulation?: number;
-  paused?: boolean;
-}
-
-export interface StepMsg extends Base, Kept {
-  type: 'step';
-  rank: Rank;
-  step: number;
-  epoch?: number;
-  loss: Real;
-  lr: Real;
-  grad_norm?: Real;
-  loss_scale?: Real;
-  tokens?: number;
-  tokens_per_s?: Real;
-  time: StepTime;
-  mem?: HostDeviceMem;
-  gpu?: GpuStats;
-  hparams?: HParams;
-  extra?: Record<string, Real>;
-}
-
-export interface Validation extends Base, Kept {
-  type: 'validation';
-  rank: Rank;
-  step: number;
-  loss: Real;
-  perplexity?: Real;
-  tokens?: number;
-  metrics?: Record<string, Real>;
-}
-
-export interface EventMsg extends Base, Kept {
-  type: 'event';
-  rank?: Rank;
-  step?: number;
-  kind: EventKind;
-  message: string;
-  data?: Record<string, unknown>;
-}
-
-export interface Heartbeat extends Base {
-  type: 'heartbeat';
-  rank: Rank;
-  step?: number;
-  idle_s?: number;
-  dropped?: number;
-}
-
-export interface Bye extends Base {
-  type: 'bye';
-  rank: Rank;
-  reason?: string;
-}
-
-export interface Ack extends Base, Kept {
-  type: 'ack';
-  rank: Rank;
-  id: string;
-  command: CommandName;
-  step: number;
-  ok: boolean;
-  message?: string;
-}
-
-// ---- aggregator -> viewers --------------------------------------------------------
-
-export interface Aggregate extends Base, Kept {
-  type: 'aggregate';
-  step: number;
-  ranks: number;
-  world_size: number;
-  complete: boolean;
-  loss: Stat;
-  step_time: Stat;
-  tokens_per_s?: Stat;
-  grad_norm?: Stat;
-  lr?: Real;
-  stragglers: Rank[];
-}
-
-export type RankState = 'alive' | 'dead' | 'finished';
-export interface RankEntry {
-  rank: Rank;
-  state: RankState;
-  step?: number;
-  last_seen_s: number;
-  idle_s?: number;
-  step_time?: number;
-  straggler: boolean;
-  dropped?: number;
-}
-
-export interface Ranks extends Base, Kept {
-  type: 'ranks';
-  world_size: number;
-  ranks: RankEntry[];
-}
-
-export interface CommandStatus extends Base {
-  type: 'command_status';
-  id: string;
-  command?: CommandName;
-  status: 'forwarded' | 'done' | 'refused' | 'failed';
-  message?: string;
-  data?: Record<string, unknown>;
-}
-
-export interface ErrorMsg extends Base {
-  type: 'error';
-  code: ErrorCode;
-  message: string;
-  ref?: string;
-}
-
-export interface CheckpointItem {
-  name: string;
-  path: string;
-  step: number | null;
-  mtime: number;
-  manifest: Record<string, unknown> | null;
-}
-
-export interface Checkpoints extends Base {
-  type: 'checkpoints';
-  id?: string;
-  run_dir: string;
-  items: CheckpointItem[];
-}
-
-export interface InspectResult extends Base {
-  type: 'inspect_result';
-  rank: Rank;
-  id: string;
-  what: InspectWhat;
-  ok: boolean;
-  message?: string;
-  data?: Record<string, unknown>;
-}
-
-// ---- viewer -> aggregator ---------------------------------------------------------
+export type HostDeviceMem = NonNullable<G.Step['mem']>;
+export type GpuStats = NonNullable<G.Step['gpu']>;
+export type HParams = NonNullable<G.Step['hparams']>;
+export type Validation = G.Validation;
+export type EventMsg = G.Event;
+export type Heartbeat = G.Heartbeat;
+export type Bye = G.Bye;
+export type Ack = G.Ack;
+export type Aggregate = G.Aggregate;
+export type Ranks = G.Ranks;
+export type RankEntry = G.Ranks['ranks'][number];
+export type RankState = RankEntry['state'];
+export type CommandStatus = G.CommandStatus;
+export type ErrorMsg = G.Error;
+export type Checkpoints = G.Checkpoints;
+export type CheckpointItem = G.Checkpoints['items'][number];
+export type InspectResult = G.InspectResult;
+export type Control = G.Control;
+export type ListCheckpoints = G.ListCheckpoints;
+export type Inspect = G.Inspect;
+export type RateNext = G.RateNext;
+export type RatePair = G.RatePair;
+export type RatePairBody = NonNullable<G.RatePair['pair']>;
+export type RateVote = G.RateVote;
+export type RateAck = G.RateAck;
+export type RateList = G.RateList;
+export type RateVotes = G.RateVotes;
+export type VoteRow = G.RateVotes['votes'][number];
+export type RateCreate = G.RateCreate;
+export type RateCreated = G.RateCreated;
+export type RateChoice = G.RateChoice;
+export const RATE_CHOICES = G_RATE_CHOICES;
 
 /** Arguments per command, as the schema's if/then rules require them. */
 export interface CommandArgs {
@@ -339,32 +118,6 @@ export interface CommandArgs {
   set_early_stopping: { enabled: boolean; patience?: number; min_delta?: number };
   start_run: { config: string };
   resume_from: { checkpoint: string; config?: string };
-}
-
-export interface Control {
-  v: 1;
-  type: 'control';
-  ts?: number;
-  id: string;
-  command: CommandName;
-  token?: string;
-  args?: Record<string, unknown>;
-}
-
-export interface ListCheckpoints {
-  v: 1;
-  type: 'list_checkpoints';
-  ts?: number;
-  id?: string;
-}
-
-export interface Inspect {
-  v: 1;
-  type: 'inspect';
-  ts?: number;
-  id: string;
-  what: InspectWhat;
-  args?: Record<string, unknown>;
 }
 
 // ---- unions -------------------------------------------------------------------------
@@ -386,10 +139,14 @@ export type ServerMessage =
   | ErrorMsg
   | Checkpoints
   | InspectResult
-  | Control;
+  | Control
+  | RatePair
+  | RateAck
+  | RateVotes
+  | RateCreated;
 
 /** Everything a viewer sends. */
-export type ClientMessage = Hello | Control | ListCheckpoints | Inspect;
+export type ClientMessage = Hello | Control | ListCheckpoints | Inspect | RateNext | RateVote | RateList | RateCreate;
 
 export type AnyMessage = ServerMessage | ClientMessage;
 
@@ -417,6 +174,26 @@ export function listCheckpoints(id: string): ListCheckpoints {
   return { v: 1, type: 'list_checkpoints', ts: Date.now() / 1000, id };
 }
 
+export function rateNext(id: string, rater: string, batch?: string): RateNext {
+  const msg: RateNext = { v: 1, type: 'rate_next', ts: Date.now() / 1000, id, rater };
+  if (batch) msg.batch = batch;
+  return msg;
+}
+
+export function rateVote(id: string, rater: string, pair: number, shown: [number, number], choice: RateChoice): RateVote {
+  return { v: 1, type: 'rate_vote', ts: Date.now() / 1000, id, rater, pair, shown, choice };
+}
+
+export function rateList(id: string): RateList {
+  return { v: 1, type: 'rate_list', ts: Date.now() / 1000, id };
+}
+
+export function rateCreate(id: string, sources: [string, string], prompts: string[], options: Record<string, unknown>, batch?: string): RateCreate {
+  const msg: RateCreate = { v: 1, type: 'rate_create', ts: Date.now() / 1000, id, sources, prompts, options };
+  if (batch) msg.batch = batch;
+  return msg;
+}
+
 // ---- parsing ----------------------------------------------------------------------
 
 const KNOWN_TYPES = new Set<string>([
@@ -436,6 +213,10 @@ const KNOWN_TYPES = new Set<string>([
   'checkpoints',
   'inspect_result',
   'control',
+  'rate_pair',
+  'rate_ack',
+  'rate_votes',
+  'rate_created',
 ]);
 
 /**

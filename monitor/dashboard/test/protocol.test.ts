@@ -14,6 +14,11 @@ import {
   inspect,
   INSPECT_WHATS,
   listCheckpoints,
+  RATE_CHOICES,
+  rateCreate,
+  rateList,
+  rateNext,
+  rateVote,
   parseServerMessage,
   STEP_PHASES,
 } from '../src/protocol';
@@ -89,8 +94,13 @@ describe('messages the dashboard sends', () => {
     control('c-10', 'start_run', { config: 'configs/tiny.toml' }),
     control('c-11', 'resume_from', { checkpoint: 'step-300' }),
     ...INSPECT_WHATS.map((w, i) => inspect(`i-${i}`, w, { prompt: 'Once upon a time' })),
+    rateNext('r-1', 'ann'),
+    rateNext('r-2', 'ann', 'step-200 vs step-400'),
+    ...RATE_CHOICES.map((c, i) => rateVote(`r-v${i}`, 'ann', 3, [6, 5], c)),
+    rateList('r-3'),
+    rateCreate('r-4', ['step-200', 'step-400'], ['Once upon a time'], { strategy: 'greedy' }),
   ];
-  it.each(sent.map((m) => [m.type + ('command' in m ? ` ${m.command}` : '') + ('what' in m ? ` ${m.what}` : ''), m] as const))('%s is valid', (_n, m) => {
+  it.each(sent.map((m) => [m.type + ('command' in m ? ` ${m.command}` : '') + ('what' in m ? ` ${m.what}` : '') + ('choice' in m ? ` ${m.choice}` : ''), m] as const))('%s is valid', (_n, m) => {
     expect(V.any(m), explain(V.any.errors)).toBe(true);
   });
 });
@@ -98,7 +108,7 @@ describe('messages the dashboard sends', () => {
 describe('parseServerMessage', () => {
   it('accepts every server-side fixture and keeps its fields', () => {
     for (const m of ALL) {
-      if (m.type === 'hello' || m.type === 'list_checkpoints' || m.type === 'inspect') continue;
+      if (['hello', 'list_checkpoints', 'inspect', 'rate_next', 'rate_vote', 'rate_list', 'rate_create'].includes(m.type)) continue;
       expect(parseServerMessage(JSON.stringify(m))).toEqual(m);
     }
   });

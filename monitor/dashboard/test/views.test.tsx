@@ -11,6 +11,7 @@ import { asInspectData } from '../src/inspect';
 import { TOKEN_KEY } from '../src/lib/token';
 import type { InspectWhat } from '../src/protocol';
 import { DATA, ARGS } from './fixtures/inspect';
+import { FULL } from './fixtures/messages';
 import { mockFactory, welcome, type MockSocket } from './mockSocket';
 import { explain, makeValidator } from './schema';
 
@@ -169,6 +170,27 @@ describe('controls show their acknowledgement', () => {
     fireEvent.change(screen.getByTestId('input-config'), { target: { value: 'configs/tiny.toml' } });
     fireEvent.click(within(screen.getByTestId('checkpoint-table')).getByText('Resume from'));
     expect(sentOfType(ws, 'control')[0]).toMatchObject({ command: 'resume_from', args: { checkpoint: 'step-250', config: 'configs/tiny.toml' } });
+  });
+});
+
+describe('the Run tab', () => {
+  it("shows the values of the trainer's run_info (not dashes)", async () => {
+    const { ws } = await startApp({ hash: '#run' });
+    act(() => ws.receive(FULL.run_info));
+    await flush();
+    const value = (id: string) => within(screen.getByTestId(id)).getByText((_, el) => el?.classList.contains('stat-value') ?? false).textContent;
+    const info = FULL.run_info.info;
+    expect(value('info-layers')).toBe(String(info.model?.n_layer));
+    expect(value('info-heads')).toBe(String(info.model?.n_head));
+    expect(value('info-width')).toBe(String(info.model?.d_model));
+    expect(value('info-vocab')).toBe('4,096');
+    expect(value('info-context')).toBe(String(info.model?.context_length));
+    expect(value('info-max-steps')).toBe('5,000');
+    expect(value('info-params')).toBe('10.5M');
+    expect(value('info-device')).toBe('cpu');
+    expect(value('info-batch')).toBe('8 × 4');
+    // The header's progress reads the configured steps too.
+    expect(screen.getByTestId('step-counter').parentElement?.textContent).toContain('/ 5,000');
   });
 });
 

@@ -19,7 +19,7 @@ const PHASE_TONE: Record<string, Tone> = {
 
 export function Header() {
   const { state, socket } = useRun();
-  const maxSteps = state.runInfo?.max_steps;
+  const maxSteps = state.runInfo?.config?.train?.steps;
   const progress = maxSteps ? Math.min(1, state.step / maxSteps) : null;
   const stepTime = last(state.stepTimeMedian)?.y;
   const eta = maxSteps && stepTime && state.phase === 'running' ? (maxSteps - state.step) * stepTime : null;

@@ -20,6 +20,11 @@ import type {
   InspectResult,
   InspectWhat,
   RankEntry,
+  RateAck,
+  RateCreated,
+  RatePair,
+  RateVotes,
+  VoteRow,
   RunInfo,
   RunInfoBody,
   ServerMessage,
@@ -29,6 +34,7 @@ import type {
   Welcome,
 } from '../protocol';
 import { STEP_PHASES } from '../protocol';
+import type { GenerateToken } from '../inspect';
 import { append, emptySeries, lowerBound, type Series } from './series';
 
 // ---- state types ---------------------------------------------------------------------
@@ -61,6 +67,26 @@ export interface InspectEntry {
   phase: InspectPhase;
   data?: Record<string, unknown>;
   message?: string;
+  /** generate: the tokens streamed so far (inspect_result with partial: true). */
+  stream?: GenerateToken[];
+}
+
+/** What this viewer sent in the Rate tab, and what came back. */
+export type RateRequestKind = 'next' | 'vote' | 'list' | 'create';
+export interface RateState {
+  /** The latest pair to rate (null: this rater has rated every pair). */
+  pair?: RatePair;
+  /** The latest vote's acknowledgement (with the reveal). */
+  ack?: RateAck;
+  /** Every vote so far, in the order cast (rate_votes). */
+  votes: VoteRow[];
+  pairsTotal: number;
+  batches: string[];
+  /** Answers to rate_create, by request id. */
+  created: Record<string, RateCreated>;
+  requests: Record<string, RateRequestKind>;
+  /** The last refusal of a rate request (an error that names it). */
+  error?: ErrorMsg;
 }
 
 /** Per-rank series and the last values each rank reported. */
@@ -116,6 +142,7 @@ export interface TrainState {
   commandOrder: string[];
   inspects: Record<string, InspectEntry>;
   errors: ErrorMsg[];
+  rate: RateState;
 }
 
 export type Action =
@@ -123,6 +150,7 @@ export type Action =
   | { type: 'command_sent'; id: string; command: CommandName; args?: Record<string, unknown>; at: number }
   | { type: 'inspect_sent'; id: string; what: InspectWhat; args?: Record<string, unknown>; at: number }
   | { type: 'inspect_timeout'; id: string; message: string }
+  | { type: 'rate_sent'; id: string; kind: RateRequestKind }
   | { type: 'reset' };
 
 const MAX_EVENTS = 500;
@@ -157,6 +185,7 @@ export function initialState(): TrainState {
     commandOrder: [],
     inspects: {},
     errors: [],
+    rate: { votes: [], pairsTotal: 0, batches: [], created: {}, requests: {} },
   };
 }
 
@@ -236,6 +265,17 @@ function apply(s: TrainState, m: ServerMessage): void {
       return applyInspectResult(s, m);
     case 'control':
       return; // only rank 0 acts on these
+    case 'rate_pair':
+      s.rate = { ...s.rate, pair: m, error: undefined };
+      return;
+    case 'rate_ack':
+      s.rate = { ...s.rate, ack: m };
+      return;
+    case 'rate_votes':
+      return applyRateVotes(s, m);
+    case 'rate_created':
+      s.rate = { ...s.rate, created: { ...s.rate.created, [m.id]: m } };
+      return;
   }
 }
 
@@ -408,10 +448,27 @@ function applyError(s: TrainState, m: ErrorMsg): void {
   if (cmd && cmd.phase !== 'acked') {
     s.commands = { ...s.commands, [m.ref]: { ...cmd, phase: 'refused', message: `${m.code}: ${m.message}` } };
   }
+  if (s.rate.requests[m.ref]) s.rate = { ...s.rate, error: m };
   const ins = s.inspects[m.ref];
   if (ins && ins.phase === 'pending') {
     s.inspects = { ...s.inspects, [m.ref]: { ...ins, phase: 'unavailable', message: unavailableText(m) } };
   }
+}
+
+function applyRateVotes(s: TrainState, m: RateVotes): void {
+  let votes: VoteRow[];
+  if (m.append) {
+    const seen = new Set(s.rate.votes.map((v) => v.vote));
+    votes = [...s.rate.votes];
+    for (const v of m.votes)
+      if (!seen.has(v.vote)) {
+        seen.add(v.vote);
+        votes.push(v);
+      }
+  } else {
+    votes = m.votes;
+  }
+  s.rate = { ...s.rate, votes, pairsTotal: m.pairs, batches: m.batches };
 }
 
 function unavailableText(m: ErrorMsg): string {
@@ -424,6 +481,12 @@ function unavailableText(m: ErrorMsg): string {
 function applyInspectResult(s: TrainState, m: InspectResult): void {
   const prev = s.inspects[m.id];
   if (!prev) return; // another viewer's request
+  if (m.partial) {
+    // A streamed generation: one token (or an earlier prompt's end) per message.
+    if (prev.phase !== 'pending' || m.data?.event !== 'token') return;
+    s.inspects = { ...s.inspects, [m.id]: { ...prev, stream: [...(prev.stream ?? []), m.data as unknown as GenerateToken] } };
+    return;
+  }
   s.inspects = {
     ...s.inspects,
     [m.id]: {
@@ -460,9 +523,16 @@ export function reduce(state: TrainState, action: Action): TrainState {
           [action.id]: { id: action.id, what: action.what, args: action.args, at: action.at, phase: 'pending' },
         },
       };
+    case 'rate_sent':
+      return {
+        ...state,
+        version: state.version + 1,
+        rate: { ...state.rate, requests: { ...state.rate.requests, [action.id]: action.kind } },
+      };
     case 'inspect_timeout': {
       const prev = state.inspects[action.id];
-      if (!prev || prev.phase !== 'pending') return state;
+      // A generation that is streaming tokens is alive, however long it takes.
+      if (!prev || prev.phase !== 'pending' || (prev.stream?.length ?? 0) > 0) return state;
       return {
         ...state,
         version: state.version + 1,

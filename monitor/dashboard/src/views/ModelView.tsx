@@ -151,7 +151,7 @@ function PromptField(props: { value: string; onChange: (v: string) => void; test
 
 function AttentionView() {
   const { state } = useRun();
-  const layers = state.runInfo?.model?.layers;
+  const layers = state.runInfo?.model?.n_layer;
   const [prompt, setPrompt] = useState('Once upon a time there was a little model');
   const [layer, setLayer] = useState<number | ''>('');
   const args = () => ({ prompt, ...(layer === '' ? {} : { layer }) });

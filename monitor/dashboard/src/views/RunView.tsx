@@ -10,8 +10,10 @@ export function RunView() {
   const { state, socket } = useRun();
   const info = state.runInfo;
   const model = info?.model;
+  const maxSteps = info?.config?.train?.steps;
   const hosts = [...new Set(Object.values(state.runInfoByRank).map((r) => r.info.host).filter(Boolean))];
   const started = state.runInfoByRank[0]?.ts;
+  const num = (v: number | undefined) => (v === undefined ? '—' : v.toLocaleString('en-US'));
   return (
     <div className="view run-view">
       <div className="grid grid-run">
@@ -22,9 +24,10 @@ export function RunView() {
             <div className="stats">
               <Stat label="run id" value={<span className="mono run-id">{state.runId}</span>} />
               <Stat label="world size" value={state.worldSize} hint={hosts.length ? `${hosts.length} host${hosts.length > 1 ? 's' : ''}: ${hosts.join(', ')}` : undefined} testId="info-world" />
-              <Stat label="ZeRO stage" value={info.zero_stage ?? '—'} testId="info-zero" />
-              <Stat label="device" value={info.device ?? '—'} hint={info.dtype} />
-              <Stat label="max steps" value={info.max_steps?.toLocaleString('en-US') ?? '—'} />
+              <Stat label="ZeRO stage" value={info.zero_stage ?? '—'} hint={info.cpu_offload ? (info.offload_params ? 'offload: optimizer + parameters' : 'offload: optimizer') : undefined} testId="info-zero" />
+              <Stat label="device" value={info.device ?? '—'} hint={info.precision} testId="info-device" />
+              <Stat label="max steps" value={num(maxSteps)} testId="info-max-steps" />
+              <Stat label="batch" value={info.micro_batch !== undefined ? `${info.micro_batch} × ${info.accumulation ?? 1}` : '—'} hint="micro-batch × accumulation" testId="info-batch" />
               <Stat label="started" value={started ? fmtClock(started) : '—'} />
             </div>
           )}
@@ -34,12 +37,12 @@ export function RunView() {
             <Empty>No model information yet.</Empty>
           ) : (
             <div className="stats">
-              <Stat label="parameters" value={fmtSi(model.params)} hint={model.params?.toLocaleString('en-US')} testId="info-params" />
-              <Stat label="layers" value={model.layers ?? '—'} />
-              <Stat label="heads" value={model.heads ?? '—'} />
-              <Stat label="width" value={model.width ?? '—'} />
-              <Stat label="vocabulary" value={model.vocab?.toLocaleString('en-US') ?? '—'} />
-              <Stat label="context" value={model.context?.toLocaleString('en-US') ?? '—'} />
+              <Stat label="parameters" value={info?.parameters !== undefined ? fmtSi(info.parameters) : '—'} hint={info?.parameters?.toLocaleString('en-US')} testId="info-params" />
+              <Stat label="layers" value={num(model.n_layer)} testId="info-layers" />
+              <Stat label="heads" value={num(model.n_head)} testId="info-heads" />
+              <Stat label="width" value={num(model.d_model)} hint={model.d_ff ? `feed-forward ${model.d_ff.toLocaleString('en-US')}` : undefined} testId="info-width" />
+              <Stat label="vocabulary" value={num(model.vocab_size)} testId="info-vocab" />
+              <Stat label="context" value={num(model.context_length)} hint={model.positional ? `${model.positional} positions` : undefined} testId="info-context" />
             </div>
           )}
         </Card>
