@@ -21,6 +21,7 @@ ShardedConfig ShardedConfig::from(const core::ConfigSection& s) {
   c.cpu_offload = s.get("cpu_offload", c.cpu_offload);
   c.prefetch = s.get("prefetch", c.prefetch);
   c.offload_params = s.get("offload_params", c.offload_params);
+  c.collective_timeout_s = s.get("collective_timeout_s", c.collective_timeout_s);
   return c;
 }
 
@@ -31,6 +32,16 @@ void ShardedConfig::validate() const {
     core::config_require(zero_stage == 3 && cpu_offload, "offload_params", "true",
                          "zero_stage = 3 and cpu_offload = true (layer streaming offloads the "
                          "sharded parameters of ZeRO-3 along with its optimizer states)");
+  // Below 1 s MPI's own start-up skew would trip it; above a week it means "never".
+  core::config_require(collective_timeout_s >= 1 && collective_timeout_s <= 7 * 86400,
+                       "collective_timeout_s", std::to_string(collective_timeout_s),
+                       "seconds in 1 .. 604800 (default 600)");
+}
+
+ProcessGroupOptions ShardedConfig::group_options() const {
+  ProcessGroupOptions o;
+  o.timeout = std::chrono::milliseconds(static_cast<int64_t>(collective_timeout_s * 1000.0));
+  return o;
 }
 
 // ---- storage that comes and goes ------------------------------------------------------

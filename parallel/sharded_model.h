@@ -63,9 +63,15 @@ struct ShardedConfig {
   // Layer streaming: parameter shards on the host too (needs zero_stage 3 and
   // cpu_offload); the device holds only the units in use.
   bool offload_params = false;
+  // A collective (MPI or NCCL) that has not completed after this long ends the
+  // job: the watchdog names the ranks that did not arrive and the collective,
+  // on every rank, then aborts (watchdog.h). Seconds; the default is 10 minutes.
+  double collective_timeout_s = 600;
 
   static ShardedConfig from(const core::ConfigSection& s);
   void validate() const;
+  // The options of the run's process group (MpiGroup or NcclGroup): the timeout above.
+  ProcessGroupOptions group_options() const;
 };
 
 class ShardedModel {

@@ -94,9 +94,9 @@ void Trainer::Impl::setup() {
 
   // NCCL between GPUs when this build has it, MPI otherwise.
   if (device.is_cuda() && parallel::NcclGroup::compiled())
-    group = parallel::NcclGroup::create(comm);
+    group = parallel::NcclGroup::create(comm, shard_cfg.group_options());
   else
-    group = std::make_shared<parallel::MpiGroup>(comm);
+    group = std::make_shared<parallel::MpiGroup>(comm, shard_cfg.group_options());
   SHARDLM_CHECK(group->size() == env.world_size && group->rank() == env.rank, core::ConfigError,
                 "the communicator (rank {} of {}) does not match the environment (rank {} of {})",
                 group->rank(), group->size(), env.rank, env.world_size);
