@@ -62,7 +62,8 @@ std::vector<std::string_view> split_files(std::string_view input, size_t max_par
 // Quiet logging: the loaders warn about what they accept with a fix.
 void quiet_logs();
 
-// A failed oracle: prints what and aborts (the fuzzer saves the input).
+// A failed oracle: under libFuzzer prints what and aborts (the fuzzer saves
+// the input); in the replay build throws std::logic_error (the gtest reports it).
 [[noreturn]] void oracle_failed(const char* expr, const char* file, int line,
                                 const std::string& detail);
 

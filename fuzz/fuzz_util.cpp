@@ -6,6 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <stdexcept>
+
+#include <fmt/format.h>
 
 #include "core/log.h"
 #include "fuzz/fuzz_target.h"
@@ -19,10 +22,14 @@ std::map<std::string, TargetFn>& registry() {
   static std::map<std::string, TargetFn> r;
   return r;
 }
+// Set when targets register (the replay build): a failed oracle then throws,
+// so that the gtest reports it; under libFuzzer it aborts and the input is saved.
+bool replaying = false;
 }  // namespace
 
 bool register_target(const char* name, TargetFn fn) {
   registry()[name] = fn;
+  replaying = true;
   return true;
 }
 
@@ -91,6 +98,9 @@ void quiet_logs() {
 }
 
 void oracle_failed(const char* expr, const char* file, int line, const std::string& detail) {
+  if (replaying)
+    throw std::logic_error(fmt::format("fuzz oracle failed at {}:{}: {}: {}", file, line, expr,
+                                       detail));
   std::fprintf(stderr, "shardlm fuzz oracle failed at %s:%d: %s\n  %s\n", file, line, expr,
                detail.c_str());
   std::fflush(stderr);

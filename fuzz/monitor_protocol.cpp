@@ -27,20 +27,20 @@ bool producer_type(const std::string& t) {
   return false;
 }
 
-void handle(const json& msg, monitor::RankTracker& tracker, monitor::History& history, double now) {
+void handle(json msg, monitor::RankTracker& tracker, monitor::History& history, double now) {
   const std::string type = msg["type"].get<std::string>();
   if (type == "hello") {
-    (void)msg["role"].get<std::string>();
-    if (msg["role"] == "producer") (void)msg["rank"].get<int>();
+    (void)msg.value("role", std::string());
+    (void)msg.value("token", std::string());
     return;
   }
   if (producer_type(type)) {
-    (void)msg["rank"].get<int>();
+    // The aggregator takes these from a producer only with its own rank (a
+    // message without one is refused; the schema lets the aggregator's own
+    // events omit it).
+    if (!msg.contains("rank") || !msg["rank"].is_number_integer()) return;
     for (json& m : tracker.observe(msg, now)) history.append(m);
-    if (type != "heartbeat" && type != "bye" && type != "inspect_result") {
-      json kept = msg;
-      history.append(kept);
-    }
+    if (type != "heartbeat" && type != "bye" && type != "inspect_result") history.append(msg);
     return;
   }
   if (type == "control" || type == "inspect") {

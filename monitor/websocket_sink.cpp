@@ -178,7 +178,7 @@ struct WebSocketSink::Impl {
           });
           c->welcome_timer.expires_after(ms(opt.welcome_timeout_s));
           c->welcome_timer.async_wait([this, c](error_code e) {
-            if (e || c != conn) return;  // cancelled: welcome (or a failure) came first
+            if (e || c != conn) return;     // cancelled: welcome (or a failure) came first
             if (warned_silent++ % 20 == 0)  // once, then every 20th retry
               core::log::warn(
                   "monitor: the aggregator at {}:{} accepted rank {} but sent no welcome within "
