@@ -23,7 +23,7 @@ port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1
 start_monitor() {
   start_job "$TMP/monitor-$1.log" "$SHARDLM" monitor --run-dir "$mon" --port "$port"
   MONITOR=$JOB
-  wait_until 30 grep -q "listening on" "$TMP/monitor-$1.log" ||
+  wait_until 30 'grep -q "listening on" "$TMP/monitor-$1.log"' ||
     fail "the aggregator did not start: $(cat "$TMP/monitor-$1.log")"
 }
 steps_in() {  # steps_in FILE RANK: the step numbers of RANK's step messages, sorted
@@ -49,15 +49,15 @@ sed -i "/^\[monitor\]\$/a url = \"ws://127.0.0.1:$port/ws\"\ntoken = \"$token\"\
 sed -i 's/^steps = 100000/steps = 400/' "$cfg"
 start_job "$TMP/train.log" "$MPIEXEC" -n 2 --oversubscribe --bind-to none "$SHARDLM" train --config "$cfg"
 train=$JOB
-wait_until 120 sh -c "grep -c '\"type\":\"step\"' '$mon/metrics.jsonl' 2>/dev/null | awk '{exit !(\$1 >= 60)}'" ||
-  fail "the aggregator received no steps: $(tail -5 "$TMP/train.log") $(tail -5 "$TMP/monitor-1.log")"
+wait_until 120 '[ "$(cat "$mon/metrics.jsonl" 2>/dev/null | grep -c "\"type\":\"step\"")" -ge 60 ]' ||
+  fail "the aggregator received no steps: $(show_log "$TMP/train.log") $(tail -5 "$TMP/monitor-1.log")"
 kill -9 "$MONITOR"
 killed_at=$(tail -1 "$run/metrics/rank-0.jsonl" | sed -n 's/.*"step":\([0-9]*\).*/\1/p')
 echo "aggregator killed near step $killed_at"
 sleep 2
 start_monitor 2
 rc=0; wait "$train" || rc=$?
-[ "$rc" -eq 0 ] || fail "the run failed (exit $rc) after the aggregator restarted: $(tail -20 "$TMP/train.log")"
+[ "$rc" -eq 0 ] || fail "the run failed (exit $rc) after the aggregator restarted: $(show_log "$TMP/train.log")"
 sleep 1  # the aggregator stores what the ranks flushed at exit
 total_lost=0
 for rank in 0 1; do

@@ -58,8 +58,8 @@ start_job "$TMP/train.log" ip netns exec "$ns_a" unshare --uts sh -c 'hostname h
   "$SHARDLM" launch --hosts "$ip_a:1,$ip_b:1" --net "$cidr" --threads 1 \
   --mca "plm_rsh_agent=$TMP/agent.sh" -- train --config "$cfg"
 launcher=$JOB
-wait_until 120 test "$(lines "$run/metrics/rank-1.jsonl")" -ge 20 ||
-  fail "the two-host run made no progress: $(tail -20 "$TMP/train.log")"
+wait_until 120 '[ "$(lines "$run/metrics/rank-1.jsonl")" -ge 20 ]' ||
+  fail "the two-host run made no progress: $(show_log "$TMP/train.log")"
 # The job's ranks, by namespace.
 job_ranks() { for p in $(ip netns pids "$1"); do tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q "train --config $cfg" && echo "$p"; done; }
 [ -n "$(job_ranks "$ns_b")" ] || fail "no rank runs in host B's namespace"
@@ -68,12 +68,12 @@ ip -n "$ns_b" link set "$tag-vb" down
 t0=$(now)
 echo "host B's link is down"
 limit=$((2 * TIMEOUT_S))
-wait_until $((3 * limit)) grep -qE "\[shardlm watchdog\] rank 0 .*ranks not arrived: 1" "$TMP/train.log" ||
-  fail "rank 0 never reported rank 1 missing: $(tail -20 "$TMP/train.log")"
+wait_until $((3 * limit)) 'grep -qE "\[shardlm watchdog\] rank 0: .*ranks not arrived: 1" "$TMP/train.log"' ||
+  fail "rank 0 never reported rank 1 missing: $(show_log "$TMP/train.log")"
 took=$(elapsed "$t0")
 echo "rank 0 reported rank 1 missing after $took s"
 lt "$took" "$limit" || fail "the report came after $took s, more than twice the timeout ($limit s)"
-grep -E "\[shardlm watchdog\] rank 0 .*collective #[0-9]+ [a-z_]+\(" "$TMP/train.log" > /dev/null ||
+grep -E "\[shardlm watchdog\] rank 0: .*collective #[0-9]+ [a-z_]+\(" "$TMP/train.log" > /dev/null ||
   fail "the report does not name the collective"
 # Every rank of the job ends, on host A and on the unreachable host B.
 end=$((SECONDS + limit + 10))

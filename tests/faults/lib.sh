@@ -70,15 +70,22 @@ rank_pid() {
   done
 }
 
-# wait_until SECONDS COMMAND...: polls COMMAND every 0.1 s; fails after SECONDS.
+# wait_until SECONDS 'CONDITION': evaluates the shell CONDITION every 0.1 s
+# until it holds; returns 1 after SECONDS.
 wait_until() {
-  local limit=$1; shift
+  local limit=$1 cond=$2
   local end=$((SECONDS + limit))
-  until "$@"; do
+  until eval "$cond"; do
     [ $SECONDS -lt $end ] || return 1
     sleep 0.1
   done
 }
+
+# show_log FILE: its last lines without the trainer's progress line.
+show_log() { tr '\r' '\n' < "$1" | sed 's/\x1b\[K//g' | grep -v '^\[[.#= ]*\] step [0-9]' | tail -15; }
+
+# alive PID: the process exists and is not a zombie waiting to be reaped.
+alive() { [ -r "/proc/$1/stat" ] && ! awk '{ exit !($3 == "Z") }' "/proc/$1/stat" 2>/dev/null; }
 
 # lines FILE: number of lines (0 when missing)
 lines() { [ -f "$1" ] && wc -l < "$1" || echo 0; }

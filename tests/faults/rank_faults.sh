@@ -23,32 +23,32 @@ export OMP_NUM_THREADS=1
 start_job "$TMP/train.log" "$MPIEXEC" -n 2 --oversubscribe --bind-to none "$SHARDLM" train --config "$cfg"
 launcher=$JOB
 # Running, past a committed checkpoint (step 20) and a few steps beyond it.
-wait_until 120 test "$(lines "$run/metrics/rank-1.jsonl")" -ge 30 ||
-  fail "the run made no progress: $(tail -20 "$TMP/train.log")"
+wait_until 120 '[ "$(lines "$run/metrics/rank-1.jsonl")" -ge 30 ]' ||
+  fail "the run made no progress: $(show_log "$TMP/train.log")"
 victim=$(rank_pid "$SHARDLM train --config $cfg" 1)
 [ -n "$victim" ] || fail "rank 1 not found"
 step=$(tail -1 "$run/metrics/rank-0.jsonl" | sed -n 's/.*"step":\([0-9]*\).*/\1/p')
-if [ "$MODE" = stop ]; then kill -STOP "$victim"; else kill -9 "$victim"; fi
+if [ "$MODE" = stop ]; then kill -STOP "$victim"; did=stopped; else kill -9 "$victim"; did=killed; fi
 t0=$(now)
 limit=$([ "$MODE" = stop ] && echo $((2 * TIMEOUT_S)) || echo "$TIMEOUT_S")
 # Wait at most 3x the limit, then fail (the trap kills what is left).
 end=$((SECONDS + 3 * limit + 5))
 while kill -0 "$launcher" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.05; done
 took=$(elapsed "$t0")
-kill -0 "$launcher" 2>/dev/null && fail "the job still runs $took s after rank 1 was ${MODE}ped: $(tail -20 "$TMP/train.log")"
+kill -0 "$launcher" 2>/dev/null && fail "the job still runs $took s after rank 1 was $did: $(show_log "$TMP/train.log")"
 rc=0; wait "$launcher" || rc=$?
-echo "rank 1 ${MODE}ped near step $step: the job ended after $took s (exit code $rc, limit $limit s)"
+echo "rank 1 $did near step $step: the job ended after $took s (exit code $rc, limit $limit s)"
 [ "$rc" -ne 0 ] || fail "mpiexec exited 0 after a rank failed"
-lt "$took" "$limit" || fail "the job took $took s to end, more than $limit s: $(tail -20 "$TMP/train.log")"
-! kill -0 "$victim" 2>/dev/null || fail "rank 1 (pid $victim) is still alive"
+lt "$took" "$limit" || fail "the job took $took s to end, more than $limit s: $(show_log "$TMP/train.log")"
+! alive "$victim" || fail "rank 1 (pid $victim) is still alive: $(ps -o pid,stat,cmd -p "$victim")"
 
 if [ "$MODE" = stop ]; then
   # Rank 0's watchdog report: the collective, and rank 1 as the one missing.
-  grep -E "\[shardlm watchdog\] rank 0 .*collective #[0-9]+ [a-z_]+\(.*ranks not arrived: 1" "$TMP/train.log" ||
-    fail "no watchdog report on rank 0 naming rank 1 and the collective: $(tail -20 "$TMP/train.log")"
+  grep -qaE "\[shardlm watchdog\] rank 0: .*collective #[0-9]+ [a-z_]+\(.*ranks not arrived: 1" "$TMP/train.log" ||
+    fail "no watchdog report on rank 0 naming rank 1 and the collective: $(show_log "$TMP/train.log")"
 else
-  grep -E "rank 1 .*(exited on signal 9|killed)|ranks not arrived: 1" "$TMP/train.log" ||
-    fail "nothing names rank 1 as the failed rank: $(tail -20 "$TMP/train.log")"
+  grep -qaE "rank 1 .*(exited on signal 9|killed)|ranks not arrived: 1" "$TMP/train.log" ||
+    fail "nothing names rank 1 as the failed rank: $(show_log "$TMP/train.log")"
   # The newest committed checkpoint resumes.
   latest=$(cat "$run/checkpoints/latest")
   ckstep=$((10#${latest#step-}))
@@ -57,9 +57,10 @@ else
     fail "$latest does not verify: $(cat "$TMP/verify.log")"
   "$MPIEXEC" -n 2 --oversubscribe --bind-to none "$SHARDLM" train --config "$cfg" \
     --resume latest --train.steps=$((ckstep + 2)) > "$TMP/resume.log" 2>&1 ||
-    fail "the resume failed: $(tail -20 "$TMP/resume.log")"
+    fail "the resume failed: $(show_log "$TMP/resume.log")"
   grep -q "resumed from .* at step $ckstep " "$TMP/resume.log" ||
     fail "the resume did not start at step $ckstep: $(grep -m3 resumed "$TMP/resume.log")"
   echo "resumed from $latest (step $ckstep)"
 fi
-echo "ok: rank 1 ${MODE}ped, the job ended in $took s (< $limit s) naming it"
+grep -aoE "\[shardlm watchdog\] rank 0: [^|]*|mpiexec noticed that process rank 1 [^)]*\)" "$TMP/train.log" | head -2
+echo "ok: rank 1 $did, the job ended in $took s (< $limit s) naming it"
