@@ -4,6 +4,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
 #include "core/error.h"
 
 namespace shardlm::core {
@@ -14,6 +19,31 @@ void fsync_path(const std::string& path, bool directory) {
   int rc = ::fsync(fd);
   ::close(fd);
   SHARDLM_CHECK(rc == 0, CheckpointError, "{}: fsync failed (disk full or I/O error?)", path);
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    SHARDLM_CHECK(out, Error, "cannot write '{}': {}", tmp, std::strerror(errno));
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      SHARDLM_FAIL(Error, "cannot write '{}' (disk full?)", tmp);
+    }
+  }
+  try {
+    fsync_path(tmp, false);
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    SHARDLM_FAIL(Error, "cannot rename '{}' to '{}': {}", tmp, path, std::strerror(err));
+  }
 }
 
 }  // namespace shardlm::core

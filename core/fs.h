@@ -11,4 +11,10 @@ namespace shardlm::core {
 // Throws CheckpointError naming the path when it cannot be opened or synced.
 void fsync_path(const std::string& path, bool directory = false);
 
+// Writes `text` to `path` through `path`.tmp.PID, fsync and rename: `path`
+// holds either its old content or the new one, never a partial file. Throws
+// Error naming the file and saying the disk may be full when a write fails
+// (the temporary file is removed then).
+void write_file_atomic(const std::string& path, const std::string& text);
+
 }  // namespace shardlm::core

@@ -25,6 +25,7 @@
 #include "parallel/mpi_group.h"
 #include "parallel/nccl_group.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "core/mpi_check.h"
 #include "runtime/engine.h"
@@ -102,7 +103,9 @@ void Trainer::Impl::setup() {
                 group->rank(), group->size(), env.rank, env.world_size);
   fs::create_directories(train.run_dir);
   if (env.is_root()) {
-    std::ofstream(fs::path(train.run_dir) / "config.toml") << run_cfg.to_toml();
+    // Atomic: a full disk must not truncate the config of the run being resumed.
+    core::write_file_atomic((fs::path(train.run_dir) / "config.toml").string(),
+                            run_cfg.to_toml());
   }
 
   // The same seed on every rank gives the same initial model (rank 0's is

@@ -28,6 +28,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS
 DISK=$TMP/disk
 mkdir -p "$DISK"
 mount -t tmpfs -o size=16m tmpfs "$DISK" || fail "cannot mount a tmpfs in the mount namespace"
+trap 'umount "$DISK" 2>/dev/null || true; cleanup' EXIT
 # fill KB: leaves about KB kilobytes free on the tmpfs; unfill: frees it again.
 fill() {
   rm -f "$DISK/filler"

@@ -7,7 +7,11 @@
 #   kill  SIGKILL of rank 1 (a crashed rank). The job must end within the
 #         timeout with a message naming rank 1, and a resume from `latest`
 #         must start at the newest committed checkpoint.
-#   tests/faults/rank_faults.sh stop|kill path/to/shardlm FIXTURE_DIR
+#   ckpt  SIGKILL of rank 1 while a checkpoint is being written (its
+#         step-N.tmp/ exists; a wider model, so that a save lasts long enough
+#         to be hit). As `kill`: `latest` names a committed checkpoint that
+#         verifies (never the half-written one), and the resume starts there.
+#   tests/faults/rank_faults.sh stop|kill|ckpt path/to/shardlm FIXTURE_DIR
 MODE=$1
 SHARDLM=$(realpath "$2")
 FIXTURE=$(realpath "$3")
@@ -19,16 +23,37 @@ cfg=$TMP/run.toml run=$TMP/run
 write_train_config "$cfg" "$run" "$FIXTURE" \
   "[parallel]" "zero_stage = 1" "collective_timeout_s = $TIMEOUT_S" \
   "[ckpt]" "every = 20" "async = false" "keep_last = 2" "save_final = false"
+if [ "$MODE" = ckpt ]; then
+  # ~100 MB of checkpoint per rank (weights and optimizer state of a d_model
+  # 384 model), a save every 4 steps: writing one takes a good fraction of a second.
+  sed -i 's/^d_model = 64/d_model = 384/; s/^every = 20/every = 4/' "$cfg"
+fi
 export OMP_NUM_THREADS=1
 start_job "$TMP/train.log" "$MPIEXEC" -n 2 --oversubscribe --bind-to none "$SHARDLM" train --config "$cfg"
 launcher=$JOB
-# Running, past a committed checkpoint (step 20) and a few steps beyond it.
-wait_until 120 '[ "$(lines "$run/metrics/rank-1.jsonl")" -ge 30 ]' ||
-  fail "the run made no progress: $(show_log "$TMP/train.log")"
-victim=$(rank_pid "$SHARDLM train --config $cfg" 1)
-[ -n "$victim" ] || fail "rank 1 not found"
-step=$(tail -1 "$run/metrics/rank-0.jsonl" | sed -n 's/.*"step":\([0-9]*\).*/\1/p')
-if [ "$MODE" = stop ]; then kill -STOP "$victim"; did=stopped; else kill -9 "$victim"; did=killed; fi
+in_flight=
+if [ "$MODE" = ckpt ]; then
+  # A committed checkpoint, then the moment the next save has begun.
+  wait_until 240 '[ -f "$run/checkpoints/latest" ]' ||
+    fail "no checkpoint was committed: $(show_log "$TMP/train.log")"
+  committed=$(cat "$run/checkpoints/latest")
+  wait_until 120 'compgen -G "$run/checkpoints/step-*.tmp" > /dev/null' ||
+    fail "no save began after $committed: $(show_log "$TMP/train.log")"
+  victim=$(rank_pid "$SHARDLM train --config $cfg" 1)
+  [ -n "$victim" ] || fail "rank 1 not found"
+  kill -9 "$victim"
+  in_flight=$(compgen -G "$run/checkpoints/step-*.tmp" | xargs -r -n1 basename | tr '\n' ' ')
+  did=killed
+  step="a save (in flight at the kill: ${in_flight:-none, it had just finished})"
+else
+  # Running, past a committed checkpoint (step 20) and a few steps beyond it.
+  wait_until 120 '[ "$(lines "$run/metrics/rank-1.jsonl")" -ge 30 ]' ||
+    fail "the run made no progress: $(show_log "$TMP/train.log")"
+  victim=$(rank_pid "$SHARDLM train --config $cfg" 1)
+  [ -n "$victim" ] || fail "rank 1 not found"
+  step=$(tail -1 "$run/metrics/rank-0.jsonl" | sed -n 's/.*"step":\([0-9]*\).*/\1/p')
+  if [ "$MODE" = stop ]; then kill -STOP "$victim"; did=stopped; else kill -9 "$victim"; did=killed; fi
+fi
 t0=$(now)
 limit=$([ "$MODE" = stop ] && echo $((2 * TIMEOUT_S)) || echo "$TIMEOUT_S")
 # Wait at most 3x the limit, then fail (the trap kills what is left).
@@ -52,7 +77,8 @@ else
   # The newest committed checkpoint resumes.
   latest=$(cat "$run/checkpoints/latest")
   ckstep=$((10#${latest#step-}))
-  [ "$ckstep" -ge 20 ] || fail "latest names $latest"
+  [ "$ckstep" -ge "$([ "$MODE" = ckpt ] && echo 4 || echo 20)" ] || fail "latest names $latest"
+  [ -d "$run/checkpoints/$latest" ] || fail "latest names $latest, which is not a committed directory"
   "$SHARDLM" ckpt verify "$run/checkpoints/$latest" > "$TMP/verify.log" 2>&1 ||
     fail "$latest does not verify: $(cat "$TMP/verify.log")"
   "$MPIEXEC" -n 2 --oversubscribe --bind-to none "$SHARDLM" train --config "$cfg" \
