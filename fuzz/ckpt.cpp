@@ -27,7 +27,8 @@ void read_everything(const ckpt::CheckpointReader& r, const std::string& dir) {
   const nlohmann::json& m = r.manifest();
   int64_t total = 0;
   if (m.contains("units") && m["units"].is_object()) {
-    for (const auto& [unit, info] : m["units"].items()) {
+    for (const auto& item : m["units"].items()) {
+      const std::string unit = item.key();  // clang 14 cannot capture a structured binding
       int64_t numel = 0;
       if (!fuzz::expect_errors([&] { numel = r.unit_numel(unit); }, dir)) continue;
       total += std::max<int64_t>(0, std::min(numel, kMaxRead));

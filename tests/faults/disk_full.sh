@@ -8,6 +8,7 @@
 #   tokenizer  `tokenizer train --out` over an existing tokenizer
 #   ratings    `eval rate` appending to an existing ratings.jsonl
 #   prepare    `prepare` of a changed corpus over an existing dataset
+#   run config `train --resume` with no room for the run's config.toml
 #   checkpoint `train --resume` whose next checkpoint does not fit
 #   tests/faults/disk_full.sh path/to/shardlm FIXTURE_DIR
 SHARDLM=$(realpath "$1")
@@ -36,7 +37,6 @@ fill() {
   local size
   size=$(stat -c %s "$DISK/filler")
   truncate -s $((size > $1 * 1024 ? size - $1 * 1024 : 0)) "$DISK/filler"
-  sync
 }
 unfill() { rm -f "$DISK/filler"; }
 sums() { (cd "$1" && find . -type f ! -name filler -print0 | sort -z | xargs -0 -r sha256sum); }
@@ -49,6 +49,7 @@ expect_disk_full() {
 
 head -c 300000 "$FIXTURE/corpus.txt" > "$TMP/corpus.txt"
 
+T0=$SECONDS
 # ---- tokenizer save ----------------------------------------------------------------------
 tok=$DISK/tok/tokenizer.json
 mkdir -p "$DISK/tok"
@@ -63,6 +64,7 @@ expect_disk_full "$TMP/tok2.log" "tokenizer save"
 "$SHARDLM" tokenizer encode -t "$tok" --text "still loads" > /dev/null || fail "the old tokenizer no longer loads"
 unfill
 
+echo "($((SECONDS - T0)) s)"
 # ---- ratings append ------------------------------------------------------------------------
 mkdir -p "$DISK/eval"
 printf '%s\n' '{"id": "q1", "prompt": "Say hi", "outputs": [{"model": "a", "text": "hi"}]}' \
@@ -79,6 +81,7 @@ expect_disk_full "$TMP/rate2.log" "ratings append"
 [ "$(sums "$DISK/eval")" = "$before" ] || fail "ratings append: ratings.jsonl changed (a torn line?)"
 unfill
 
+echo "($((SECONDS - T0)) s)"
 # ---- prepare over an existing dataset --------------------------------------------------------
 "$SHARDLM" prepare --input "$TMP/corpus.txt" --output "$DISK/data" --tokenizer "$FIXTURE/tokenizer.json" \
   --no-progress prepare.shard_mb=0.25 'prepare.txt_documents="line"' > "$TMP/prep1.log" 2>&1 ||
@@ -99,6 +102,7 @@ while read -r sum file; do
 done <<<"$before"
 unfill
 
+echo "($((SECONDS - T0)) s)"
 # ---- checkpoint ---------------------------------------------------------------------------------
 cfg=$TMP/train.toml run=$DISK/run
 write_train_config "$cfg" "$run" "$FIXTURE" "[ckpt]" "every = 4" "async = false" "keep_last = 3" \
@@ -107,7 +111,17 @@ sed -i 's/^d_model = 64/d_model = 16/; s/^steps = 100000/steps = 5/' "$cfg"
 "$SHARDLM" train --config "$cfg" > "$TMP/train1.log" 2>&1 || fail "the first run failed: $(tail -5 "$TMP/train1.log")"
 [ "$(cat "$run/checkpoints/latest")" = step-000004 ] || fail "no checkpoint at step 4"
 before=$(sums "$run/checkpoints")
-config_before=$(sha256sum < "$run/config.toml")
+cp "$run/config.toml" "$TMP/config.before"
+# Not even room for the run's config.toml: the resume stops before training,
+# and the config of the run is kept whole (it is written through a temporary file).
+fill 0
+if "$SHARDLM" train --config "$cfg" --resume latest --train.steps=9 > "$TMP/train-config.log" 2>&1; then
+  fail "training started with no space for its config.toml"
+fi
+expect_disk_full "$TMP/train-config.log" "run config"
+grep -q "config.toml" "$TMP/train-config.log" || fail "run config: the error does not name config.toml"
+cmp -s "$run/config.toml" "$TMP/config.before" || fail "run config: config.toml changed on a full disk"
+compgen -G "$run/config.toml.tmp*" > /dev/null && fail "run config: a temporary config.toml.tmp.* was left"
 fill 64
 if "$SHARDLM" train --config "$cfg" --resume latest --train.steps=9 > "$TMP/train2.log" 2>&1; then
   fail "training saved a checkpoint on a full disk"
@@ -121,9 +135,13 @@ while read -r sum file; do
     fail "checkpoint: $file of step 4 changed" ;; esac
 done <<<"$before"
 "$SHARDLM" ckpt verify "$run/checkpoints/step-000004" > /dev/null || fail "step-000004 no longer verifies"
-[ "$(sha256sum < "$run/config.toml")" = "$config_before" ] || fail "the run's config.toml was damaged"
+# The run's config: whole, the old one with the resumed run's steps and resume keys.
+norm() { sed "s/^steps = .*/steps = N/; /^resume = /d" "$1"; }
+diff <(norm "$TMP/config.before") <(norm "$run/config.toml") > /dev/null ||
+  fail "the run's config.toml was damaged: $(diff "$TMP/config.before" "$run/config.toml" | head -5)"
 unfill
 "$SHARDLM" train --config "$cfg" --resume latest --train.steps=9 > "$TMP/train3.log" 2>&1 ||
   fail "with space again, the resume failed: $(tail -5 "$TMP/train3.log")"
 grep -q "resumed from .* at step 4 " "$TMP/train3.log" || fail "the resume did not start at step 4"
+echo "($((SECONDS - T0)) s)"
 echo "ok: a full disk under tokenizer save, ratings append, prepare and a checkpoint: clear errors, nothing lost"
