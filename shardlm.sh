@@ -2,7 +2,8 @@
 # shardlm's one entry point for people and CI:
 #   ./shardlm.sh setup            install every dependency (Debian packages, npm)
 #   ./shardlm.sh build [--debug|--asan]
-#   ./shardlm.sh test [--quick] [-L label] [-R regex]   setup + build + every test tier
+#   ./shardlm.sh test [--quick|--asan] [-L label] [-R regex]   setup + build + every test tier
+#   ./shardlm.sh fuzz [TARGET|all] [SECONDS]   libFuzzer targets (fuzz/README.md), SECONDS each
 #   ./shardlm.sh demo             setup + build + prepare + train on 2 ranks + generate
 #   ./shardlm.sh docs             the API reference (doxygen) into build/docs/html
 #   ./shardlm.sh format [--check] clang-format (and the dashboard's prettier/eslint)
@@ -47,6 +48,8 @@ DEB_PACKAGES=(
   curl
   # the API reference (./shardlm.sh docs) and the formatting check of the tree
   doxygen clang-format
+  # fuzz/: libFuzzer and the sanitizer runtimes come with Debian's clang 14
+  clang libclang-rt-14-dev
 )
 SETUP_EXTRA=${SETUP_EXTRA:-}
 
@@ -106,17 +109,20 @@ cmd_build() {
 
 # ---- test -----------------------------------------------------------------------
 cmd_test() {
-  local ctest_args=()
+  local ctest_args=() build_args=() asan=0
   while [ $# -gt 0 ]; do
     case "$1" in
       --quick) ctest_args+=(-L unit) ;;
+      --asan) asan=1; build_args+=(--asan) ;;
       -L|-R|-E|-LE) ctest_args+=("$1" "$2"); shift ;;
       *) die "test: unknown option $1" ;;
     esac
     shift
   done
   cmd_setup
-  cmd_build
+  cmd_build "${build_args[@]}"
+  local reports_dir="$ROOT/$BUILD_DIR/sanitizer-reports"
+  if [ "$asan" -eq 1 ]; then rm -rf "$reports_dir"; mkdir -p "$reports_dir"; sanitizer_env "$reports_dir"; fi
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   export OMPI_MCA_rmaps_base_oversubscribe=${OMPI_MCA_rmaps_base_oversubscribe:-1}
   if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
@@ -130,7 +136,24 @@ cmd_test() {
   total=${total:-0}; failed=${failed:-1}; skipped=${skipped:-0}
   passed=$((total - failed - skipped))
   [ "$failed" -eq 0 ] && [ "$total" -gt 0 ] || rc=1
-  if [ -f monitor/dashboard/package.json ] && [ -d monitor/dashboard/node_modules ] && [ ${#ctest_args[@]} -eq 0 ]; then
+  if [ "$asan" -eq 1 ]; then
+    # Any sanitizer report fails the run, also one from a test that passed
+    # (a child process, an MPI rank whose report did not change the exit code).
+    local reports
+    reports=$(find "$reports_dir" -type f | wc -l)
+    if [ "$reports" -gt 0 ]; then
+      log "sanitizer reports: $reports files in $reports_dir; the first:"
+      head -40 "$(find "$reports_dir" -type f | head -1)"
+      rc=1; failed=$((failed + 1))
+    else
+      log "sanitizers: no report (ASan, UBSan, LeakSanitizer)"
+    fi
+  fi
+  if [ ${#ctest_args[@]} -eq 0 ] && [ "$asan" -eq 0 ] && [ "${SHARDLM_FUZZ_SMOKE:-1}" != 0 ]; then
+    # Every fuzz target: its seeds and crash inputs, then a few seconds of mutations.
+    if fuzz_smoke; then passed=$((passed + 1)); else failed=$((failed + 1)); rc=1; fi
+  fi
+  if [ -f monitor/dashboard/package.json ] && [ -d monitor/dashboard/node_modules ] && [ ${#ctest_args[@]} -eq 0 ] && [ "$asan" -eq 0 ]; then
     local vout="$BUILD_DIR/vitest-output.log" vp vf
     (cd monitor/dashboard && NO_COLOR=1 npx vitest run --reporter=default) 2>&1 | tee "$vout" || true
     # CI may force colour on: strip ANSI escapes before reading the counts
@@ -143,7 +166,7 @@ cmd_test() {
     [ "${vf:-0}" -eq 0 ] || rc=1
   fi
   echo
-  echo "shardlm test summary: ${passed} passed, ${failed} failed, ${skipped} skipped (ctest entries + vitest tests)"
+  echo "shardlm test summary: ${passed} passed, ${failed} failed, ${skipped} skipped (ctest entries + fuzz smoke + vitest tests)"
   return $rc
 }
 
@@ -155,6 +178,100 @@ cmd_docs() {
 
 cmd_format() {
   if [ "${1:-}" = "--check" ]; then scripts/check_format.sh; else scripts/check_format.sh --fix; fi
+}
+
+# ---- sanitizers and fuzzing -----------------------------------------------------
+# ASan + UBSan + LeakSanitizer settings for `test --asan` and the fuzzers. MPI
+# ranks inherit them from mpiexec. tests/sanitizers/*.supp lists what is
+# suppressed and why (third-party libraries only).
+# With a directory, reports go to files there (DIR/asan.PID, DIR/ubsan.PID), so
+# that one from a passing test, a child process or an MPI rank is still seen.
+sanitizer_env() {
+  local logs=${1:-}
+  export ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=0${logs:+:log_path=$logs/asan}"
+  export LSAN_OPTIONS="suppressions=$ROOT/tests/sanitizers/lsan.supp:print_suppressions=0"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$ROOT/tests/sanitizers/ubsan.supp${logs:+:log_path=$logs/ubsan}"
+}
+
+FUZZ_DIR=build-fuzz
+fuzz_targets() { sed -n '/^set(SHARDLM_FUZZ_TARGETS/,/)/p' fuzz/CMakeLists.txt | tr -d '()' | sed 's/set//; s/SHARDLM_FUZZ_TARGETS//' | xargs; }
+fuzz_build() {
+  command -v clang++ >/dev/null || die "fuzz: clang++ is missing (./shardlm.sh setup installs clang)"
+  export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+  export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache} CCACHE_BASEDIR=${CCACHE_BASEDIR:-$ROOT}
+  if [ ! -f "$FUZZ_DIR/build.ninja" ]; then
+    CC=clang CXX=clang++ cmake -S . -B "$FUZZ_DIR" -G Ninja -DSHARDLM_FUZZ=ON \
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" \
+      -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DSHARDLM_BUILD_TESTS=OFF -DSHARDLM_BUILD_BENCH=OFF >/dev/null
+  fi
+  log "building the fuzz targets in $FUZZ_DIR (clang, libFuzzer, ASan+UBSan)"
+  cmake --build "$FUZZ_DIR" --target shardlm_fuzzers -j "${SHARDLM_JOBS:-$(nproc)}"
+}
+
+# fuzz_run TARGET SECONDS [libFuzzer flags...]: seeds (regenerated) + the
+# target's growing corpus + its crash inputs under tests/fuzz/crashes/; a new
+# crash is saved to build-fuzz/fuzz/crashes/. Prints "fuzz TARGET: ..." with
+# executions, coverage and features; returns non-zero on a finding.
+fuzz_run() {
+  local t=$1 secs=$2; shift 2
+  local bin="$FUZZ_DIR/fuzz/fuzz_$t" seeds="$FUZZ_DIR/fuzz/seeds/$t" corpus="$FUZZ_DIR/fuzz/corpus/$t"
+  local found="$FUZZ_DIR/fuzz/crashes" logf="$FUZZ_DIR/fuzz/logs/$t.log" dict=()
+  [ -x "$bin" ] || die "fuzz: no target '$t' (targets: $(fuzz_targets))"
+  mkdir -p "$corpus" "$found" "$(dirname "$logf")"
+  [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
+  local inputs=("$corpus" "$seeds")
+  [ -d "tests/fuzz/crashes/$t" ] && inputs+=("tests/fuzz/crashes/$t")
+  sanitizer_env
+  local rc=0
+  SHARDLM_REFERENCE_DIR="$ROOT/.cache/reference/node_modules" "$bin" "${dict[@]}" \
+    -max_total_time="$secs" -timeout=20 -rss_limit_mb=3072 -malloc_limit_mb=2048 \
+    -artifact_prefix="$found/$t-" -print_final_stats=1 "$@" "${inputs[@]}" > "$logf" 2>&1 || rc=$?
+  local execs cov ft
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logf" | tail -1)
+  cov=$(grep -o 'cov: [0-9]*' "$logf" | tail -1 | cut -d' ' -f2)
+  ft=$(grep -o 'ft: [0-9]*' "$logf" | tail -1 | cut -d' ' -f2)
+  if [ "$rc" -ne 0 ]; then
+    printf 'fuzz %-20s FAILED after %s runs (log %s):\n' "$t" "${execs:-?}" "$logf"
+    grep -m 1 -A 12 "ERROR: \|runtime error:\|oracle failed\|uncaught exception\|deadly signal" "$logf" || tail -20 "$logf"
+    ls -t "$found/$t-"* 2>/dev/null | head -1 | sed 's/^/  input saved: /'
+    return 1
+  fi
+  printf 'fuzz %-20s ok: %s s, %s executions, coverage %s edges, %s features, corpus %s files\n' \
+    "$t" "$secs" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$(find "$corpus" -type f | wc -l)"
+}
+
+fuzz_seeds() {
+  rm -rf "$FUZZ_DIR/fuzz/seeds"
+  OMPI_MCA_plm=isolated "$FUZZ_DIR/fuzz/fuzz_make_seeds" "$FUZZ_DIR/fuzz/seeds" "$ROOT" >/dev/null ||
+    die "fuzz: writing the seed corpora failed"
+}
+
+cmd_fuzz() {
+  local which=${1:-all} secs=${2:-60} failed=0
+  shift $(( $# > 2 ? 2 : $# )) || true
+  cmd_setup >/dev/null
+  fuzz_build
+  fuzz_seeds
+  local targets=("$which")
+  [ "$which" = all ] && read -r -a targets <<<"$(fuzz_targets)"
+  for t in "${targets[@]}"; do fuzz_run "$t" "$secs" "$@" || failed=1; done
+  return $failed
+}
+
+# The smoke run of `./shardlm.sh test`: every target replays its seeds and
+# crash inputs, then mutates for SHARDLM_FUZZ_SMOKE_S / (number of targets)
+# seconds (30 s in all by default), one target at a time.
+fuzz_smoke() {
+  local targets total=${SHARDLM_FUZZ_SMOKE_S:-30} failed=0
+  command -v clang++ >/dev/null || { log "fuzz smoke: no clang++, not run"; return 1; }
+  read -r -a targets <<<"$(fuzz_targets)"
+  local each=$(( total / ${#targets[@]} ))
+  [ "$each" -ge 1 ] || each=1
+  fuzz_build > "$BUILD_DIR/fuzz-build.log" 2>&1 || { tail -30 "$BUILD_DIR/fuzz-build.log"; return 1; }
+  fuzz_seeds
+  log "fuzz smoke: ${#targets[@]} targets, ${each} s of mutations each"
+  for t in "${targets[@]}"; do fuzz_run "$t" "$each" || failed=1; done
+  return $failed
 }
 
 # ---- demo -----------------------------------------------------------------------
@@ -228,7 +345,8 @@ case "$cmd" in
   demo) cmd_demo "$@" ;;
   docs) cmd_docs "$@" ;;
   format) cmd_format "$@" ;;
+  fuzz) cmd_fuzz "$@" ;;
   run) exec "$BUILD_DIR/launcher/shardlm" "$@" ;;
-  help|-h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) die "unknown command '$cmd' (setup, build, test, demo, docs, format, run)" ;;
+  help|-h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) die "unknown command '$cmd' (setup, build, test, fuzz, demo, docs, format, run)" ;;
 esac

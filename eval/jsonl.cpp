@@ -2,6 +2,7 @@
 #include "eval/jsonl.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -88,18 +89,29 @@ void append_jsonl(const std::string& path, const nlohmann::json& value) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   SHARDLM_CHECK(fd >= 0, core::DataError, "cannot open {} for appending: {}", path,
                 std::strerror(errno));
+  // A write that fails half-way (a full disk) is undone: the file keeps exactly
+  // the lines it had, never a torn one.
+  struct stat st {};
+  const off_t before = ::fstat(fd, &st) == 0 ? st.st_size : -1;
   size_t done = 0;
   while (done < s.size()) {
     const ssize_t n = ::write(fd, s.data() + done, s.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       const int err = errno;
+      if (done > 0 && before >= 0) (void)::ftruncate(fd, before);
       ::close(fd);
-      SHARDLM_FAIL(core::DataError, "cannot append to {}: {}", path, std::strerror(err));
+      SHARDLM_FAIL(core::DataError, "cannot append to {}: {}{}", path, std::strerror(err),
+                   err == ENOSPC ? " (disk full; the lines already written are kept)" : "");
     }
     done += static_cast<size_t>(n);
   }
-  ::fsync(fd);
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    if (before >= 0) (void)::ftruncate(fd, before);
+    ::close(fd);
+    SHARDLM_FAIL(core::DataError, "cannot append to {}: {}", path, std::strerror(err));
+  }
   ::close(fd);
 }
 

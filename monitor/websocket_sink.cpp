@@ -3,6 +3,7 @@
 // thread only touches the queues under `mu`.
 #include "monitor/websocket_sink.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -64,8 +65,9 @@ void WebSocketSinkOptions::set_url(const std::string& url, const std::string& ke
 
 struct WebSocketSink::Impl {
   struct Conn {
-    explicit Conn(net::io_context& ioc) : ws(ioc) {}
+    explicit Conn(net::io_context& ioc) : ws(ioc), welcome_timer(ioc) {}
     websocket::stream<beast::tcp_stream> ws;
+    net::steady_timer welcome_timer;
     beast::flat_buffer buf;
     std::string inflight, hello, info, bye;
   };
@@ -105,6 +107,7 @@ struct WebSocketSink::Impl {
   std::atomic<int64_t> last_step{-1};
   int warned = 0;
   int warned_auth = 0;  // io thread only
+  int warned_silent = 0;  // io thread only: aggregators that never said welcome
 
   // ---- training thread -------------------------------------------------------------------
   void enqueue(std::string line, bool urgent_msg) {
@@ -151,6 +154,10 @@ struct WebSocketSink::Impl {
     beast::get_lowest_layer(c->ws).expires_never();
     auto t = websocket::stream_base::timeout::suggested(beast::role_type::client);
     t.handshake_timeout = ms(opt.connect_timeout_s);
+    // An aggregator whose host vanished (no FIN, no RST) is noticed: Beast pings
+    // after half of this without incoming data and closes after all of it.
+    t.idle_timeout = ms(std::max(10.0, 5 * opt.heartbeat_s));
+    t.keep_alive_pings = true;
     c->ws.set_option(t);
     c->ws.read_message_max(opt.max_message_bytes);
     c->ws.async_handshake(
@@ -169,6 +176,16 @@ struct WebSocketSink::Impl {
             if (e) return fail(c, e);
             await_welcome(c);
           });
+          c->welcome_timer.expires_after(ms(opt.welcome_timeout_s));
+          c->welcome_timer.async_wait([this, c](error_code e) {
+            if (e || c != conn) return;     // cancelled: welcome (or a failure) came first
+            if (warned_silent++ % 20 == 0)  // once, then every 20th retry
+              core::log::warn(
+                  "monitor: the aggregator at {}:{} accepted rank {} but sent no welcome within "
+                  "{} s; reconnecting (metrics queue meanwhile)",
+                  opt.host, opt.port, rank, opt.welcome_timeout_s);
+            fail(c, net::error::timed_out);
+          });
         });
   }
 
@@ -176,6 +193,7 @@ struct WebSocketSink::Impl {
   // (wrong or missing token) would otherwise swallow the queued messages.
   void await_welcome(const std::shared_ptr<Conn>& c) {
     c->ws.async_read(c->buf, [this, c](error_code ec, size_t n) {
+      c->welcome_timer.cancel();
       if (ec) return fail(c, ec);
       json j = json::parse(beast::buffers_to_string(c->buf.data()), nullptr, false);
       c->buf.consume(n);

@@ -33,6 +33,10 @@ struct WebSocketSinkOptions {
   double reconnect_min_s = 0.1;  // first retry delay, doubled up to reconnect_max_s
   double reconnect_max_s = 5.0;
   double connect_timeout_s = 5.0;
+  // After hello: an aggregator that accepted the connection but sends no
+  // welcome within this long is given up on (reconnect with backoff), so a
+  // hung aggregator never holds the sink; messages queue meanwhile.
+  double welcome_timeout_s = 5.0;
   size_t max_message_bytes = size_t{4} << 20;  // largest message accepted from the aggregator
 
   // Parses "ws://host:port/path" into host, port and path; throws

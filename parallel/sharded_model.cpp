@@ -22,6 +22,7 @@ ShardedConfig ShardedConfig::from(const core::ConfigSection& s) {
   c.prefetch = s.get("prefetch", c.prefetch);
   c.offload_params = s.get("offload_params", c.offload_params);
   c.backend = s.get("backend", c.backend);
+  c.collective_timeout_s = s.get("collective_timeout_s", c.collective_timeout_s);
   return c;
 }
 
@@ -34,6 +35,16 @@ void ShardedConfig::validate() const {
                          "sharded parameters of ZeRO-3 along with its optimizer states)");
   core::config_require(backend == "auto" || backend == "nccl" || backend == "mpi", "backend",
                        backend, "\"auto\", \"nccl\" or \"mpi\"");
+  // Below 1 s MPI's own start-up skew would trip it; above a week it means "never".
+  core::config_require(collective_timeout_s >= 1 && collective_timeout_s <= 7 * 86400,
+                       "collective_timeout_s", std::to_string(collective_timeout_s),
+                       "seconds in 1 .. 604800 (default 600)");
+}
+
+ProcessGroupOptions ShardedConfig::group_options() const {
+  ProcessGroupOptions o;
+  o.timeout = std::chrono::milliseconds(static_cast<int64_t>(collective_timeout_s * 1000.0));
+  return o;
 }
 
 // ---- storage that comes and goes ------------------------------------------------------

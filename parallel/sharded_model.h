@@ -74,9 +74,15 @@ struct ShardedConfig {
   // Between ranks: "auto" (NCCL when every rank has a GPU of its own and this
   // build has NCCL, MPI otherwise), "nccl" or "mpi" (see make_process_group).
   std::string backend = "auto";
+  // A collective (MPI or NCCL) that has not completed after this long ends the
+  // job: the watchdog names the ranks that did not arrive and the collective,
+  // on every rank, then aborts (watchdog.h). Seconds; the default is 10 minutes.
+  double collective_timeout_s = 600;
 
   static ShardedConfig from(const core::ConfigSection& s);
   void validate() const;
+  // The options of the run's process group (MpiGroup or NcclGroup): the timeout above.
+  ProcessGroupOptions group_options() const;
 };
 
 class ShardedModel {

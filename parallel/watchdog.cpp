@@ -229,15 +229,19 @@ void Watchdog::abort_job(const WatchdogReport& report, std::chrono::milliseconds
     std::fflush(stderr);
   }
   // Tell every other rank, so that each prints the same report, and wait
-  // (bounded) until they did before taking the job down.
+  // (bounded) until they did before taking the job down. A rank that did not
+  // answer the investigation (stopped, hung, unreachable) will not acknowledge
+  // either: it is told, but not waited for.
   std::vector<MPI_Request> sends, acks;
   std::vector<int64_t> ackbuf(static_cast<size_t>(size_), 0);
   for (int r = 0; r < size_; ++r) {
     if (r == rank_) continue;
     MPI_Request s, a;
     MPI_Isend(text.data(), static_cast<int>(text.size()), MPI_CHAR, r, kTagNotice, side_, &s);
-    MPI_Irecv(&ackbuf[r], 1, MPI_INT64_T, r, kTagAck, side_, &a);
     sends.push_back(s);
+    const bool answered = static_cast<size_t>(r) >= report.ranks.size() || report.ranks[r].answered;
+    if (!answered) continue;
+    MPI_Irecv(&ackbuf[r], 1, MPI_INT64_T, r, kTagAck, side_, &a);
     acks.push_back(a);
   }
   const auto deadline = Clock::now() + grace;

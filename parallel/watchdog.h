@@ -86,8 +86,9 @@ class Watchdog {
   WatchdogReport investigate(const std::string& what, int64_t seq, std::chrono::milliseconds waited,
                              std::chrono::milliseconds grace = std::chrono::milliseconds(1500));
   // Prints the report on this rank, sends it to every other rank (each prints it
-  // and acknowledges), waits up to `grace` for the acknowledgements, then
-  // MPI_Abort(MPI_COMM_WORLD, kWatchdogExitCode).
+  // and acknowledges), waits up to `grace` for the acknowledgements of the
+  // ranks that answered the investigation, then MPI_Abort(MPI_COMM_WORLD,
+  // kWatchdogExitCode).
   [[noreturn]] void abort_job(const WatchdogReport& report,
                               std::chrono::milliseconds grace = std::chrono::milliseconds(1500));
   void listen();

@@ -51,7 +51,8 @@ Trainer::Impl::Impl(const core::RunConfig& cfg, const core::Env& e, const core::
   const int per_device = s.device.is_cuda() ? std::max(1, env.local_size / std::max<int>(
                                                            1, torch::cuda::device_count()))
                                             : 1;
-  group = parallel::make_process_group(s.shard.backend, s.device, comm.native(), per_device);
+  group = parallel::make_process_group(s.shard.backend, s.device, comm.native(), per_device,
+                                       s.shard.group_options());
   if (decorate) group = decorate(group);
   SHARDLM_CHECK(group->size() == env.world_size && group->rank() == env.rank, core::ConfigError,
                 "the communicator (rank {} of {}) does not match the environment (rank {} of {})",

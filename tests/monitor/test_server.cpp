@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -497,6 +498,88 @@ TEST(ServerSink, WebSocketSinkDropsOldestWhileDownThenDeliversAndReconnects) {
   run_infos = 0;
   for (auto& h : again) run_infos += h["type"] == "run_info";
   EXPECT_EQ(run_infos, 1);
+}
+
+// An aggregator that accepts a rank and then says nothing (hung, or not an
+// aggregator at all) must not hold the sink: after welcome_timeout_s it gives
+// up on that connection and reconnects; what was published meanwhile queues and
+// is delivered by the next connection that does say welcome.
+TEST(ServerSink, SilentAggregatorIsGivenUpOnAfterTheWelcomeTimeout) {
+  namespace net = boost::asio;
+  namespace beast = boost::beast;
+  namespace websocket = beast::websocket;
+  net::io_context ioc;
+  net::ip::tcp::acceptor acceptor(ioc, {net::ip::make_address("127.0.0.1"), 0});
+  const uint16_t port = acceptor.local_endpoint().port();
+  std::atomic<int> hellos{0};
+  std::vector<std::string> delivered;  // types of what the second connection read
+  std::mutex mu;
+  std::thread fake([&] {
+    // 1st connection: the handshake and hello are read, nothing is ever answered.
+    websocket::stream<net::ip::tcp::socket> silent(ioc);
+    acceptor.accept(silent.next_layer());
+    silent.accept();
+    beast::flat_buffer b1;
+    silent.read(b1);
+    ++hellos;
+    // 2nd connection: welcome, then read until the sink says bye or leaves.
+    websocket::stream<net::ip::tcp::socket> good(ioc);
+    acceptor.accept(good.next_layer());
+    good.accept();
+    beast::flat_buffer b2;
+    good.read(b2);
+    ++hellos;
+    json w = envelope("welcome");
+    w["role"] = "producer";
+    w["control"] = true;
+    w["protocol"] = kProtocolVersion;
+    w["server"] = "fake";
+    w["history"] = 0;
+    w["session"] = 1;
+    w["run_dir"] = "";
+    good.write(net::buffer(dump(w)));
+    beast::error_code ec;
+    for (;;) {
+      beast::flat_buffer b;
+      good.read(b, ec);
+      if (ec) break;
+      const json m = json::parse(beast::buffers_to_string(b.data()));
+      std::lock_guard<std::mutex> g(mu);
+      delivered.push_back(m["type"].get<std::string>());
+      if (m["type"] == "bye") break;
+    }
+  });
+
+  WebSocketSinkOptions o;
+  o.port = port;
+  o.welcome_timeout_s = 0.5;
+  o.reconnect_min_s = 0.05;
+  o.reconnect_max_s = 0.1;
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    WebSocketSink sink(o, 0);
+    StepMetrics m;
+    m.lr = 1e-3;
+    m.time.total = 0.1;
+    for (int s = 0; s < 3; ++s) {
+      m.step = s;
+      sink.step(m);
+    }
+    ASSERT_TRUE(wait_for([&] { return hellos.load() >= 1; }));
+    EXPECT_FALSE(sink.stats().connected);  // hello sent, no welcome: not connected
+    ASSERT_TRUE(sink.wait_connected(5)) << "the sink never gave up on the silent aggregator";
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_GE(waited, 0.5);  // it did wait for the welcome first
+    EXPECT_LT(waited, 3.0);  // and then reconnected at once
+    sink.flush(5);
+    EXPECT_EQ(sink.stats().dropped, 0u);
+  }  // close: bye
+  fake.join();
+  std::lock_guard<std::mutex> g(mu);
+  EXPECT_EQ(std::count(delivered.begin(), delivered.end(), "step"), 3)
+      << "the steps published while the aggregator was silent were lost";
+  EXPECT_EQ(hellos.load(), 2);
 }
 
 TEST(ServerHttp, MetricsCheckpointsAndStaticFiles) {
