@@ -48,5 +48,6 @@ void register_compress(CLI::App& app, Context& ctx, Command& run);
 // Lets `load_for_inference` read quantised model directories (compress quantize).
 void register_quantized_loader();
 void register_eval(CLI::App& app, Context& ctx, Command& run);
+void register_plan(CLI::App& app, Context& ctx, Command& run);
 
 }  // namespace shardlm::launcher

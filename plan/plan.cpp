@@ -356,8 +356,7 @@ std::string format_table(const Plan& p) {
   const ActivationBytes& a = m.activations;
   const ActivationBytes& ao = m.activations_other;
   const ActivationBytes& plain = in.activation_checkpointing ? ao : a;
-  o += fmt::format("  activations (peak, at {})\n", a.peak_at);
-  o += fmt::format("                                  {:>12}\n", b(a.peak));
+  o += fmt::format("  activations (peak)              {:>12}  at the {}\n", b(a.peak), a.peak_at);
   o += fmt::format(
       "    per layer                     {:>12}  (attention scores {}; {} with "
       "checkpointing)\n",

@@ -72,20 +72,21 @@ DeviceProfile device_profile(const std::string& name) {
         "19.5 TFLOP/s, 80 GB HBM2e at 2,039 GB/s, PCIe Gen4";
     return d;
   }
-  if (name == "cpu") return cpu_profile(16, 2.5, 64 * kGiB);
+  if (name == "cpu") return cpu_profile(16, 2.5, 64 * kGiB, false);
   throw core::ConfigError(fmt::format("unknown device profile '{}'; expected one of {}", name,
                                       join(device_profile_names())));
 }
 
-DeviceProfile cpu_profile(int cores, double ghz, double memory_bytes) {
+DeviceProfile cpu_profile(int cores, double ghz, double memory_bytes, bool avx512) {
   DeviceProfile d;
   d.name = "cpu";
   d.gpu = false;
-  // AVX2 + FMA: 2 FMA units x 8 fp32 lanes x 2 FLOP = 32 FLOP per cycle and core.
-  // bf16 autocast on a CPU without AMX computes no faster than fp32.
-  d.peak_flops_fp32 = cores * ghz * 1e9 * 32;
+  // 2 FMA units x 8 (AVX2) or 16 (AVX-512) fp32 lanes x 2 FLOP per cycle and
+  // core. bf16 autocast on a CPU without AMX computes no faster than fp32.
+  const int per_cycle = avx512 ? 64 : 32;
+  d.peak_flops_fp32 = cores * ghz * 1e9 * per_cycle;
   d.peak_flops_bf16 = d.peak_flops_fp32;
-  d.efficiency = 0.25;  // LibTorch CPU training reaches a fraction of the FMA peak (assumed)
+  d.efficiency = 0.5;  // measured once, see profiles.h
   d.memory_bytes = memory_bytes;
   d.host_memory_bytes = memory_bytes;
   d.memory_bw = 20 * kGB;  // one socket's DDR channels, as a streaming kernel sees them (assumed)

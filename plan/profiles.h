@@ -5,7 +5,7 @@
 // Presets (nominal figures from the vendors' data sheets; the planner applies
 // the efficiencies stated in each profile, which are assumptions, not facts):
 //   devices   h100 (H100 SXM5 80 GB), h200 (H200 SXM 141 GB), a100 (A100 SXM 80 GB),
-//             cpu (built from this host: cores x clock x 32 fp32 FLOP/cycle)
+//             cpu (built from this host: cores x clock x fp32 FLOP/cycle)
 //   links     nvlink4, nvlink3, pcie5, pcie4, shm (intra-node, per GPU and direction)
 //             ib-ndr8, ib-hdr8, ib-ndr, eth-400g, eth-100g, eth-25g (inter-node, per
 //             node and direction: NCCL spreads its rings over every NIC of a node)
@@ -57,9 +57,12 @@ struct NetworkProfile {
 
 // The named preset; throws core::ConfigError listing the names otherwise.
 DeviceProfile device_profile(const std::string& name);
-// A CPU of `cores` cores at `ghz` (fp32 FMA: 2 units x 8 lanes x 2 = 32 FLOP per
-// cycle and core with AVX2), `memory_bytes` of memory.
-DeviceProfile cpu_profile(int cores, double ghz, double memory_bytes);
+// A CPU of `cores` cores at `ghz`, `memory_bytes` of memory. fp32 FLOP per
+// cycle and core: 2 FMA units x 8 lanes x 2 = 32 with AVX2, 64 with AVX-512.
+// Efficiency 0.5: LibTorch's CPU training step of the benchmark model takes
+// 411 ms of one core's time on this project's AVX-512 development machine
+// (bench/RESULTS.md), 2.74e10 FLOP: 67 GFLOP/s = 0.5 x 2.1 GHz x 64.
+DeviceProfile cpu_profile(int cores, double ghz, double memory_bytes, bool avx512 = false);
 std::vector<std::string> device_profile_names();
 
 LinkProfile link_profile(const std::string& name);
