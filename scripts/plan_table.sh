@@ -4,29 +4,45 @@
 # H100 80 GB GPUs (8 per node, NVLink 4 + 8 x InfiniBand NDR per node), a
 # global batch of 1,024 rows per step, `shardlm plan --search --json` per cell.
 # Usage: scripts/plan_table.sh [path/to/shardlm] > table.md
+#   GLOBAL=512 WORLDS="8 16" scripts/plan_table.sh   (other batch / world sizes)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARDLM=${1:-$ROOT/build/launcher/shardlm}
 GLOBAL=${GLOBAL:-1024}
 WORLDS=${WORLDS:-"1 8 64 256 1024"}
-echo "| model | GPUs | fastest that fits | memory/GPU | step s | tokens/s | MFU | bottleneck | fit / tried |"
-echo "|---|---:|---|---:|---:|---:|---:|---|---:|"
+tmp=$(mktemp -d /tmp/plan-table.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+echo "| model | GPUs | fastest that fits | memory/GPU | host/node | step s | tokens/s | MFU | bottleneck | ZeRO-0 (DDP) | fit / tried |"
+echo "|---|---:|---|---:|---:|---:|---:|---:|---|---|---:|"
 for cfg in gpt2-124m gpt3-1.3b gpt3-6.7b; do
   for n in $WORLDS; do
     "$SHARDLM" plan --config "$ROOT/configs/plan/$cfg.toml" --world "$n" --gpus-per-node 8 \
-      --device h100 --net dgx-h100 --global-batch "$GLOBAL" --search --json |
-      python3 -c '
+      --device h100 --net dgx-h100 --global-batch "$GLOBAL" --search --json >"$tmp/r.json"
+    python3 - "$cfg" "$n" "$tmp/r.json" <<'PY'
 import json, sys
 cfg, n = sys.argv[1], sys.argv[2]
-r = json.load(sys.stdin)
+r = json.load(open(sys.argv[3]))
 tried = len(r["fitting"]) + len(r["rejected"])
+gib = lambda b: f"{b / 2**30:.1f} GiB"
+# The fastest plain DDP (ZeRO-0, no offload, no checkpointing), or why none fits.
+ddp = [p for p in r["fitting"] if p["zero_stage"] == 0 and not p["cpu_offload"]
+       and not p["activation_checkpointing"]]
+ddp_rej = [p for p in r["rejected"] if p["zero_stage"] == 0 and not p["cpu_offload"]
+           and not p["activation_checkpointing"]]
+if ddp:
+    d = ddp[0]
+    ddp_cell = f"fits, {d['step_seconds']:.3g} s ({d['micro_batch']} x {d['accumulation']})"
+else:
+    d = min(ddp_rej, key=lambda p: p["device_total"])
+    ddp_cell = f"no: {gib(d['device_total'])} needed"
 if not r["fitting"]:
     why = min(r["rejected"], key=lambda p: p["device_total"])
-    print(f"| {cfg} | {n} | none: {why[\"verdict\"]} | | | | | memory | 0 / {tried} |")
+    print(f"| {cfg} | {n} | none ({why['config']}: {why['verdict']}) | | | | | | memory | {ddp_cell} | 0 / {tried} |")
     sys.exit()
 b = r["best"]
-print(f"| {cfg} | {n} | {b[\"config\"]} | {b[\"device_total\"]/2**30:.1f} GiB | {b[\"step_seconds\"]:.3g} "
-      f"| {b[\"tokens_per_second\"]:.3g} | {100*b[\"mfu\"]:.0f}% | {b[\"bottleneck\"]} | {len(r[\"fitting\"])} / {tried} |")
-' "$cfg" "$n"
+print(f"| {cfg} | {n} | {b['config']} | {gib(b['device_total'])} | {gib(b['host_per_node'])} "
+      f"| {b['step_seconds']:.3g} | {b['tokens_per_second']:.3g} | {100 * b['mfu']:.0f}% "
+      f"| {b['bottleneck']} | {ddp_cell} | {len(r['fitting'])} / {tried} |")
+PY
   done
 done
