@@ -115,6 +115,10 @@ Plan make_plan(const PlanInput& in) {
   ComputePlan& c = p.compute;
   const bool half = in.precision != "fp32" && (gpu || in.precision == "bf16");
   c.peak_flops = half ? in.device.peak_flops_bf16 : in.device.peak_flops_fp32;
+  // A CPU profile is the whole node: its ranks share the cores and the memory
+  // channels (a GPU profile is one rank's device).
+  const double share = gpu ? 1.0 : static_cast<double>(ranks_per_node);
+  c.peak_flops /= share;
   c.efficiency = in.device.efficiency;
   const double T = static_cast<double>(in.seq_len);
   const double tokens = static_cast<double>(in.micro_batch * sh.accumulation) * T;  // per rank
@@ -138,7 +142,7 @@ Plan make_plan(const PlanInput& in) {
     // the copies ride along the gathers and reductions).
     if (gpu && !sh.offload_params) c.transfer_s = 8.0 * n_opt / in.device.host_link_bw;
   } else {
-    c.optimizer_s = opt_traffic / in.device.memory_bw;
+    c.optimizer_s = opt_traffic / (in.device.memory_bw / share);
   }
 
   // ---- step time: compute, plus what communication cannot hide behind it

@@ -57,7 +57,8 @@ struct NetworkProfile {
 
 // The named preset; throws core::ConfigError listing the names otherwise.
 DeviceProfile device_profile(const std::string& name);
-// A CPU of `cores` cores at `ghz`, `memory_bytes` of memory. fp32 FLOP per
+// A CPU of `cores` cores at `ghz`, `memory_bytes` of memory: the whole node,
+// whose ranks share cores, memory and bandwidth (make_plan divides them). fp32 FLOP per
 // cycle and core: 2 FMA units x 8 lanes x 2 = 32 with AVX2, 64 with AVX-512.
 // Efficiency 0.5: LibTorch's CPU training step of the benchmark model takes
 // 411 ms of one core's time on this project's AVX-512 development machine

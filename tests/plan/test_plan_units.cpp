@@ -242,6 +242,34 @@ TEST(PlanActivations, ScaleAndCheckpointing) {
   EXPECT_EQ(activation_bytes(cfg, s).attention_scores, 0);
 }
 
+// A CPU profile is the node: 2 ranks on it each get half its FLOP/s, so the
+// same rows per rank take twice as long as with one rank per node; a GPU
+// profile is per rank.
+TEST(PlanCompute, CpuRanksShareTheNode) {
+  PlanInput in;
+  in.model.n_layer = 2;
+  in.model.d_model = 64;
+  in.model.n_head = 2;
+  in.model.vocab_size = 100;
+  in.seq_len = 32;
+  in.micro_batch = 4;
+  in.world = 2;
+  in.device = cpu_profile(2, 2.0, 16e9, true);  // 2 x 2 GHz x 64 = 256 GFLOP/s
+  in.net = network_profile("cpu");
+  in.gpus_per_node = 1;  // one rank per node: the whole CPU
+  const Plan alone = make_plan(in);
+  in.gpus_per_node = 2;  // both ranks on one node
+  const Plan shared = make_plan(in);
+  EXPECT_DOUBLE_EQ(alone.compute.peak_flops, 256e9);
+  EXPECT_DOUBLE_EQ(shared.compute.peak_flops, 128e9);
+  EXPECT_DOUBLE_EQ(shared.compute.compute_s, 2 * alone.compute.compute_s);
+  EXPECT_DOUBLE_EQ(alone.compute.compute_s,
+                   alone.compute.flops_per_step / (256e9 * alone.compute.efficiency));
+  in.device = device_profile("h100");
+  in.net = network_profile("dgx-h100");
+  EXPECT_DOUBLE_EQ(make_plan(in).compute.peak_flops, 989.4e12);
+}
+
 // ---- the 7B search ----------------------------------------------------------------------------
 
 // GPT-3 6.7B (Brown et al. 2020, table 2.1): 32 layers, width 4096, 32 heads,
