@@ -44,5 +44,6 @@ void register_serve(CLI::App& app, Context& ctx, Command& run);
 void register_launch(CLI::App& app, Context& ctx, Command& run);
 void register_compress(CLI::App& app, Context& ctx, Command& run);
 void register_eval(CLI::App& app, Context& ctx, Command& run);
+void register_plan(CLI::App& app, Context& ctx, Command& run);
 
 }  // namespace shardlm::launcher

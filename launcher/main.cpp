@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   launcher::register_launch(app, ctx, run);
   launcher::register_compress(app, ctx, run);
   launcher::register_eval(app, ctx, run);
+  launcher::register_plan(app, ctx, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,16 +7,6 @@
 
 namespace shardlm::parallel {
 
-bool looks_like_embedding(const std::string& name) {
-  for (const char* key : {"wte", "wpe", "embed"})
-    if (name.find(key) != std::string::npos) return true;
-  return false;
-}
-
-bool default_decay(const std::string& name, const std::vector<int64_t>& shape) {
-  return shape.size() >= 2 && !looks_like_embedding(name);
-}
-
 FlatParams::FlatParams(const std::vector<torch::Tensor>& params, std::vector<std::string> names,
                        int world_size, torch::Device device)
     : world_size_(world_size) {
@@ -32,7 +22,7 @@ FlatParams::FlatParams(const std::vector<torch::Tensor>& params, std::vector<std
     e.shape = p.sizes().vec();
     e.offset = numel_;
     e.numel = p.numel();
-    e.decay = default_decay(e.name, e.shape);
+    e.decay = default_decay(e.name, e.shape.size());
     e.embedding = looks_like_embedding(e.name);
     numel_ += e.numel;
     entries_.push_back(std::move(e));

@@ -15,14 +15,9 @@
 #include <torch/types.h>
 
 #include "parallel/optimizer.h"
+#include "parallel/param_rules.h"
 
 namespace shardlm::parallel {
-
-// The default weight-decay rule: matrices decay; vectors (biases, norm gains)
-// and embeddings do not.
-bool default_decay(const std::string& name, const std::vector<int64_t>& shape);
-// Names that look like embedding tables ("wte", "wpe", "embed", "embedding").
-bool looks_like_embedding(const std::string& name);
 
 class FlatParams {
  public:
