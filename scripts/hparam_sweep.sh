@@ -71,7 +71,7 @@ run() {
   local name=$1 ranks=$2 threads=$3
   shift 3
   local dir="$OUT/runs/$name"
-  if [ -s "$dir/validation_report.json" ]; then
+  if [ -s "$dir/validation_report.json" ] || [ -e "$dir/FAILED" ]; then
     log "$name: done before"
     return
   fi
@@ -80,8 +80,17 @@ run() {
   log "$name: $ranks rank(s) x $threads thread(s) $*"
   local t0=$SECONDS
   OMP_NUM_THREADS=$threads mpirun -n "$ranks" --bind-to none "$SHARDLM" train \
-    --config "$OUT/base.toml" --train.run_dir="$dir" "$@" > "$dir/train.log" 2>&1 ||
-    { tail -n 20 "$dir/train.log"; exit 1; }
+    --config "$OUT/base.toml" --train.run_dir="$dir" "$@" > "$dir/train.log" 2>&1 || {
+    # A run that diverges is a result too (its curve ends there); any other
+    # failure stops the sweep.
+    if grep -q "lower optimizer.lr" "$dir/train.log"; then
+      grep -m1 -o "the loss is [^:]*" "$dir/train.log" > "$dir/FAILED"
+      log "$name: diverged: $(cat "$dir/FAILED")"
+      return
+    fi
+    tail -n 20 "$dir/train.log"
+    exit 1
+  }
   log "$name: $((SECONDS - t0)) s, $(grep -o 'validation at step [0-9]*: loss [0-9.]*' "$dir/train.log" | tail -n 1)"
 }
 
