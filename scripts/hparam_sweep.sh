@@ -7,6 +7,7 @@
 #
 #   scripts/hparam_sweep.sh [OUT]        OUT defaults to .cache/hparam
 #   STEPS=200 THREADS=1 SHARDLM=build/launcher/shardlm scripts/hparam_sweep.sh
+#   ONLY='^(lr|zero)-' scripts/hparam_sweep.sh     # only the runs whose name matches
 #
 # A run whose validation_report.json exists is not run again, so an
 # interrupted sweep continues where it stopped (delete OUT/runs/NAME to redo
@@ -71,6 +72,7 @@ run() {
   local name=$1 ranks=$2 threads=$3
   shift 3
   local dir="$OUT/runs/$name"
+  if [ -n "${ONLY:-}" ] && ! [[ $name =~ $ONLY ]]; then return; fi
   if [ -s "$dir/validation_report.json" ] || [ -e "$dir/FAILED" ]; then
     log "$name: done before"
     return
