@@ -94,40 +94,45 @@ def main():
     runs = {k: v for k, v in runs.items() if v["steps"]}
     have = lambda *ns: all(n in runs for n in ns)  # noqa: E731
 
-    lrs = ["1e-4", "3e-4", "1e-3", "3e-3", "1e-2"]
-    if have(*[f"lr-{lr}" for lr in lrs]):
+    # Each figure draws the runs of its group that exist (ONLY= runs a subset).
+    lrs = [lr for lr in ["1e-4", "3e-4", "1e-3", "3e-3", "1e-2"] if have(f"lr-{lr}")]
+    if len(lrs) >= 2:
         fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
         curves(a, runs, [f"lr-{lr}" for lr in lrs], [f"lr {lr}" for lr in lrs])
         a.set_ylim(top=8)
-        vals = [runs[f"lr-{lr}"]["val"][-1]["loss"] for lr in lrs]
-        b.plot([float(x) for x in lrs], vals, "o-")
+        ok = [lr for lr in lrs if runs[f"lr-{lr}"]["val"]]  # a diverged run has none
+        b.plot([float(x) for x in ok], [runs[f"lr-{lr}"]["val"][-1]["loss"] for lr in ok], "o-")
         b.set_xscale("log")
         b.set_xlabel("optimizer.lr")
         b.set_ylabel("final validation loss")
         save(fig, figs, "lr")
 
-    if have("lr-1e-2", "warmup-0-lr-1e-2", "warmup-100-lr-1e-2"):
+    pairs = [(n, lab) for n, lab in [("warmup-0-lr-1e-2", "no warmup"), ("lr-1e-2", "warmup 20"),
+                                     ("warmup-100-lr-1e-2", "warmup 100")] if have(n)]
+    if len(pairs) >= 2:
         fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-        names = ["warmup-0-lr-1e-2", "lr-1e-2", "warmup-100-lr-1e-2"]
-        labels = ["no warmup", "warmup 20", "warmup 100"]
+        names, labels = [p[0] for p in pairs], [p[1] for p in pairs]
         curves(a, runs, names, labels)
         curves(b, runs, names, labels, key="grad_norm", smooth=False)
         b.set_yscale("log")
         save(fig, figs, "warmup")
 
-    if have("lr-1e-2", "clip-0-lr-1e-2", "clip-0.25-lr-1e-2"):
+    pairs = [(n, lab) for n, lab in [("clip-0-lr-1e-2", "no clipping"), ("lr-1e-2", "clip 1.0"),
+                                     ("clip-0.25-lr-1e-2", "clip 0.25")] if have(n)]
+    if len(pairs) >= 2:
         fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-        names = ["clip-0-lr-1e-2", "lr-1e-2", "clip-0.25-lr-1e-2"]
-        labels = ["no clipping", "clip 1.0", "clip 0.25"]
+        names, labels = [p[0] for p in pairs], [p[1] for p in pairs]
         curves(a, runs, names, labels)
         curves(b, runs, names, labels, key="grad_norm", smooth=False)
         b.set_yscale("log")
         save(fig, figs, "clip")
 
-    if have("batch-4", "lr-1e-3", "batch-64", "batch-4x4"):
+    pairs = [(n, lab) for n, lab in [("batch-4", "batch 4"), ("lr-1e-3", "batch 16"),
+                                     ("batch-64", "batch 64"),
+                                     ("batch-4x4", "batch 4 x accumulation 4")] if have(n)]
+    if len(pairs) >= 3:
         fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-        names = ["batch-4", "lr-1e-3", "batch-64", "batch-4x4"]
-        labels = ["batch 4", "batch 16", "batch 64", "batch 4 x accumulation 4"]
+        names, labels = [p[0] for p in pairs], [p[1] for p in pairs]
         curves(a, runs, names, labels)
         curves(b, runs, names, labels, x="tokens")
         for ax in (a, b):
