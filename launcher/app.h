@@ -35,6 +35,7 @@ using Command = std::function<int()>;
 void register_info(CLI::App& app, Context& ctx, Command& run);
 void register_tokenizer(CLI::App& app, Context& ctx, Command& run);
 void register_prepare(CLI::App& app, Context& ctx, Command& run);
+void register_data(CLI::App& app, Context& ctx, Command& run);
 void register_train(CLI::App& app, Context& ctx, Command& run);
 void register_ckpt(CLI::App& app, Context& ctx, Command& run);
 void register_export(CLI::App& app, Context& ctx, Command& run);

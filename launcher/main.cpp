@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   launcher::register_info(app, ctx, run);
   launcher::register_tokenizer(app, ctx, run);
   launcher::register_prepare(app, ctx, run);
+  launcher::register_data(app, ctx, run);
   launcher::register_train(app, ctx, run);
   launcher::register_ckpt(app, ctx, run);
   launcher::register_export(app, ctx, run);

@@ -131,7 +131,7 @@ std::string resolve_producer_token(const MonitorConfig& cfg, const std::string& 
 }
 
 Monitor open_monitor(const MonitorConfig& cfg, int rank, int world_size, const std::string& run_dir,
-                     const std::string& run_id) {
+                     const std::string& run_id, core::Comm* comm) {
   Monitor m;
   std::string url = cfg.url;
   if (cfg.embedded && rank == 0) {
@@ -140,6 +140,12 @@ Monitor open_monitor(const MonitorConfig& cfg, int rank, int world_size, const s
     core::log::info("monitor: dashboard at {} (control token {}, also in {}/monitor.token)",
                     m.embedded->url(), m.embedded->token(), run_dir);
     if (url.empty()) url = fmt::format("ws://127.0.0.1:{}/ws", m.embedded->port());
+  }
+  if (cfg.embedded && comm) {  // the port rank 0 bound (cfg.port may be 0: any free one)
+    const int64_t port =
+        core::all_reduce(*comm, m.embedded ? static_cast<int64_t>(m.embedded->port()) : int64_t{0},
+                         core::Reduce::kMax);
+    if (rank != 0 && url.empty()) url = fmt::format("ws://127.0.0.1:{}/ws", port);
   } else if (cfg.embedded && url.empty()) {
     url = fmt::format("ws://127.0.0.1:{}/ws",
                       cfg.port);  // the other ranks reach rank 0's (same host)

@@ -81,9 +81,12 @@ std::string resolve_producer_token(const MonitorConfig& cfg, const std::string& 
 // Builds the sinks this configuration asks for on `rank`; with `embedded`
 // rank 0 first starts an Aggregator on its own thread and its WebSocket sink
 // connects to it (url defaults to it). Every WebSocket sink says hello with
-// cfg.token (rank 0 with `embedded`: its aggregator's token). Throws what the sinks and the
-// aggregator throw (an unwritable run dir, a port in use).
+// cfg.token (rank 0 with `embedded`: its aggregator's token). With `embedded`
+// and a `comm`, rank 0 sends the port it bound to the other ranks (collective
+// over comm), so `port = 0` works on several ranks; without one they use
+// cfg.port. Throws what the sinks and the aggregator throw (an unwritable run
+// dir, a port in use).
 Monitor open_monitor(const MonitorConfig& cfg, int rank, int world_size, const std::string& run_dir,
-                     const std::string& run_id);
+                     const std::string& run_id, core::Comm* comm = nullptr);
 
 }  // namespace shardlm::monitor

@@ -53,6 +53,8 @@ class Engine {
   // Bytes of parameters + gradients + optimizer state on the compute device
   // and offloaded to the host.
   parallel::ShardedModel::Memory memory() const { return sharded_->memory(); }
+  // Calls, bytes and seconds of this rank's collectives since the start.
+  const parallel::CommStats& comm_stats() const { return group_->stats(); }
 
  private:
   model::GPT model_;

@@ -1,7 +1,7 @@
 // Reporter (see reporter.h).
 #include "runtime/reporter.h"
 
-
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -45,7 +45,7 @@ Reporter::Reporter(const RunSettings& s, const core::Env& env, core::Comm& comm)
   // Every rank's sink must present the aggregator's token (rank 0 decides, see
   // resolve_producer_token); with monitor.embedded rank 0's aggregator uses it too.
   mc.token = monitor::resolve_producer_token(mc, s.train.run_dir, comm);
-  mon_ = monitor::open_monitor(mc, env.rank, env.world_size, s.train.run_dir, run_id_);
+  mon_ = monitor::open_monitor(mc, env.rank, env.world_size, s.train.run_dir, run_id_, &comm);
   probe_ = std::make_unique<monitor::HardwareProbe>(s.device.is_cuda() ? s.device.index() : -1,
                                                     allocator_bytes(s.device));
   if (env.is_root()) {
@@ -112,6 +112,7 @@ void Reporter::step(const StepRecord& r, const Knobs& k, const parallel::LossSca
       static_cast<double>(peak.params + peak.grads + peak.optimizer);
   engine.sharded().reset_peak_memory();
   probe_->fill(m);
+  report_comm(r, engine, m);
   if (r.step % every_ == 0) mon_.sink->step(m);
   if (progress_)
     progress_->update(
@@ -121,6 +122,29 @@ void Reporter::step(const StepRecord& r, const Knobs& k, const parallel::LossSca
                     std::isfinite(r.grad_norm) ? fmt::format("{:.3f}", r.grad_norm) : "inf",
                     core::ProgressBar::si(r.global_tokens / dt), dt,
                     r.skipped ? " | skipped (overflow)" : ""));
+}
+
+// This rank's collectives per step, averaged over the steps since the last
+// report (log_every): calls, bytes handed to them (payload), bytes sent under
+// the ring model (wire), seconds. Rank 0 prints the run's totals at the last step.
+void Reporter::report_comm(const StepRecord& r, const Engine& engine, monitor::StepMetrics& m) {
+  const parallel::CommCounters now = engine.comm_stats().total_all();
+  const double steps = static_cast<double>(std::max<int64_t>(1, r.step - comm_prev_step_));
+  m.extra["comm_calls"] = static_cast<double>(now.calls - comm_prev_.calls) / steps;
+  m.extra["comm_payload_bytes"] =
+      static_cast<double>(now.payload_bytes - comm_prev_.payload_bytes) / steps;
+  m.extra["comm_wire_bytes"] = static_cast<double>(now.wire_bytes - comm_prev_.wire_bytes) / steps;
+  m.extra["comm_seconds"] = (now.seconds - comm_prev_.seconds) / steps;
+  comm_prev_ = now;
+  comm_prev_step_ = r.step;
+  if (progress_ && r.step + 1 == total_steps_ && now.calls > 0) {
+    std::string table = engine.comm_stats().summary();
+    if (!table.empty() && table.back() == '\n') table.pop_back();
+    message(
+        "communication of rank 0 in this launch (the first step includes the start-up "
+        "broadcast):\n" +
+        table);
+  }
 }
 
 void Reporter::validation(int64_t step, const EvalResult& r, bool best, bool final) {

@@ -73,6 +73,10 @@ class Reporter {
   monitor::Monitor mon_;
   std::unique_ptr<monitor::HardwareProbe> probe_;
   std::unique_ptr<core::ProgressBar> progress_;  // rank 0
+  // The communication totals at the last step (see report_comm).
+  parallel::CommCounters comm_prev_;
+  int64_t comm_prev_step_ = -1;
+  void report_comm(const StepRecord& r, const Engine& engine, monitor::StepMetrics& m);
 };
 
 }  // namespace shardlm::runtime

@@ -1,28 +1,43 @@
 #!/usr/bin/env python3
 """Runs the documentation like code.
 
-Tutorials mark the shell blocks a reader runs with the info string `bash run`;
-the block that follows one, when its info string is `text expect`, lists lines
-that the output (stdout and stderr) must contain, one per line ("..." lines are
-skipped). Every runnable block of a page runs in order, in one fresh working
-directory per page, with `bash -eo pipefail`; the environment gives:
+Tutorials mark the shell blocks a reader runs with the info string `bash run`
+(`bash run error`: the block must fail, for pages that show an error message);
+the block that follows one, when its info string is `text expect`, shows the
+output a reader sees, and the output (stdout and stderr) must contain each of
+its lines, in any order, with these allowances, so that a page can show the
+output of a full run while the test makes a short one:
+  - every number matches any number (4.8123, 21.4k, 300, 1e-3, 12:05);
+  - every run of 8 or more hex digits matches any (hashes, tokens);
+  - runs of blanks match any blanks (tables whose widths change);
+  - "…" matches anything; a line that is only "..." is skipped.
+Every runnable block of a page runs in order, in one fresh working directory
+per page, with `bash -eo pipefail`, in a process group of its own that is
+killed when the block ends (servers a block forgot). The environment gives:
 
-  SHARDLM   the built binary          REPO   the repository root
-  QUICK     1 in quick mode (CI)      STEPS  training steps (quick: few)
+  SHARDLM   the built binary (also first on PATH as `shardlm`)
+  REPO      the repository root
+  QUICK     1 in quick mode (CI), else empty
+  STEPS     training steps: 20 quick, 300 otherwise
+  CORPUS_MB megabytes of the English corpus a page uses: 1 quick, 10 otherwise
 
-Pages may use ${STEPS} and ${QUICK:-} so that the commands a reader copies
-stay complete and the test stays short.
+and, as ./shardlm.sh test does, OMP_NUM_THREADS=1, OMP_WAIT_POLICY=PASSIVE and
+OpenMPI's settings for oversubscription and (as root) running as root.
+Pages use ${STEPS}, ${CORPUS_MB} and ${QUICK:-} so that the commands a reader
+copies stay complete and the test stays short.
 
 Also checks that every relative link between Markdown pages (README.md,
 docs/**/*.md, folder READMEs) resolves to a file and, with #anchor, a heading.
 
-  scripts/doc_tests.py [--quick] [--only NAME] [--keep] [--links-only]
-Exit status 0 when everything passed; prints one line per block and a summary.
+  scripts/doc_tests.py [--quick] [--only NAME] [--keep] [--outputs DIR [--no-expect]] [--links-only]
+Exit status 0 when everything passed; prints one line per block, the time of
+each page and a summary.
 """
 import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,41 +66,96 @@ def blocks(text):
 
 
 def runnable(path):
-    """[(line, script, expected lines)] of a page."""
+    """[(line, script, expected lines, must fail)] of a page."""
     bs, out = blocks(path.read_text()), []
     for k, (info, body, line) in enumerate(bs):
-        if info.split()[:2] != ["bash", "run"]:
+        words = info.split()
+        if words[:2] != ["bash", "run"]:
             continue
         expect = []
         if k + 1 < len(bs) and bs[k + 1][0].split()[:2] == ["text", "expect"]:
             expect = [e.strip() for e in bs[k + 1][1].splitlines()
                       if e.strip() and e.strip() != "..."]
-        out.append((line, body, expect))
+        out.append((line, body, expect, words[2:3] == ["error"]))
     return out
 
 
-def run_page(path, env, keep, timeout):
+NUMBER = r"[-+]?\d[\d.,:]*(?:[eE][-+]?\d+)?[kMGT]?"
+HEX = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{8,}(?![0-9A-Za-z])")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def pattern(expected):
+    """The regex an expected line stands for (see the module's doc)."""
+    out, pos = [], 0
+    token = re.compile(r"(?P<hex>(?<![0-9A-Za-z])[0-9a-f]{8,}(?![0-9A-Za-z]))"
+                       r"|(?P<num>\d[\d.,:]*(?:[eE][-+]?\d+)?[kMGT]?)"
+                       r"|(?P<any>…)|(?P<blank>\s+)")
+    for m in token.finditer(expected):
+        out.append(re.escape(expected[pos:m.start()]))
+        if m.group("hex"):
+            out.append(r"[0-9a-f]+")
+        elif m.group("num"):
+            out.append(NUMBER)
+        elif m.group("any"):
+            out.append(r".*")
+        else:
+            out.append(r"\s+")
+        pos = m.end()
+    out.append(re.escape(expected[pos:]))
+    return re.compile("".join(out))
+
+
+def output_lines(text):
+    """The lines a reader sees: escapes removed, a redrawn line (\\r) split."""
+    text = ANSI.sub("", text)
+    return [l for raw in text.splitlines() for l in raw.split("\r")]
+
+
+def missing_lines(expect, output):
+    lines = output_lines(output)
+    return [e for e in expect if not any(pattern(e).search(l) for l in lines)]
+
+
+def run_page(path, env, keep, timeout, outputs, check_expect=True):
     steps = runnable(path)
     if not steps:
         return 0, 0
     work = Path(tempfile.mkdtemp(prefix=f"shardlm_doc_{path.stem}_"))
-    failed = 0
-    for line, script, expect in steps:
+    failed, t_page = 0, time.time()
+    for line, script, expect, must_fail in steps:
         t0 = time.time()
-        p = subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=work, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           errors="replace", timeout=timeout)
-        missing = [e for e in expect if e not in p.stdout]
-        ok = p.returncode == 0 and not missing
+        p = subprocess.Popen(["bash", "-eo", "pipefail", "-c", script], cwd=work, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             errors="replace", start_new_session=True)
+        try:
+            out, _ = p.communicate(timeout=timeout)
+            rc = p.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, _ = p.communicate()
+            rc, out = -1, out + f"\n[doc_tests: timed out after {timeout} s]"
+        try:  # whatever the block left running (a server in the background)
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if outputs:
+            Path(outputs).mkdir(parents=True, exist_ok=True)
+            (Path(outputs) / f"{path.stem}-{line}.txt").write_text(
+                "\n".join(output_lines(out)) + "\n")
+        missing = missing_lines(expect, out) if check_expect else []
+        ok = (rc != 0 if must_fail else rc == 0) and not missing
         where = f"{path.relative_to(ROOT)}:{line}"
         print(f"{'ok  ' if ok else 'FAIL'} {where} ({time.time() - t0:.1f} s)", flush=True)
         if not ok:
             failed += 1
-            print(f"  exit status {p.returncode}; missing from the output: {missing}")
+            want = "a failure" if must_fail else "0"
+            print(f"  exit status {rc} (expected {want}); missing from the output: {missing}")
             print("  ---- output (last 40 lines) ----")
-            for l in p.stdout.splitlines()[-40:]:
+            for l in output_lines(out)[-40:]:
                 print("  | " + l)
             break  # later blocks build on this one
+    print(f"     {path.relative_to(ROOT)}: {time.time() - t_page:.1f} s", flush=True)
     if keep or failed:
         print(f"  work directory kept: {work}")
     else:
@@ -139,6 +209,9 @@ def main():
     ap.add_argument("--links-only", action="store_true")
     ap.add_argument("--build", default=os.environ.get("SHARDLM_BUILD", str(ROOT / "build")))
     ap.add_argument("--timeout", type=int, default=900, help="seconds per block")
+    ap.add_argument("--outputs", help="write each block's output to DIR/PAGE-LINE.txt")
+    ap.add_argument("--no-expect", action="store_true",
+                    help="check exit statuses only (with --outputs: to write a page's outputs)")
     a = ap.parse_args()
     broken = check_links()
     if a.links_only:
@@ -149,15 +222,23 @@ def main():
         return 1
     env = dict(os.environ, SHARDLM=str(binary), REPO=str(ROOT),
                QUICK="1" if a.quick else "", STEPS="20" if a.quick else "300",
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+               CORPUS_MB="1" if a.quick else "10")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # what shardlm would restart itself with
+    env.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
+    if os.geteuid() == 0:
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     env["PATH"] = f"{binary.parent}:{env['PATH']}"
     total = failed = 0
+    t0 = time.time()
     for page in sorted(ROOT.glob("docs/tutorials/*.md")):
         if a.only and a.only not in page.name:
             continue
-        n, f = run_page(page, env, a.keep, a.timeout)
+        n, f = run_page(page, env, a.keep, a.timeout, a.outputs, not a.no_expect)
         total, failed = total + n, failed + f
-    print(f"doc blocks: {total} run, {failed} failed; {broken} broken links")
+    print(f"doc blocks: {total} run, {failed} failed, in {time.time() - t0:.0f} s; "
+          f"{broken} broken links")
     return 1 if failed or broken else 0
 
 

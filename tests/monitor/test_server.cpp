@@ -848,23 +848,20 @@ TEST(MonitorMpi, TwoRanksApplyViewerCommandsAtTheSameStep) {
   mc.jsonl = false;
   mc.heartbeat_s = 0.2;
   int port = 0;
-  Monitor mon;
-  // As the trainer does: rank 0 makes the token, rank 1 needs it to be accepted.
-  mc.embedded = rank == 0;
+  // As the trainer does: rank 0 makes the token, rank 1 needs it to be accepted;
+  // rank 0's aggregator takes any free port and open_monitor tells rank 1 which.
+  mc.embedded = true;
+  mc.port = 0;
+  mc.static_dir = std::string(dir_buf) + "/none";
   shardlm::core::MpiComm world(MPI_COMM_WORLD);
   mc.token = resolve_producer_token(mc, dir_buf, world);
   EXPECT_EQ(mc.token.size(), 32u);
+  Monitor mon = open_monitor(mc, rank, 2, dir_buf, "mpi-run", &world);
+  EXPECT_EQ(mon.embedded != nullptr, rank == 0);
   if (rank == 0) {
-    mc.port = 0;
-    mc.static_dir = std::string(dir_buf) + "/none";
-    mon = open_monitor(mc, 0, 2, dir_buf, "mpi-run");
     port = mon.embedded->port();
+    EXPECT_NE(port, 0);
     EXPECT_EQ(mon.embedded->token(), mc.token);  // the aggregator uses the broadcast token
-  }
-  MPI_Bcast(&port, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  if (rank == 1) {
-    mc.url = "ws://127.0.0.1:" + std::to_string(port) + "/ws";
-    mon = open_monitor(mc, 1, 2, dir_buf, "mpi-run");
   }
   mon.sink->run_info("mpi-run", 2, json::object());
 
