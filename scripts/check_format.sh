@@ -25,12 +25,18 @@ rc=$(( bad > 0 ))
 dash=monitor/dashboard
 if [ -x "$dash/node_modules/.bin/prettier" ] && [ -f "$dash/.prettierrc.json" ]; then
   if [ $fix -eq 1 ]; then
-    (cd "$dash" && npx prettier --write --log-level warn src tests >/dev/null)
-  elif ! (cd "$dash" && npx prettier --check --log-level warn src tests); then
+    (cd "$dash" && npx prettier --write --log-level warn src test >/dev/null)
+  elif ! (cd "$dash" && npx prettier --check --log-level warn src test); then
+    echo "prettier: files above need formatting (./shardlm.sh format)"
     rc=1
   fi
-fi
-if [ -x "$dash/node_modules/.bin/eslint" ] && [ -f "$dash/eslint.config.js" ]; then
-  (cd "$dash" && npx eslint ${fix:+$([ $fix -eq 1 ] && echo --fix)} src) || rc=1
+  if [ $fix -eq 1 ]; then
+    (cd "$dash" && npx eslint --fix src test) || rc=1
+  else
+    (cd "$dash" && npx eslint --max-warnings 0 src test) || rc=1
+  fi
+else
+  echo "check_format: the dashboard's packages are not installed (npm ci in $dash): prettier and eslint not run"
+  rc=1
 fi
 exit $rc

@@ -257,7 +257,7 @@ export function GenerateView(props: { session: GenerateSession; setSession: (s: 
 
 function Output({ side, entry, prompt }: { side: 0 | 1; entry?: InspectEntry; prompt: string }) {
   const [picked, setPicked] = useState<number | null>(null);
-  const tokens: GenerateToken[] = entry?.stream ?? [];
+  const tokens: GenerateToken[] = useMemo(() => entry?.stream ?? [], [entry?.stream]);
   const done = entry?.phase === 'ok' ? (asInspectData('generate', entry.data) as GenerateDone | null) : null;
   const target = (entry?.args?.target as string | undefined) ?? '';
   const status = !entry ? 'idle' : entry.phase === 'unavailable' ? 'error' : done ? 'done' : 'streaming';

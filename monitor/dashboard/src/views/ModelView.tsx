@@ -76,7 +76,7 @@ function useInspect(
       asked.current = true;
       request(auto());
     }
-  }); // eslint-disable-line react-hooks/exhaustive-deps
+  });
   return [entry, request, sendError];
 }
 

@@ -282,6 +282,8 @@ function RatedOnLossCurve() {
   const markers: Marker[] = lb.rows
     .filter((r) => r.step !== null)
     .map((r) => ({ x: r.step as number, label: `${r.source} · ${fmtNum(r.strength, 3)}`, color: '#a970ff' }));
+  // The loss series is appended in place: state.version says when it grew.
+  // eslint-disable-next-line react-hooks/exhaustive-deps
   const lines = useMemo(() => [{ label: 'train loss', data: state.trainLoss.pts.slice(0, state.trainLoss.n), color: '#4f8cff' }], [state.trainLoss, state.version]);
   return (
     <Card title="Rated checkpoints on the loss curve" subtitle="each mark: a checkpoint raters compared, with its strength" testId="card-rate-loss">
