@@ -107,25 +107,22 @@ def main():
         b.set_ylabel("final validation loss")
         save(fig, figs, "lr")
 
-    pairs = [(n, lab) for n, lab in [("warmup-0-lr-1e-2", "no warmup"), ("lr-1e-2", "warmup 20"),
-                                     ("warmup-100-lr-1e-2", "warmup 100")] if have(n)]
-    if len(pairs) >= 2:
+    def loss_and_grad_norm(figure, named):
+        """Loss (left) and gradient norm (right) of the runs of `named` that exist."""
+        pairs = [(n, lab) for n, lab in named if have(n)]
+        if len(pairs) < 2:
+            return
         fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
         names, labels = [p[0] for p in pairs], [p[1] for p in pairs]
         curves(a, runs, names, labels)
         curves(b, runs, names, labels, key="grad_norm", smooth=False)
         b.set_yscale("log")
-        save(fig, figs, "warmup")
+        save(fig, figs, figure)
 
-    pairs = [(n, lab) for n, lab in [("clip-0-lr-1e-2", "no clipping"), ("lr-1e-2", "clip 1.0"),
-                                     ("clip-0.25-lr-1e-2", "clip 0.25")] if have(n)]
-    if len(pairs) >= 2:
-        fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-        names, labels = [p[0] for p in pairs], [p[1] for p in pairs]
-        curves(a, runs, names, labels)
-        curves(b, runs, names, labels, key="grad_norm", smooth=False)
-        b.set_yscale("log")
-        save(fig, figs, "clip")
+    loss_and_grad_norm("warmup", [("warmup-0-lr-1e-2", "no warmup"), ("lr-1e-2", "warmup 20"),
+                                  ("warmup-100-lr-1e-2", "warmup 100")])
+    loss_and_grad_norm("clip", [("clip-0-lr-1e-2", "no clipping"), ("lr-1e-2", "clip 1.0"),
+                                ("clip-0.25-lr-1e-2", "clip 0.25")])
 
     pairs = [(n, lab) for n, lab in [("batch-4", "batch 4"), ("lr-1e-3", "batch 16"),
                                      ("batch-64", "batch 64"),

@@ -16,40 +16,13 @@ TIMEOUT_S=5
 [ "$(id -u)" -eq 0 ] || fail "needs root to create network namespaces (CI runs as root)"
 [ -f "$FIXTURE/data/manifest.json" ] || fail "no prepared fixture in $FIXTURE (tests/runtime/make_fixture.sh)"
 
-tag=shd$$
-net=$((($$ % 250) + 1))
-cidr=10.201.$net.0/24
-ip_a=10.201.$net.1 ip_b=10.201.$net.2
-ns_a=$tag-a ns_b=$tag-b
+source "$(dirname "$0")/../launcher/netns_hosts.sh"
 netns_cleanup() {
-  for ns in "$ns_a" "$ns_b"; do
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
+  netns_hosts_cleanup
   cleanup
 }
 trap netns_cleanup EXIT
-if ! err=$(ip netns add "$ns_a" 2>&1); then
-  fail "'ip netns add' is not permitted here ($err): this test needs root with CAP_SYS_ADMIN and CAP_NET_ADMIN"
-fi
-ip netns add "$ns_b"
-ip -n "$ns_a" link add "$tag-va" type veth peer name "$tag-vb" netns "$ns_b"
-ip -n "$ns_a" addr add "$ip_a/24" dev "$tag-va"
-ip -n "$ns_b" addr add "$ip_b/24" dev "$tag-vb"
-for ns in "$ns_a" "$ns_b"; do ip -n "$ns" link set lo up; done
-ip -n "$ns_a" link set "$tag-va" up
-ip -n "$ns_b" link set "$tag-vb" up
-cat > "$TMP/agent.sh" <<AGENT
-#!/bin/sh
-host=\$1; shift
-case "\$host" in
-  $ip_a) ns=$ns_a name=host-a ;;
-  $ip_b) ns=$ns_b name=host-b ;;
-  *) echo "agent: unknown host \$host" >&2; exit 1 ;;
-esac
-exec ip netns exec "\$ns" unshare --uts sh -c "hostname \$name && \$*"
-AGENT
-chmod +x "$TMP/agent.sh"
+netns_hosts 10.201 "$TMP"
 
 cfg=$TMP/run.toml run=$TMP/run
 write_train_config "$cfg" "$run" "$FIXTURE" "[parallel]" "zero_stage = 1" \

@@ -157,48 +157,33 @@ void expect_same_losses(int stage, bool offload, int micro, bool stream = false)
         << micro << " step " << s;
 }
 
-TEST(Sharded, Stage0Ddp) {
-  expect_same_losses(0, false, 1);
+// Every layout against the single-device reference: ZeRO stage, CPU offload,
+// micro-batches per step, layer streaming.
+struct Layout {
+  const char* name;
+  int stage;
+  bool offload;
+  int micro;
+  bool stream = false;
+};
+class ShardedLosses : public ::testing::TestWithParam<Layout> {};
+TEST_P(ShardedLosses, MatchTheReference) {
+  const Layout& l = GetParam();
+  expect_same_losses(l.stage, l.offload, l.micro, l.stream);
 }
-TEST(Sharded, Stage0DdpOffload) {
-  expect_same_losses(0, true, 1);
-}
-TEST(Sharded, Stage1) {
-  expect_same_losses(1, false, 1);
-}
-TEST(Sharded, Stage1Offload) {
-  expect_same_losses(1, true, 1);
-}
-TEST(Sharded, Stage2) {
-  expect_same_losses(2, false, 1);
-}
-TEST(Sharded, Stage2Offload) {
-  expect_same_losses(2, true, 1);
-}
-TEST(Sharded, Stage3) {
-  expect_same_losses(3, false, 1);
-}
-TEST(Sharded, Stage3Offload) {
-  expect_same_losses(3, true, 1);
-}
-TEST(Sharded, Stage3StreamedLayers) {
-  expect_same_losses(3, true, 1, /*stream=*/true);
-}
-TEST(Sharded, AccumulationStage3StreamedLayers) {
-  expect_same_losses(3, true, 2, /*stream=*/true);
-}
-TEST(Sharded, AccumulationStage0) {
-  expect_same_losses(0, false, 2);
-}
-TEST(Sharded, AccumulationStage1) {
-  expect_same_losses(1, false, 2);
-}
-TEST(Sharded, AccumulationStage2) {
-  expect_same_losses(2, false, 2);
-}
-TEST(Sharded, AccumulationStage3Offload) {
-  expect_same_losses(3, true, 2);
-}
+INSTANTIATE_TEST_SUITE_P(
+    Sharded, ShardedLosses,
+    ::testing::Values(Layout{"Stage0Ddp", 0, false, 1}, Layout{"Stage0DdpOffload", 0, true, 1},
+                      Layout{"Stage1", 1, false, 1}, Layout{"Stage1Offload", 1, true, 1},
+                      Layout{"Stage2", 2, false, 1}, Layout{"Stage2Offload", 2, true, 1},
+                      Layout{"Stage3", 3, false, 1}, Layout{"Stage3Offload", 3, true, 1},
+                      Layout{"Stage3StreamedLayers", 3, true, 1, true},
+                      Layout{"AccumulationStage3StreamedLayers", 3, true, 2, true},
+                      Layout{"AccumulationStage0", 0, false, 2},
+                      Layout{"AccumulationStage1", 1, false, 2},
+                      Layout{"AccumulationStage2", 2, false, 2},
+                      Layout{"AccumulationStage3Offload", 3, true, 2}),
+    [](const ::testing::TestParamInfo<Layout>& i) { return std::string(i.param.name); });
 
 TEST(Sharded, SaveAndLoadResumesBitwise) {
   for (int stage : {0, 2, 3}) {

@@ -316,6 +316,26 @@ TEST(TrainerMpi, EmbeddedMonitorReceivesBothRanksMetrics) {
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
+// An aggregator for run `dir` on rank 0 (a free port, no static files); every
+// rank learns its port.
+std::unique_ptr<monitor::Aggregator> aggregator_on_rank0(const std::string& dir, int* port) {
+  std::unique_ptr<monitor::Aggregator> agg;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  *port = 0;
+  if (rank == 0) {
+    monitor::AggregatorConfig ac;
+    ac.port = 0;
+    ac.run_dir = dir;
+    ac.static_dir = dir + "/none";
+    agg = std::make_unique<monitor::Aggregator>(ac);
+    agg->start();
+    *port = agg->port();
+  }
+  MPI_Bcast(port, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  return agg;
+}
+
 // `shardlm monitor --run-dir D` (here in-process on rank 0) writes D/monitor.token;
 // a run with train.run_dir = D and monitor.url finds it there (rank 0 reads it and
 // broadcasts it), so both ranks are accepted without monitor.token.
@@ -326,18 +346,8 @@ TEST(TrainerMpi, ExternalMonitorTokenFromTheRunDir) {
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   const std::string dir = shared_run("external");
-  std::unique_ptr<monitor::Aggregator> agg;
   int port = 0;
-  if (rank == 0) {
-    monitor::AggregatorConfig ac;
-    ac.port = 0;
-    ac.run_dir = dir;
-    ac.static_dir = dir + "/none";
-    agg = std::make_unique<monitor::Aggregator>(ac);
-    agg->start();
-    port = agg->port();
-  }
-  MPI_Bcast(&port, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  std::unique_ptr<monitor::Aggregator> agg = aggregator_on_rank0(dir, &port);
   {
     auto cfg = config(dir, {"train.steps=3", "data.batch_size=4",
                             fmt::format("monitor.url=\"ws://127.0.0.1:{}/ws\"", port)});
@@ -367,18 +377,8 @@ TEST(TrainerMpi, LiveGenerationLeavesTrainingBitwiseIdentical) {
   const int64_t kSteps = 24;
   auto run = [&](const std::string& name, bool generate, std::vector<nlohmann::json>* done) {
     const std::string dir = shared_run(name);
-    std::unique_ptr<monitor::Aggregator> agg;
     int port = 0;
-    if (rank == 0) {
-      monitor::AggregatorConfig ac;
-      ac.port = 0;
-      ac.run_dir = dir;
-      ac.static_dir = dir + "/none";
-      agg = std::make_unique<monitor::Aggregator>(ac);
-      agg->start();
-      port = agg->port();
-    }
-    MPI_Bcast(&port, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    std::unique_ptr<monitor::Aggregator> agg = aggregator_on_rank0(dir, &port);
     // A viewer on rank 0 asks for three generations at steps 1, 3 and 5 and
     // collects what comes back.
     std::thread viewer;
