@@ -457,6 +457,20 @@ TEST(EvalCli, RunCompareAndRate) {
   EXPECT_NE(table.find("perplexity"), std::string::npos);
   EXPECT_NE(table.find("acc_norm"), std::string::npos);
 
+  // The same run from an [eval] section, one key overridden on the command line:
+  // the numbers are the flags' numbers; a misspelt key is refused by name.
+  std::ofstream(dir + "/eval.toml") << "[eval]\nmodel = \"" << m.untrained << "\"\nsuite = \""
+                                    << suite << "\"\njson = true\n";
+  const auto jc = nlohmann::json::parse(
+      run_cli("eval run --config " + dir + "/eval.toml --eval.model=" + m.trained, &rc, &err));
+  ASSERT_EQ(rc, 0) << err;
+  for (int t = 0; t < 5; ++t)
+    for (const auto& [name, mv] : jt["tasks"][t]["metrics"].items())
+      EXPECT_EQ(jc["tasks"][t]["metrics"][name]["value"], mv["value"]) << t << " " << name;
+  run_cli("eval run --config " + dir + "/eval.toml --eval.suit=x", &rc, &err);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(err.find("eval.suit"), std::string::npos) << err;
+
   // compare: the report's numbers are eval run's numbers.
   run_cli("eval compare --models " + m.trained + "," + m.untrained + " --labels t,u --suite " +
               suite + " --out " + dir + "/report.md --samples " + dir + "/samples.jsonl",
