@@ -53,7 +53,7 @@ cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH
   -DNCCL_ROOT="$NCCL_ROOT" -DSHARDLM_PYTHON="$(command -v python3)" -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
 grep "shardlm:" "$OUT/cmake.log"
 t=$(date +%s)
-TARGETS=(shardlm test_core test_gpu test_parallel test_model bench_train_step)
+TARGETS=(shardlm test_core test_gpu test_parallel test_model test_plan bench_train_step)
 [ "$MODE" = probe ] && TARGETS=(shardlm test_core)
 cmake --build $B -j "$(nproc)" --target "${TARGETS[@]}" -- -k 0 >"$OUT/build.log" 2>&1 ||
   { grep -E "error|Error" "$OUT/build.log" | head -40; tail -20 "$OUT/build.log"; }
