@@ -65,8 +65,8 @@ model::ModelConfig test_model(int shape) {
   }
   return m;
 }
-constexpr int64_t kSteps =
-    2;  // the second step is measured: optimizer states exist, the mask is cached
+// The second step is measured: optimizer states exist, the causal mask is cached.
+constexpr int64_t kSteps = 2;
 int64_t batch(int shape) {
   return shape == 2 ? 2 : 3;
 }
