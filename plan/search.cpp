@@ -52,7 +52,9 @@ SearchResult search(const PlanInput& base, const SearchOptions& opt) {
   // Fastest first. Step times within a part in a million tie (a step bound by
   // unhidden communication takes as long with checkpointing, whose recomputation
   // only hides more of it): then the fewer FLOPs (no recomputation), then no
-  // offload, then the less memory.
+  // offload, then the larger micro-batch (the step-time model applies one
+  // efficiency to every micro-batch size; real kernels run better on larger
+  // ones), then the less memory.
   std::stable_sort(r.fitting.begin(), r.fitting.end(), [](const Plan& a, const Plan& b) {
     if (std::fabs(a.step_s - b.step_s) > 1e-6 * std::max(a.step_s, b.step_s))
       return a.step_s < b.step_s;
@@ -60,6 +62,8 @@ SearchResult search(const PlanInput& base, const SearchOptions& opt) {
       return a.compute.flops_per_step < b.compute.flops_per_step;
     if (a.input.sharding.cpu_offload != b.input.sharding.cpu_offload)
       return !a.input.sharding.cpu_offload;
+    if (a.input.micro_batch != b.input.micro_batch)
+      return a.input.micro_batch > b.input.micro_batch;
     return a.memory.device_total < b.memory.device_total;
   });
   return r;

@@ -305,7 +305,7 @@ fi
 
 if [ $DRY = 0 ]; then
   build() {
-    cmake --build "$BUILD" -j "$(nproc)" --target shardlm test_gpu test_parallel bench_train_step ${GEN:+-- -k 0} 2>&1 |
+    cmake --build "$BUILD" -j "$(nproc)" --target shardlm test_gpu test_parallel test_plan test_trainer bench_train_step ${GEN:+-- -k 0} 2>&1 |
       tail -c 2000000
     return "${PIPESTATUS[0]}"
   }
@@ -313,7 +313,7 @@ if [ $DRY = 0 ]; then
   t=$(date +%s)
   stage build 300 60 build >"$LOGS/build.log" 2>&1
   rc=$?
-  row "build (shardlm test_gpu test_parallel bench_train_step, sm_90)" "$(verdict $rc)" "$(( $(date +%s) - t ))s$( [ $rc = 0 ] || echo ": $(grep -m1 -E 'error' "$LOGS/build.log" | cut -c1-200)")"
+  row "build (shardlm test_gpu test_parallel test_plan test_trainer bench_train_step, sm_90)" "$(verdict $rc)" "$(( $(date +%s) - t ))s$( [ $rc = 0 ] || echo ": $(grep -m1 -E 'error' "$LOGS/build.log" | cut -c1-200)")"
   [ $rc = 0 ] || grep -E "error" "$LOGS/build.log" | head -20
   "$SHARDLM" info >"$LOGS/info.log" 2>&1
 fi

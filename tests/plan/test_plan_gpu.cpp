@@ -16,6 +16,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include "model/autocast.h"
 #include "model/gpt.h"
 #include "parallel/nccl_group.h"
 #include "plan/plan.h"

@@ -415,6 +415,21 @@ TEST(PlanSearch, TiesPreferNoRecomputation) {
       tie_with_ckpt = true;
   }
   EXPECT_TRUE(tie_with_ckpt);  // the case this test is about exists
+
+  // One GPU: no communication, every split of the batch takes as long; the
+  // largest micro-batch that fits comes first.
+  base.world = 1;
+  base.gpus_per_node = 1;
+  so.global_batch = 64;
+  const SearchResult one = search(base, so);
+  ASSERT_FALSE(one.fitting.empty());
+  int64_t largest = 0;
+  for (const Plan& p : one.fitting)
+    if (!p.input.activation_checkpointing && !p.input.sharding.cpu_offload &&
+        p.input.sharding.zero_stage == 0)
+      largest = std::max(largest, p.input.micro_batch);
+  EXPECT_EQ(one.fitting.front().input.micro_batch, largest) << describe(one.fitting.front().input);
+  EXPECT_GT(largest, 1);
 }
 
 }  // namespace
