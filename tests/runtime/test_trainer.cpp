@@ -23,12 +23,12 @@
 #include <nlohmann/json.hpp>
 #include <torch/cuda.h>
 
-#include "monitor/aggregator.h"
-#include "tests/monitor/ws_client.h"
 #include "core/config.h"
 #include "core/env.h"
+#include "monitor/aggregator.h"
 #include "parallel/process_group.h"
 #include "runtime/trainer.h"
+#include "tests/monitor/ws_client.h"
 
 using namespace shardlm;
 namespace fs = std::filesystem;
@@ -392,13 +392,15 @@ TEST(TrainerMpi, LiveGenerationLeavesTrainingBitwiseIdentical) {
             {5, {{"strategy", "beam"}, {"num_beams", 2}, {"max_new_tokens", 4}}}};
         size_t next = 0;
         std::map<std::string, int> streamed;
-        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-        while (done->size() < asks.size() && std::chrono::steady_clock::now() < end) {
-          auto m = v.recv(1.0);
-          if (!m) {
-            if (v.closed()) break;
-            continue;
-          }
+        // One read until the deadline: a read that times out closes WsClient's
+        // stream, and the trainer takes seconds to set up before its first message.
+        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(240);
+        while (done->size() < asks.size()) {
+          const double left =
+              std::chrono::duration<double>(end - std::chrono::steady_clock::now()).count();
+          if (left <= 0) break;
+          auto m = v.recv(left);
+          if (!m) break;
           if ((*m)["type"] == "step" && (*m)["rank"] == 0 && next < asks.size() &&
               (*m)["step"].get<int64_t>() >= asks[next].first) {
             v.send({{"v", 1},

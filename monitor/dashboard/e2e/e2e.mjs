@@ -30,6 +30,7 @@ import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } fro
 import { dirname, join, resolve } from 'node:path';
 import {
   DASH,
+  anyFailed,
   HERE,
   assert,
   browserModules,
@@ -60,7 +61,7 @@ const { chromium, WebSocket } = await browserModules();
 
 // ---- small helpers ------------------------------------------------------------------
 
-const { results, check, ...run } = checks(async (name) => shot(`FAILED-${name.replace(/\W+/g, '-')}`));
+const { results, check } = checks(async (name) => shot(`FAILED-${name.replace(/\W+/g, '-')}`));
 
 // ---- set-up ----------------------------------------------------------------------------
 
@@ -500,6 +501,6 @@ if (UPDATE_FIXTURE) {
   log(`wrote ${sample.length} messages to ${file}`);
 }
 
-writeFileSync(join(OUT, 'summary.json'), JSON.stringify({ ok: !run.failed, port: PORT, results, screenshots: shots, captured: captured.length }, null, 2));
+writeFileSync(join(OUT, 'summary.json'), JSON.stringify({ ok: !anyFailed(results), port: PORT, results, screenshots: shots, captured: captured.length }, null, 2));
 log(`${results.filter((r) => r.ok).length}/${results.length} checks passed; ${shots.length} screenshots in ${SCREENS}`);
-process.exit(run.failed ? 1 : 0);
+process.exit(anyFailed(results) ? 1 : 0);

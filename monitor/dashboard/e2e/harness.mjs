@@ -45,15 +45,12 @@ export function assert(cond, msg) {
   if (!cond) throw new Error(`assertion failed: ${msg}`);
 }
 
-/** Named checks: each runs, is timed and logged; a failure is recorded and `onFail` runs (a screenshot). */
+/** Named checks: each runs, is timed and logged; a failure is recorded and `onFail` runs (a screenshot).
+ * Whether any failed: `anyFailed(results)` (read at the end, not copied out of this object early). */
 export function checks(onFail = async () => {}) {
   const results = [];
-  let failed = false;
   return {
     results,
-    get failed() {
-      return failed;
-    },
     async check(name, fn) {
       const t = Date.now();
       try {
@@ -61,7 +58,6 @@ export function checks(onFail = async () => {}) {
         results.push({ name, ok: true, ms: Date.now() - t });
         log(`ok   ${name}`);
       } catch (e) {
-        failed = true;
         results.push({ name, ok: false, ms: Date.now() - t, error: String(e?.stack ?? e) });
         log(`FAIL ${name}\n${e?.stack ?? e}`);
         await onFail(name).catch(() => {});
@@ -69,6 +65,8 @@ export function checks(onFail = async () => {}) {
     },
   };
 }
+
+export const anyFailed = (results) => results.some((r) => !r.ok);
 
 export async function until(what, fn, timeoutMs = 20000, everyMs = 200) {
   const end = Date.now() + timeoutMs;
