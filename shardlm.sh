@@ -45,6 +45,9 @@ DEB_PACKAGES=(
   curl
   # the API reference (./shardlm.sh docs) and the formatting check of the tree
   doxygen clang-format
+  # the tutorials (docs/tutorials, run by ctest docs.tutorials) read JSON with jq;
+  # scripts/hparam_plot.py draws the hyperparameter guide's curves with matplotlib
+  jq python3-matplotlib
 )
 SETUP_EXTRA=${SETUP_EXTRA:-}
 
