@@ -50,6 +50,9 @@ DEB_PACKAGES=(
   doxygen clang-format
   # fuzz/: libFuzzer and the sanitizer runtimes come with Debian's clang 14
   clang libclang-rt-14-dev
+  # the tutorials (docs/tutorials, run by ctest docs.tutorials) read JSON with jq;
+  # scripts/hparam_plot.py draws the hyperparameter guide's curves with matplotlib
+  jq python3-matplotlib
 )
 SETUP_EXTRA=${SETUP_EXTRA:-}
 

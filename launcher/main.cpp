@@ -3,10 +3,10 @@
 // clear message and a non-zero exit (MPI_Abort when other ranks would hang).
 #include <cstdio>
 
-#include "launcher/app.h"
 #include "core/env.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "launcher/app.h"
 
 using namespace shardlm;
 

@@ -38,9 +38,9 @@ Reporter::Reporter(const RunSettings& s, const core::Env& env, core::Comm& comm)
   mc.stdout_lines = false;
   // A new id per launch (rank 0's clock): the aggregator resets its cross-rank
   // aggregates when the id changes, e.g. after a resume.
-  int64_t started = core::all_reduce(
-      comm, env.is_root() ? static_cast<int64_t>(std::time(nullptr)) : int64_t{0},
-      core::Reduce::kMax);
+  int64_t started =
+      core::all_reduce(comm, env.is_root() ? static_cast<int64_t>(std::time(nullptr)) : int64_t{0},
+                       core::Reduce::kMax);
   run_id_ = fmt::format("{}-{}", fs::path(s.train.run_dir).filename().string(), started);
   // Every rank's sink must present the aggregator's token (rank 0 decides, see
   // resolve_producer_token); with monitor.embedded rank 0's aggregator uses it too.
@@ -156,10 +156,11 @@ void Reporter::validation(int64_t step, const EvalResult& r, bool best, bool fin
   v.metrics["accuracy_top1"] = r.top1;
   v.metrics["accuracy_top5"] = r.top5;
   mon_.sink->validation(v);
-  message(fmt::format(
-      "validation at step {}: loss {:.4f}  ppl {:.2f}  top-1 {:.1f}%  top-5 {:.1f}%  ({} tokens){}{}",
-      step, r.loss, r.perplexity, 100 * r.top1, 100 * r.top5, r.tokens, best ? "  [best]" : "",
-      final ? "  [final]" : ""));
+  message(
+      fmt::format("validation at step {}: loss {:.4f}  ppl {:.2f}  top-1 {:.1f}%  top-5 {:.1f}%  "
+                  "({} tokens){}{}",
+                  step, r.loss, r.perplexity, 100 * r.top1, 100 * r.top5, r.tokens,
+                  best ? "  [best]" : "", final ? "  [final]" : ""));
 }
 
 void Reporter::event(monitor::EventKind kind, int64_t step, const std::string& message,

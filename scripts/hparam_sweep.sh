@@ -11,7 +11,8 @@
 #
 # A run whose validation_report.json exists is not run again, so an
 # interrupted sweep continues where it stopped (delete OUT/runs/NAME to redo
-# one). About 15 minutes on 2 cores.
+# one). On a shared, loaded 2-core machine one 100-step run of the base took
+# 5 to 15 minutes; use ONLY= to run the groups you need.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$(mkdir -p "${1:-$ROOT/.cache/hparam}" && cd "${1:-$ROOT/.cache/hparam}" && pwd)"

@@ -937,8 +937,8 @@ TEST(MonitorMpi, TwoRanksApplyViewerCommandsAtTheSameStep) {
   StepMetrics m;
   m.time.total = 0.01;
   for (int iter = 0; iter < 3000; ++iter) {
-    auto cmds = broadcast_commands(rank == 0 ? mon.control->poll() : std::vector<ControlCommand>{},
-                                   world);
+    auto cmds =
+        broadcast_commands(rank == 0 ? mon.control->poll() : std::vector<ControlCommand>{}, world);
     for (auto& c : cmds) {
       if (c.kind == ControlKind::kSetLr) lr = c.value;
       if (c.kind == ControlKind::kPause) paused = true;
