@@ -21,10 +21,11 @@ mkdir -p "$mon"
 # A free port, the same for both aggregators.
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 start_monitor() {
-  start_job "$TMP/monitor-$1.log" "$SHARDLM" monitor --run-dir "$mon" --port "$port"
+  local mlog=$TMP/monitor-$1.log  # (wait_until's eval sees its own $1)
+  start_job "$mlog" "$SHARDLM" monitor --run-dir "$mon" --port "$port"
   MONITOR=$JOB
-  wait_until 30 'grep -q "listening on" "$TMP/monitor-$1.log"' ||
-    fail "the aggregator did not start: $(cat "$TMP/monitor-$1.log")"
+  wait_until 120 'grep -q "listening on" "$mlog"' ||
+    fail "the aggregator did not start: $(cat "$mlog")"
 }
 steps_in() {  # steps_in FILE RANK: the step numbers of RANK's step messages, sorted
   /usr/bin/python3 - "$1" "$2" <<'PY'

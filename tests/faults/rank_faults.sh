@@ -37,14 +37,21 @@ if [ "$MODE" = ckpt ]; then
   wait_until 240 '[ -f "$run/checkpoints/latest" ]' ||
     fail "no checkpoint was committed: $(show_log "$TMP/train.log")"
   committed=$(cat "$run/checkpoints/latest")
-  wait_until 120 'compgen -G "$run/checkpoints/step-*.tmp" > /dev/null' ||
-    fail "no save began after $committed: $(show_log "$TMP/train.log")"
   victim=$(rank_pid "$SHARDLM train --config $cfg" 1)
   [ -n "$victim" ] || fail "rank 1 not found"
+  # The kill follows the sight of a step-N.tmp/ by a millisecond or so (a
+  # save lasts tens of milliseconds here: those seen too late are let go).
+  end=$((SECONDS + 120))
+  in_flight=
+  until [ -n "$in_flight" ]; do
+    [ $SECONDS -lt $end ] || fail "no save caught in flight after $committed: $(show_log "$TMP/train.log")"
+    sleep 0.005
+    in_flight=$( (compgen -G "$run/checkpoints/step-*.tmp" || true) | head -1)
+  done
   kill -9 "$victim"
-  in_flight=$(compgen -G "$run/checkpoints/step-*.tmp" | xargs -r -n1 basename | tr '\n' ' ')
+  in_flight=$(basename "$in_flight")
   did=killed
-  step="a save (in flight at the kill: ${in_flight:-none, it had just finished})"
+  step="$(tail -1 "$run/metrics/rank-0.jsonl" | sed -n 's/.*"step":\([0-9]*\).*/\1/p'), while $in_flight was being written"
 else
   # Running, past a committed checkpoint (step 20) and a few steps beyond it.
   wait_until 120 '[ "$(lines "$run/metrics/rank-1.jsonl")" -ge 30 ]' ||
