@@ -445,8 +445,11 @@ void Workbench::rate_create(uint64_t session, const json& msg, const json& run_i
   // Every process gets all prompts; both must finish before any pair exists.
   struct Job {  // filled by two processes' handlers, which may run on two io threads
     std::mutex mu;
-    std::vector<std::vector<std::string>> texts{2};
-    std::vector<json> opts{2};
+    // Sized with (), not {}: `std::vector<json>{2}` is ONE json holding 2 (json
+    // converts from int), and opts[1] was written past its end (the monitor
+    // died with a corrupted heap when a comparison was created).
+    std::vector<std::vector<std::string>> texts = std::vector<std::vector<std::string>>(2);
+    std::vector<json> opts = std::vector<json>(2);
     int pending = 2;
     bool failed = false;
     std::string why;
