@@ -363,7 +363,8 @@ void Checkpointer::write_and_commit(const Snapshot& snap) {
                                    {"files", files},
                                    {"state", snap.state}};
         if (snap.val_loss) manifest["val_loss"] = *snap.val_loss;
-        core::write_file_atomic<CheckpointError>((tmp / "manifest.json").string(), manifest.dump(1));
+        core::write_file_atomic<CheckpointError>((tmp / "manifest.json").string(),
+                                                 manifest.dump(1));
         fsync_path(tmp.string(), true);
         std::error_code ec;
         if (fs::exists(final_dir)) fs::remove_all(final_dir, ec);  // an older save of this step

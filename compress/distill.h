@@ -19,9 +19,9 @@
 #include <functional>
 #include <vector>
 
+#include "core/config.h"
 #include "data/loader.h"
 #include "model/gpt.h"
-#include "core/config.h"
 
 namespace shardlm::model::compress {
 

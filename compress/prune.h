@@ -21,8 +21,8 @@
 #include <utility>
 #include <vector>
 
-#include "model/gpt.h"
 #include "core/config.h"
+#include "model/gpt.h"
 
 namespace shardlm::model::compress {
 

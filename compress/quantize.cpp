@@ -8,9 +8,9 @@
 #include <set>
 
 #include "compress/io.h"
+#include "core/error.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
-#include "core/error.h"
 
 namespace shardlm::model::compress {
 

@@ -23,9 +23,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/config.h"
 #include "model/generate.h"
 #include "model/gpt.h"
-#include "core/config.h"
 
 namespace shardlm::model::compress {
 
@@ -113,6 +113,5 @@ QuantizedModel load_quantized(const std::string& dir_or_file, const std::string&
 // fp32 parameters; "on_the_fly" frees the fp32 block weights and installs
 // GPT::default_block_runner to dequantise each block before it runs (thread-safe).
 void install_runtime(QuantizedModel& qm, const std::string& runtime);
-
 
 }  // namespace shardlm::model::compress

@@ -29,6 +29,8 @@ std::string h5_error_string() {
   return out.empty() ? std::string("no HDF5 error message") : out;
 }
 
-void h5_silence_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void h5_silence_errors() {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
 
 }  // namespace shardlm::core

@@ -37,7 +37,9 @@ std::vector<std::string> split_path(const std::string& path) {
   return parts;
 }
 
-std::string join(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }
+std::string join(const std::string& a, const std::string& b) {
+  return a.empty() ? b : a + "." + b;
+}
 
 const toml::node* find_node(const toml::table& root, const std::string& dotted) {
   const toml::table* t = &root;
@@ -136,14 +138,38 @@ std::optional<std::vector<double>> convert<std::vector<double>>(const toml::node
 
 template <class T>
 const char* type_name();
-template <> const char* type_name<bool>() { return "a boolean (true or false)"; }
-template <> const char* type_name<int>() { return "an integer (32-bit)"; }
-template <> const char* type_name<int64_t>() { return "an integer"; }
-template <> const char* type_name<double>() { return "a number"; }
-template <> const char* type_name<std::string>() { return "a string"; }
-template <> const char* type_name<std::vector<std::string>>() { return "an array of strings"; }
-template <> const char* type_name<std::vector<int64_t>>() { return "an array of integers"; }
-template <> const char* type_name<std::vector<double>>() { return "an array of numbers"; }
+template <>
+const char* type_name<bool>() {
+  return "a boolean (true or false)";
+}
+template <>
+const char* type_name<int>() {
+  return "an integer (32-bit)";
+}
+template <>
+const char* type_name<int64_t>() {
+  return "an integer";
+}
+template <>
+const char* type_name<double>() {
+  return "a number";
+}
+template <>
+const char* type_name<std::string>() {
+  return "a string";
+}
+template <>
+const char* type_name<std::vector<std::string>>() {
+  return "an array of strings";
+}
+template <>
+const char* type_name<std::vector<int64_t>>() {
+  return "an array of integers";
+}
+template <>
+const char* type_name<std::vector<double>>() {
+  return "an array of numbers";
+}
 
 }  // namespace
 
@@ -152,8 +178,12 @@ template <> const char* type_name<std::vector<double>>() { return "an array of n
 ConfigSection::ConfigSection(std::shared_ptr<ConfigState> state, std::string path)
     : state_(std::move(state)), path_(std::move(path)) {}
 
-std::string ConfigSection::key_path(const std::string& key) const { return join(path_, key); }
-const std::string& ConfigSection::file() const { return state_->file; }
+std::string ConfigSection::key_path(const std::string& key) const {
+  return join(path_, key);
+}
+const std::string& ConfigSection::file() const {
+  return state_->file;
+}
 
 bool ConfigSection::has(const std::string& key) const {
   state_->read_keys.insert(key_path(key));
@@ -185,13 +215,14 @@ T ConfigSection::require(const std::string& key) const {
   std::string full = key_path(key);
   state_->read_keys.insert(full);
   const toml::node* n = find_node(state_->root, full);
-  if (!n) throw ConfigError(state_->file, full, "", std::string("a value (required): ") + type_name<T>());
+  if (!n)
+    throw ConfigError(state_->file, full, "", std::string("a value (required): ") + type_name<T>());
   auto v = convert<T>(*n);
   if (!v) fail(key, render(*n), type_name<T>());
   return *v;
 }
 
-#define SHARDLM_DEFINE_GET(T)                                                \
+#define SHARDLM_DEFINE_GET(T)                                           \
   template T ConfigSection::get<T>(const std::string&, const T&) const; \
   template T ConfigSection::require<T>(const std::string&) const;
 SHARDLM_CONFIG_TYPES(SHARDLM_DEFINE_GET)
@@ -251,8 +282,8 @@ void RunConfig::apply_override(const std::string& assignment) {
       n = t->get(parts[i]);
     }
     if (!n->is_table())
-      throw ConfigError(fmt::format("override '{}': '{}' is a value, not a section", assignment,
-                                    parts[i]));
+      throw ConfigError(
+          fmt::format("override '{}': '{}' is a value, not a section", assignment, parts[i]));
     t = n->as_table();
   }
   if (is_toml)
@@ -261,9 +292,15 @@ void RunConfig::apply_override(const std::string& assignment) {
     t->insert_or_assign(parts.back(), value);
 }
 
-ConfigSection RunConfig::section(const std::string& name) const { return ConfigSection(state_, name); }
-ConfigSection RunConfig::root() const { return ConfigSection(state_, ""); }
-const std::string& RunConfig::file() const { return state_->file; }
+ConfigSection RunConfig::section(const std::string& name) const {
+  return ConfigSection(state_, name);
+}
+ConfigSection RunConfig::root() const {
+  return ConfigSection(state_, "");
+}
+const std::string& RunConfig::file() const {
+  return state_->file;
+}
 
 void RunConfig::rethrow_in_section(const ConfigError& e, const ConfigSection& s) const {
   if (!e.config_file().empty() || e.key().empty()) throw e;

@@ -31,13 +31,13 @@ class MpiSession {
 
 /// This process's place in the job and what it computes on.
 struct Env {
-  int rank = 0;        ///< in the world
-  int world_size = 1;  ///< ranks in the world
-  int local_rank = 0;  ///< among the ranks of this host
-  int local_size = 1;  ///< ranks on this host
-  std::string device = "cpu";  ///< "cpu" or "cuda:<n>"
-  int cpu_threads = 1;         ///< intra-op threads for this rank
-  std::string hostname;  ///< this host
+  int rank = 0;                   ///< in the world
+  int world_size = 1;             ///< ranks in the world
+  int local_rank = 0;             ///< among the ranks of this host
+  int local_size = 1;             ///< ranks on this host
+  std::string device = "cpu";     ///< "cpu" or "cuda:<n>"
+  int cpu_threads = 1;            ///< intra-op threads for this rank
+  std::string hostname;           ///< this host
   std::string source = "single";  ///< where rank/world came from: mpi, ompi, pmix, slurm, single
 
   /// Rank 0: writes manifests, talks to the monitor.

@@ -20,8 +20,7 @@ static std::string config_message(const std::string& file, const std::string& ke
   return fmt::format("{}: key '{}' = {}: expected {}", where, key, value, expected);
 }
 
-ConfigError::ConfigError(std::string file, std::string key, std::string value,
-                         std::string expected)
+ConfigError::ConfigError(std::string file, std::string key, std::string value, std::string expected)
     : Error(config_message(file, key, value, expected)),
       file_(std::move(file)),
       key_(std::move(key)),

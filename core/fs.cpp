@@ -32,7 +32,8 @@ std::string try_write_file_atomic(const std::string& path, const WriteFn& write)
   };
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out.good()) return fail(fmt::format("{}: cannot open for writing: {}", tmp, std::strerror(errno)));
+    if (!out.good())
+      return fail(fmt::format("{}: cannot open for writing: {}", tmp, std::strerror(errno)));
     try {
       write(out);
     } catch (...) {

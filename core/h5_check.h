@@ -19,12 +19,12 @@ void h5_silence_errors();
 
 /// Runs `expr` (an HDF5 call) and returns its value; throws core::H5Error naming
 /// it when the value is negative.
-#define SHARDLM_H5_CHECK(expr)                                                           \
-  ([&]() {                                                                               \
-    auto shardlm_h5_rc_ = (expr);                                                        \
-    if (shardlm_h5_rc_ < 0)                                                              \
-      throw ::shardlm::core::H5Error(fmt::format("HDF5 call failed: {}: {}", #expr,      \
-                                                 ::shardlm::core::h5_error_string()),    \
-                                     __FILE__, __LINE__);                                \
-    return shardlm_h5_rc_;                                                               \
+#define SHARDLM_H5_CHECK(expr)                                                                \
+  ([&]() {                                                                                    \
+    auto shardlm_h5_rc_ = (expr);                                                             \
+    if (shardlm_h5_rc_ < 0)                                                                   \
+      throw ::shardlm::core::H5Error(                                                         \
+          fmt::format("HDF5 call failed: {}: {}", #expr, ::shardlm::core::h5_error_string()), \
+          __FILE__, __LINE__);                                                                \
+    return shardlm_h5_rc_;                                                                    \
   }())

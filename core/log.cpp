@@ -22,9 +22,15 @@ void set_rank(int rank, int world_size) {
   g_rank = rank;
   g_world = world_size;
 }
-void set_level(Level l) { g_level = l; }
-Level level() { return g_level.load(std::memory_order_relaxed); }
-int rank() { return g_rank.load(std::memory_order_relaxed); }
+void set_level(Level l) {
+  g_level = l;
+}
+Level level() {
+  return g_level.load(std::memory_order_relaxed);
+}
+int rank() {
+  return g_rank.load(std::memory_order_relaxed);
+}
 
 Level parse_level(const std::string& name) {
   if (name == "trace") return Level::kTrace;
@@ -33,7 +39,8 @@ Level parse_level(const std::string& name) {
   if (name == "warn") return Level::kWarn;
   if (name == "error") return Level::kError;
   if (name == "off") return Level::kOff;
-  throw ConfigError("", "log.level", "\"" + name + "\"", "one of trace, debug, info, warn, error, off");
+  throw ConfigError("", "log.level", "\"" + name + "\"",
+                    "one of trace, debug, info, warn, error, off");
 }
 
 void write(Level l, const std::string& msg) {
@@ -44,9 +51,9 @@ void write(Level l, const std::string& msg) {
       std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
   std::tm tm{};
   localtime_r(&t, &tm);
-  std::string line = fmt::format("[{:02}:{:02}:{:02}.{:03} r{}/{} {}] {}\n", tm.tm_hour, tm.tm_min,
-                                 tm.tm_sec, ms, g_rank.load(), g_world.load(),
-                                 kTag[static_cast<int>(l)], msg);
+  std::string line =
+      fmt::format("[{:02}:{:02}:{:02}.{:03} r{}/{} {}] {}\n", tm.tm_hour, tm.tm_min, tm.tm_sec, ms,
+                  g_rank.load(), g_world.load(), kTag[static_cast<int>(l)], msg);
   std::lock_guard<std::mutex> lock(g_mu);
   FILE* out = l >= Level::kWarn ? stderr : stdout;
   std::fwrite(line.data(), 1, line.size(), out);

@@ -15,12 +15,11 @@ std::string mpi_error_string(int code);
 }  // namespace shardlm::core
 
 /// Runs `expr` (an MPI call); throws core::MpiError naming it unless it returns MPI_SUCCESS.
-#define SHARDLM_MPI_CHECK(expr)                                                      \
-  do {                                                                               \
-    int shardlm_rc_ = (expr);                                                        \
-    if (shardlm_rc_ != MPI_SUCCESS)                                                  \
-      throw ::shardlm::core::MpiError(                                               \
-          fmt::format("MPI call failed: {}: {}", #expr,                              \
-                      ::shardlm::core::mpi_error_string(shardlm_rc_)),               \
-          __FILE__, __LINE__);                                                       \
+#define SHARDLM_MPI_CHECK(expr)                                                                    \
+  do {                                                                                             \
+    int shardlm_rc_ = (expr);                                                                      \
+    if (shardlm_rc_ != MPI_SUCCESS)                                                                \
+      throw ::shardlm::core::MpiError(fmt::format("MPI call failed: {}: {}", #expr,                \
+                                                  ::shardlm::core::mpi_error_string(shardlm_rc_)), \
+                                      __FILE__, __LINE__);                                         \
   } while (0)

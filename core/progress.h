@@ -22,12 +22,12 @@ class ProgressBar {
  public:
   /// What the line shows and where.
   struct Options {
-    std::string label;           ///< "" = none
-    double total = 0;            ///< 0: no bar, percent or ETA
-    bool enabled = true;         ///< false: prints nothing
-    std::FILE* out = stderr;     ///< where it prints
-    double plain_every_s = 10;   ///< off a terminal: seconds between lines (0 = every update)
-    int tty = -1;                ///< -1: ask isatty(out); 0 / 1: as given (tests)
+    std::string label;          ///< "" = none
+    double total = 0;           ///< 0: no bar, percent or ETA
+    bool enabled = true;        ///< false: prints nothing
+    std::FILE* out = stderr;    ///< where it prints
+    double plain_every_s = 10;  ///< off a terminal: seconds between lines (0 = every update)
+    int tty = -1;               ///< -1: ask isatty(out); 0 / 1: as given (tests)
   };
   /// Starts the clock.
   explicit ProgressBar(Options o);

@@ -10,9 +10,9 @@
 #include <filesystem>
 #include <set>
 
+#include "core/error.h"
 #include "data/input_paths.h"
 #include "data/text_clean.h"
-#include "core/error.h"
 
 namespace fs = std::filesystem;
 

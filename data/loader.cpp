@@ -8,10 +8,10 @@
 #include <mutex>
 #include <thread>
 
-#include "data/dataset.h"
 #include "core/error.h"
 #include "core/h5_check.h"
 #include "core/log.h"
+#include "data/dataset.h"
 
 namespace shardlm::data {
 

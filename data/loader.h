@@ -22,9 +22,9 @@
 
 #include <torch/types.h>
 
+#include "core/config.h"
 #include "data/manifest.h"
 #include "data/sampler.h"
-#include "core/config.h"
 
 namespace shardlm::data {
 

@@ -5,9 +5,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "data/hash.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "data/hash.h"
 
 namespace fs = std::filesystem;
 

@@ -15,14 +15,14 @@
 #include <thread>
 #include <unordered_set>
 
-#include "data/shard.h"
-#include "data/thread_pool.h"
+#include "core/comm.h"
 #include "core/env.h"
 #include "core/error.h"
 #include "core/fs.h"
-#include "core/progress.h"
 #include "core/log.h"
-#include "core/comm.h"
+#include "core/progress.h"
+#include "data/shard.h"
+#include "data/thread_pool.h"
 
 namespace fs = std::filesystem;
 
@@ -511,7 +511,8 @@ void commit_output(const fs::path& out_dir, const std::optional<Manifest>& old,
       for (const auto& sh : s.shards)
         if (!fresh.count(sh.file)) fs::remove(out_dir / sh.file, ec);
   for (const auto& name : res.tmp_files)
-    core::commit_file<core::DataError>((out_dir / (name + ".tmp")).string(), (out_dir / name).string());
+    core::commit_file<core::DataError>((out_dir / (name + ".tmp")).string(),
+                                       (out_dir / name).string());
   m.save(out_dir.string());
 }
 

@@ -24,12 +24,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/config.h"
 #include "data/corpus.h"
 #include "data/hash.h"
 #include "data/manifest.h"
 #include "data/text_clean.h"
 #include "data/tokenizer.h"
-#include "core/config.h"
 
 namespace shardlm::data {
 

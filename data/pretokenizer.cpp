@@ -6,8 +6,8 @@
 
 #include <array>
 
-#include "data/utf8.h"
 #include "core/error.h"
+#include "data/utf8.h"
 
 namespace shardlm::data {
 

@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <numeric>
 
-#include "data/hash.h"
 #include "core/error.h"
+#include "data/hash.h"
 
 namespace shardlm::data {
 

@@ -7,10 +7,10 @@
 #include <cstring>
 #include <queue>
 
+#include "core/error.h"
 #include "data/thread_pool.h"
 #include "data/tokenizer_model.h"
 #include "data/utf8.h"
-#include "core/error.h"
 
 namespace shardlm::data {
 

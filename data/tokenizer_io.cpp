@@ -11,12 +11,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "data/tokenizer.h"
-#include "data/tokenizer_model.h"
-#include "data/utf8.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "data/tokenizer.h"
+#include "data/tokenizer_model.h"
+#include "data/utf8.h"
 
 namespace shardlm::data {
 

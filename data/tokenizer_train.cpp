@@ -24,14 +24,14 @@
 #include <fstream>
 #include <queue>
 
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/progress.h"
 #include "data/input_paths.h"
 #include "data/thread_pool.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_model.h"
-#include "core/config.h"
-#include "core/error.h"
-#include "core/progress.h"
-#include "core/log.h"
 
 namespace shardlm::data {
 
@@ -98,8 +98,8 @@ void count_files(const Pretokenizer& pre, const std::vector<std::string>& files,
     total += ec ? 0 : n;
   }
   const auto total_mb = static_cast<size_t>(total >> 20);
-  core::ProgressBar progress({"tokenizer: MB counted", static_cast<double>(total_mb),
-                              show_progress && ::isatty(2)});
+  core::ProgressBar progress(
+      {"tokenizer: MB counted", static_cast<double>(total_mb), show_progress && ::isatty(2)});
   size_t counted = 0;
   std::vector<std::string> batch;
   size_t batch_bytes = 0;
@@ -319,8 +319,8 @@ Tokenizer train_from_counts(const TokenizerTrainOptions& opt, Counts& counts, do
   tr.build_words(counts, byte_base);
   counts = Counts();
   const size_t target = opt.vocab_size - byte_base - 256;
-  core::ProgressBar progress({"tokenizer: merges", static_cast<double>(target),
-                              opt.progress && ::isatty(2)});
+  core::ProgressBar progress(
+      {"tokenizer: merges", static_cast<double>(target), opt.progress && ::isatty(2)});
   const auto min_count = static_cast<int64_t>(opt.min_frequency);
   uint64_t key = 0;
   while (m->merges.size() < target && tr.pop_best(min_count, &key)) {

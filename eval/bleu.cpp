@@ -8,9 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "core/error.h"
 #include "data/utf8.h"
 #include "eval/text_util.h"
-#include "core/error.h"
 
 namespace shardlm::eval {
 

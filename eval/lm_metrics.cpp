@@ -6,8 +6,8 @@
 #include <cmath>
 #include <limits>
 
-#include "eval/text_metrics.h"
 #include "core/error.h"
+#include "eval/text_metrics.h"
 
 namespace shardlm::eval {
 
@@ -108,10 +108,12 @@ nlohmann::json TokenDetail::to_json() const {
                     {"confidence", ratio(bin_conf[b], bin_count[b])},
                     {"accuracy", ratio(bin_hit[b], bin_count[b])}});
     if (bin_count[b] > 0 && total > 0)
-      ece += bin_count[b] / total * std::abs(bin_hit[b] / bin_count[b] - bin_conf[b] / bin_count[b]);
+      ece +=
+          bin_count[b] / total * std::abs(bin_hit[b] / bin_count[b] - bin_conf[b] / bin_count[b]);
   }
   return {{"by_position", {{"tokens", tokens}, {"top1", t1}, {"top5", t5}}},
-          {"calibration", {{"bins", bins}, {"ece", total > 0 ? nlohmann::json(ece) : nlohmann::json()}}}};
+          {"calibration",
+           {{"bins", bins}, {"ece", total > 0 ? nlohmann::json(ece) : nlohmann::json()}}}};
 }
 
 torch::Tensor token_stats(model::GPT& model, const data::Batch& b, torch::Device device,

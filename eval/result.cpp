@@ -6,8 +6,8 @@
 
 #include <fmt/format.h>
 
-#include "eval/text_util.h"
 #include "core/error.h"
+#include "eval/text_util.h"
 
 namespace shardlm::eval {
 

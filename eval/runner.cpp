@@ -7,6 +7,7 @@
 #include <fstream>
 #include <limits>
 
+#include "core/error.h"
 #include "data/utf8.h"
 #include "eval/bleu.h"
 #include "eval/jsonl.h"
@@ -15,7 +16,6 @@
 #include "eval/text_util.h"
 #include "load/model_bundle.h"
 #include "model/generate.h"
-#include "core/error.h"
 
 namespace shardlm::eval {
 

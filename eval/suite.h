@@ -27,9 +27,9 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "eval/bleu.h"
 #include "model/generation_config.h"
-#include "core/config.h"
 
 namespace shardlm::eval {
 

@@ -99,8 +99,8 @@ void quiet_logs() {
 
 void oracle_failed(const char* expr, const char* file, int line, const std::string& detail) {
   if (replaying)
-    throw std::logic_error(fmt::format("fuzz oracle failed at {}:{}: {}: {}", file, line, expr,
-                                       detail));
+    throw std::logic_error(
+        fmt::format("fuzz oracle failed at {}:{}: {}: {}", file, line, expr, detail));
   std::fprintf(stderr, "shardlm fuzz oracle failed at %s:%d: %s\n  %s\n", file, line, expr,
                detail.c_str());
   std::fflush(stderr);

@@ -6,15 +6,15 @@
 #include <fmt/format.h>
 
 #include "ckpt/checkpoint.h"
-#include "launcher/app.h"
-#include "load/model_bundle.h"
 #include "compress/onnx_export.h"
 #include "compress/quantize.h"
+#include "core/error.h"
+#include "launcher/app.h"
+#include "load/model_bundle.h"
 #include "model/config.h"
 #include "model/generate.h"
 #include "model/gpt.h"
 #include "model/safetensors.h"
-#include "core/error.h"
 
 namespace shardlm::launcher {
 

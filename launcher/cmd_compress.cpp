@@ -7,17 +7,17 @@
 
 #include <fmt/format.h>
 
-#include "data/loader.h"
-#include "launcher/app.h"
 #include "compress/distill.h"
 #include "compress/io.h"
 #include "compress/prune.h"
 #include "compress/quantize.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "data/loader.h"
+#include "launcher/app.h"
 #include "load/model_bundle.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
-#include "core/config.h"
-#include "core/error.h"
 
 namespace shardlm::launcher {
 
@@ -219,7 +219,6 @@ void add_distill(CLI::App& parent, Command& run) {
 }
 
 }  // namespace
-
 
 void register_compress(CLI::App& app, Context&, Command& run) {
   auto* cmd = app.add_subcommand("compress", "Quantise, prune or distill a model");

@@ -18,11 +18,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "eval/bleu.h"
-#include "eval/jsonl.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "eval/bleu.h"
+#include "eval/jsonl.h"
 #include "eval/ratings.h"
 #include "eval/runner.h"
 #include "launcher/app.h"

@@ -194,14 +194,14 @@ void events_from_server(const std::string& url, const runtime::PlaygroundRequest
                                   : error_body;
       SHARDLM_FAIL(core::Error, "{} answered {}: {}", url, status, why);
     }
-    emit_line({{"event", "done"},
-               {"prompt", p},
-               {"text", text},
-               {"tokens", nlohmann::json::array()},
-               {"finish_reason", finish},
-               {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-                               .count()},
-               {"config", c.to_json()}});
+    emit_line(
+        {{"event", "done"},
+         {"prompt", p},
+         {"text", text},
+         {"tokens", nlohmann::json::array()},
+         {"finish_reason", finish},
+         {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
+         {"config", c.to_json()}});
   }
 }
 
@@ -346,8 +346,9 @@ void register_generate(CLI::App& app, Context&, Command& run) {
   f->alias<Str>("--request", "request",
                 "With --events: {\"prompt\"|\"prompts\", \"options\": {decoding options}, "
                 "\"top\": 5}");
-  f->alias<Str>("--url", "url",
-                "With --events: continue the prompts on a running `shardlm serve` (http://HOST:PORT)");
+  f->alias<Str>(
+      "--url", "url",
+      "With --events: continue the prompts on a running `shardlm serve` (http://HOST:PORT)");
   cmd->callback([f, &run] { run = [f] { return run_generate(GenerateArgs::from(f->load())); }; });
 }
 

@@ -10,8 +10,8 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
-#include "launcher/app.h"
 #include "core/mpi_check.h"
+#include "launcher/app.h"
 
 namespace shardlm::launcher {
 

@@ -10,9 +10,9 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/error.h"
 #include "launcher/app.h"
 #include "launcher/launch_line.h"
-#include "core/error.h"
 
 namespace shardlm::launcher {
 

@@ -2,10 +2,10 @@
 // directory (monitor/aggregator.h), in the foreground until SIGINT/SIGTERM.
 #include <cstdio>
 
+#include "core/config.h"
 #include "launcher/app.h"
 #include "monitor/aggregator.h"
 #include "monitor/config.h"
-#include "core/config.h"
 
 namespace shardlm::launcher {
 
@@ -69,8 +69,7 @@ void register_monitor(CLI::App& app, Context& ctx, Command& run) {
           "shardlm monitor: rater link %s?token=%s#rate (the rating token, also in "
           "%s/monitor.rating-token: it may vote, not control)\n",
           agg.url().c_str(), agg.rating_token().c_str(), o->run_dir.c_str());
-      if (mc.viewer_auth)
-        std::printf("shardlm monitor: viewers need a token (viewer_auth)\n");
+      if (mc.viewer_auth) std::printf("shardlm monitor: viewers need a token (viewer_auth)\n");
       std::printf("shardlm monitor: port %u\n", static_cast<unsigned>(agg.port()));
       std::fflush(stdout);
       agg.wait();

@@ -3,11 +3,11 @@
 // input files; running it again with nothing changed does nothing.
 #include <cstdio>
 
+#include "core/config.h"
+#include "core/log.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
 #include "launcher/app.h"
-#include "core/config.h"
-#include "core/log.h"
 
 namespace shardlm::launcher {
 

@@ -6,9 +6,9 @@
 #include <iostream>
 #include <iterator>
 
+#include "core/error.h"
 #include "data/tokenizer.h"
 #include "launcher/app.h"
-#include "core/error.h"
 
 namespace shardlm::launcher {
 

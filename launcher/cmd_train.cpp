@@ -1,6 +1,6 @@
 // `shardlm train --config run.toml [--section.key=value ...]`: one training run.
-#include "launcher/app.h"
 #include "core/config.h"
+#include "launcher/app.h"
 #include "runtime/trainer.h"
 
 namespace shardlm::launcher {

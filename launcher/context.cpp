@@ -1,6 +1,6 @@
 // Lazy MPI start-up for subcommands that need it.
-#include "launcher/app.h"
 #include "core/log.h"
+#include "launcher/app.h"
 
 namespace shardlm::launcher {
 

@@ -29,8 +29,8 @@ namespace shardlm::load {
 /// How load_model loads.
 struct LoadOptions {
   torch::Device device = torch::kCPU;  ///< where the model goes
-  std::string tokenizer;       ///< a tokenizer file; "" = find_tokenizer(path)
-  bool need_tokenizer = false;  ///< true: no tokenizer found is a ConfigError (commands)
+  std::string tokenizer;               ///< a tokenizer file; "" = find_tokenizer(path)
+  bool need_tokenizer = false;         ///< true: no tokenizer found is a ConfigError (commands)
   /// Quantised models: keep the fp32 weights resident (pruning, distillation
   /// and export need them), whatever runtime the model's config.json names.
   bool dense = false;

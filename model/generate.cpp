@@ -16,9 +16,9 @@
 #include <mutex>
 #include <random>
 
-#include "model/safetensors.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "model/safetensors.h"
 
 namespace shardlm::model {
 
@@ -352,9 +352,9 @@ GenerationOutput Generator::run_decode(const std::vector<std::vector<int64_t>>& 
 namespace {
 struct Hypothesis {
   std::vector<int64_t> tokens;
-  std::vector<double> logprobs;  // under the model (reported)
+  std::vector<double> logprobs;   // under the model (reported)
   std::vector<Alternatives> top;  // with alternatives requested
-  double sum = 0;                // sum of log p under the penalised distribution (ranked)
+  double sum = 0;                 // sum of log p under the penalised distribution (ranked)
 };
 
 // The best `k` finished hypotheses of one prompt.

@@ -36,9 +36,9 @@ namespace shardlm::model {
 using Alternatives = std::vector<std::pair<int64_t, double>>;
 
 struct GeneratedSequence {
-  std::vector<int64_t> tokens;   // new tokens only (an EOS or stop token that ended it included)
-  std::vector<double> logprobs;  // log p(token) under the model itself: temperature 1, no
-                                 // penalties or truncation (one per token)
+  std::vector<int64_t> tokens;    // new tokens only (an EOS or stop token that ended it included)
+  std::vector<double> logprobs;   // log p(token) under the model itself: temperature 1, no
+                                  // penalties or truncation (one per token)
   std::vector<Alternatives> top;  // per token, with set_alternatives(k > 0); else empty
   // greedy / sample: sum of logprobs. beam: the beam score, sum of log p under the
   // penalised distribution / length^length_penalty (what the search ranks by).

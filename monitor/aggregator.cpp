@@ -26,12 +26,12 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include "core/error.h"
+#include "core/log.h"
 #include "monitor/control.h"
 #include "monitor/launch.h"
 #include "monitor/protocol.h"
 #include "monitor/workbench.h"
-#include "core/error.h"
-#include "core/log.h"
 
 namespace shardlm::monitor {
 
@@ -895,8 +895,8 @@ bool Aggregator::Impl::take_inspect_budget() {
   // Under mu. A bucket of cfg.inspect_burst, refilled continuously.
   const double now = steady_now();
   if (inspect_refill_at == 0) inspect_tokens = cfg.inspect_burst;
-  inspect_tokens = std::min(cfg.inspect_burst,
-                            inspect_tokens + (now - inspect_refill_at) * cfg.inspect_per_minute / 60);
+  inspect_tokens = std::min(
+      cfg.inspect_burst, inspect_tokens + (now - inspect_refill_at) * cfg.inspect_per_minute / 60);
   inspect_refill_at = now;
   if (inspect_tokens < 1) return false;
   inspect_tokens -= 1;
@@ -927,11 +927,11 @@ void Aggregator::Impl::on_inspect(WsSession& s, const json& msg) {
                       cfg.inspect_per_minute, cfg.inspect_burst),
           c.id);
     }
-    const std::string target = msg.value("args", json::object()).value("target", std::string("live"));
+    const std::string target =
+        msg.value("args", json::object()).value("target", std::string("live"));
     if (c.inspect_what != "generate" || target == "live" || target.empty()) {
       auto p = producers.find(0);
-      if (p == producers.end())
-        return s.send_error("no_producer", "rank 0 is not connected", c.id);
+      if (p == producers.end()) return s.send_error("no_producer", "rank 0 is not connected", c.id);
       p->second->send_direct(c.to_json());
       return;
     }
@@ -1050,13 +1050,15 @@ http::response<http::string_body> Aggregator::Impl::handle_http(
       !http_authorized(req)) {
     ++http_refused;
     auto res = respond(http::status::unauthorized, "application/json",
-                       dump(json{{"error", "this monitor needs a token (monitor.viewer_auth): send "
-                                           "Authorization: Bearer TOKEN or ?token=TOKEN"}}));
+                       dump(json{{"error",
+                                  "this monitor needs a token (monitor.viewer_auth): send "
+                                  "Authorization: Bearer TOKEN or ?token=TOKEN"}}));
     res.set(http::field::www_authenticate, "Bearer realm=\"shardlm monitor\"");
     return res;
   }
   if (auto wb = workbench ? workbench->http_get(target) : std::nullopt) {
-    auto res = respond(static_cast<http::status>(wb->first), "application/json", std::move(wb->second));
+    auto res =
+        respond(static_cast<http::status>(wb->first), "application/json", std::move(wb->second));
     res.set(http::field::cache_control, "no-cache");
     return res;
   }
@@ -1103,7 +1105,9 @@ http::response<http::string_body> Aggregator::Impl::handle_http(
 }
 
 bool Aggregator::Impl::http_authorized(const http::request<http::string_body>& req) const {
-  auto ok = [&](const std::string& t) { return token_equal(t, token) || token_equal(t, rating_token); };
+  auto ok = [&](const std::string& t) {
+    return token_equal(t, token) || token_equal(t, rating_token);
+  };
   const auto auth = req[http::field::authorization];
   if (auth.size() > 7 && beast::iequals(auth.substr(0, 7), "Bearer ") &&
       ok(std::string(auth.substr(7))))

@@ -17,14 +17,14 @@ namespace shardlm::monitor {
 
 struct AggregatorConfig {
   std::string bind = "127.0.0.1";
-  uint16_t port = 8765;          // 0: any free port (read it back with Aggregator::port())
-  std::string run_dir = ".";     // metrics.jsonl, monitor.token, checkpoints/, launch-N.log
-  std::string static_dir;        // the dashboard's built files; "" = find_dashboard_dir()
-  std::string token;             // "" = RUN_DIR/monitor.token's (a restart), else a fresh one
+  uint16_t port = 8765;       // 0: any free port (read it back with Aggregator::port())
+  std::string run_dir = ".";  // metrics.jsonl, monitor.token, checkpoints/, launch-N.log
+  std::string static_dir;     // the dashboard's built files; "" = find_dashboard_dir()
+  std::string token;          // "" = RUN_DIR/monitor.token's (a restart), else a fresh one
   // Raters' token: may vote in the Rate tab, cannot control the run. "" =
   // RUN_DIR/monitor.rating-token's (a restart), else a fresh one.
   std::string rating_token;
-  bool producer_auth = true;     // producers must send the token; false: trusted networks only
+  bool producer_auth = true;  // producers must send the token; false: trusted networks only
   // Viewers must present a token (the control or the rating token) in hello, and
   // HTTP requests to /api/* and /metrics one as `Authorization: Bearer` or
   // `?token=`; otherwise error unauthorized / 401. The dashboard's files stay open.

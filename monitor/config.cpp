@@ -7,9 +7,9 @@
 
 #include <fmt/format.h>
 
+#include "core/log.h"
 #include "monitor/launch.h"
 #include "monitor/websocket_sink.h"
-#include "core/log.h"
 
 namespace shardlm::monitor {
 
@@ -74,8 +74,8 @@ void MonitorConfig::validate() const {
                  "requests per minute > 0");
   config_require(inspect_burst >= 1, "inspect_burst", std::to_string(inspect_burst),
                  "a number of requests >= 1");
-  config_require(rating_token.empty() || rating_token != token, "rating_token", "(the control token)",
-                 "a token different from monitor.token");
+  config_require(rating_token.empty() || rating_token != token, "rating_token",
+                 "(the control token)", "a token different from monitor.token");
 }
 
 AggregatorConfig MonitorConfig::aggregator(const std::string& run_dir) const {

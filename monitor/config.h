@@ -20,10 +20,10 @@
 
 #include "core/comm.h"
 
+#include "core/config.h"
 #include "monitor/aggregator.h"
 #include "monitor/control.h"
 #include "monitor/sink.h"
-#include "core/config.h"
 
 namespace shardlm::monitor {
 

@@ -12,9 +12,9 @@
 
 #include <fmt/format.h>
 
-#include "monitor/protocol.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "monitor/protocol.h"
 
 namespace shardlm::monitor {
 

@@ -180,12 +180,12 @@ json parse_message(std::string_view text) {
   if (j.is_discarded()) throw ProtocolError("bad_json", "the message is not valid JSON");
   if (!j.is_object()) throw ProtocolError("bad_json", "the message is not a JSON object");
   static const std::set<std::string> types = {
-      "hello",       "welcome",    "history_end",    "run_info",
-      "step",        "validation", "event",          "heartbeat",
-      "bye",         "control",    "command_status", "ack",
-      "aggregate",   "ranks",      "error",          "list_checkpoints",
-      "checkpoints", "inspect",    "inspect_result", "rate_next",
-      "rate_pair",   "rate_vote",  "rate_ack",       "rate_list",
+      "hello",       "welcome",     "history_end",    "run_info",
+      "step",        "validation",  "event",          "heartbeat",
+      "bye",         "control",     "command_status", "ack",
+      "aggregate",   "ranks",       "error",          "list_checkpoints",
+      "checkpoints", "inspect",     "inspect_result", "rate_next",
+      "rate_pair",   "rate_vote",   "rate_ack",       "rate_list",
       "rate_votes",  "rate_create", "rate_created"};
   auto t = j.find("type");
   if (t == j.end() || !t->is_string())

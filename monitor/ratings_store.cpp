@@ -18,12 +18,12 @@ using json = nlohmann::json;
 
 // Every SQLite call that can fail goes through this: the database's file, the
 // expression and SQLite's own message end up in a core::DataError.
-#define SHARDLM_SQLITE_CHECK(db, expr, path)                                                  \
-  do {                                                                                        \
-    const int rc_ = (expr);                                                                   \
-    if (rc_ != SQLITE_OK && rc_ != SQLITE_DONE && rc_ != SQLITE_ROW)                          \
+#define SHARDLM_SQLITE_CHECK(db, expr, path)                                                     \
+  do {                                                                                           \
+    const int rc_ = (expr);                                                                      \
+    if (rc_ != SQLITE_OK && rc_ != SQLITE_DONE && rc_ != SQLITE_ROW)                             \
       throw core::DataError(fmt::format("{}: {} failed: {}", (path), #expr, sqlite3_errmsg(db)), \
-                            __FILE__, __LINE__);                                              \
+                            __FILE__, __LINE__);                                                 \
   } while (0)
 
 namespace {
@@ -108,7 +108,8 @@ class Stmt {
   }
   Stmt& bind(int i, const std::string& v) {
     SHARDLM_SQLITE_CHECK(
-        db_, sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT), path_);
+        db_, sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT),
+        path_);
     return *this;
   }
   Stmt& bind_null(int i) {
@@ -188,8 +189,7 @@ struct RatingsStore::Db {
 
 RatingsStore::RatingsStore(const std::string& path, bool read_only, int busy_timeout_ms)
     : db_(std::make_unique<Db>()), path_(path) {
-  const int flags = read_only ? SQLITE_OPEN_READONLY
-                              : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  const int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   if (sqlite3_open_v2(path.c_str(), &db_->h, flags | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
     std::string msg = db_->h ? sqlite3_errmsg(db_->h) : "out of memory";
     throw core::DataError(fmt::format("{}: cannot open the ratings database: {}{}", path, msg,
@@ -370,9 +370,7 @@ std::vector<json> RatingsStore::export_votes() {
     const auto a = sample(v.shown_a), b = sample(v.shown_b);
     if (!p || !a || !b) continue;  // foreign keys make this impossible; be safe
     auto step = [](const RatingSample& s) { return s.step ? json(*s.step) : json(); };
-    std::string winner = v.choice == "A"   ? a->source
-                         : v.choice == "B" ? b->source
-                                           : v.choice;
+    std::string winner = v.choice == "A" ? a->source : v.choice == "B" ? b->source : v.choice;
     out.push_back({{"kind", "pair"},
                    {"id", fmt::format("pair-{}", v.pair)},
                    {"vote", v.id},

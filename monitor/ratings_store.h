@@ -28,11 +28,11 @@
 namespace shardlm::monitor {
 
 struct RatingSample {
-  std::string source;          // what produced it: "step-200", a model label, a serve URL
+  std::string source;           // what produced it: "step-200", a model label, a serve URL
   std::optional<int64_t> step;  // the training step, for checkpoints of this run
   std::string prompt, text;
   nlohmann::json options = nlohmann::json::object();  // how it was generated
-  int64_t id = 0;                                      // set by add_sample()
+  int64_t id = 0;                                     // set by add_sample()
   double created = 0;
 };
 
@@ -70,7 +70,8 @@ class RatingsStore {
   // Opens `path` (created with its tables unless read_only). Throws
   // core::DataError naming the file and SQLite's message when it cannot be
   // opened or is not a ratings database.
-  explicit RatingsStore(const std::string& path, bool read_only = false, int busy_timeout_ms = 5000);
+  explicit RatingsStore(const std::string& path, bool read_only = false,
+                        int busy_timeout_ms = 5000);
   ~RatingsStore();
   RatingsStore(const RatingsStore&) = delete;
   RatingsStore& operator=(const RatingsStore&) = delete;

@@ -106,7 +106,7 @@ struct WebSocketSink::Impl {
   std::atomic<int64_t> last_publish_ms;
   std::atomic<int64_t> last_step{-1};
   int warned = 0;
-  int warned_auth = 0;  // io thread only
+  int warned_auth = 0;    // io thread only
   int warned_silent = 0;  // io thread only: aggregators that never said welcome
 
   // ---- training thread -------------------------------------------------------------------

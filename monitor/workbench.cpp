@@ -113,14 +113,15 @@ class Worker : public std::enable_shared_from_this<Worker> {
   void kill() {
     if (pid_ > 0 && !reaped_) ::kill(pid_, SIGKILL);
   }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const {
+    return pid_;
+  }
 
  private:
   void read() {
-    net::async_read_until(pipe_, buf_, '\n',
-                          [self = shared_from_this()](error_code ec, size_t n) {
-                            self->on_read(ec, n);
-                          });
+    net::async_read_until(pipe_, buf_, '\n', [self = shared_from_this()](error_code ec, size_t n) {
+      self->on_read(ec, n);
+    });
   }
 
   void on_read(error_code ec, size_t n) {
@@ -196,7 +197,8 @@ struct Workbench::Impl : std::enable_shared_from_this<Workbench::Impl> {
 
   // The store, opened on first use (a run that nobody rates gets no database). Under mu.
   RatingsStore& db() {
-    if (!store) store = std::make_unique<RatingsStore>((fs::path(cfg.run_dir) / "ratings.db").string());
+    if (!store)
+      store = std::make_unique<RatingsStore>((fs::path(cfg.run_dir) / "ratings.db").string());
     return *store;
   }
 
@@ -270,7 +272,8 @@ void Workbench::stop() {
 std::string run_tokenizer(const json& run_info) {
   const json cfg = run_info.is_object() ? run_info.value("config", json::object()) : json();
   auto get = [&](const char* section, const char* key) {
-    if (!cfg.is_object() || !cfg.contains(section) || !cfg[section].is_object()) return std::string();
+    if (!cfg.is_object() || !cfg.contains(section) || !cfg[section].is_object())
+      return std::string();
     const json& v = cfg[section].value(key, json());
     return v.is_string() ? v.get<std::string>() : std::string();
   };
@@ -304,7 +307,8 @@ std::vector<std::string> Workbench::worker_argv(const std::string& target, const
     if (dir.empty()) throw ProtocolError("not_found", e.message());
   }
   argv.insert(argv.end(), {"--model", dir});
-  if (auto tok = run_tokenizer(run_info); !tok.empty()) argv.insert(argv.end(), {"--tokenizer", tok});
+  if (auto tok = run_tokenizer(run_info); !tok.empty())
+    argv.insert(argv.end(), {"--tokenizer", tok});
   return argv;
 }
 
@@ -405,9 +409,8 @@ void Workbench::rate_vote(uint64_t session, const json& msg) {
     }
     auto sample_json = [&](int64_t id) {
       auto s = db.sample(id);
-      return json{{"sample", id},
-                  {"source", s->source},
-                  {"step", s->step ? json(*s->step) : json()}};
+      return json{
+          {"sample", id}, {"source", s->source}, {"step", s->step ? json(*s->step) : json()}};
     };
     ack["ok"] = true;
     ack["vote"] = r.id;
@@ -519,8 +522,8 @@ void Workbench::rate_create(uint64_t session, const json& msg, const json& run_i
             std::lock_guard<std::mutex> g(job->mu);
             if (!end && !job->failed) {
               job->failed = true;
-              job->why = fmt::format("generating from {} failed (exit code {}; see {})",
-                                     sources[s], code, log);
+              job->why = fmt::format("generating from {} failed (exit code {}; see {})", sources[s],
+                                     code, log);
             }
             last = --job->pending == 0;
           }
@@ -546,32 +549,32 @@ std::optional<std::pair<int, std::string>> Workbench::http_get(const std::string
         json item = {{"name", e.path().filename().string()},
                      {"bytes", static_cast<int64_t>(e.file_size(ec))}};
         auto mtime = fs::last_write_time(e.path(), ec);
-        item["mtime"] = std::chrono::duration<double>(
-                            mtime.time_since_epoch() -
-                            fs::file_time_type::clock::now().time_since_epoch() +
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
+        item["mtime"] =
+            std::chrono::duration<double>(mtime.time_since_epoch() -
+                                          fs::file_time_type::clock::now().time_since_epoch() +
+                                          std::chrono::system_clock::now().time_since_epoch())
+                .count();
         // eval compare: {"models": [...], "comparisons"}; eval run: {"model", "tasks"}.
-        item["kind"] = !j.is_object()                ? "unreadable"
-                       : j.contains("comparisons")   ? "compare"
-                       : j.contains("tasks")         ? "run"
-                                                     : "other";
+        item["kind"] = !j.is_object()              ? "unreadable"
+                       : j.contains("comparisons") ? "compare"
+                       : j.contains("tasks")       ? "run"
+                                                   : "other";
         if (j.is_object()) item["suite"] = j.value("suite", json());
         items.push_back(item);
       }
     }
     std::sort(items.begin(), items.end(),
               [](const json& a, const json& b) { return a["name"] < b["name"]; });
-    return std::make_pair(200, dump(json{{"run_dir", impl_->cfg.run_dir},
-                                         {"dir", dir.string()},
-                                         {"items", items}}));
+    return std::make_pair(
+        200, dump(json{{"run_dir", impl_->cfg.run_dir}, {"dir", dir.string()}, {"items", items}}));
   }
   const std::string name = target.substr(prefix.size() + 1);
   if (name.empty() || name.find('/') != std::string::npos || name.find("..") != std::string::npos ||
       fs::path(name).extension() != ".json")
     return std::make_pair(400, dump(json{{"error", "expected /api/evals/NAME.json"}}));
   std::ifstream in(dir / name, std::ios::binary);
-  if (!in) return std::make_pair(404, dump(json{{"error", "no report " + name + " in " + dir.string()}}));
+  if (!in)
+    return std::make_pair(404, dump(json{{"error", "no report " + name + " in " + dir.string()}}));
   std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   return std::make_pair(200, std::move(body));
 }

@@ -27,8 +27,8 @@ namespace shardlm::monitor {
 
 struct WorkbenchConfig {
   std::string run_dir = ".";
-  std::string shardlm;          // the executable that generates; "" = this one (/proc/self/exe)
-  int max_workers = 4;          // generation processes at once; one more gets error busy
+  std::string shardlm;            // the executable that generates; "" = this one (/proc/self/exe)
+  int max_workers = 4;            // generation processes at once; one more gets error busy
   double worker_timeout_s = 300;  // a generation process still running then is killed
 };
 

@@ -3,14 +3,14 @@
 
 #include <ATen/Parallel.h>
 
-#include "parallel/kernels/adam_cpu.h"
 #include "core/error.h"
+#include "parallel/kernels/adam_cpu.h"
 
 #ifdef SHARDLM_WITH_CUDA
 #include <c10/cuda/CUDAStream.h>
 
-#include "parallel/cuda/adam8bit.h"
 #include "core/cuda_check.h"
+#include "parallel/cuda/adam8bit.h"
 #endif
 
 namespace shardlm::parallel {

@@ -3,8 +3,8 @@
 
 #include <ATen/Parallel.h>
 
-#include "parallel/kernels/adam_cpu.h"
 #include "core/error.h"
+#include "parallel/kernels/adam_cpu.h"
 
 namespace shardlm::parallel {
 

@@ -3,9 +3,9 @@
 
 #include <algorithm>
 
-#include "parallel/process_group.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "parallel/process_group.h"
 
 namespace shardlm::parallel {
 
@@ -53,7 +53,8 @@ bool LossScaler::all_finite(const std::vector<torch::Tensor>& tensors, ProcessGr
     bad = bad.defined() ? bad.add_(b) : b;
   }
   torch::Device device = group ? group->device() : (bad.defined() ? bad.device() : torch::kCPU);
-  bad = bad.defined() ? bad.to(device) : torch::zeros({1}, torch::TensorOptions(device).dtype(torch::kInt));
+  bad = bad.defined() ? bad.to(device)
+                      : torch::zeros({1}, torch::TensorOptions(device).dtype(torch::kInt));
   if (group != nullptr && group->size() > 1) group->all_reduce(bad, ReduceOp::kMax);
   return bad.item<int>() == 0;
 }

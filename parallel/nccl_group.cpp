@@ -18,10 +18,10 @@
 #include <mutex>
 #include <thread>
 
-#include "parallel/watchdog.h"
 #include "core/cuda_check.h"
 #include "core/env.h"
 #include "core/mpi_check.h"
+#include "parallel/watchdog.h"
 #endif
 
 namespace shardlm::parallel {
@@ -285,7 +285,7 @@ std::shared_ptr<NcclWork> enqueue_on(NcclGroup::Impl& im, int device,
     const int64_t seq = ++im.seq;                                                                \
     im.watchdog->on_called(seq);                                                                 \
     im.watchdog->on_started(seq);                                                                \
-    auto work = enqueue_on(im, index_, tensors, [&](cudaStream_t stream) { body; });            \
+    auto work = enqueue_on(im, index_, tensors, [&](cudaStream_t stream) { body; });             \
     auto now = Clock::now();                                                                     \
     im.inflight.push_back(InFlight{seq, fmt::format("{} (tag {})", what, (opts).tag), kind, now, \
                                    now + timeout_for(opts), work});                              \

@@ -1,10 +1,10 @@
 // Optimizer base: configuration, segment checks, step bookkeeping, factory.
 #include "parallel/optimizer.h"
 
+#include "core/config.h"
 #include "parallel/adam8bit.h"
 #include "parallel/adamw.h"
 #include "parallel/cpu_adam.h"
-#include "core/config.h"
 
 namespace shardlm::parallel {
 

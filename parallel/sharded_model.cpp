@@ -7,9 +7,9 @@
 
 #include <unordered_map>
 
-#include "parallel/grad_clip.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "parallel/grad_clip.h"
 
 namespace shardlm::parallel {
 

@@ -64,8 +64,8 @@ void Controls::apply(const monitor::ControlCommand& c, int64_t step) {
     case K::kSetBatch:
       if (c.accumulation > 0) *t_.accumulation = c.accumulation;
       if (c.micro_batch > 0) t_.data->set_batch_size(c.micro_batch);
-      note = fmt::format("micro-batch {} x accumulation {}", t_.data->batch_size(),
-                         *t_.accumulation);
+      note =
+          fmt::format("micro-batch {} x accumulation {}", t_.data->batch_size(), *t_.accumulation);
       break;
     case K::kSetEarlyStopping: {
       auto ec = t_.early->config();

@@ -1,7 +1,7 @@
 // Control commands from the dashboard, applied by every rank at the same step
 // boundary (rank 0 polls its channel; the trainer broadcasts the encoded
-// commands over the run's process group), and the live settings they change. A new command: its kind
-// in monitor/control.h and its case in Controls::apply (controls.cpp).
+// commands over the run's process group), and the live settings they change. A new command: its
+// kind in monitor/control.h and its case in Controls::apply (controls.cpp).
 #pragma once
 
 #include <cstdint>

@@ -12,12 +12,12 @@
 namespace shardlm::runtime {
 
 struct Counters {
-  int64_t step = 0;             // optimizer steps done
-  int64_t tokens_seen = 0;      // target tokens trained on, over all ranks
-  std::vector<double> losses;   // the global mean loss of every step
-  double best_val_loss = 0;     // the best validation so far (its step: best_step)
+  int64_t step = 0;            // optimizer steps done
+  int64_t tokens_seen = 0;     // target tokens trained on, over all ranks
+  std::vector<double> losses;  // the global mean loss of every step
+  double best_val_loss = 0;    // the best validation so far (its step: best_step)
   int64_t best_step = -1;
-  double final_val_loss = 0;    // the latest validation's loss
+  double final_val_loss = 0;  // the latest validation's loss
 
   NLOHMANN_DEFINE_TYPE_INTRUSIVE_WITH_DEFAULT(Counters, step, tokens_seen, losses, best_val_loss,
                                               best_step, final_val_loss)

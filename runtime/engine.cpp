@@ -1,8 +1,8 @@
 // Engine (see engine.h): the GPT cut into units for parallel::ShardedModel.
 #include "runtime/engine.h"
 
-#include "model/activation_checkpoint.h"
 #include "core/error.h"
+#include "model/activation_checkpoint.h"
 
 namespace shardlm::runtime {
 

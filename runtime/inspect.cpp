@@ -5,9 +5,9 @@
 #include <cmath>
 #include <map>
 
+#include "core/error.h"
 #include "data/utf8.h"
 #include "runtime/playground.h"
-#include "core/error.h"
 
 namespace shardlm::runtime {
 

@@ -1,8 +1,8 @@
 // Sharded model <-> checkpoint (see model_checkpoint.h).
 #include "runtime/model_checkpoint.h"
 
-#include <ATen/Context.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <torch/torch.h>
 
 #include "core/error.h"

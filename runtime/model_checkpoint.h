@@ -19,7 +19,7 @@
 namespace shardlm::runtime {
 
 struct ModelPieces {
-  std::vector<ckpt::UnitPiece> units;  // host copies of this rank's ranges
+  std::vector<ckpt::UnitPiece> units;                         // host copies of this rank's ranges
   nlohmann::json optimizer_steps = nlohmann::json::object();  // {unit: Adam step}
 };
 

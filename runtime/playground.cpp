@@ -92,12 +92,22 @@ PlaygroundRequest parse_playground_request(const json& args) {
   if (r.top < 0 || r.top > 20) bad("top", args["top"], "an integer from 0 to 20");
   const json opts = args.value("options", json::object());
   if (!opts.is_object()) bad("options", opts, "an object of decoding options (docs/generation.md)");
-  static const std::set<std::string> known = {
-      "strategy",           "max_new_tokens",    "temperature", "top_k",
-      "top_p",              "min_p",             "repetition_penalty",
-      "frequency_penalty",  "presence_penalty",  "num_beams",   "length_penalty",
-      "early_stopping",     "stop",              "seed",        "ignore_eos",
-      "num_return_sequences"};
+  static const std::set<std::string> known = {"strategy",
+                                              "max_new_tokens",
+                                              "temperature",
+                                              "top_k",
+                                              "top_p",
+                                              "min_p",
+                                              "repetition_penalty",
+                                              "frequency_penalty",
+                                              "presence_penalty",
+                                              "num_beams",
+                                              "length_penalty",
+                                              "early_stopping",
+                                              "stop",
+                                              "seed",
+                                              "ignore_eos",
+                                              "num_return_sequences"};
   for (const auto& [k, v] : opts.items())
     if (!known.count(k)) bad("options." + k, v, "a decoding option of docs/generation.md");
   model::GenerationConfig& c = r.cfg;
@@ -164,7 +174,8 @@ void run_playground(const PlaygroundRequest& req, model::GPT model, const data::
     const auto t0 = std::chrono::steady_clock::now();
     model::GenerationOutput out = gen.generate({ids}, [&](const model::TokenEvent& e) {
       json top = json::array();
-      for (const auto& [id, lp] : e.top) top.push_back({{"id", id}, {"text", text_of(id)}, {"logprob", lp}});
+      for (const auto& [id, lp] : e.top)
+        top.push_back({{"id", id}, {"text", text_of(id)}, {"logprob", lp}});
       emit({{"event", "token"},
             {"prompt", p},
             {"index", e.index},

@@ -25,8 +25,8 @@ namespace shardlm::runtime {
 
 // One optimizer step as the trainer saw it (host values, read once per logged step).
 struct StepRecord {
-  int64_t step = 0;          // 0-based
-  double loss = 0;           // global mean over the step's target tokens
+  int64_t step = 0;  // 0-based
+  double loss = 0;   // global mean over the step's target tokens
   double lr = 0;
   double grad_norm = 0;      // NaN when the step was skipped
   double global_tokens = 0;  // target tokens of the step, over all ranks

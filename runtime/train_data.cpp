@@ -26,10 +26,9 @@ void TrainData::set_batch_size(int64_t b) {
 }
 
 StateSlot TrainData::state_slot() {
-  return {"loader", [this] { return loader_->state().to_json(); },
-          [this](const nlohmann::json& j) {
-            loader_->load_state(data::LoaderState::from_json(j));
-          }};
+  return {
+      "loader", [this] { return loader_->state().to_json(); },
+      [this](const nlohmann::json& j) { loader_->load_state(data::LoaderState::from_json(j)); }};
 }
 
 }  // namespace shardlm::runtime

@@ -48,9 +48,10 @@ torch::Tensor scalar(double v, torch::Device device) {
 Trainer::Impl::Impl(const core::RunConfig& cfg, const core::Env& e, const core::MpiComm& comm,
                     const GroupDecorator& decorate)
     : s(RunSettings::read(cfg, e)), env(e), scaler(s.scaler) {
-  const int per_device = s.device.is_cuda() ? std::max(1, env.local_size / std::max<int>(
-                                                           1, torch::cuda::device_count()))
-                                            : 1;
+  const int per_device =
+      s.device.is_cuda()
+          ? std::max(1, env.local_size / std::max<int>(1, torch::cuda::device_count()))
+          : 1;
   group = parallel::make_process_group(s.shard.backend, s.device, comm.native(), per_device,
                                        s.shard.group_options());
   if (decorate) group = decorate(group);
@@ -59,8 +60,8 @@ Trainer::Impl::Impl(const core::RunConfig& cfg, const core::Env& e, const core::
                 group->rank(), group->size(), env.rank, env.world_size);
   fs::create_directories(s.train.run_dir);
   if (env.is_root())
-    core::write_file_atomic<core::ConfigError>(
-        (fs::path(s.train.run_dir) / "config.toml").string(), s.run.to_toml());
+    core::write_file_atomic<core::ConfigError>((fs::path(s.train.run_dir) / "config.toml").string(),
+                                               s.run.to_toml());
 
   // The same seed on every rank gives the same initial model (rank 0's is
   // broadcast anyway); dropout differs per rank through the rank offset.
@@ -84,8 +85,13 @@ Trainer::Impl::Impl(const core::RunConfig& cfg, const core::Env& e, const core::
       s.train.schedule, s.opt.lr,
       s.train.schedule.total_steps > 0 ? s.train.schedule.total_steps : s.train.steps);
   reporter = std::make_unique<Reporter>(s, env, *group);
-  Controls::Targets targets{model,    engine.get(), schedule.get(), data.get(),
-                            &validator->early_stopping(), reporter.get(), &s.train.accumulation,
+  Controls::Targets targets{model,
+                            engine.get(),
+                            schedule.get(),
+                            data.get(),
+                            &validator->early_stopping(),
+                            reporter.get(),
+                            &s.train.accumulation,
                             s.device};
   controls = std::make_unique<Controls>(targets, env, s.train.grad_clip, std::move(tokenizer));
 
@@ -131,8 +137,12 @@ std::vector<StateSlot> Trainer::Impl::resumables() {
                          {"clean_steps", torch::tensor(j.at("clean_steps").get<int64_t>())},
                          {"skipped_steps", torch::tensor(j.at("skipped_steps").get<int64_t>())}});
                   }};
-  return {StateSlot::of(counters), data->state_slot(),  sched, scale,
-          StateSlot::of(validator->early_stopping()), StateSlot::of(*controls)};
+  return {StateSlot::of(counters),
+          data->state_slot(),
+          sched,
+          scale,
+          StateSlot::of(validator->early_stopping()),
+          StateSlot::of(*controls)};
 }
 
 void Trainer::Impl::apply_trainable(int64_t step) {
@@ -240,9 +250,9 @@ void Trainer::Impl::read_log(bool report, bool agree) {
     // Every rank's stop signal (max) and the length of rank 0's commands.
     log.commands = controls->poll();
     bool stop = pending_stop_signal() != StopSignal::kNone || controls->stop_requested();
-    auto flags = torch::tensor({stop ? 1.0 : 0.0, static_cast<double>(log.commands.size())},
-                               torch::kDouble)
-                     .to(s.device);
+    auto flags =
+        torch::tensor({stop ? 1.0 : 0.0, static_cast<double>(log.commands.size())}, torch::kDouble)
+            .to(s.device);
     group->all_reduce(flags, parallel::ReduceOp::kMax);
     parts.push_back(flags);
   }
@@ -346,8 +356,9 @@ int Trainer::Impl::run() {
   summary.best_val_loss = counters.best_val_loss;
   summary.best_step = counters.best_step;
   summary.tokens_per_s =
-      log.seconds > 0 ? static_cast<double>(counters.tokens_seen - log.tokens_at_start) / log.seconds
-                      : 0;
+      log.seconds > 0
+          ? static_cast<double>(counters.tokens_seen - log.tokens_at_start) / log.seconds
+          : 0;
   nlohmann::json report = {{"steps", summary.steps_done},
                            {"final_val_loss", summary.final_val_loss},
                            {"best_val_loss", summary.best_val_loss},

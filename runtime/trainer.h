@@ -48,8 +48,7 @@ class Trainer {
   // `comm` holds the ranks of this run (tests run a one-rank trainer on
   // MPI_COMM_SELF inside a larger job); `env` must describe the same world.
   Trainer(const core::RunConfig& cfg, const core::Env& env,
-          const core::MpiComm& comm = core::MpiComm(MPI_COMM_WORLD),
-          GroupDecorator decorate = {});
+          const core::MpiComm& comm = core::MpiComm(MPI_COMM_WORLD), GroupDecorator decorate = {});
   ~Trainer();
   // Trains until the configured number of steps, an early stop, a stop
   // command or a stop signal. Returns the process exit code (0, or

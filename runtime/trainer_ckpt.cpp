@@ -67,8 +67,7 @@ void Trainer::Impl::restore_checkpoint(const std::string& dir) {
   const bool same_layout = reader.world_size() == env.world_size &&
                            st.at("zero_stage").get<int64_t>() == s.shard.zero_stage &&
                            st.at("optimizer").get<std::string>() == s.opt.name;
-  load_model_pieces(reader, engine->sharded(), s.opt.name, st.at("optimizer_steps"),
-                    same_layout);
+  load_model_pieces(reader, engine->sharded(), s.opt.name, st.at("optimizer_steps"), same_layout);
   load_states(resumables(), st, dir);
   restore_rng(reader, env.rank, env.world_size, s.device, s.train.seed, counters.step);
   core::log::info0(

@@ -30,12 +30,12 @@ namespace shardlm::runtime {
 // are read together (one device-to-host copy) at the next logged step; and
 // the throughput of this launch.
 struct StepLog {
-  std::vector<torch::Tensor> losses;  // (1,) fp64 each: the global mean loss of a step
-  torch::Tensor tokens;               // (1,) fp64: target tokens of those steps, all ranks
+  std::vector<torch::Tensor> losses;     // (1,) fp64 each: the global mean loss of a step
+  torch::Tensor tokens;                  // (1,) fp64: target tokens of those steps, all ranks
   torch::Tensor last_norm, last_tokens;  // of the last step: (1,) fp64 each
-  StepRecord last;                    // its host-side part (times, lr, local tokens)
-  double seconds = 0;                 // spent in steps since this launch began
-  int64_t tokens_at_start = 0;        // counters.tokens_seen when it began (a resume's)
+  StepRecord last;                       // its host-side part (times, lr, local tokens)
+  double seconds = 0;                    // spent in steps since this launch began
+  int64_t tokens_at_start = 0;           // counters.tokens_seen when it began (a resume's)
   // What the ranks agreed on at the last logged step (or boundary).
   bool agreed = false, stop = false;
   int64_t command_bytes = 0;  // rank 0's encoded commands, broadcast at the boundary

@@ -10,8 +10,8 @@
 #include <torch/torch.h>
 
 #include "bench/parallel/mpi_bench.h"
-#include "parallel/mpi_group.h"
 #include "core/env.h"
+#include "parallel/mpi_group.h"
 
 namespace {
 

@@ -10,9 +10,9 @@
 #include <torch/torch.h>
 
 #include "bench/parallel/mpi_bench.h"
+#include "core/env.h"
 #include "parallel/mpi_group.h"
 #include "parallel/sharded_model.h"
-#include "core/env.h"
 
 namespace {
 

@@ -16,11 +16,11 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/env.h"
 #include "model/gpt.h"
 #include "parallel/device_memory.h"
 #include "parallel/mpi_group.h"
 #include "parallel/nccl_group.h"
-#include "core/env.h"
 #include "runtime/engine.h"
 
 using namespace shardlm;

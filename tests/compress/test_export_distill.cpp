@@ -11,11 +11,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/manifest.h"
 #include "compress/distill.h"
 #include "compress/io.h"
 #include "compress/onnx_export.h"
 #include "compress/quantize.h"
+#include "data/manifest.h"
 #include "load/model_bundle.h"
 #include "model/generate.h"
 #include "model/safetensors.h"

@@ -52,8 +52,8 @@ TEST(Config, DefaultsWhenAbsent) {
 }
 
 TEST(Config, ReadsValuesAndIntegerAsDouble) {
-  auto rc = RunConfig::parse("[optim]\nlr = 0\nsteps = 7\nkind = \"adam8bit\"\nbetas = [0.8, 0.9]\n",
-                             "run.toml");
+  auto rc = RunConfig::parse(
+      "[optim]\nlr = 0\nsteps = 7\nkind = \"adam8bit\"\nbetas = [0.8, 0.9]\n", "run.toml");
   auto s = rc.section("optim");
   EXPECT_DOUBLE_EQ(s.get("lr", 1.0), 0.0);
   auto c = OptimConfig::from(s);
@@ -69,7 +69,8 @@ TEST(Config, OverridesWinOverTheFile) {
   EXPECT_DOUBLE_EQ(c.lr, 0.002);
   EXPECT_EQ(c.steps, 7);
   EXPECT_EQ(c.kind, "adam8bit");  // not TOML: taken as a string
-  EXPECT_EQ(rc.section("new.deep").get("key", std::vector<int64_t>{}), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(rc.section("new.deep").get("key", std::vector<int64_t>{}),
+            (std::vector<int64_t>{1, 2}));
 }
 
 TEST(Config, WrongTypeNamesFileLineKeyAndExpectation) {

@@ -17,7 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 fs::path fresh_dir(const std::string& name) {
-  fs::path d = fs::path(testing::TempDir()) / ("shardlm_core_" + name + "_" + std::to_string(getpid()));
+  fs::path d =
+      fs::path(testing::TempDir()) / ("shardlm_core_" + name + "_" + std::to_string(getpid()));
   fs::remove_all(d);
   fs::create_directories(d);
   return d;

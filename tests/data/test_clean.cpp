@@ -5,11 +5,11 @@
 #include <filesystem>
 #include <random>
 
+#include "core/error.h"
 #include "data/corpus.h"
 #include "data/text_clean.h"
 #include "data/utf8.h"
 #include "data_test_util.h"
-#include "core/error.h"
 
 using namespace shardlm::data;
 namespace tu = shardlm::data::test_util;

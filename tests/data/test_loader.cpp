@@ -13,10 +13,10 @@
 #include <set>
 #include <thread>
 
+#include "core/error.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data_test_util.h"
-#include "core/error.h"
 
 using namespace shardlm::data;
 namespace tu = shardlm::data::test_util;

@@ -9,10 +9,10 @@
 #include <set>
 #include <thread>
 
+#include "core/error.h"
 #include "data/prepare.h"
 #include "data/shard.h"
 #include "data_test_util.h"
-#include "core/error.h"
 
 using namespace shardlm::data;
 namespace tu = shardlm::data::test_util;

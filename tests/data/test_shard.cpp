@@ -7,11 +7,11 @@
 #include <numeric>
 #include <set>
 
+#include "core/error.h"
 #include "data/manifest.h"
 #include "data/sampler.h"
 #include "data/shard.h"
 #include "data_test_util.h"
-#include "core/error.h"
 
 using namespace shardlm::data;
 namespace tu = shardlm::data::test_util;

@@ -4,11 +4,11 @@
 
 #include <filesystem>
 
+#include "core/error.h"
 #include "data/input_paths.h"
 #include "data/pretokenizer.h"
 #include "data/tokenizer.h"
 #include "data/utf8.h"
-#include "core/error.h"
 #include "tokenizer_test_util.h"
 
 namespace shardlm::data {

@@ -10,10 +10,10 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_model.h"
 #include "data/utf8.h"
-#include "core/error.h"
 #include "tokenizer_test_util.h"
 
 namespace shardlm::data {

@@ -6,9 +6,9 @@
 
 #include <filesystem>
 
+#include "core/error.h"
 #include "data/tokenizer.h"
 #include "data/utf8.h"
-#include "core/error.h"
 #include "tokenizer_test_util.h"
 
 namespace shardlm::data {

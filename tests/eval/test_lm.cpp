@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
 #include "eval/jsonl.h"
@@ -21,7 +22,6 @@
 #include "load/model_bundle.h"
 #include "model/generate.h"
 #include "model/safetensors.h"
-#include "core/error.h"
 #include "monitor/ratings_store.h"
 #include "tests/run_command.h"
 
@@ -459,8 +459,8 @@ TEST(EvalCli, RunCompareAndRate) {
 
   // The same run from an [eval] section, one key overridden on the command line:
   // the numbers are the flags' numbers; a misspelt key is refused by name.
-  std::ofstream(dir + "/eval.toml") << "[eval]\nmodel = \"" << m.untrained << "\"\nsuite = \""
-                                    << suite << "\"\njson = true\n";
+  std::ofstream(dir + "/eval.toml")
+      << "[eval]\nmodel = \"" << m.untrained << "\"\nsuite = \"" << suite << "\"\njson = true\n";
   const auto jc = nlohmann::json::parse(
       run_cli("eval run --config " + dir + "/eval.toml --eval.model=" + m.trained, &rc, &err));
   ASSERT_EQ(rc, 0) << err;
@@ -533,8 +533,7 @@ TEST(EvalCli, RunCompareAndRate) {
 // same store the monitor uses), summarises it and exports it as JSONL that
 // `eval ratings --ratings` reads back to the same numbers.
 TEST(EvalCli, RatingsFromTheRateTabDatabase) {
-  const std::string dir =
-      std::string(SHARDLM_TEST_TMP) + "/eval_db_" + std::to_string(::getpid());
+  const std::string dir = std::string(SHARDLM_TEST_TMP) + "/eval_db_" + std::to_string(::getpid());
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string db = dir + "/ratings.db";
@@ -551,23 +550,23 @@ TEST(EvalCli, RatingsFromTheRateTabDatabase) {
   }
   int rc = 0;
   std::string err;
-  const auto j = nlohmann::json::parse(run_cli("eval ratings --db " + db + " --json --export " +
-                                                   dir + "/votes.jsonl",
-                                               &rc, &err));
+  const auto j = nlohmann::json::parse(
+      run_cli("eval ratings --db " + db + " --json --export " + dir + "/votes.jsonl", &rc, &err));
   ASSERT_EQ(rc, 0) << err;
   EXPECT_EQ(j["answers"], 6);
   EXPECT_EQ(j["skipped"], 2);
   EXPECT_EQ(j["raters"]["ann"], 4);
-  EXPECT_EQ(j["agreement"]["items"], 2);           // pairs 0 and 1, both "step-20 better"
+  EXPECT_EQ(j["agreement"]["items"], 2);  // pairs 0 and 1, both "step-20 better"
   EXPECT_EQ(j["agreement"]["percent"], 1.0);
-  EXPECT_GT(j["bradley_terry"]["step-20"].get<double>(), j["bradley_terry"]["step-10"].get<double>());
+  EXPECT_GT(j["bradley_terry"]["step-20"].get<double>(),
+            j["bradley_terry"]["step-10"].get<double>());
   auto lines = eval::read_jsonl(dir + "/votes.jsonl");
   ASSERT_EQ(lines.size(), 8u);
   EXPECT_EQ(lines[1].value["rater"], "bob");
   EXPECT_EQ(lines[1].value["shown"], nlohmann::json({"step-20", "step-10"}));
   EXPECT_EQ(lines[1].value["winner"], "step-20");
-  const auto again =
-      nlohmann::json::parse(run_cli("eval ratings --ratings " + dir + "/votes.jsonl --json", &rc, &err));
+  const auto again = nlohmann::json::parse(
+      run_cli("eval ratings --ratings " + dir + "/votes.jsonl --json", &rc, &err));
   ASSERT_EQ(rc, 0) << err;
   EXPECT_EQ(again["bradley_terry"], j["bradley_terry"]);
   EXPECT_EQ(again["agreement"], j["agreement"]);

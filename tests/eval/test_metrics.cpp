@@ -9,6 +9,7 @@
 #include <random>
 #include <sstream>
 
+#include "core/error.h"
 #include "eval/bleu.h"
 #include "eval/jsonl.h"
 #include "eval/ratings.h"
@@ -17,7 +18,6 @@
 #include "eval/suite.h"
 #include "eval/text_metrics.h"
 #include "eval/text_util.h"
-#include "core/error.h"
 
 using namespace shardlm::eval;
 using shardlm::core::ConfigError;

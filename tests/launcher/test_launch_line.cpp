@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "launcher/launch_line.h"
 #include "core/error.h"
+#include "launcher/launch_line.h"
 
 namespace shardlm::launcher {
 namespace {

@@ -929,12 +929,14 @@ TEST(GenerateCli, ConfigFileOverridesAndFlagsAreOneSurface) {
   auto want = nlohmann::json::parse(run_cli(flags, &rc));
   ASSERT_EQ(rc, 0);
   const std::string toml = std::string(SHARDLM_TEST_TMP) + "/gen_cli.toml";
-  std::ofstream(toml) << "[generate]\nmodel = \"" << t.dir
-                      << "\"\nprompts = [\"the cat\"]\nstrategy = \"sample\"\n"
-                         "temperature = 0.9\ntop_k = 20\nseed = 5\nmax_new_tokens = 3\njson = true\n"
-                         "ignore_eos = true\n";
+  std::ofstream(toml)
+      << "[generate]\nmodel = \"" << t.dir
+      << "\"\nprompts = [\"the cat\"]\nstrategy = \"sample\"\n"
+         "temperature = 0.9\ntop_k = 20\nseed = 5\nmax_new_tokens = 3\njson = true\n"
+         "ignore_eos = true\n";
   // The file with one key overridden on the command line, and the same through its flag.
-  auto over = nlohmann::json::parse(run_cli("--config " + toml + " --generate.max_new_tokens=8", &rc));
+  auto over =
+      nlohmann::json::parse(run_cli("--config " + toml + " --generate.max_new_tokens=8", &rc));
   ASSERT_EQ(rc, 0);
   EXPECT_EQ(over["results"], want["results"]);
   auto flag = nlohmann::json::parse(run_cli("--config " + toml + " --max-new-tokens 8", &rc));

@@ -5,9 +5,9 @@
 
 #include <cmath>
 
+#include "core/config.h"
 #include "model/config.h"
 #include "model/gpt.h"
-#include "core/config.h"
 #include "tests/model/helpers.h"
 
 using namespace shardlm::model;

@@ -93,22 +93,28 @@ TEST(Ratings, StoresSamplesPairsAndVotes) {
 TEST(Ratings, BadVotesNameTheProblem) {
   auto f = make("bad");
   RatingsStore s(f.db);
-  EXPECT_NE(error_of([&] { s.vote({"alice", 999, f.a, f.b, "A"}); }).find("no pair 999"),
+  EXPECT_NE(error_of([&] {
+              s.vote({"alice", 999, f.a, f.b, "A"});
+            }).find("no pair 999"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { s.vote({"alice", f.p1, f.a, f.c, "A"}); }).find("holds samples"),
+  EXPECT_NE(error_of([&] {
+              s.vote({"alice", f.p1, f.a, f.c, "A"});
+            }).find("holds samples"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { s.vote({"alice", f.p1, f.a, f.b, "maybe"}); }).find("'maybe'"),
+  EXPECT_NE(error_of([&] {
+              s.vote({"alice", f.p1, f.a, f.b, "maybe"});
+            }).find("'maybe'"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { s.vote({"", f.p1, f.a, f.b, "A"}); }).find("rater name"),
+  EXPECT_NE(error_of([&] {
+              s.vote({"", f.p1, f.a, f.b, "A"});
+            }).find("rater name"),
             std::string::npos);
   EXPECT_NE(error_of([&] { s.add_pair("x", f.a, f.a); }).find("two different samples"),
             std::string::npos);
   EXPECT_TRUE(s.votes().empty());
   // A file that is not a ratings database is refused by name.
   const std::string other = (f.dir / "other.db").string();
-  {
-    std::ofstream(other) << "not sqlite at all, just text that is long enough to be read";
-  }
+  { std::ofstream(other) << "not sqlite at all, just text that is long enough to be read"; }
   std::string e = error_of([&] { RatingsStore bad(other); });
   EXPECT_NE(e.find(other), std::string::npos) << e;
   EXPECT_NE(error_of([&] { RatingsStore missing((f.dir / "none.db").string(), true); }), "");

@@ -255,16 +255,19 @@ TEST(Workbench, InspectIsRateLimitedForViewersWithoutAToken) {
   auto codes = [&](WsClient& v, int n, const std::string& prefix) {
     std::vector<std::string> out;
     for (int i = 0; i < n; ++i) {
-      v.send({{"v", 1}, {"type", "inspect"}, {"id", prefix + std::to_string(i)}, {"what", "architecture"}});
+      v.send({{"v", 1},
+              {"type", "inspect"},
+              {"id", prefix + std::to_string(i)},
+              {"what", "architecture"}});
       auto e = v.recv_type("error", 5);
       out.push_back(e ? (*e)["code"].get<std::string>() : "none");
     }
     return out;
   };
   // No rank 0 here: within the budget the answer is no_producer, beyond it rate_limited.
-  EXPECT_EQ(codes(*anon, 5, "a"), (std::vector<std::string>{"no_producer", "no_producer",
-                                                              "no_producer", "rate_limited",
-                                                              "rate_limited"}));
+  EXPECT_EQ(codes(*anon, 5, "a"),
+            (std::vector<std::string>{"no_producer", "no_producer", "no_producer", "rate_limited",
+                                      "rate_limited"}));
   auto trusted = viewer(agg.port(), kRating);
   EXPECT_EQ(codes(*trusted, 4, "t"), std::vector<std::string>(4, "no_producer"));
   EXPECT_EQ(agg.stats().inspect_limited, 2u);
@@ -284,7 +287,8 @@ TEST(Workbench, GenerationProcessLinesStreamToTheViewer) {
          "# argv: generate --events --request JSON --model DIR\n"
          "echo \"$@\" > \"$(dirname \"$0\")/argv.txt\"\n"
          "echo '{\"event\":\"token\",\"prompt\":0,\"index\":0,\"id\":5,\"text\":\" a\","
-         "\"delta\":\" a\",\"logprob\":-0.5,\"top\":[{\"id\":5,\"text\":\" a\",\"logprob\":-0.5}]}'\n"
+         "\"delta\":\" a\",\"logprob\":-0.5,\"top\":[{\"id\":5,\"text\":\" "
+         "a\",\"logprob\":-0.5}]}'\n"
          "echo 'not json: ignored'\n"
          "echo '{\"event\":\"token\",\"prompt\":0,\"index\":1,\"id\":6,\"text\":\" b\","
          "\"delta\":\" b\",\"logprob\":-1.5,\"top\":[]}'\n"
@@ -302,7 +306,8 @@ TEST(Workbench, GenerationProcessLinesStreamToTheViewer) {
            {"type", "inspect"},
            {"id", "g1"},
            {"what", "generate"},
-           {"args", {{"target", "step-20"}, {"prompt", "Once"}, {"options", {{"max_new_tokens", 2}}}}}});
+           {"args",
+            {{"target", "step-20"}, {"prompt", "Once"}, {"options", {{"max_new_tokens", 2}}}}}});
   std::vector<json> got;
   for (int i = 0; i < 3; ++i) {
     auto m = v->recv_type("inspect_result", 10);
@@ -421,7 +426,8 @@ TEST(Workbench, SigkillDuringVotingLosesNoAcknowledgedVote) {
   };
   std::thread a(vote_loop, "ann"), b(vote_loop, "bob");
   ASSERT_TRUE([&] {
-    for (int i = 0; i < 1000 && total < 30; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (int i = 0; i < 1000 && total < 30; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return total >= 30;
   }()) << "votes were not acknowledged";
   ::kill(pid, SIGKILL);
@@ -435,5 +441,6 @@ TEST(Workbench, SigkillDuringVotingLosesNoAcknowledgedVote) {
   RatingsStore db((dir / "ratings.db").string());
   std::set<int64_t> stored;
   for (const auto& v : db.votes()) stored.insert(v.id);
-  for (int64_t id : acked) EXPECT_TRUE(stored.count(id)) << "acknowledged vote " << id << " was lost";
+  for (int64_t id : acked)
+    EXPECT_TRUE(stored.count(id)) << "acknowledged vote " << id << " was lost";
 }

@@ -8,10 +8,10 @@
 
 #include <limits>
 
+#include "core/error.h"
 #include "parallel/adam8bit.h"
 #include "parallel/cpu_adam.h"
 #include "parallel/kernels/quant8.h"
-#include "core/error.h"
 
 #ifdef SHARDLM_HAVE_CUDA_KERNELS
 #include "parallel/cuda/adam8bit.h"

@@ -6,9 +6,9 @@
 #include <chrono>
 #include <thread>
 
+#include "core/error.h"
 #include "parallel/mpi_group.h"
 #include "parallel/nccl_group.h"
-#include "core/error.h"
 
 namespace shardlm::parallel {
 namespace {

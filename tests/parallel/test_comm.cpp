@@ -39,7 +39,8 @@ void check_comm(core::Comm& c) {
   auto all = c.gather_bytes(std::string(static_cast<size_t>(r), 'a' + r % 26), 0);
   if (r == 0) {
     ASSERT_EQ(all.size(), static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) EXPECT_EQ(all[i], std::string(static_cast<size_t>(i), 'a' + i % 26));
+    for (int i = 0; i < n; ++i)
+      EXPECT_EQ(all[i], std::string(static_cast<size_t>(i), 'a' + i % 26));
   } else {
     EXPECT_TRUE(all.empty());
   }

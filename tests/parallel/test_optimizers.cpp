@@ -5,12 +5,12 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include "core/config.h"
+#include "core/error.h"
 #include "parallel/adamw.h"
 #include "parallel/cpu_adam.h"
 #include "parallel/flat_params.h"
 #include "parallel/kernels/adam_cpu.h"
-#include "core/config.h"
-#include "core/error.h"
 
 namespace shardlm::parallel {
 namespace {

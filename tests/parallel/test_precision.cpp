@@ -4,11 +4,11 @@
 
 #include <limits>
 
+#include "core/config.h"
+#include "core/error.h"
 #include "parallel/grad_clip.h"
 #include "parallel/loss_scaler.h"
 #include "parallel/mpi_group.h"
-#include "core/config.h"
-#include "core/error.h"
 
 namespace shardlm::parallel {
 namespace {

@@ -8,10 +8,10 @@
 
 #include <torch/torch.h>
 
+#include "core/error.h"
 #include "parallel/loss_scaler.h"
 #include "parallel/mpi_group.h"
 #include "parallel/sharded_model.h"
-#include "core/error.h"
 
 namespace shardlm::parallel {
 namespace {

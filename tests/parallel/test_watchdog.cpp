@@ -18,8 +18,8 @@
 #include <regex>
 #include <thread>
 
-#include "parallel/mpi_group.h"
 #include "core/error.h"
+#include "parallel/mpi_group.h"
 
 extern char** environ;
 

@@ -5,10 +5,10 @@
 
 #include <cmath>
 
+#include "core/error.h"
 #include "model/activation_checkpoint.h"
 #include "model/autocast.h"
 #include "model/gpt.h"
-#include "core/error.h"
 #include "runtime/early_stopping.h"
 #include "runtime/inspect.h"
 #include "runtime/schedule.h"

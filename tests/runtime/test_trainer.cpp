@@ -20,8 +20,8 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <torch/cuda.h>
+#include <nlohmann/json.hpp>
 
 #include "core/config.h"
 #include "core/env.h"
@@ -595,8 +595,7 @@ class RecordingGroup final : public parallel::ProcessGroup {
     note("all_reduce", {t});
     return inner_->all_reduce_async(t, op, o);
   }
-  parallel::WorkPtr reduce_scatter_async(torch::Tensor out, torch::Tensor in,
-                                         parallel::ReduceOp op,
+  parallel::WorkPtr reduce_scatter_async(torch::Tensor out, torch::Tensor in, parallel::ReduceOp op,
                                          const parallel::CollectiveOptions& o) override {
     note("reduce_scatter", {out, in});
     return inner_->reduce_scatter_async(out, in, op, o);
@@ -648,10 +647,11 @@ TEST(TrainerMpi, EveryCollectiveIsOnTheGroupsDevice) {
     return std::shared_ptr<parallel::ProcessGroup>(r);
   };
   for (bool resume : {false, true}) {
-    auto cfg = config(dir, {"train.steps=" + std::string(resume ? "8" : "6"),
-                            "train.device=\"" + device + "\"", "train.precision=\"fp16\"",
-                            "parallel.zero_stage=2", "data.batch_size=4", "validation.every=2",
-                            "ckpt.every=3", resume ? "ckpt.resume=\"latest\"" : "ckpt.resume=\"\""});
+    auto cfg =
+        config(dir, {"train.steps=" + std::string(resume ? "8" : "6"),
+                     "train.device=\"" + device + "\"", "train.precision=\"fp16\"",
+                     "parallel.zero_stage=2", "data.batch_size=4", "validation.every=2",
+                     "ckpt.every=3", resume ? "ckpt.resume=\"latest\"" : "ckpt.resume=\"\""});
     runtime::Trainer t(cfg, env, core::MpiComm(MPI_COMM_WORLD), record);
     EXPECT_EQ(t.run(), 0);
   }

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include <csignal>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <csignal>
 
 #include "data/tokenizer.h"
 #include "load/model_bundle.h"

@@ -653,8 +653,8 @@ TEST(ServeBinary, ConfigFileOverridesAndFlagsAreOneSurface) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
   // A typo in an override: the error names the key, the exit status is not 0.
-  const std::string cmd = std::string(SHARDLM_BINARY) + " serve --config " + toml +
-                          " --serve.max_bach=3 2>&1";
+  const std::string cmd =
+      std::string(SHARDLM_BINARY) + " serve --config " + toml + " --serve.max_bach=3 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");
   ASSERT_NE(pipe, nullptr);
   std::string text;

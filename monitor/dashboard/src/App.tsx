@@ -46,7 +46,12 @@ export function App(props: { url?: string; createSocket?: WebSocketFactory }) {
 function Shell() {
   const { state } = useRun();
   const [tab, setTab] = useState<TabId>(tabFromHash);
-  const [settings, setSettings] = useState<ChartSettings>({ smoothing: 0.6, logY: false, window: 0, band: false });
+  const [settings, setSettings] = useState<ChartSettings>({
+    smoothing: 0.6,
+    logY: false,
+    window: 0,
+    band: false,
+  });
   const [generate, setGenerate] = useState<GenerateSession>(initialGenerateSession);
   useEffect(() => {
     const on = () => setTab(tabFromHash());
@@ -58,13 +63,23 @@ function Shell() {
     window.location.hash = t;
     setTab(t);
   };
-  const warn = Object.values(state.liveness?.ranks ?? []).some((r) => r.state === 'dead' || r.straggler);
+  const warn = Object.values(state.liveness?.ranks ?? []).some(
+    (r) => r.state === 'dead' || r.straggler,
+  );
   return (
     <div className="app">
       <Header />
       <nav className="tabs" role="tablist">
         {TABS.map((t) => (
-          <button key={t.id} type="button" role="tab" aria-selected={tab === t.id} className={tab === t.id ? 'active' : ''} data-testid={`tab-${t.id}`} onClick={() => open(t.id)}>
+          <button
+            key={t.id}
+            type="button"
+            role="tab"
+            aria-selected={tab === t.id}
+            className={tab === t.id ? 'active' : ''}
+            data-testid={`tab-${t.id}`}
+            onClick={() => open(t.id)}
+          >
             {t.label}
             {t.id === 'system' && warn && <span className="tab-dot" />}
           </button>

@@ -1,7 +1,15 @@
 // What every panel needs, passed down once: the training state, the socket and
 // the two kinds of requests a viewer makes (control commands, inspections).
 
-import { createContext, useCallback, useContext, useMemo, useReducer, useRef, type ReactNode } from 'react';
+import {
+  createContext,
+  useCallback,
+  useContext,
+  useMemo,
+  useReducer,
+  useRef,
+  type ReactNode,
+} from 'react';
 import {
   control,
   inspect,
@@ -12,7 +20,13 @@ import {
   type InspectWhat,
   type ServerMessage,
 } from './protocol';
-import { initialState, reduce, type Action, type RateRequestKind, type TrainState } from './state/reducer';
+import {
+  initialState,
+  reduce,
+  type Action,
+  type RateRequestKind,
+  type TrainState,
+} from './state/reducer';
 import { useMonitorSocket, type MonitorSocket } from './ws/useMonitorSocket';
 import type { WebSocketFactory } from './ws/connection';
 
@@ -27,7 +41,11 @@ export interface Run {
   /** Sends a control command; returns its id, or null when not connected. */
   command: <C extends CommandName>(command: C, args?: CommandArgs[C]) => string | null;
   /** Sends an inspection request; returns its id, or null when not connected. */
-  requestInspect: (what: InspectWhat, args?: Record<string, unknown>, timeoutMs?: number) => string | null;
+  requestInspect: (
+    what: InspectWhat,
+    args?: Record<string, unknown>,
+    timeoutMs?: number,
+  ) => string | null;
   refreshCheckpoints: () => void;
   /** Sends a Rate-tab request built with `id`; returns the id, or null when not connected. */
   rateRequest: (kind: RateRequestKind, build: (id: string) => ClientMessage) => string | null;
@@ -60,7 +78,10 @@ export interface RunProviderProps {
 
 export function RunProvider({ url, token, setToken, createSocket, children }: RunProviderProps) {
   const [state, dispatch] = useReducer(reduce, undefined, initialState);
-  const onMessages = useCallback((messages: ServerMessage[]) => dispatch({ type: 'messages', messages }), []);
+  const onMessages = useCallback(
+    (messages: ServerMessage[]) => dispatch({ type: 'messages', messages }),
+    [],
+  );
   const socket = useMonitorSocket({ url, token, onMessages, createSocket });
   const sendRef = useRef(socket.send);
   sendRef.current = socket.send;
@@ -73,21 +94,24 @@ export function RunProvider({ url, token, setToken, createSocket, children }: Ru
     return id;
   }, []);
 
-  const requestInspect = useCallback((what: InspectWhat, args?: Record<string, unknown>, timeoutMs = INSPECT_TIMEOUT_MS) => {
-    const id = newId('i');
-    if (!sendRef.current(inspect(id, what, args))) return null;
-    dispatch({ type: 'inspect_sent', id, what, args, at: Date.now() / 1000 });
-    setTimeout(
-      () =>
-        dispatch({
-          type: 'inspect_timeout',
-          id,
-          message: `No answer within ${timeoutMs / 1000} s: the training run does not serve model inspection (yet).`,
-        }),
-      timeoutMs,
-    );
-    return id;
-  }, []);
+  const requestInspect = useCallback(
+    (what: InspectWhat, args?: Record<string, unknown>, timeoutMs = INSPECT_TIMEOUT_MS) => {
+      const id = newId('i');
+      if (!sendRef.current(inspect(id, what, args))) return null;
+      dispatch({ type: 'inspect_sent', id, what, args, at: Date.now() / 1000 });
+      setTimeout(
+        () =>
+          dispatch({
+            type: 'inspect_timeout',
+            id,
+            message: `No answer within ${timeoutMs / 1000} s: the training run does not serve model inspection (yet).`,
+          }),
+        timeoutMs,
+      );
+      return id;
+    },
+    [],
+  );
 
   const rateRequest = useCallback((kind: RateRequestKind, build: (id: string) => ClientMessage) => {
     const id = newId('r');
@@ -106,7 +130,18 @@ export function RunProvider({ url, token, setToken, createSocket, children }: Ru
   }
 
   const value = useMemo<Run>(
-    () => ({ url, state, dispatch, socket, token, setToken, command, requestInspect, refreshCheckpoints, rateRequest }),
+    () => ({
+      url,
+      state,
+      dispatch,
+      socket,
+      token,
+      setToken,
+      command,
+      requestInspect,
+      refreshCheckpoints,
+      rateRequest,
+    }),
     [url, state, socket, token, setToken, command, requestInspect, refreshCheckpoints, rateRequest],
   );
   return <RunContext.Provider value={value}>{children}</RunContext.Provider>;

@@ -167,13 +167,17 @@ export interface InspectDataByWhat {
 
 // ---- run-time shape checks ------------------------------------------------------------
 
-const isNumArray = (a: unknown): a is number[] => Array.isArray(a) && a.every((v) => typeof v === 'number');
-const isStrArray = (a: unknown): a is string[] => Array.isArray(a) && a.every((v) => typeof v === 'string');
-const isObj = (o: unknown): o is Record<string, unknown> => typeof o === 'object' && o !== null && !Array.isArray(o);
+const isNumArray = (a: unknown): a is number[] =>
+  Array.isArray(a) && a.every((v) => typeof v === 'number');
+const isStrArray = (a: unknown): a is string[] =>
+  Array.isArray(a) && a.every((v) => typeof v === 'string');
+const isObj = (o: unknown): o is Record<string, unknown> =>
+  typeof o === 'object' && o !== null && !Array.isArray(o);
 
 function isArchNode(o: unknown, depth = 0): o is ArchNode {
   if (!isObj(o) || depth > 64) return false;
-  if (typeof o.name !== 'string' || typeof o.type !== 'string' || typeof o.params !== 'number') return false;
+  if (typeof o.name !== 'string' || typeof o.type !== 'string' || typeof o.params !== 'number')
+    return false;
   if (o.shape !== undefined && !isNumArray(o.shape)) return false;
   if (o.children !== undefined) {
     if (!Array.isArray(o.children)) return false;
@@ -183,21 +187,29 @@ function isArchNode(o: unknown, depth = 0): o is ArchNode {
 }
 
 /** Returns the payload typed for `what`, or null when it does not have that shape. */
-export function asInspectData<W extends InspectWhat>(what: W, data: unknown): InspectDataByWhat[W] | null {
+export function asInspectData<W extends InspectWhat>(
+  what: W,
+  data: unknown,
+): InspectDataByWhat[W] | null {
   if (!isObj(data)) return null;
   switch (what) {
     case 'attention': {
       const d = data;
-      if (!isStrArray(d.tokens) || typeof d.layer !== 'number' || !Array.isArray(d.weights)) return null;
+      if (!isStrArray(d.tokens) || typeof d.layer !== 'number' || !Array.isArray(d.weights))
+        return null;
       const t = d.tokens.length;
       const ok = d.weights.every(
-        (h) => Array.isArray(h) && h.length === t && h.every((row: unknown) => isNumArray(row) && row.length === t),
+        (h) =>
+          Array.isArray(h) &&
+          h.length === t &&
+          h.every((row: unknown) => isNumArray(row) && row.length === t),
       );
       return ok ? (d as unknown as InspectDataByWhat[W]) : null;
     }
     case 'embeddings': {
       const d = data;
-      if (!isStrArray(d.tokens) || !Array.isArray(d.points) || d.points.length !== d.tokens.length) return null;
+      if (!isStrArray(d.tokens) || !Array.isArray(d.points) || d.points.length !== d.tokens.length)
+        return null;
       const ok = d.points.every((p) => isNumArray(p) && p.length >= 2);
       return ok ? (d as unknown as InspectDataByWhat[W]) : null;
     }
@@ -227,10 +239,13 @@ export function asInspectData<W extends InspectWhat>(what: W, data: unknown): In
           typeof d.delta === 'string' &&
           (typeof d.logprob === 'number' || d.logprob === null) &&
           Array.isArray(d.top) &&
-          d.top.every((a) => isObj(a) && typeof a.text === 'string' && typeof a.logprob === 'number');
+          d.top.every(
+            (a) => isObj(a) && typeof a.text === 'string' && typeof a.logprob === 'number',
+          );
         return ok ? (d as unknown as InspectDataByWhat[W]) : null;
       }
-      if (d.event === 'done') return typeof d.text === 'string' ? (d as unknown as InspectDataByWhat[W]) : null;
+      if (d.event === 'done')
+        return typeof d.text === 'string' ? (d as unknown as InspectDataByWhat[W]) : null;
       return null;
     }
   }

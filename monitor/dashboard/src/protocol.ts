@@ -10,7 +10,11 @@
 // `Real` is a float that the sender writes as null for NaN or infinity.
 
 import type * as G from './protocol.gen';
-import { COMMAND_NAME_VALUES, INSPECT_WHAT_VALUES, RATE_CHOICE_VALUES as G_RATE_CHOICES } from './protocol.gen';
+import {
+  COMMAND_NAME_VALUES,
+  INSPECT_WHAT_VALUES,
+  RATE_CHOICE_VALUES as G_RATE_CHOICES,
+} from './protocol.gen';
 
 export const PROTOCOL_VERSION = 1 as const;
 
@@ -146,7 +150,8 @@ export type ServerMessage =
   | RateCreated;
 
 /** Everything a viewer sends. */
-export type ClientMessage = Hello | Control | ListCheckpoints | Inspect | RateNext | RateVote | RateList | RateCreate;
+export type ClientMessage =
+  Hello | Control | ListCheckpoints | Inspect | RateNext | RateVote | RateList | RateCreate;
 
 export type AnyMessage = ServerMessage | ClientMessage;
 
@@ -158,7 +163,11 @@ export function hello(token: string | null): Hello {
   return msg;
 }
 
-export function control<C extends CommandName>(id: string, command: C, args?: CommandArgs[C]): Control {
+export function control<C extends CommandName>(
+  id: string,
+  command: C,
+  args?: CommandArgs[C],
+): Control {
   const msg: Control = { v: 1, type: 'control', ts: Date.now() / 1000, id, command };
   if (args !== undefined) msg.args = args as Record<string, unknown>;
   return msg;
@@ -180,7 +189,13 @@ export function rateNext(id: string, rater: string, batch?: string): RateNext {
   return msg;
 }
 
-export function rateVote(id: string, rater: string, pair: number, shown: [number, number], choice: RateChoice): RateVote {
+export function rateVote(
+  id: string,
+  rater: string,
+  pair: number,
+  shown: [number, number],
+  choice: RateChoice,
+): RateVote {
   return { v: 1, type: 'rate_vote', ts: Date.now() / 1000, id, rater, pair, shown, choice };
 }
 
@@ -188,8 +203,22 @@ export function rateList(id: string): RateList {
   return { v: 1, type: 'rate_list', ts: Date.now() / 1000, id };
 }
 
-export function rateCreate(id: string, sources: [string, string], prompts: string[], options: Record<string, unknown>, batch?: string): RateCreate {
-  const msg: RateCreate = { v: 1, type: 'rate_create', ts: Date.now() / 1000, id, sources, prompts, options };
+export function rateCreate(
+  id: string,
+  sources: [string, string],
+  prompts: string[],
+  options: Record<string, unknown>,
+  batch?: string,
+): RateCreate {
+  const msg: RateCreate = {
+    v: 1,
+    type: 'rate_create',
+    ts: Date.now() / 1000,
+    id,
+    sources,
+    prompts,
+    options,
+  };
   if (batch) msg.batch = batch;
   return msg;
 }
@@ -234,6 +263,7 @@ export function parseServerMessage(text: string): ServerMessage | null {
   }
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return null;
   const m = obj as { v?: unknown; type?: unknown };
-  if (m.v !== PROTOCOL_VERSION || typeof m.type !== 'string' || !KNOWN_TYPES.has(m.type)) return null;
+  if (m.v !== PROTOCOL_VERSION || typeof m.type !== 'string' || !KNOWN_TYPES.has(m.type))
+    return null;
   return obj as ServerMessage;
 }

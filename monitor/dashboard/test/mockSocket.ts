@@ -37,7 +37,11 @@ export class MockSocket implements WebSocketLike {
 }
 
 /** A factory that records every socket it made. */
-export function mockFactory(): { factory: WebSocketFactory; sockets: MockSocket[]; latest: () => MockSocket } {
+export function mockFactory(): {
+  factory: WebSocketFactory;
+  sockets: MockSocket[];
+  latest: () => MockSocket;
+} {
   const sockets: MockSocket[] = [];
   return {
     sockets,

@@ -32,7 +32,9 @@ const types = Object.keys(FULL) as MessageType[];
 
 describe('TypeScript fixtures against the schema', () => {
   it('covers every message type of the schema, and no other', () => {
-    const inSchema = (V.schema.oneOf as { $ref: string }[]).map((r) => r.$ref.replace('#/$defs/', ''));
+    const inSchema = (V.schema.oneOf as { $ref: string }[]).map((r) =>
+      r.$ref.replace('#/$defs/', ''),
+    );
     expect(new Set(types)).toEqual(new Set(inSchema));
   });
 
@@ -57,13 +59,18 @@ describe('TypeScript fixtures against the schema', () => {
   });
 
   it('enumerations agree', () => {
-    expect([...COMMAND_NAMES].sort()).toEqual([...((defs.command_name.enum as string[]) ?? [])].sort());
+    expect([...COMMAND_NAMES].sort()).toEqual(
+      [...((defs.command_name.enum as string[]) ?? [])].sort(),
+    );
     expect([...INSPECT_WHATS].sort()).toEqual([...(defs.inspect_what.enum as string[])].sort());
     const eventKind = (defs.event.properties as Record<string, JsonSchema>).kind.enum as string[];
     expect([...EVENT_KINDS].sort()).toEqual([...eventKind].sort());
     const code = (defs.error.properties as Record<string, JsonSchema>).code.enum as string[];
     expect([...ERROR_CODES].sort()).toEqual([...code].sort());
-    const time = (defs.step.properties as Record<string, JsonSchema>).time.properties as Record<string, unknown>;
+    const time = (defs.step.properties as Record<string, JsonSchema>).time.properties as Record<
+      string,
+      unknown
+    >;
     expect([...STEP_PHASES, 'total'].sort()).toEqual(Object.keys(time).sort());
   });
 
@@ -71,7 +78,9 @@ describe('TypeScript fixtures against the schema', () => {
     expect(V.def('step')({ ...FULL.step, unknown_field: 1 })).toBe(false);
     expect(V.def('step')({ ...FULL.step, loss: 'high' })).toBe(false);
     expect(V.any({ ...FULL.ack, v: 2 })).toBe(false);
-    expect(V.def('control')({ v: 1, type: 'control', id: 'x', command: 'set_lr', args: { lr: 0 } })).toBe(false);
+    expect(
+      V.def('control')({ v: 1, type: 'control', id: 'x', command: 'set_lr', args: { lr: 0 } }),
+    ).toBe(false);
     expect(V.def('control')({ v: 1, type: 'control', id: 'x', command: 'set_lr' })).toBe(false);
     expect(V.def('hello')({ v: 1, type: 'hello', role: 'producer' })).toBe(false);
   });
@@ -100,7 +109,18 @@ describe('messages the dashboard sends', () => {
     rateList('r-3'),
     rateCreate('r-4', ['step-200', 'step-400'], ['Once upon a time'], { strategy: 'greedy' }),
   ];
-  it.each(sent.map((m) => [m.type + ('command' in m ? ` ${m.command}` : '') + ('what' in m ? ` ${m.what}` : '') + ('choice' in m ? ` ${m.choice}` : ''), m] as const))('%s is valid', (_n, m) => {
+  it.each(
+    sent.map(
+      (m) =>
+        [
+          m.type +
+            ('command' in m ? ` ${m.command}` : '') +
+            ('what' in m ? ` ${m.what}` : '') +
+            ('choice' in m ? ` ${m.choice}` : ''),
+          m,
+        ] as const,
+    ),
+  )('%s is valid', (_n, m) => {
     expect(V.any(m), explain(V.any.errors)).toBe(true);
   });
 });
@@ -108,7 +128,18 @@ describe('messages the dashboard sends', () => {
 describe('parseServerMessage', () => {
   it('accepts every server-side fixture and keeps its fields', () => {
     for (const m of ALL) {
-      if (['hello', 'list_checkpoints', 'inspect', 'rate_next', 'rate_vote', 'rate_list', 'rate_create'].includes(m.type)) continue;
+      if (
+        [
+          'hello',
+          'list_checkpoints',
+          'inspect',
+          'rate_next',
+          'rate_vote',
+          'rate_list',
+          'rate_create',
+        ].includes(m.type)
+      )
+        continue;
       expect(parseServerMessage(JSON.stringify(m))).toEqual(m);
     }
   });
@@ -156,14 +187,18 @@ describe('messages captured from the C++ aggregator', () => {
       expect(parseServerMessage(line), `${file}:${i + 1}: ${t} not accepted`).not.toBeNull();
       // Every field the C++ side sent is one the full TypeScript fixture has.
       const known = FULL[t] as unknown as Record<string, unknown>;
-      for (const k of Object.keys(msg)) expect(known, `${file}:${i + 1}: ${t}.${k}`).toHaveProperty(k);
+      for (const k of Object.keys(msg))
+        expect(known, `${file}:${i + 1}: ${t}.${k}`).toHaveProperty(k);
       // Inspection answers also match the payload schema the dashboard draws.
       if (t === 'inspect_result' && msg.ok === true) {
         const def = I.def(msg.what as string);
-        expect(def(msg.data), `${file}:${i + 1}: ${msg.what} data: ${explain(def.errors)}`).toBe(true);
+        expect(def(msg.data), `${file}:${i + 1}: ${msg.what} data: ${explain(def.errors)}`).toBe(
+          true,
+        );
       }
     }
     // A capture of a run has at least these.
-    for (const t of ['welcome', 'history_end', 'run_info', 'step', 'aggregate']) expect(seenTypes).toContain(t);
+    for (const t of ['welcome', 'history_end', 'run_info', 'step', 'aggregate'])
+      expect(seenTypes).toContain(t);
   });
 });

@@ -4,11 +4,17 @@
 // Bradley-Terry properties.
 
 import { describe, expect, it } from 'vitest';
-import { bradleyTerry, bradleyTerryIntervals, krippendorffAlpha, leaderboard, type Outcome } from '../src/lib/ratings';
+import {
+  bradleyTerry,
+  bradleyTerryIntervals,
+  krippendorffAlpha,
+  leaderboard,
+  type Outcome,
+} from '../src/lib/ratings';
 import type { VoteRow } from '../src/protocol';
 
 describe('Krippendorff alpha', () => {
-  it("reproduces the nominal example of Krippendorff (2011): 0.743", () => {
+  it('reproduces the nominal example of Krippendorff (2011): 0.743', () => {
     const units = [
       ['1', '1', '1'],
       ['2', '2', '3', '2'],
@@ -24,8 +30,20 @@ describe('Krippendorff alpha', () => {
       ['3'],
     ];
     expect(krippendorffAlpha(units)).toBeCloseTo(0.7434210526, 9);
-    expect(krippendorffAlpha([['a', 'a'], ['b', 'b'], ['a', 'b'], ['b', 'b']])).toBeCloseTo(8 / 15, 12);
-    expect(krippendorffAlpha([['a', 'a'], ['a', 'a']])).toBeNaN();
+    expect(
+      krippendorffAlpha([
+        ['a', 'a'],
+        ['b', 'b'],
+        ['a', 'b'],
+        ['b', 'b'],
+      ]),
+    ).toBeCloseTo(8 / 15, 12);
+    expect(
+      krippendorffAlpha([
+        ['a', 'a'],
+        ['a', 'a'],
+      ]),
+    ).toBeNaN();
     expect(krippendorffAlpha([['a'], ['b']])).toBeNaN();
   });
 });
@@ -41,7 +59,10 @@ describe('Bradley-Terry', () => {
     ];
     const bt = bradleyTerry(o);
     expect(bt.get('a')!).toBeGreaterThan(bt.get('b')!);
-    expect(Math.log(bt.get('a')!) + Math.log(bt.get('b')!) + Math.log(bt.get('c')!)).toBeCloseTo(0, 9);
+    expect(Math.log(bt.get('a')!) + Math.log(bt.get('b')!) + Math.log(bt.get('c')!)).toBeCloseTo(
+      0,
+      9,
+    );
     const eq = bradleyTerry([
       { a: 'x', b: 'y', scoreA: 1 },
       { a: 'x', b: 'y', scoreA: 0 },
@@ -49,7 +70,11 @@ describe('Bradley-Terry', () => {
     expect(eq.get('x')!).toBeCloseTo(eq.get('y')!, 9);
   });
   it('gives intervals around the estimate that exclude 1 for a clear winner', () => {
-    const o: Outcome[] = Array.from({ length: 30 }, (_, i) => ({ a: 'a', b: 'b', scoreA: i < 22 ? 1 : 0 }));
+    const o: Outcome[] = Array.from({ length: 30 }, (_, i) => ({
+      a: 'a',
+      b: 'b',
+      scoreA: i < 22 ? 1 : 0,
+    }));
     const ci = bradleyTerryIntervals(o, 300);
     const bt = bradleyTerry(o);
     const [lo, hi] = ci.get('a')!;
@@ -63,7 +88,12 @@ describe('Bradley-Terry', () => {
 describe('leaderboard of Rate-tab votes', () => {
   // The votes of tests/eval RateTabChoicesAndAgreement, as the aggregator sends them
   // (outcome relative to the pair's first sample: step-200 here).
-  const row = (vote: number, pair: number, rater: string, outcome: VoteRow['outcome']): VoteRow => ({
+  const row = (
+    vote: number,
+    pair: number,
+    rater: string,
+    outcome: VoteRow['outcome'],
+  ): VoteRow => ({
     vote,
     rater,
     pair,

@@ -4,7 +4,13 @@
 
 import { describe, expect, it } from 'vitest';
 import type { Aggregate, ServerMessage, StepMsg } from '../src/protocol';
-import { initialState, latestCommand, rankWarnings, reduce, type TrainState } from '../src/state/reducer';
+import {
+  initialState,
+  latestCommand,
+  rankWarnings,
+  reduce,
+  type TrainState,
+} from '../src/state/reducer';
 import { append, Decimator, emptySeries, smooth, Smoother, type Point } from '../src/state/series';
 
 let seq = 0;
@@ -39,7 +45,8 @@ const agg = (s: number, loss = 5 - s * 0.01): Aggregate => ({
   lr: 3e-4,
   stragglers: [],
 });
-const feed = (s: TrainState, ...messages: ServerMessage[]) => reduce(s, { type: 'messages', messages });
+const feed = (s: TrainState, ...messages: ServerMessage[]) =>
+  reduce(s, { type: 'messages', messages });
 
 describe('reduce: training series', () => {
   it('builds loss, lr, grad norm, throughput and per-rank series', () => {
@@ -67,7 +74,10 @@ describe('reduce: training series', () => {
 
   it('stores null (NaN on the wire) as a gap', () => {
     let s = initialState();
-    s = feed(s, step(0, 1, { lr: null }), { ...agg(1), loss: { mean: null, min: null, max: null } });
+    s = feed(s, step(0, 1, { lr: null }), {
+      ...agg(1),
+      loss: { mean: null, min: null, max: null },
+    });
     expect(Number.isNaN(s.lr.pts[0].y)).toBe(true);
     expect(Number.isNaN(s.trainLoss.pts[0].y)).toBe(true);
   });
@@ -116,8 +126,28 @@ describe('reduce: training series', () => {
     let s = initialState();
     for (let i = 1; i <= 10; i++) s = feed(s, step(0, i), agg(i));
     s = feed(s, { v: 1, type: 'validation', ts: 1, seq: seq++, rank: 0, step: 8, loss: 3 });
-    s = feed(s, { v: 1, type: 'ack', ts: 1, seq: seq++, rank: 0, id: 'a', command: 'set_lr', step: 7, ok: true });
-    s = feed(s, { v: 1, type: 'ack', ts: 1, seq: seq++, rank: 0, id: 'b', command: 'set_lr', step: 3, ok: true });
+    s = feed(s, {
+      v: 1,
+      type: 'ack',
+      ts: 1,
+      seq: seq++,
+      rank: 0,
+      id: 'a',
+      command: 'set_lr',
+      step: 7,
+      ok: true,
+    });
+    s = feed(s, {
+      v: 1,
+      type: 'ack',
+      ts: 1,
+      seq: seq++,
+      rank: 0,
+      id: 'b',
+      command: 'set_lr',
+      step: 3,
+      ok: true,
+    });
     s = feed(s, step(0, 5)); // resumed from the checkpoint of step 4
     expect(s.commands.a.stale).toBe(true);
     expect(s.commands.b.stale).toBeUndefined();
@@ -142,18 +172,57 @@ describe('reduce: training series', () => {
 });
 
 function welcomeMsg(runDir: string): ServerMessage {
-  return { v: 1, type: 'welcome', ts: 1, role: 'viewer', control: true, protocol: 1, server: 's', history: 3, session: 1, run_dir: runDir };
+  return {
+    v: 1,
+    type: 'welcome',
+    ts: 1,
+    role: 'viewer',
+    control: true,
+    protocol: 1,
+    server: 's',
+    history: 3,
+    session: 1,
+    run_dir: runDir,
+  };
 }
 
 describe('reduce: control and run phase', () => {
   it('follows a command from sent to forwarded to acknowledged at a step', () => {
     let s = initialState();
-    s = reduce(s, { type: 'command_sent', id: 'c-1', command: 'set_lr', args: { lr: 1e-4 }, at: 10 });
+    s = reduce(s, {
+      type: 'command_sent',
+      id: 'c-1',
+      command: 'set_lr',
+      args: { lr: 1e-4 },
+      at: 10,
+    });
     expect(s.commands['c-1'].phase).toBe('sent');
-    s = feed(s, { v: 1, type: 'command_status', ts: 11, id: 'c-1', command: 'set_lr', status: 'forwarded' });
+    s = feed(s, {
+      v: 1,
+      type: 'command_status',
+      ts: 11,
+      id: 'c-1',
+      command: 'set_lr',
+      status: 'forwarded',
+    });
     expect(s.commands['c-1'].phase).toBe('forwarded');
-    s = feed(s, { v: 1, type: 'ack', ts: 12, seq: seq++, rank: 0, id: 'c-1', command: 'set_lr', step: 301, ok: true });
-    expect(s.commands['c-1']).toMatchObject({ phase: 'acked', step: 301, mine: true, args: { lr: 1e-4 } });
+    s = feed(s, {
+      v: 1,
+      type: 'ack',
+      ts: 12,
+      seq: seq++,
+      rank: 0,
+      id: 'c-1',
+      command: 'set_lr',
+      step: 301,
+      ok: true,
+    });
+    expect(s.commands['c-1']).toMatchObject({
+      phase: 'acked',
+      step: 301,
+      mine: true,
+      args: { lr: 1e-4 },
+    });
     // A late status never undoes the ack.
     s = feed(s, { v: 1, type: 'command_status', ts: 13, id: 'c-1', status: 'forwarded' });
     expect(s.commands['c-1'].phase).toBe('acked');
@@ -163,18 +232,64 @@ describe('reduce: control and run phase', () => {
   it('records refusals and trainer rejections with their reason', () => {
     let s = initialState();
     s = reduce(s, { type: 'command_sent', id: 'c-2', command: 'pause', at: 1 });
-    s = feed(s, { v: 1, type: 'command_status', ts: 2, id: 'c-2', command: 'pause', status: 'refused', message: 'wrong token' });
-    s = feed(s, { v: 1, type: 'error', ts: 2, code: 'unauthorized', message: 'control needs the token', ref: 'c-2' });
+    s = feed(s, {
+      v: 1,
+      type: 'command_status',
+      ts: 2,
+      id: 'c-2',
+      command: 'pause',
+      status: 'refused',
+      message: 'wrong token',
+    });
+    s = feed(s, {
+      v: 1,
+      type: 'error',
+      ts: 2,
+      code: 'unauthorized',
+      message: 'control needs the token',
+      ref: 'c-2',
+    });
     expect(s.commands['c-2'].phase).toBe('refused');
     expect(s.commands['c-2'].message).toMatch(/unauthorized/);
-    s = reduce(s, { type: 'command_sent', id: 'c-3', command: 'set_batch', args: { micro_batch: 7, accumulation: 1 }, at: 3 });
-    s = feed(s, { v: 1, type: 'ack', ts: 4, seq: seq++, rank: 0, id: 'c-3', command: 'set_batch', step: 50, ok: false, message: '7 does not divide 32' });
-    expect(s.commands['c-3']).toMatchObject({ phase: 'rejected', step: 50, message: '7 does not divide 32' });
+    s = reduce(s, {
+      type: 'command_sent',
+      id: 'c-3',
+      command: 'set_batch',
+      args: { micro_batch: 7, accumulation: 1 },
+      at: 3,
+    });
+    s = feed(s, {
+      v: 1,
+      type: 'ack',
+      ts: 4,
+      seq: seq++,
+      rank: 0,
+      id: 'c-3',
+      command: 'set_batch',
+      step: 50,
+      ok: false,
+      message: '7 does not divide 32',
+    });
+    expect(s.commands['c-3']).toMatchObject({
+      phase: 'rejected',
+      step: 50,
+      message: '7 does not divide 32',
+    });
   });
 
   it('lists acks of other viewers', () => {
     let s = initialState();
-    s = feed(s, { v: 1, type: 'ack', ts: 4, seq: seq++, rank: 0, id: 'other-1', command: 'save_checkpoint', step: 9, ok: true });
+    s = feed(s, {
+      v: 1,
+      type: 'ack',
+      ts: 4,
+      seq: seq++,
+      rank: 0,
+      id: 'other-1',
+      command: 'save_checkpoint',
+      step: 9,
+      ok: true,
+    });
     expect(s.commands['other-1'].mine).toBe(false);
     expect(latestCommand(s, 'save_checkpoint', true)).toBeUndefined();
     expect(latestCommand(s, 'save_checkpoint')?.step).toBe(9);
@@ -183,7 +298,17 @@ describe('reduce: control and run phase', () => {
   it('derives paused/running/stopped/finished', () => {
     let s = feed(initialState(), step(0, 1));
     expect(s.phase).toBe('running');
-    s = feed(s, { v: 1, type: 'ack', ts: 4, seq: seq++, rank: 0, id: 'p', command: 'pause', step: 1, ok: true });
+    s = feed(s, {
+      v: 1,
+      type: 'ack',
+      ts: 4,
+      seq: seq++,
+      rank: 0,
+      id: 'p',
+      command: 'pause',
+      step: 1,
+      ok: true,
+    });
     expect(s.phase).toBe('paused');
     s = feed(s, { v: 1, type: 'event', ts: 5, seq: seq++, rank: 0, kind: 'resumed', message: '' });
     expect(s.phase).toBe('running');
@@ -193,7 +318,15 @@ describe('reduce: control and run phase', () => {
     expect(s.phase).toBe('stopped');
     s = feed(s, { v: 1, type: 'event', ts: 7, seq: seq++, kind: 'run_spawned', message: '' });
     expect(s.phase).toBe('running');
-    s = feed(s, { v: 1, type: 'event', ts: 8, seq: seq++, rank: 0, kind: 'run_finished', message: '' });
+    s = feed(s, {
+      v: 1,
+      type: 'event',
+      ts: 8,
+      seq: seq++,
+      rank: 0,
+      kind: 'run_finished',
+      message: '',
+    });
     expect(s.phase).toBe('finished');
   });
 
@@ -204,11 +337,31 @@ describe('reduce: control and run phase', () => {
       type: 'checkpoints',
       ts: 1,
       run_dir: 'runs/a',
-      items: [{ name: 'step-10', path: 'runs/a/checkpoints/step-10', step: 10, mtime: 1, manifest: null }],
+      items: [
+        { name: 'step-10', path: 'runs/a/checkpoints/step-10', step: 10, mtime: 1, manifest: null },
+      ],
     });
     expect(s.checkpoints?.items[0].name).toBe('step-10');
-    s = feed(s, { v: 1, type: 'run_info', ts: 1, seq: seq++, rank: 1, run_id: 'r', world_size: 2, info: { zero_stage: 2, host: 'b' } });
-    s = feed(s, { v: 1, type: 'run_info', ts: 1, seq: seq++, rank: 0, run_id: 'r', world_size: 2, info: { zero_stage: 1, host: 'a' } });
+    s = feed(s, {
+      v: 1,
+      type: 'run_info',
+      ts: 1,
+      seq: seq++,
+      rank: 1,
+      run_id: 'r',
+      world_size: 2,
+      info: { zero_stage: 2, host: 'b' },
+    });
+    s = feed(s, {
+      v: 1,
+      type: 'run_info',
+      ts: 1,
+      seq: seq++,
+      rank: 0,
+      run_id: 'r',
+      world_size: 2,
+      info: { zero_stage: 1, host: 'a' },
+    });
     expect(s.runInfo?.zero_stage).toBe(1); // rank 0 speaks for the run
     expect(s.worldSize).toBe(2);
     expect(Object.keys(s.runInfoByRank)).toEqual(['0', '1']);
@@ -225,10 +378,36 @@ describe('reduce: inspection', () => {
     expect(s.inspects['i-1'].phase).toBe('pending');
     s = feed(
       s,
-      { v: 1, type: 'inspect_result', ts: 2, rank: 0, id: 'i-1', what: 'architecture', ok: true, data: { root: { name: 'gpt', type: 'GPT', params: 1 } } },
-      { v: 1, type: 'inspect_result', ts: 2, rank: 0, id: 'i-2', what: 'attention', ok: false, message: 'not wired' },
+      {
+        v: 1,
+        type: 'inspect_result',
+        ts: 2,
+        rank: 0,
+        id: 'i-1',
+        what: 'architecture',
+        ok: true,
+        data: { root: { name: 'gpt', type: 'GPT', params: 1 } },
+      },
+      {
+        v: 1,
+        type: 'inspect_result',
+        ts: 2,
+        rank: 0,
+        id: 'i-2',
+        what: 'attention',
+        ok: false,
+        message: 'not wired',
+      },
       { v: 1, type: 'error', ts: 2, code: 'no_producer', message: 'no rank 0', ref: 'i-3' },
-      { v: 1, type: 'inspect_result', ts: 2, rank: 0, id: 'someone-else', what: 'attention', ok: true },
+      {
+        v: 1,
+        type: 'inspect_result',
+        ts: 2,
+        rank: 0,
+        id: 'someone-else',
+        what: 'attention',
+        ok: true,
+      },
     );
     expect(s.inspects['i-1'].phase).toBe('ok');
     expect(s.inspects['i-2']).toMatchObject({ phase: 'unavailable', message: 'not wired' });
@@ -269,7 +448,9 @@ describe('rankWarnings', () => {
 
   it('adds stragglers flagged only by the latest aggregate', () => {
     const s = feed(initialState(), { ...agg(1), stragglers: [3] });
-    expect(rankWarnings(s)).toEqual([{ rank: 3, kind: 'straggler', text: expect.stringMatching(/Rank 3/) }]);
+    expect(rankWarnings(s)).toEqual([
+      { rank: 3, kind: 'straggler', text: expect.stringMatching(/Rank 3/) },
+    ]);
   });
 });
 
@@ -289,7 +470,9 @@ describe('series', () => {
   it('smooths with debiasing and restarts after a rewind', () => {
     let s = emptySeries();
     for (let i = 0; i < 5; i++) s = append(s, i, 10);
-    expect(smooth(s, 0.9).map((p) => p.y)).toEqual([10, 10, 10, 10, 10].map(() => expect.closeTo(10, 9)));
+    expect(smooth(s, 0.9).map((p) => p.y)).toEqual(
+      [10, 10, 10, 10, 10].map(() => expect.closeTo(10, 9)),
+    );
     const sm = new Smoother();
     sm.update(s, 0.5);
     s = append(s, 5, 0);
@@ -316,7 +499,11 @@ describe('series', () => {
 });
 
 describe('Decimator', () => {
-  const wave = (n: number, from = 0): Point[] => Array.from({ length: n }, (_, i) => ({ x: from + i, y: Math.sin((from + i) / 50) + ((from + i) % 997 === 0 ? 5 : 0) }));
+  const wave = (n: number, from = 0): Point[] =>
+    Array.from({ length: n }, (_, i) => ({
+      x: from + i,
+      y: Math.sin((from + i) / 50) + ((from + i) % 997 === 0 ? 5 : 0),
+    }));
   const check = (view: Point[], src: Point[], limit: number) => {
     const set = new Set(src);
     let lo = Infinity;
@@ -325,9 +512,17 @@ describe('Decimator', () => {
       lo = Math.min(lo, p.y);
       hi = Math.max(hi, p.y);
     }
-    expect(view.every((p) => set.has(p)), 'only real points').toBe(true);
-    expect(view.every((p, i) => i === 0 || p.x > view[i - 1].x), 'sorted by x').toBe(true);
-    expect(view.some((p) => p.y === hi) && view.some((p) => p.y === lo), 'spikes survive').toBe(true);
+    expect(
+      view.every((p) => set.has(p)),
+      'only real points',
+    ).toBe(true);
+    expect(
+      view.every((p, i) => i === 0 || p.x > view[i - 1].x),
+      'sorted by x',
+    ).toBe(true);
+    expect(view.some((p) => p.y === hi) && view.some((p) => p.y === lo), 'spikes survive').toBe(
+      true,
+    );
     expect(view.length).toBeLessThanOrEqual(limit + 64);
   };
 
@@ -359,7 +554,10 @@ describe('Decimator', () => {
   });
 
   it('leaves a gap for all-NaN stretches', () => {
-    const pts = Array.from({ length: 5000 }, (_, i) => ({ x: i, y: i >= 1000 && i < 3000 ? NaN : 1 }));
+    const pts = Array.from({ length: 5000 }, (_, i) => ({
+      x: i,
+      y: i >= 1000 && i < 3000 ? NaN : 1,
+    }));
     const v = new Decimator(500).view(pts);
     expect(v.some((p) => Number.isNaN(p.y))).toBe(true);
   });

@@ -30,7 +30,11 @@ describe('src/protocol.gen.ts', () => {
             tags: { type: 'array', items: { type: 'string' } },
             free: { type: 'object' },
             map: { type: 'object', additionalProperties: { $ref: '#/$defs/real' } },
-            closed: { type: 'object', properties: { k: { $ref: '#/$defs/kind' } }, additionalProperties: false },
+            closed: {
+              type: 'object',
+              properties: { k: { $ref: '#/$defs/kind' } },
+              additionalProperties: false,
+            },
           },
           additionalProperties: false,
         },
@@ -41,7 +45,9 @@ describe('src/protocol.gen.ts', () => {
     expect(out).toContain('export type Kind = "a" | "b";');
     expect(out).toContain('export const KIND_VALUES = ["a","b"] as const;');
     expect(out).toContain('/** one message */\nexport interface Msg {');
-    expect(out).toContain('  type: "msg";\n  x: Real;\n  tags?: string[];\n  free?: Record<string, unknown>;\n  map?: Record<string, Real>;');
+    expect(out).toContain(
+      '  type: "msg";\n  x: Real;\n  tags?: string[];\n  free?: Record<string, unknown>;\n  map?: Record<string, Real>;',
+    );
     expect(out).toContain('  closed?: {\n    k?: Kind;\n  };\n}');
     expect(out).toContain('export type Message =\n  | Msg;');
     expect(pascal('history_end')).toBe('HistoryEnd');

@@ -14,7 +14,9 @@ export const MONITOR_DIR = resolve(here, '../..');
 export type JsonSchema = Record<string, unknown>;
 
 export function loadSchema(name: 'protocol' | 'inspect'): JsonSchema {
-  return JSON.parse(readFileSync(resolve(MONITOR_DIR, `${name}.schema.json`), 'utf8')) as JsonSchema;
+  return JSON.parse(
+    readFileSync(resolve(MONITOR_DIR, `${name}.schema.json`), 'utf8'),
+  ) as JsonSchema;
 }
 
 export interface Validator {
@@ -47,7 +49,9 @@ export function makeValidator(name: 'protocol' | 'inspect'): Validator {
 }
 
 export function explain(errors: ErrorObject[] | null | undefined): string {
-  return (errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message} ${JSON.stringify(e.params)}`).join('; ');
+  return (errors ?? [])
+    .map((e) => `${e.instancePath || '/'} ${e.message} ${JSON.stringify(e.params)}`)
+    .join('; ');
 }
 
 /** Resolves a local `$ref` ("#/$defs/x") against the root schema. */
@@ -67,7 +71,12 @@ export function deref(root: JsonSchema, s: JsonSchema): JsonSchema {
  * objects and the first element of arrays. Free-form objects (no `properties`)
  * are not walked.
  */
-export function missingProperties(root: JsonSchema, schema: JsonSchema, value: unknown, path = ''): string[] {
+export function missingProperties(
+  root: JsonSchema,
+  schema: JsonSchema,
+  value: unknown,
+  path = '',
+): string[] {
   const s = deref(root, schema);
   const out: string[] = [];
   if (s.properties && typeof value === 'object' && value !== null && !Array.isArray(value)) {

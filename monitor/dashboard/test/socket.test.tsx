@@ -14,7 +14,9 @@ const backoff = { initialMs: 100, maxMs: 1000, factor: 2, jitter: 0 };
 describe('backoffDelay', () => {
   it('doubles up to the cap and adds bounded jitter', () => {
     const b = { initialMs: 500, maxMs: 15000, factor: 2, jitter: 0 };
-    expect([1, 2, 3, 4, 5, 6, 7].map((a) => backoffDelay(a, b, () => 0))).toEqual([500, 1000, 2000, 4000, 8000, 15000, 15000]);
+    expect([1, 2, 3, 4, 5, 6, 7].map((a) => backoffDelay(a, b, () => 0))).toEqual([
+      500, 1000, 2000, 4000, 8000, 15000, 15000,
+    ]);
     const withJitter = backoffDelay(3, DEFAULT_BACKOFF, () => 1);
     expect(withJitter).toBeGreaterThan(2000);
     expect(withJitter).toBeLessThanOrEqual(2000 * (1 + DEFAULT_BACKOFF.jitter));
@@ -30,7 +32,14 @@ describe('useMonitorSocket', () => {
     const received: ServerMessage[][] = [];
     const hook = renderHook(
       (p: { token: string | null }) =>
-        useMonitorSocket({ url: 'ws://x/ws', token: p.token, onMessages: (m) => received.push(m), backoff, batchMs: 50, createSocket: mock.factory }),
+        useMonitorSocket({
+          url: 'ws://x/ws',
+          token: p.token,
+          onMessages: (m) => received.push(m),
+          backoff,
+          batchMs: 50,
+          createSocket: mock.factory,
+        }),
       { initialProps: { token } },
     );
     return { mock, received, hook };
@@ -42,7 +51,9 @@ describe('useMonitorSocket', () => {
     expect(mock.sockets).toHaveLength(1);
     expect(mock.latest().url).toBe('ws://x/ws');
     act(() => mock.latest().open());
-    expect(mock.latest().sent).toEqual([{ v: 1, type: 'hello', role: 'viewer', client: 'shardlm-dashboard', token: 'secret' }]);
+    expect(mock.latest().sent).toEqual([
+      { v: 1, type: 'hello', role: 'viewer', client: 'shardlm-dashboard', token: 'secret' },
+    ]);
     expect(hook.result.current.status).toBe('connecting'); // open socket, no welcome yet
     act(() => mock.latest().receive(welcome(true)));
     expect(hook.result.current.status).toBe('open');

@@ -25,7 +25,8 @@ vi.mock('react-chartjs-2', () => {
 
 beforeAll(() => {
   setupCharts();
-  HTMLCanvasElement.prototype.getContext = (() => null) as unknown as HTMLCanvasElement['getContext'];
+  HTMLCanvasElement.prototype.getContext = (() =>
+    null) as unknown as HTMLCanvasElement['getContext'];
 });
 beforeEach(() => {
   sessionStorage.clear();
@@ -55,7 +56,8 @@ async function startApp(opts: { token?: string; control?: boolean; hash?: string
   return { mock, ws };
 }
 
-const sentOfType = (ws: MockSocket, type: string) => (ws.sent as { type: string }[]).filter((m) => m.type === type) as Record<string, unknown>[];
+const sentOfType = (ws: MockSocket, type: string) =>
+  (ws.sent as { type: string }[]).filter((m) => m.type === type) as Record<string, unknown>[];
 
 const step = (rank: number, s: number, seq: number, lr = 3e-4) => ({
   v: 1,
@@ -111,8 +113,29 @@ describe('controls show their acknowledgement', () => {
     fireEvent.click(screen.getByTestId('btn-pause'));
     const [ctl] = sentOfType(ws, 'control');
     expect(ctl).toMatchObject({ v: 1, type: 'control', command: 'pause' });
-    act(() => ws.receive({ v: 1, type: 'command_status', ts: 2, id: ctl.id, command: 'pause', status: 'forwarded' }));
-    act(() => ws.receive({ v: 1, type: 'ack', ts: 3, seq: 1, rank: 0, id: ctl.id, command: 'pause', step: 41, ok: true }));
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'command_status',
+        ts: 2,
+        id: ctl.id,
+        command: 'pause',
+        status: 'forwarded',
+      }),
+    );
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'ack',
+        ts: 3,
+        seq: 1,
+        rank: 0,
+        id: ctl.id,
+        command: 'pause',
+        step: 41,
+        ok: true,
+      }),
+    );
     await flush();
     expect(screen.getByTestId('run-phase').textContent).toBe('paused');
     const ack = screen.getByTestId('ack-pause');
@@ -129,7 +152,19 @@ describe('controls show their acknowledgement', () => {
     fireEvent.click(screen.getByTestId('apply-lr'));
     const [ctl] = sentOfType(ws, 'control');
     expect(ctl).toMatchObject({ command: 'set_lr', args: { lr: 1e-4 } });
-    act(() => ws.receive({ v: 1, type: 'ack', ts: 3, seq: 1, rank: 0, id: ctl.id, command: 'set_lr', step: 11, ok: true }));
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'ack',
+        ts: 3,
+        seq: 1,
+        rank: 0,
+        id: ctl.id,
+        command: 'set_lr',
+        step: 11,
+        ok: true,
+      }),
+    );
     await flush();
     const card = screen.getByTestId('card-hparams');
     expect(within(card).getByTestId('ack-set_lr').textContent).toMatch(/took effect at step 11/);
@@ -138,10 +173,28 @@ describe('controls show their acknowledgement', () => {
     fireEvent.change(screen.getByTestId('input-accum'), { target: { value: '1' } });
     fireEvent.click(screen.getByTestId('apply-batch'));
     const batch = sentOfType(ws, 'control')[1];
-    expect(batch).toMatchObject({ command: 'set_batch', args: { micro_batch: 7, accumulation: 1 } });
-    act(() => ws.receive({ v: 1, type: 'ack', ts: 4, seq: 2, rank: 0, id: batch.id, command: 'set_batch', step: 12, ok: false, message: '7 does not divide 32' }));
+    expect(batch).toMatchObject({
+      command: 'set_batch',
+      args: { micro_batch: 7, accumulation: 1 },
+    });
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'ack',
+        ts: 4,
+        seq: 2,
+        rank: 0,
+        id: batch.id,
+        command: 'set_batch',
+        step: 12,
+        ok: false,
+        message: '7 does not divide 32',
+      }),
+    );
     await flush();
-    expect(screen.getByTestId('ack-set_batch').textContent).toMatch(/rejected at step 12: 7 does not divide 32/);
+    expect(screen.getByTestId('ack-set_batch').textContent).toMatch(
+      /rejected at step 12: 7 does not divide 32/,
+    );
   });
 
   it('an invalid number cannot be applied', async () => {
@@ -163,13 +216,26 @@ describe('controls show their acknowledgement', () => {
         type: 'checkpoints',
         ts: 1,
         run_dir: 'runs/a',
-        items: [{ name: 'step-250', path: 'runs/a/checkpoints/step-250', step: 250, mtime: 1, manifest: null }],
+        items: [
+          {
+            name: 'step-250',
+            path: 'runs/a/checkpoints/step-250',
+            step: 250,
+            mtime: 1,
+            manifest: null,
+          },
+        ],
       }),
     );
     await flush();
-    fireEvent.change(screen.getByTestId('input-config'), { target: { value: 'configs/tiny.toml' } });
+    fireEvent.change(screen.getByTestId('input-config'), {
+      target: { value: 'configs/tiny.toml' },
+    });
     fireEvent.click(within(screen.getByTestId('checkpoint-table')).getByText('Resume from'));
-    expect(sentOfType(ws, 'control')[0]).toMatchObject({ command: 'resume_from', args: { checkpoint: 'step-250', config: 'configs/tiny.toml' } });
+    expect(sentOfType(ws, 'control')[0]).toMatchObject({
+      command: 'resume_from',
+      args: { checkpoint: 'step-250', config: 'configs/tiny.toml' },
+    });
   });
 });
 
@@ -178,7 +244,10 @@ describe('the Run tab', () => {
     const { ws } = await startApp({ hash: '#run' });
     act(() => ws.receive(FULL.run_info));
     await flush();
-    const value = (id: string) => within(screen.getByTestId(id)).getByText((_, el) => el?.classList.contains('stat-value') ?? false).textContent;
+    const value = (id: string) =>
+      within(screen.getByTestId(id)).getByText(
+        (_, el) => el?.classList.contains('stat-value') ?? false,
+      ).textContent;
     const info = FULL.run_info.info;
     expect(value('info-layers')).toBe(String(info.model?.n_layer));
     expect(value('info-heads')).toBe(String(info.model?.n_head));
@@ -212,7 +281,9 @@ describe('ranks and devices', () => {
       }),
     );
     await flush();
-    expect(screen.getByTestId('warning-dead').textContent).toMatch(/Rank 2 is not responding.*14\.0 s.*step 90/);
+    expect(screen.getByTestId('warning-dead').textContent).toMatch(
+      /Rank 2 is not responding.*14\.0 s.*step 90/,
+    );
     expect(screen.getByTestId('warning-straggler').textContent).toMatch(/Rank 1 is a straggler/);
     fireEvent.click(screen.getByTestId('tab-control'));
     expect(screen.getByTestId('warning-dead')).toBeTruthy();
@@ -245,11 +316,17 @@ describe('ranks and devices', () => {
     act(() =>
       ws.receive({
         ...step(0, 2, 1),
-        extra: { model_state_bytes: 0, model_state_peak_bytes: 21 * 1048576, offloaded_bytes: 64 * 1048576 },
+        extra: {
+          model_state_bytes: 0,
+          model_state_peak_bytes: 21 * 1048576,
+          offloaded_bytes: 64 * 1048576,
+        },
       }),
     );
     await flush();
-    expect(screen.getByTestId('model-states-0').textContent).toMatch(/^0 B device \(peak 21(\.0)? MiB\) · 64(\.0)? MiB host$/);
+    expect(screen.getByTestId('model-states-0').textContent).toMatch(
+      /^0 B device \(peak 21(\.0)? MiB\) · 64(\.0)? MiB host$/,
+    );
   });
 });
 
@@ -265,14 +342,27 @@ describe('model inspection', () => {
     const started = await startApp({ hash: 'model' });
     fireEvent.click(screen.getByTestId(`inspect-tabs-${what}`));
     await flush(0);
-    const req = sentOfType(started.ws, 'inspect').filter((m) => m.what === what).pop();
+    const req = sentOfType(started.ws, 'inspect')
+      .filter((m) => m.what === what)
+      .pop();
     expect(req, `the ${what} view asks on its first visit`).toBeDefined();
     return { ...started, req: req as { id: string } };
   }
 
   it.each(cases)('%s: draws a valid answer', async (what, testId) => {
     const { ws, req } = await openInspect(what);
-    act(() => ws.receive({ v: 1, type: 'inspect_result', ts: 1, rank: 0, id: req.id, what, ok: true, data: DATA[what] }));
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'inspect_result',
+        ts: 1,
+        rank: 0,
+        id: req.id,
+        what,
+        ok: true,
+        data: DATA[what],
+      }),
+    );
     await flush();
     expect(screen.getByTestId(testId)).toBeTruthy();
     expect(screen.queryByTestId('inspect-unavailable')).toBeNull();
@@ -280,21 +370,56 @@ describe('model inspection', () => {
 
   it.each(cases)('%s: "not available" when the trainer says so', async (what) => {
     const { ws, req } = await openInspect(what);
-    act(() => ws.receive({ v: 1, type: 'inspect_result', ts: 1, rank: 0, id: req.id, what, ok: false, message: 'inspection is not wired up' }));
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'inspect_result',
+        ts: 1,
+        rank: 0,
+        id: req.id,
+        what,
+        ok: false,
+        message: 'inspection is not wired up',
+      }),
+    );
     await flush();
-    expect(screen.getByTestId('inspect-unavailable').textContent).toMatch(/Not available.*inspection is not wired up/);
+    expect(screen.getByTestId('inspect-unavailable').textContent).toMatch(
+      /Not available.*inspection is not wired up/,
+    );
   });
 
   it.each(cases)('%s: "not available" when no rank is connected', async (what) => {
     const { ws, req } = await openInspect(what);
-    act(() => ws.receive({ v: 1, type: 'error', ts: 1, code: 'no_producer', message: 'no rank 0', ref: req.id }));
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'error',
+        ts: 1,
+        code: 'no_producer',
+        message: 'no rank 0',
+        ref: req.id,
+      }),
+    );
     await flush();
-    expect(screen.getByTestId('inspect-unavailable').textContent).toMatch(/No training rank is connected/);
+    expect(screen.getByTestId('inspect-unavailable').textContent).toMatch(
+      /No training rank is connected/,
+    );
   });
 
   it.each(cases)('%s: a malformed answer does not break the page', async (what) => {
     const { ws, req } = await openInspect(what);
-    act(() => ws.receive({ v: 1, type: 'inspect_result', ts: 1, rank: 0, id: req.id, what, ok: true, data: { weights: 'nope', root: 5, layers: 3, points: {} } }));
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'inspect_result',
+        ts: 1,
+        rank: 0,
+        id: req.id,
+        what,
+        ok: true,
+        data: { weights: 'nope', root: 5, layers: 3, points: {} },
+      }),
+    );
     await flush();
     expect(screen.getByTestId('inspect-unavailable').textContent).toMatch(/can draw/);
   });
@@ -311,7 +436,18 @@ describe('model inspection', () => {
 
   it('embeddings: search highlights tokens', async () => {
     const { ws, req } = await openInspect('embeddings');
-    act(() => ws.receive({ v: 1, type: 'inspect_result', ts: 1, rank: 0, id: req.id, what: 'embeddings', ok: true, data: DATA.embeddings }));
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'inspect_result',
+        ts: 1,
+        rank: 0,
+        id: req.id,
+        what: 'embeddings',
+        ok: true,
+        data: DATA.embeddings,
+      }),
+    );
     await flush();
     fireEvent.change(screen.getByTestId('embeddings-search'), { target: { value: 'the' } });
     const list = screen.getByTestId('embeddings-matches');
@@ -331,7 +467,15 @@ describe('inspection payloads against monitor/inspect.schema.json', () => {
     expect(V.def('attention')({ ...DATA.attention, extra: 1 })).toBe(false);
     expect(asInspectData('attention', bad)).toBeNull();
     expect(asInspectData('embeddings', { ...DATA.embeddings, points: [[0, 0]] })).toBeNull();
-    expect(asInspectData('activations', { layers: [{ name: 'x', mean: 0, histogram: { edges: [0, 1], counts: [1, 2] } }] })).toBeNull();
-    expect(asInspectData('architecture', { root: { name: 'x', type: 'y', params: 1, children: [{ name: 'z' }] } })).toBeNull();
+    expect(
+      asInspectData('activations', {
+        layers: [{ name: 'x', mean: 0, histogram: { edges: [0, 1], counts: [1, 2] } }],
+      }),
+    ).toBeNull();
+    expect(
+      asInspectData('architecture', {
+        root: { name: 'x', type: 'y', params: 1, children: [{ name: 'z' }] },
+      }),
+    ).toBeNull();
   });
 });

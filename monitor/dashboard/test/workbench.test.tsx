@@ -23,7 +23,8 @@ vi.mock('react-chartjs-2', () => {
 
 beforeAll(() => {
   setupCharts();
-  HTMLCanvasElement.prototype.getContext = (() => null) as unknown as HTMLCanvasElement['getContext'];
+  HTMLCanvasElement.prototype.getContext = (() =>
+    null) as unknown as HTMLCanvasElement['getContext'];
 });
 beforeEach(() => {
   sessionStorage.clear();
@@ -50,26 +51,56 @@ async function startApp(opts: { hash: string; control?: boolean; rate?: boolean;
   render(<App url="ws://test/ws" createSocket={mock.factory} />);
   const ws = mock.latest();
   act(() => ws.open());
-  act(() => ws.receive(welcome(opts.control ?? true, { history: 0, rate: opts.rate ?? opts.control ?? true })));
+  act(() =>
+    ws.receive(
+      welcome(opts.control ?? true, { history: 0, rate: opts.rate ?? opts.control ?? true }),
+    ),
+  );
   await flush();
   return ws;
 }
 
-const sent = (ws: MockSocket, type: string) => (ws.sent as Record<string, unknown>[]).filter((m) => m.type === type);
+const sent = (ws: MockSocket, type: string) =>
+  (ws.sent as Record<string, unknown>[]).filter((m) => m.type === type);
 const I = makeValidator('inspect');
 const P = makeValidator('protocol');
 
 describe('Generate', () => {
   it('sends every decoding option the strategy reads, and valid requests', () => {
-    const s = { ...initialGenerateSession(), strategy: 'sample' as const, seed: 7, stop: '\\n\\n|The end', ignoreEos: true };
+    const s = {
+      ...initialGenerateSession(),
+      strategy: 'sample' as const,
+      seed: 7,
+      stop: '\\n\\n|The end',
+      ignoreEos: true,
+    };
     const o = optionsOf(s);
-    expect(o).toMatchObject({ strategy: 'sample', max_new_tokens: 32, temperature: 0.8, top_k: 0, top_p: 0.95, min_p: 0, seed: 7, stop: ['\n\n', 'The end'], ignore_eos: true });
+    expect(o).toMatchObject({
+      strategy: 'sample',
+      max_new_tokens: 32,
+      temperature: 0.8,
+      top_k: 0,
+      top_p: 0.95,
+      min_p: 0,
+      seed: 7,
+      stop: ['\n\n', 'The end'],
+      ignore_eos: true,
+    });
     expect(I.def('generation_options')(o), explain(I.def('generation_options').errors)).toBe(true);
     const beam = optionsOf({ ...s, strategy: 'beam' });
-    expect(beam).toMatchObject({ strategy: 'beam', num_beams: 4, length_penalty: 1, early_stopping: true });
+    expect(beam).toMatchObject({
+      strategy: 'beam',
+      num_beams: 4,
+      length_penalty: 1,
+      early_stopping: true,
+    });
     expect(beam.temperature).toBeUndefined();
-    expect(I.def('generate_token')(GENERATE_TOKEN), explain(I.def('generate_token').errors)).toBe(true);
-    expect(I.def('generate_done')(GENERATE_DONE), explain(I.def('generate_done').errors)).toBe(true);
+    expect(I.def('generate_token')(GENERATE_TOKEN), explain(I.def('generate_token').errors)).toBe(
+      true,
+    );
+    expect(I.def('generate_done')(GENERATE_DONE), explain(I.def('generate_done').errors)).toBe(
+      true,
+    );
   });
 
   it('streams tokens into coloured chips, opens a token, and shows two targets side by side', async () => {
@@ -80,7 +111,15 @@ describe('Generate', () => {
         type: 'checkpoints',
         ts: 1,
         run_dir: 'runs/mock',
-        items: [{ name: 'step-000010', path: 'runs/mock/checkpoints/step-000010', step: 10, mtime: 1, manifest: null }],
+        items: [
+          {
+            name: 'step-000010',
+            path: 'runs/mock/checkpoints/step-000010',
+            step: 10,
+            mtime: 1,
+            manifest: null,
+          },
+        ],
       }),
     );
     await flush();
@@ -90,7 +129,8 @@ describe('Generate', () => {
     expect(reqs).toHaveLength(2);
     expect(reqs.map((r) => (r.args as { target: string }).target)).toEqual(['live', 'step-000010']);
     for (const r of reqs) expect(P.any(r), explain(P.any.errors)).toBe(true);
-    for (const r of reqs) expect(I.def('generate_args')(r.args), explain(I.def('generate_args').errors)).toBe(true);
+    for (const r of reqs)
+      expect(I.def('generate_args')(r.args), explain(I.def('generate_args').errors)).toBe(true);
     const [live, ckpt] = reqs.map((r) => r.id as string);
     const tok = (id: string, index: number, text: string, lp: number) => ({
       v: 1,
@@ -101,7 +141,21 @@ describe('Generate', () => {
       what: 'generate',
       ok: true,
       partial: true,
-      data: { event: 'token', prompt: 0, index, id: 10 + index, text, delta: text, logprob: lp, top: [{ id: 10 + index, text, logprob: lp }, { id: 99, text: ' x', logprob: -3 }], target: 'live', step: 42 },
+      data: {
+        event: 'token',
+        prompt: 0,
+        index,
+        id: 10 + index,
+        text,
+        delta: text,
+        logprob: lp,
+        top: [
+          { id: 10 + index, text, logprob: lp },
+          { id: 99, text: ' x', logprob: -3 },
+        ],
+        target: 'live',
+        step: 42,
+      },
     });
     act(() => ws.receive(tok(live, 0, ' there', -0.1)));
     act(() => ws.receive(tok(live, 1, ' was', -2.3)));
@@ -113,9 +167,37 @@ describe('Generate', () => {
     expect(Number(chips[0].dataset.p)).toBeCloseTo(Math.exp(-0.1), 9);
     expect(chips[0].style.background).not.toBe(chips[1].style.background);
     act(() =>
-      ws.receive({ v: 1, type: 'inspect_result', ts: 1, rank: 0, id: live, what: 'generate', ok: true, data: { event: 'done', prompt: 0, text: ' there was', tokens: [10, 11], finish_reason: 'length', seconds: 0.2, target: 'live', step: 42 } }),
+      ws.receive({
+        v: 1,
+        type: 'inspect_result',
+        ts: 1,
+        rank: 0,
+        id: live,
+        what: 'generate',
+        ok: true,
+        data: {
+          event: 'done',
+          prompt: 0,
+          text: ' there was',
+          tokens: [10, 11],
+          finish_reason: 'length',
+          seconds: 0.2,
+          target: 'live',
+          step: 42,
+        },
+      }),
     );
-    act(() => ws.receive({ v: 1, type: 'inspect_result', ts: 1, id: ckpt, what: 'generate', ok: false, message: 'no tokenizer for step-000010' }));
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'inspect_result',
+        ts: 1,
+        id: ckpt,
+        what: 'generate',
+        ok: false,
+        message: 'no tokenizer for step-000010',
+      }),
+    );
     await flush();
     expect(screen.getByTestId('gen-status-0').dataset.status).toBe('done');
     expect(screen.getByTestId('gen-status-0').dataset.text).toBe(' there was');
@@ -132,7 +214,19 @@ describe('Generate', () => {
     const ws = await startApp({ hash: '#generate' });
     fireEvent.click(screen.getByTestId('gen-go'));
     const id = sent(ws, 'inspect')[0].id as string;
-    act(() => ws.receive({ v: 1, type: 'inspect_result', ts: 1, rank: 0, id, what: 'generate', ok: true, partial: true, data: GENERATE_TOKEN }));
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'inspect_result',
+        ts: 1,
+        rank: 0,
+        id,
+        what: 'generate',
+        ok: true,
+        partial: true,
+        data: GENERATE_TOKEN,
+      }),
+    );
     await flush(130000);
     expect(screen.getByTestId('gen-status-0').dataset.status).toBe('streaming');
   });
@@ -150,7 +244,16 @@ describe('Rate', () => {
     type: 'rate_pair',
     ts: 1,
     id,
-    pair: pair === null ? null : { id: pair, batch: 'b', prompt: 'Once upon', a: { sample: 2 * pair, text: ' a time' }, b: { sample: 2 * pair - 1, text: ' a hill' } },
+    pair:
+      pair === null
+        ? null
+        : {
+            id: pair,
+            batch: 'b',
+            prompt: 'Once upon',
+            a: { sample: 2 * pair, text: ' a time' },
+            b: { sample: 2 * pair - 1, text: ' a hill' },
+          },
     progress: { done, total: 2 },
   });
 
@@ -185,7 +288,10 @@ describe('Rate', () => {
         vote: 5,
         duplicate: false,
         choice: 'B',
-        reveal: { a: { sample: 2, source: 'step-400', step: 400 }, b: { sample: 1, source: 'step-200', step: 200 } },
+        reveal: {
+          a: { sample: 2, source: 'step-400', step: 400 },
+          b: { sample: 1, source: 'step-200', step: 200 },
+        },
       }),
     );
     await flush();
@@ -233,15 +339,51 @@ describe('Rate', () => {
       }),
     );
     // A vote broadcast twice (another viewer's) counts once.
-    act(() => ws.receive({ v: 1, type: 'rate_votes', ts: 1, append: true, votes: [row(4, 2, 'bob', 'tie'), row(4, 2, 'bob', 'tie')], pairs: 2, batches: ['b'] }));
-    act(() => ws.receive({ v: 1, type: 'rate_votes', ts: 1, append: true, votes: [row(4, 2, 'bob', 'tie')], pairs: 2, batches: ['b'] }));
-    act(() => ws.receive({ v: 1, type: 'aggregate', ts: 1, seq: 1, step: 100, ranks: 1, world_size: 1, complete: true, loss: { mean: 3, min: 3, max: 3 }, step_time: { mean: 0.1, min: 0.1, max: 0.1 }, stragglers: [] }));
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'rate_votes',
+        ts: 1,
+        append: true,
+        votes: [row(4, 2, 'bob', 'tie'), row(4, 2, 'bob', 'tie')],
+        pairs: 2,
+        batches: ['b'],
+      }),
+    );
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'rate_votes',
+        ts: 1,
+        append: true,
+        votes: [row(4, 2, 'bob', 'tie')],
+        pairs: 2,
+        batches: ['b'],
+      }),
+    );
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'aggregate',
+        ts: 1,
+        seq: 1,
+        step: 100,
+        ranks: 1,
+        world_size: 1,
+        complete: true,
+        loss: { mean: 3, min: 3, max: 3 },
+        step_time: { mean: 0.1, min: 0.1, max: 0.1 },
+        stragglers: [],
+      }),
+    );
     await flush();
     const rows = screen.getAllByTestId('rate-leader-row');
     expect(rows.map((r) => r.dataset.source)).toEqual(['step-400', 'step-200']);
     expect(screen.getByTestId('rate-votes').dataset.value).toBe('4');
     expect(screen.getByTestId('rate-alpha').dataset.items).toBe('2');
-    expect(JSON.parse(screen.getByTestId('rate-marks').dataset.marks as string)).toEqual([400, 200]);
+    expect(JSON.parse(screen.getByTestId('rate-marks').dataset.marks as string)).toEqual([
+      400, 200,
+    ]);
   });
 
   it('creates a comparison from two checkpoints with the control token', async () => {
@@ -252,7 +394,13 @@ describe('Rate', () => {
         type: 'checkpoints',
         ts: 1,
         run_dir: 'r',
-        items: ['step-10', 'step-20'].map((n, i) => ({ name: n, path: n, step: 10 * (i + 1), mtime: 1, manifest: null })),
+        items: ['step-10', 'step-20'].map((n, i) => ({
+          name: n,
+          path: n,
+          step: 10 * (i + 1),
+          mtime: 1,
+          manifest: null,
+        })),
       }),
     );
     await flush();
@@ -264,7 +412,17 @@ describe('Rate', () => {
     expect(c).toHaveLength(1);
     expect(c[0]).toMatchObject({ sources: ['step-10', 'step-20'], prompts: ['one', 'two'] });
     expect(P.any(c[0]), explain(P.any.errors)).toBe(true);
-    act(() => ws.receive({ v: 1, type: 'rate_created', ts: 1, id: c[0].id, ok: true, batch: 'step-10 vs step-20', pairs: 2 }));
+    act(() =>
+      ws.receive({
+        v: 1,
+        type: 'rate_created',
+        ts: 1,
+        id: c[0].id,
+        ok: true,
+        batch: 'step-10 vs step-20',
+        pairs: 2,
+      }),
+    );
     await flush();
     expect(screen.getByTestId('rate-created').dataset.ok).toBe('yes');
   });
@@ -279,14 +437,29 @@ describe('Evaluate', () => {
         label: 'early',
         suite: 'example',
         tasks: [
-          { name: 'qa', kind: 'choice', items: 2, metrics: { acc: { value: 0.5, ci95: [0, 1], higher_is_better: true } }, samples: [{ context: 'c1', choices: ['x', 'y'], answer: 0, pred: 0 }, { context: 'c2', choices: ['x', 'y'], answer: 1, pred: 0 }] },
+          {
+            name: 'qa',
+            kind: 'choice',
+            items: 2,
+            metrics: { acc: { value: 0.5, ci95: [0, 1], higher_is_better: true } },
+            samples: [
+              { context: 'c1', choices: ['x', 'y'], answer: 0, pred: 0 },
+              { context: 'c2', choices: ['x', 'y'], answer: 1, pred: 0 },
+            ],
+          },
           {
             name: 'ppl',
             kind: 'perplexity',
             items: 1,
             metrics: { perplexity: { value: 30, ci95: null, higher_is_better: false } },
             samples: [],
-            detail: { by_position: { tokens: [4, 4], top1: [0.25, 0.5], top5: [0.5, 0.75] }, calibration: { bins: [{ lo: 0, hi: 0.1, count: 8, confidence: 0.05, accuracy: 0.2 }], ece: 0.15 } },
+            detail: {
+              by_position: { tokens: [4, 4], top1: [0.25, 0.5], top5: [0.5, 0.75] },
+              calibration: {
+                bins: [{ lo: 0, hi: 0.1, count: 8, confidence: 0.05, accuracy: 0.2 }],
+                ece: 0.15,
+              },
+            },
           },
         ],
       },
@@ -295,8 +468,23 @@ describe('Evaluate', () => {
         label: 'late',
         suite: 'example',
         tasks: [
-          { name: 'qa', kind: 'choice', items: 2, metrics: { acc: { value: 1, ci95: [1, 1], higher_is_better: true } }, samples: [{ context: 'c1', choices: ['x', 'y'], answer: 0, pred: 0 }, { context: 'c2', choices: ['x', 'y'], answer: 1, pred: 1 }] },
-          { name: 'ppl', kind: 'perplexity', items: 1, metrics: { perplexity: { value: 20, ci95: null, higher_is_better: false } }, samples: [] },
+          {
+            name: 'qa',
+            kind: 'choice',
+            items: 2,
+            metrics: { acc: { value: 1, ci95: [1, 1], higher_is_better: true } },
+            samples: [
+              { context: 'c1', choices: ['x', 'y'], answer: 0, pred: 0 },
+              { context: 'c2', choices: ['x', 'y'], answer: 1, pred: 1 },
+            ],
+          },
+          {
+            name: 'ppl',
+            kind: 'perplexity',
+            items: 1,
+            metrics: { perplexity: { value: 20, ci95: null, higher_is_better: false } },
+            samples: [],
+          },
         ],
       },
     ],
@@ -310,9 +498,18 @@ describe('Evaluate', () => {
       vi.fn(async (url: string, init?: { headers?: Record<string, string> }) => {
         calls.push({ url, auth: init?.headers?.Authorization });
         const body = url.endsWith('/api/evals')
-          ? { run_dir: 'r', dir: 'r/eval', items: [{ name: 'cmp.json', kind: 'compare', suite: 'example' }] }
+          ? {
+              run_dir: 'r',
+              dir: 'r/eval',
+              items: [{ name: 'cmp.json', kind: 'compare', suite: 'example' }],
+            }
           : report;
-        return { ok: true, status: 200, json: async () => body, text: async () => JSON.stringify(body) };
+        return {
+          ok: true,
+          status: 200,
+          json: async () => body,
+          text: async () => JSON.stringify(body),
+        };
       }),
     );
     await startApp({ hash: '#evaluate', token: 'tok-9' });

@@ -47,7 +47,19 @@ export interface TimeChartProps {
 const fmtStep = (v: number | string) => fmtSi(Number(v), 4);
 
 export function TimeChart(props: TimeChartProps) {
-  const { lines, version, yLog, yTitle, yFormat, yMin, xMin, markers, height, legend = true, testId } = props;
+  const {
+    lines,
+    version,
+    yLog,
+    yTitle,
+    yFormat,
+    yMin,
+    xMin,
+    markers,
+    height,
+    legend = true,
+    testId,
+  } = props;
 
   const decimators = useRef(new Map<string, Decimator>());
   const data = useMemo<ChartData<'line', Point[]>>(
@@ -109,7 +121,8 @@ export function TimeChart(props: TimeChartProps) {
         tooltip: {
           callbacks: {
             title: (items) => (items.length ? `step ${items[0].parsed.x}` : ''),
-            label: (item) => `${item.dataset.label}: ${yFormat ? yFormat(item.parsed.y ?? NaN) : fmtSi(item.parsed.y, 4)}`,
+            label: (item) =>
+              `${item.dataset.label}: ${yFormat ? yFormat(item.parsed.y ?? NaN) : fmtSi(item.parsed.y, 4)}`,
           },
         },
         markers: { lines: markers ?? [] },
@@ -134,7 +147,12 @@ export function TimeChart(props: TimeChartProps) {
 /** Points per line beyond which a step window is drawn from the envelope too. */
 const WINDOW_RAW_LIMIT = 20000;
 
-function visible(pts: Point[], xMin: number | undefined, decimators: Map<string, Decimator>, key: string): Point[] {
+function visible(
+  pts: Point[],
+  xMin: number | undefined,
+  decimators: Map<string, Decimator>,
+  key: string,
+): Point[] {
   if (!chartTuning.fast) return pts.slice();
   if (xMin !== undefined) {
     const from = Math.max(0, lowerBound(pts, pts.length, xMin) - 1);

@@ -28,11 +28,19 @@ export function ackTone(c: CommandEntry): 'ok' | 'warn' | 'bad' | 'muted' {
   return 'bad';
 }
 
-const PAST: Partial<Record<CommandEntry['command'], string>> = { pause: 'paused', resume: 'resumed', stop: 'stopped', save_checkpoint: 'saved' };
+const PAST: Partial<Record<CommandEntry['command'], string>> = {
+  pause: 'paused',
+  resume: 'resumed',
+  stop: 'stopped',
+  save_checkpoint: 'saved',
+};
 
 export function CommandAck({ entry, compact }: { entry: CommandEntry; compact?: boolean }) {
   const tone = ackTone(entry);
-  const text = compact && entry.phase === 'acked' ? `${PAST[entry.command] ?? entry.command} at step ${entry.step?.toLocaleString('en-US')}` : ackText(entry);
+  const text =
+    compact && entry.phase === 'acked'
+      ? `${PAST[entry.command] ?? entry.command} at step ${entry.step?.toLocaleString('en-US')}`
+      : ackText(entry);
   return (
     <span
       className={`ack tone-${tone}`}

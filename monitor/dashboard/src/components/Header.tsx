@@ -22,7 +22,8 @@ export function Header() {
   const maxSteps = state.runInfo?.config?.train?.steps;
   const progress = maxSteps ? Math.min(1, state.step / maxSteps) : null;
   const stepTime = last(state.stepTimeMedian)?.y;
-  const eta = maxSteps && stepTime && state.phase === 'running' ? (maxSteps - state.step) * stepTime : null;
+  const eta =
+    maxSteps && stepTime && state.phase === 'running' ? (maxSteps - state.step) * stepTime : null;
   const loss = last(state.trainLoss)?.y;
   const tps = last(state.tokensPerSTotal)?.y;
   return (
@@ -30,7 +31,13 @@ export function Header() {
       <div className="brand">
         <svg viewBox="0 0 16 16" width="22" height="22" aria-hidden>
           <rect width="16" height="16" rx="3.5" fill="#4f8cff" />
-          <path d="M3 12 L6 7 L9 9 L13 3" stroke="white" strokeWidth="1.8" fill="none" strokeLinecap="round" />
+          <path
+            d="M3 12 L6 7 L9 9 L13 3"
+            stroke="white"
+            strokeWidth="1.8"
+            fill="none"
+            strokeLinecap="round"
+          />
         </svg>
         <div>
           <div className="brand-name">shardlm monitor</div>
@@ -67,7 +74,12 @@ export function Header() {
       <div className="topbar-right">
         <QuickControls />
         <TokenControl />
-        <ConnectionBadge status={socket.status} attempt={socket.attempt} retryAt={socket.retryAt} error={socket.lastError} />
+        <ConnectionBadge
+          status={socket.status}
+          attempt={socket.attempt}
+          retryAt={socket.retryAt}
+          error={socket.lastError}
+        />
       </div>
     </header>
   );
@@ -157,7 +169,11 @@ function TokenControl() {
       className={`token-btn tone-${tone}`}
       data-testid="token-status"
       data-control={canControl ? 'yes' : 'no'}
-      title={canControl ? 'Controls unlocked for this browser session. Click to change the token.' : 'Enter the token printed by shardlm monitor (also in RUN_DIR/monitor.token)'}
+      title={
+        canControl
+          ? 'Controls unlocked for this browser session. Click to change the token.'
+          : 'Enter the token printed by shardlm monitor (also in RUN_DIR/monitor.token)'
+      }
       onClick={() => {
         setText(token ?? '');
         setEditing(true);
@@ -206,12 +222,18 @@ export function Warnings() {
   const warnings = rankWarnings(state);
   // Errors answer a request; the request's own panel shows them too, so the
   // banner only keeps the newest one for a short while.
-  const errors = state.errors.filter((e) => e.code !== 'no_producer' && e.ts > now / 1000 - 15).slice(-1);
+  const errors = state.errors
+    .filter((e) => e.code !== 'no_producer' && e.ts > now / 1000 - 15)
+    .slice(-1);
   if (warnings.length === 0 && errors.length === 0) return null;
   return (
     <div className="warnings" data-testid="warnings">
       {warnings.map((w) => (
-        <div key={`${w.kind}-${w.rank}`} className={`warning ${w.kind === 'dead' ? 'bad' : 'warn'}`} data-testid={`warning-${w.kind}`}>
+        <div
+          key={`${w.kind}-${w.rank}`}
+          className={`warning ${w.kind === 'dead' ? 'bad' : 'warn'}`}
+          data-testid={`warning-${w.kind}`}
+        >
           <b>{w.kind === 'dead' ? 'Dead rank' : 'Straggler'}</b> {w.text}
         </div>
       ))}

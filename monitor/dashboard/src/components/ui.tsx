@@ -24,7 +24,13 @@ export function Card(props: {
   );
 }
 
-export function Stat(props: { label: string; value: ReactNode; hint?: ReactNode; testId?: string; tone?: Tone }) {
+export function Stat(props: {
+  label: string;
+  value: ReactNode;
+  hint?: ReactNode;
+  testId?: string;
+  tone?: Tone;
+}) {
   return (
     <div className={`stat ${props.tone ? `tone-${props.tone}` : ''}`} data-testid={props.testId}>
       <div className="stat-label">{props.label}</div>
@@ -44,10 +50,19 @@ export function Badge(props: { tone: Tone; children: ReactNode; testId?: string;
   );
 }
 
-export function Toggle(props: { label: string; checked: boolean; onChange: (v: boolean) => void; testId?: string }) {
+export function Toggle(props: {
+  label: string;
+  checked: boolean;
+  onChange: (v: boolean) => void;
+  testId?: string;
+}) {
   return (
     <label className="toggle" data-testid={props.testId}>
-      <input type="checkbox" checked={props.checked} onChange={(e) => props.onChange(e.target.checked)} />
+      <input
+        type="checkbox"
+        checked={props.checked}
+        onChange={(e) => props.onChange(e.target.checked)}
+      />
       <span className="toggle-track" aria-hidden>
         <span className="toggle-thumb" />
       </span>

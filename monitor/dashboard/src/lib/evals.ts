@@ -11,7 +11,16 @@ export interface MetricValue {
 
 export interface TaskDetail {
   by_position: { tokens: number[]; top1: (number | null)[]; top5: (number | null)[] };
-  calibration: { bins: { lo: number; hi: number; count: number; confidence: number | null; accuracy: number | null }[]; ece: number | null };
+  calibration: {
+    bins: {
+      lo: number;
+      hi: number;
+      count: number;
+      confidence: number | null;
+      accuracy: number | null;
+    }[];
+    ece: number | null;
+  };
 }
 
 export interface TaskResult {
@@ -52,13 +61,21 @@ export interface EvaluatedModel extends ModelResult {
   report: string;
 }
 
-const isObj = (o: unknown): o is Record<string, unknown> => typeof o === 'object' && o !== null && !Array.isArray(o);
+const isObj = (o: unknown): o is Record<string, unknown> =>
+  typeof o === 'object' && o !== null && !Array.isArray(o);
 
 function asModel(o: unknown): ModelResult | null {
   if (!isObj(o) || !Array.isArray(o.tasks)) return null;
-  const tasks = (o.tasks as unknown[]).filter((t): t is TaskResult => isObj(t) && typeof t.name === 'string' && isObj(t.metrics));
+  const tasks = (o.tasks as unknown[]).filter(
+    (t): t is TaskResult => isObj(t) && typeof t.name === 'string' && isObj(t.metrics),
+  );
   for (const t of tasks) if (!Array.isArray(t.samples)) t.samples = [];
-  return { model: String(o.model ?? ''), label: String(o.label ?? o.model ?? ''), suite: String(o.suite ?? ''), tasks };
+  return {
+    model: String(o.model ?? ''),
+    label: String(o.label ?? o.model ?? ''),
+    suite: String(o.suite ?? ''),
+    tasks,
+  };
 }
 
 /** The models in a report file (one for `eval run`, several for `eval compare`). */
@@ -71,7 +88,15 @@ export function modelsOf(reportName: string, json: unknown): EvaluatedModel[] {
       .map((m) => ({ ...m, key: `${base}:${m.label}`, report: reportName }));
   }
   const m = asModel(json);
-  return m ? [{ ...m, key: m.label && m.label !== m.model ? `${base}:${m.label}` : base, report: reportName }] : [];
+  return m
+    ? [
+        {
+          ...m,
+          key: m.label && m.label !== m.model ? `${base}:${m.label}` : base,
+          report: reportName,
+        },
+      ]
+    : [];
 }
 
 /** Task names over all models, in first-seen order. */
@@ -84,7 +109,10 @@ export function taskNames(models: EvaluatedModel[]): string[] {
 /** Metric names of a task over all models, in first-seen order. */
 export function metricNames(models: EvaluatedModel[], task: string): string[] {
   const out: string[] = [];
-  for (const m of models) for (const t of m.tasks) if (t.name === task) for (const k of Object.keys(t.metrics)) if (!out.includes(k)) out.push(k);
+  for (const m of models)
+    for (const t of m.tasks)
+      if (t.name === task)
+        for (const k of Object.keys(t.metrics)) if (!out.includes(k)) out.push(k);
   return out;
 }
 
@@ -100,15 +128,25 @@ export interface ItemView {
 }
 
 export function itemView(kind: string, s: Record<string, unknown>): ItemView {
-  const str = (v: unknown) => (typeof v === 'string' ? v : v === undefined ? '' : JSON.stringify(v));
+  const str = (v: unknown) =>
+    typeof v === 'string' ? v : v === undefined ? '' : JSON.stringify(v);
   if (kind === 'choice') {
     const choices = Array.isArray(s.choices) ? (s.choices as unknown[]).map(str) : [];
     const pred = typeof s.pred === 'number' ? s.pred : -1;
     return { input: str(s.context), output: choices[pred] ?? '', score: pred === s.answer ? 1 : 0 };
   }
-  if (kind === 'factual') return { input: str(s.prompt), output: str(s.output), score: typeof s.contains === 'number' ? s.contains : null };
+  if (kind === 'factual')
+    return {
+      input: str(s.prompt),
+      output: str(s.output),
+      score: typeof s.contains === 'number' ? s.contains : null,
+    };
   if (kind === 'generation')
-    return { input: str(s.prompt), output: str(s.output), score: typeof s.sentence_bleu === 'number' ? s.sentence_bleu / 100 : null };
+    return {
+      input: str(s.prompt),
+      output: str(s.output),
+      score: typeof s.sentence_bleu === 'number' ? s.sentence_bleu / 100 : null,
+    };
   return { input: str(s.prompt ?? s.context), output: str(s.output), score: null };
 }
 
@@ -122,7 +160,11 @@ export interface DisagreementRow {
 }
 
 /** Items of `task` side by side for two models (same items, same order). */
-export function disagreements(a: EvaluatedModel, b: EvaluatedModel, task: string): DisagreementRow[] {
+export function disagreements(
+  a: EvaluatedModel,
+  b: EvaluatedModel,
+  task: string,
+): DisagreementRow[] {
   const ta = a.tasks.find((t) => t.name === task);
   const tb = b.tasks.find((t) => t.name === task);
   if (!ta || !tb) return [];
@@ -131,7 +173,8 @@ export function disagreements(a: EvaluatedModel, b: EvaluatedModel, task: string
   for (let i = 0; i < n; i++) {
     const va = itemView(ta.kind, ta.samples[i]);
     const vb = itemView(tb.kind, tb.samples[i]);
-    const disagree = va.score !== null && vb.score !== null ? va.score !== vb.score : va.output !== vb.output;
+    const disagree =
+      va.score !== null && vb.score !== null ? va.score !== vb.score : va.output !== vb.output;
     rows.push({ index: i, input: va.input, a: va, b: vb, disagree });
   }
   return rows;

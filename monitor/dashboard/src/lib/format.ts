@@ -17,7 +17,8 @@ export function fmtSi(v: number | null | undefined, digits = 3): string {
     [1e6, 'M'],
     [1e3, 'k'],
   ];
-  for (const [scale, unit] of units) if (a >= scale) return `${Number((v / scale).toPrecision(digits))}${unit}`;
+  for (const [scale, unit] of units)
+    if (a >= scale) return `${Number((v / scale).toPrecision(digits))}${unit}`;
   return Number(v.toPrecision(digits)).toString();
 }
 

@@ -42,7 +42,8 @@ export function bradleyTerry(outcomes: Outcome[]): Map<string, number> {
     const next = p.slice();
     for (let i = 0; i < n; i++) {
       let denom = 0;
-      for (let j = 0; j <= n; j++) if (j !== i && games[i][j] > 0) denom += games[i][j] / (p[i] + p[j]);
+      for (let j = 0; j <= n; j++)
+        if (j !== i && games[i][j] > 0) denom += games[i][j] / (p[i] + p[j]);
       next[i] = denom > 0 ? wins[i] / denom : p[i];
     }
     let change = 0;
@@ -75,7 +76,11 @@ function quantile(sorted: number[], q: number): number {
 }
 
 /** Percentile bootstrap 95% intervals of the strengths (votes resampled with replacement). */
-export function bradleyTerryIntervals(outcomes: Outcome[], resamples = 300, seed = 1234): Map<string, [number, number]> {
+export function bradleyTerryIntervals(
+  outcomes: Outcome[],
+  resamples = 300,
+  seed = 1234,
+): Map<string, [number, number]> {
   const out = new Map<string, [number, number]>();
   if (outcomes.length < 2) return out;
   const names = [...bradleyTerry(outcomes).keys()];
@@ -83,7 +88,8 @@ export function bradleyTerryIntervals(outcomes: Outcome[], resamples = 300, seed
   const next = rng(seed);
   const sample: Outcome[] = new Array(outcomes.length);
   for (let r = 0; r < resamples; r++) {
-    for (let i = 0; i < outcomes.length; i++) sample[i] = outcomes[Math.floor(next() * outcomes.length)];
+    for (let i = 0; i < outcomes.length; i++)
+      sample[i] = outcomes[Math.floor(next() * outcomes.length)];
     const bt = bradleyTerry(sample);
     for (const x of names) (draws.get(x) as number[]).push(bt.get(x) ?? 1);
   }
@@ -182,7 +188,8 @@ export function leaderboard(votes: VoteRow[], resamples = 300): Leaderboard {
     if (a !== b) {
       // eval/ratings.cpp's categories: better or worse in the sources' name order.
       const firstWon = a < b ? scoreA === 1 : scoreA === 0;
-      const cat = v.outcome === 'tie' || v.outcome === 'both_bad' ? v.outcome : firstWon ? 'first' : 'second';
+      const cat =
+        v.outcome === 'tie' || v.outcome === 'both_bad' ? v.outcome : firstWon ? 'first' : 'second';
       const u = units.get(v.pair) ?? [];
       u.push(cat);
       units.set(v.pair, u);
@@ -191,7 +198,13 @@ export function leaderboard(votes: VoteRow[], resamples = 300): Leaderboard {
   const bt = bradleyTerry(outcomes);
   const ci = bradleyTerryIntervals(outcomes, resamples);
   const rows: LeaderRow[] = [...bt.entries()]
-    .map(([source, strength]) => ({ source, step: steps.get(source) ?? null, strength, ci: ci.get(source), ...rec(source) }))
+    .map(([source, strength]) => ({
+      source,
+      step: steps.get(source) ?? null,
+      strength,
+      ci: ci.get(source),
+      ...rec(source),
+    }))
     .sort((x, y) => y.strength - x.strength);
   const twice = [...units.values()].filter((u) => u.length >= 2);
   let agree = 0;

@@ -39,7 +39,8 @@ import { append, emptySeries, lowerBound, type Series } from './series';
 
 // ---- state types ---------------------------------------------------------------------
 
-export type CommandPhase = 'sent' | 'forwarded' | 'done' | 'acked' | 'rejected' | 'refused' | 'failed';
+export type CommandPhase =
+  'sent' | 'forwarded' | 'done' | 'acked' | 'rejected' | 'refused' | 'failed';
 
 /** One control command: what was asked, and how far it got. */
 export interface CommandEntry {
@@ -147,8 +148,20 @@ export interface TrainState {
 
 export type Action =
   | { type: 'messages'; messages: ServerMessage[] }
-  | { type: 'command_sent'; id: string; command: CommandName; args?: Record<string, unknown>; at: number }
-  | { type: 'inspect_sent'; id: string; what: InspectWhat; args?: Record<string, unknown>; at: number }
+  | {
+      type: 'command_sent';
+      id: string;
+      command: CommandName;
+      args?: Record<string, unknown>;
+      at: number;
+    }
+  | {
+      type: 'inspect_sent';
+      id: string;
+      what: InspectWhat;
+      args?: Record<string, unknown>;
+      at: number;
+    }
   | { type: 'inspect_timeout'; id: string; message: string }
   | { type: 'rate_sent'; id: string; kind: RateRequestKind }
   | { type: 'reset' };
@@ -217,7 +230,11 @@ function apply(s: TrainState, m: ServerMessage): void {
       // Another run directory behind the same address: start from scratch.
       if (s.runDir !== undefined && m.run_dir !== undefined && m.run_dir !== s.runDir) {
         const fresh = initialState();
-        Object.assign(s, fresh, { version: s.version, commands: s.commands, commandOrder: s.commandOrder });
+        Object.assign(s, fresh, {
+          version: s.version,
+          commands: s.commands,
+          commandOrder: s.commandOrder,
+        });
       }
       s.welcome = m;
       s.runDir = m.run_dir ?? s.runDir;
@@ -354,7 +371,10 @@ function rewind(s: TrainState, step: number): void {
   s.step = step;
   if (Object.values(s.commands).some((c) => c.step !== undefined && c.step >= step && !c.stale)) {
     s.commands = Object.fromEntries(
-      Object.entries(s.commands).map(([k, c]) => [k, c.step !== undefined && c.step >= step ? { ...c, stale: true } : c]),
+      Object.entries(s.commands).map(([k, c]) => [
+        k,
+        c.step !== undefined && c.step >= step ? { ...c, stale: true } : c,
+      ]),
     );
   }
 }
@@ -369,7 +389,8 @@ function applyAggregate(s: TrainState, m: Aggregate): void {
   s.trainLoss = append(s.trainLoss, m.step, m.loss.mean);
   s.trainLossMin = append(s.trainLossMin, m.step, m.loss.min);
   s.trainLossMax = append(s.trainLossMax, m.step, m.loss.max);
-  if (m.tokens_per_s?.sum !== undefined) s.tokensPerSTotal = append(s.tokensPerSTotal, m.step, m.tokens_per_s.sum);
+  if (m.tokens_per_s?.sum !== undefined)
+    s.tokensPerSTotal = append(s.tokensPerSTotal, m.step, m.tokens_per_s.sum);
   s.stepTimeMedian = append(s.stepTimeMedian, m.step, m.step_time.median ?? m.step_time.mean);
   s.stepTimeMax = append(s.stepTimeMax, m.step, m.step_time.max);
   s.stragglers = m.stragglers;
@@ -403,7 +424,12 @@ function applyEvent(s: TrainState, m: EventMsg): void {
   }
 }
 
-function upsertCommand(s: TrainState, id: string, make: () => CommandEntry, patch: Partial<CommandEntry>): void {
+function upsertCommand(
+  s: TrainState,
+  id: string,
+  make: () => CommandEntry,
+  patch: Partial<CommandEntry>,
+): void {
   const prev = s.commands[id];
   const next = { ...(prev ?? make()), ...patch };
   s.commands = { ...s.commands, [id]: next };
@@ -446,12 +472,18 @@ function applyError(s: TrainState, m: ErrorMsg): void {
   if (m.ref === undefined) return;
   const cmd = s.commands[m.ref];
   if (cmd && cmd.phase !== 'acked') {
-    s.commands = { ...s.commands, [m.ref]: { ...cmd, phase: 'refused', message: `${m.code}: ${m.message}` } };
+    s.commands = {
+      ...s.commands,
+      [m.ref]: { ...cmd, phase: 'refused', message: `${m.code}: ${m.message}` },
+    };
   }
   if (s.rate.requests[m.ref]) s.rate = { ...s.rate, error: m };
   const ins = s.inspects[m.ref];
   if (ins && ins.phase === 'pending') {
-    s.inspects = { ...s.inspects, [m.ref]: { ...ins, phase: 'unavailable', message: unavailableText(m) } };
+    s.inspects = {
+      ...s.inspects,
+      [m.ref]: { ...ins, phase: 'unavailable', message: unavailableText(m) },
+    };
   }
 }
 
@@ -484,7 +516,10 @@ function applyInspectResult(s: TrainState, m: InspectResult): void {
   if (m.partial) {
     // A streamed generation: one token (or an earlier prompt's end) per message.
     if (prev.phase !== 'pending' || m.data?.event !== 'token') return;
-    s.inspects = { ...s.inspects, [m.id]: { ...prev, stream: [...(prev.stream ?? []), m.data as unknown as GenerateToken] } };
+    s.inspects = {
+      ...s.inspects,
+      [m.id]: { ...prev, stream: [...(prev.stream ?? []), m.data as unknown as GenerateToken] },
+    };
     return;
   }
   s.inspects = {
@@ -509,7 +544,14 @@ export function reduce(state: TrainState, action: Action): TrainState {
       upsertCommand(
         s,
         action.id,
-        () => ({ id: action.id, command: action.command, args: action.args, at: action.at, phase: 'sent', mine: true }),
+        () => ({
+          id: action.id,
+          command: action.command,
+          args: action.args,
+          at: action.at,
+          phase: 'sent',
+          mine: true,
+        }),
         {},
       );
       return s;
@@ -520,7 +562,13 @@ export function reduce(state: TrainState, action: Action): TrainState {
         version: state.version + 1,
         inspects: {
           ...state.inspects,
-          [action.id]: { id: action.id, what: action.what, args: action.args, at: action.at, phase: 'pending' },
+          [action.id]: {
+            id: action.id,
+            what: action.what,
+            args: action.args,
+            at: action.at,
+            phase: 'pending',
+          },
         },
       };
     case 'rate_sent':
@@ -536,7 +584,10 @@ export function reduce(state: TrainState, action: Action): TrainState {
       return {
         ...state,
         version: state.version + 1,
-        inspects: { ...state.inspects, [action.id]: { ...prev, phase: 'unavailable', message: action.message } },
+        inspects: {
+          ...state.inspects,
+          [action.id]: { ...prev, phase: 'unavailable', message: action.message },
+        },
       };
     }
     case 'messages': {
@@ -561,7 +612,11 @@ export function reduce(state: TrainState, action: Action): TrainState {
 // ---- derived values --------------------------------------------------------------------
 
 /** The newest command of each kind, for the "took effect at step N" labels. */
-export function latestCommand(s: TrainState, command: CommandName, mineOnly = false): CommandEntry | undefined {
+export function latestCommand(
+  s: TrainState,
+  command: CommandName,
+  mineOnly = false,
+): CommandEntry | undefined {
   for (let i = s.commandOrder.length - 1; i >= 0; i--) {
     const c = s.commands[s.commandOrder[i]];
     if (c && c.command === command && (!mineOnly || c.mine)) return c;
@@ -603,7 +658,12 @@ export function rankWarnings(s: TrainState): RankWarning[] {
     }
   }
   for (const rank of s.stragglers) {
-    if (!seen.has(rank)) out.push({ rank, kind: 'straggler', text: `Rank ${rank} is a straggler on the latest step.` });
+    if (!seen.has(rank))
+      out.push({
+        rank,
+        kind: 'straggler',
+        text: `Rank ${rank} is a straggler on the latest step.`,
+      });
   }
   return out;
 }

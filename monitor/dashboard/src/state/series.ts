@@ -81,10 +81,7 @@ export class Smoother {
   update(s: Series, weight: number): Point[] {
     const pts = s.pts;
     const rewound =
-      this.src !== pts ||
-      weight !== this.weight ||
-      s.gen !== this.gen ||
-      this.done > s.n;
+      this.src !== pts || weight !== this.weight || s.gen !== this.gen || this.done > s.n;
     if (rewound) {
       this.weight = weight;
       this.src = pts;
@@ -138,7 +135,11 @@ export class Decimator {
 
   /** The points to draw for `pts` (sorted by x, as Series buffers are). */
   view(pts: Point[]): Point[] {
-    if (pts !== this.src || this.done > pts.length || (this.done > 0 && pts[this.done - 1] !== this.lastSeen)) {
+    if (
+      pts !== this.src ||
+      this.done > pts.length ||
+      (this.done > 0 && pts[this.done - 1] !== this.lastSeen)
+    ) {
       this.src = pts;
       this.reset(pts.length);
     }
@@ -180,7 +181,8 @@ export class Decimator {
   /** Pairs of buckets become one, k doubles; the partial bucket stays raw. */
   private merge(): void {
     const next: { lo: Point; hi: Point }[] = [];
-    for (let i = 0; i + 1 < this.buckets.length; i += 2) next.push(envelope([...pair(this.buckets[i]), ...pair(this.buckets[i + 1])]));
+    for (let i = 0; i + 1 < this.buckets.length; i += 2)
+      next.push(envelope([...pair(this.buckets[i]), ...pair(this.buckets[i + 1])]));
     if (this.buckets.length % 2 === 1) {
       // An odd bucket out joins the raw points of the next, larger bucket.
       this.partial = [...pair(this.buckets[this.buckets.length - 1]), ...this.partial];

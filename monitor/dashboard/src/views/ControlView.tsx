@@ -18,13 +18,18 @@ function useAck(command: CommandName): CommandEntry | undefined {
 
 function AckLine({ command }: { command: CommandName }) {
   const entry = useAck(command);
-  return <div className="ack-line">{entry ? <CommandAck entry={entry} /> : <span className="muted">not sent yet</span>}</div>;
+  return (
+    <div className="ack-line">
+      {entry ? <CommandAck entry={entry} /> : <span className="muted">not sent yet</span>}
+    </div>
+  );
 }
 
 function useCanControl(): { ok: boolean; why?: string } {
   const { socket } = useRun();
   if (socket.status !== 'open') return { ok: false, why: 'Not connected to the aggregator.' };
-  if (!socket.welcome?.control) return { ok: false, why: 'Read-only: enter the control token (top right).' };
+  if (!socket.welcome?.control)
+    return { ok: false, why: 'Read-only: enter the control token (top right).' };
   return { ok: true };
 }
 
@@ -72,20 +77,46 @@ function RunControls() {
   const live = state.phase === 'running' || state.phase === 'paused';
   const dis = !can.ok || !live;
   return (
-    <Card title="Run" subtitle={<>state <b>{state.phase}</b> at step {state.step.toLocaleString('en-US')}</>} testId="card-run-controls">
+    <Card
+      title="Run"
+      subtitle={
+        <>
+          state <b>{state.phase}</b> at step {state.step.toLocaleString('en-US')}
+        </>
+      }
+      testId="card-run-controls"
+    >
       {!can.ok && (
         <div className="notice" data-testid="control-locked">
           {can.why}
         </div>
       )}
       <div className="button-grid">
-        <button type="button" className="btn warn" disabled={dis || state.phase === 'paused'} data-testid="ctl-pause" onClick={() => command('pause')}>
+        <button
+          type="button"
+          className="btn warn"
+          disabled={dis || state.phase === 'paused'}
+          data-testid="ctl-pause"
+          onClick={() => command('pause')}
+        >
           ❚❚ Pause
         </button>
-        <button type="button" className="btn primary" disabled={dis || state.phase !== 'paused'} data-testid="ctl-resume" onClick={() => command('resume')}>
+        <button
+          type="button"
+          className="btn primary"
+          disabled={dis || state.phase !== 'paused'}
+          data-testid="ctl-resume"
+          onClick={() => command('resume')}
+        >
           ▶ Resume
         </button>
-        <button type="button" className="btn" disabled={dis} data-testid="ctl-save" onClick={() => command('save_checkpoint')}>
+        <button
+          type="button"
+          className="btn"
+          disabled={dis}
+          data-testid="ctl-save"
+          onClick={() => command('save_checkpoint')}
+        >
           ⤓ Save checkpoint
         </button>
         <button
@@ -145,7 +176,12 @@ function HpRow(props: {
     >
       <span className="hp-label">{props.label}</span>
       <div className="hp-input">{props.children}</div>
-      <button type="submit" className="btn primary" disabled={props.disabled} data-testid={props.testId}>
+      <button
+        type="submit"
+        className="btn primary"
+        disabled={props.disabled}
+        data-testid={props.testId}
+      >
         Apply
       </button>
       <span className="hp-now">{props.now}</span>
@@ -165,15 +201,61 @@ function HyperParams() {
   const [clip, setClip] = useState<number | null>(null);
   const live = state.phase === 'running' || state.phase === 'paused';
   return (
-    <Card title="Live hyperparameters" subtitle="every rank applies a change at the same step boundary" testId="card-hparams">
-      <HpRow label="learning rate" now={<>now {fmtLr(hp?.lr ?? null)}</>} command="set_lr" testId="apply-lr" disabled={!can.ok || !live || lr === null || lr <= 0} onApply={() => lr !== null && command('set_lr', { lr })}>
-        <NumberField bare label="learning rate" value={lr} onChange={setLr} placeholder={fmtLr(hp?.lr ?? null)} testId="input-lr" />
+    <Card
+      title="Live hyperparameters"
+      subtitle="every rank applies a change at the same step boundary"
+      testId="card-hparams"
+    >
+      <HpRow
+        label="learning rate"
+        now={<>now {fmtLr(hp?.lr ?? null)}</>}
+        command="set_lr"
+        testId="apply-lr"
+        disabled={!can.ok || !live || lr === null || lr <= 0}
+        onApply={() => lr !== null && command('set_lr', { lr })}
+      >
+        <NumberField
+          bare
+          label="learning rate"
+          value={lr}
+          onChange={setLr}
+          placeholder={fmtLr(hp?.lr ?? null)}
+          testId="input-lr"
+        />
       </HpRow>
-      <HpRow label="weight decay" now={<>now {fmtNum(hp?.weight_decay)}</>} command="set_weight_decay" testId="apply-wd" disabled={!can.ok || !live || wd === null || wd < 0} onApply={() => wd !== null && command('set_weight_decay', { weight_decay: wd })}>
-        <NumberField bare label="weight decay" value={wd} onChange={setWd} placeholder={fmtNum(hp?.weight_decay)} testId="input-wd" />
+      <HpRow
+        label="weight decay"
+        now={<>now {fmtNum(hp?.weight_decay)}</>}
+        command="set_weight_decay"
+        testId="apply-wd"
+        disabled={!can.ok || !live || wd === null || wd < 0}
+        onApply={() => wd !== null && command('set_weight_decay', { weight_decay: wd })}
+      >
+        <NumberField
+          bare
+          label="weight decay"
+          value={wd}
+          onChange={setWd}
+          placeholder={fmtNum(hp?.weight_decay)}
+          testId="input-wd"
+        />
       </HpRow>
-      <HpRow label="gradient clip" now={<>now {hp?.clip === 0 ? 'off' : fmtNum(hp?.clip)}</>} command="set_clip" testId="apply-clip" disabled={!can.ok || !live || clip === null || clip < 0} onApply={() => clip !== null && command('set_clip', { clip })}>
-        <NumberField bare label="gradient clip (0 = off)" value={clip} onChange={setClip} placeholder="0 = off" testId="input-clip" />
+      <HpRow
+        label="gradient clip"
+        now={<>now {hp?.clip === 0 ? 'off' : fmtNum(hp?.clip)}</>}
+        command="set_clip"
+        testId="apply-clip"
+        disabled={!can.ok || !live || clip === null || clip < 0}
+        onApply={() => clip !== null && command('set_clip', { clip })}
+      >
+        <NumberField
+          bare
+          label="gradient clip (0 = off)"
+          value={clip}
+          onChange={setClip}
+          placeholder="0 = off"
+          testId="input-clip"
+        />
       </HpRow>
     </Card>
   );
@@ -187,22 +269,50 @@ function BatchControls() {
   const [accum, setAccum] = useState<number | null>(null);
   const m = micro ?? hp?.micro_batch ?? null;
   const a = accum ?? hp?.accumulation ?? null;
-  const valid = m !== null && a !== null && Number.isInteger(m) && Number.isInteger(a) && m >= 1 && a >= 1;
+  const valid =
+    m !== null && a !== null && Number.isInteger(m) && Number.isInteger(a) && m >= 1 && a >= 1;
   const world = state.worldSize || 1;
   const live = state.phase === 'running' || state.phase === 'paused';
   return (
-    <Card title="Batch size" subtitle="micro-batch per rank × gradient accumulation × ranks" testId="card-batch">
+    <Card
+      title="Batch size"
+      subtitle="micro-batch per rank × gradient accumulation × ranks"
+      testId="card-batch"
+    >
       <HpRow
         label="micro × accum"
-        now={hp?.micro_batch ? <>now {hp.micro_batch} × {hp.accumulation ?? 1} × {world} = {hp.micro_batch * (hp.accumulation ?? 1) * world}</> : 'not reported'}
+        now={
+          hp?.micro_batch ? (
+            <>
+              now {hp.micro_batch} × {hp.accumulation ?? 1} × {world} ={' '}
+              {hp.micro_batch * (hp.accumulation ?? 1) * world}
+            </>
+          ) : (
+            'not reported'
+          )
+        }
         command="set_batch"
         testId="apply-batch"
         disabled={!can.ok || !live || !valid}
         onApply={() => valid && command('set_batch', { micro_batch: m, accumulation: a })}
       >
-        <NumberField bare label="micro-batch" value={micro} onChange={setMicro} placeholder={String(hp?.micro_batch ?? 'micro')} testId="input-micro" />
+        <NumberField
+          bare
+          label="micro-batch"
+          value={micro}
+          onChange={setMicro}
+          placeholder={String(hp?.micro_batch ?? 'micro')}
+          testId="input-micro"
+        />
         <span className="muted">×</span>
-        <NumberField bare label="accumulation" value={accum} onChange={setAccum} placeholder={String(hp?.accumulation ?? 'accum')} testId="input-accum" />
+        <NumberField
+          bare
+          label="accumulation"
+          value={accum}
+          onChange={setAccum}
+          placeholder={String(hp?.accumulation ?? 'accum')}
+          testId="input-accum"
+        />
       </HpRow>
     </Card>
   );
@@ -214,22 +324,57 @@ function EarlyStopping() {
   const [enabled, setEnabled] = useState(true);
   const [patience, setPatience] = useState<number | null>(5);
   const [minDelta, setMinDelta] = useState<number | null>(0.001);
-  const valid = !enabled || (patience !== null && Number.isInteger(patience) && patience >= 0 && minDelta !== null && minDelta >= 0);
+  const valid =
+    !enabled ||
+    (patience !== null &&
+      Number.isInteger(patience) &&
+      patience >= 0 &&
+      minDelta !== null &&
+      minDelta >= 0);
   const live = state.phase === 'running' || state.phase === 'paused';
   const last = latestCommand(state, 'set_early_stopping');
   const inForce = last?.phase === 'acked' ? last.args : undefined;
   return (
-    <Card title="Early stopping" subtitle="stop when validation loss has not improved by min Δ for `patience` validations" testId="card-early">
+    <Card
+      title="Early stopping"
+      subtitle="stop when validation loss has not improved by min Δ for `patience` validations"
+      testId="card-early"
+    >
       <HpRow
         label={<Toggle label="enabled" checked={enabled} onChange={setEnabled} />}
-        now={inForce ? (inForce.enabled ? `on (${inForce.patience}, Δ ${inForce.min_delta})` : 'off') : 'patience, min Δ'}
+        now={
+          inForce
+            ? inForce.enabled
+              ? `on (${inForce.patience}, Δ ${inForce.min_delta})`
+              : 'off'
+            : 'patience, min Δ'
+        }
         command="set_early_stopping"
         testId="apply-early"
         disabled={!can.ok || !live || !valid}
-        onApply={() => command('set_early_stopping', enabled ? { enabled, patience: patience ?? 0, min_delta: minDelta ?? 0 } : { enabled })}
+        onApply={() =>
+          command(
+            'set_early_stopping',
+            enabled ? { enabled, patience: patience ?? 0, min_delta: minDelta ?? 0 } : { enabled },
+          )
+        }
       >
-        <NumberField bare label="patience" value={patience} onChange={setPatience} placeholder="patience" testId="input-patience" />
-        <NumberField bare label="min delta" value={minDelta} onChange={setMinDelta} placeholder="min Δ" testId="input-min-delta" />
+        <NumberField
+          bare
+          label="patience"
+          value={patience}
+          onChange={setPatience}
+          placeholder="patience"
+          testId="input-patience"
+        />
+        <NumberField
+          bare
+          label="min delta"
+          value={minDelta}
+          onChange={setMinDelta}
+          placeholder="min Δ"
+          testId="input-min-delta"
+        />
       </HpRow>
     </Card>
   );
@@ -244,7 +389,11 @@ function StartRun({ config, setConfig }: { config: string; setConfig: (c: string
   return (
     <Card
       title="Start a run"
-      subtitle={canLaunch ? 'the aggregator spawns its configured launch command with this config' : 'this aggregator was started without a launch command'}
+      subtitle={
+        canLaunch
+          ? 'the aggregator spawns its configured launch command with this config'
+          : 'this aggregator was started without a launch command'
+      }
       testId="card-start"
     >
       <form
@@ -256,12 +405,28 @@ function StartRun({ config, setConfig }: { config: string; setConfig: (c: string
       >
         <label className="field grow">
           <span className="field-label">config file</span>
-          <input value={config} onChange={(e) => setConfig(e.target.value)} placeholder="configs/tiny.toml" data-testid="input-config" />
+          <input
+            value={config}
+            onChange={(e) => setConfig(e.target.value)}
+            placeholder="configs/tiny.toml"
+            data-testid="input-config"
+          />
         </label>
-        <button type="submit" className="btn primary" disabled={!can.ok || !canLaunch || live || !config.trim()} data-testid="ctl-start">
+        <button
+          type="submit"
+          className="btn primary"
+          disabled={!can.ok || !canLaunch || live || !config.trim()}
+          data-testid="ctl-start"
+        >
           Start
         </button>
-        <div className="apply-ack">{entry ? <CommandAck entry={entry} /> : live ? <span className="muted">a run is active</span> : null}</div>
+        <div className="apply-ack">
+          {entry ? (
+            <CommandAck entry={entry} />
+          ) : live ? (
+            <span className="muted">a run is active</span>
+          ) : null}
+        </div>
       </form>
     </Card>
   );
@@ -282,9 +447,20 @@ function CheckpointList({ config }: { config: string }) {
   return (
     <Card
       title="Checkpoints"
-      subtitle={state.checkpoints ? <span className="mono">{state.checkpoints.run_dir}/checkpoints</span> : 'RUN_DIR/checkpoints'}
+      subtitle={
+        state.checkpoints ? (
+          <span className="mono">{state.checkpoints.run_dir}/checkpoints</span>
+        ) : (
+          'RUN_DIR/checkpoints'
+        )
+      }
       actions={
-        <button type="button" className="btn ghost small" onClick={refreshCheckpoints} data-testid="ckpt-refresh">
+        <button
+          type="button"
+          className="btn ghost small"
+          onClick={refreshCheckpoints}
+          data-testid="ckpt-refresh"
+        >
           ↻ Refresh
         </button>
       }
@@ -324,8 +500,21 @@ function CheckpointList({ config }: { config: string }) {
                     type="button"
                     className="btn small"
                     disabled={!can.ok || !canLaunch || live}
-                    title={live ? 'Stop the active run first' : !canLaunch ? 'The aggregator has no launch command' : `Resume from ${c.name}`}
-                    onClick={() => command('resume_from', config.trim() ? { checkpoint: c.name, config: config.trim() } : { checkpoint: c.name })}
+                    title={
+                      live
+                        ? 'Stop the active run first'
+                        : !canLaunch
+                          ? 'The aggregator has no launch command'
+                          : `Resume from ${c.name}`
+                    }
+                    onClick={() =>
+                      command(
+                        'resume_from',
+                        config.trim()
+                          ? { checkpoint: c.name, config: config.trim() }
+                          : { checkpoint: c.name },
+                      )
+                    }
                   >
                     Resume from
                   </button>
@@ -342,9 +531,18 @@ function CheckpointList({ config }: { config: string }) {
 function CommandLog() {
   const { state } = useRun();
   useNow(5000);
-  const entries = state.commandOrder.slice(-8).reverse().map((id) => state.commands[id]).filter(Boolean);
+  const entries = state.commandOrder
+    .slice(-8)
+    .reverse()
+    .map((id) => state.commands[id])
+    .filter(Boolean);
   return (
-    <Card title="Commands" subtitle="this session's and other viewers' commands, newest first" testId="card-commands" className="scroll grow">
+    <Card
+      title="Commands"
+      subtitle="this session's and other viewers' commands, newest first"
+      testId="card-commands"
+      className="scroll grow"
+    >
       {entries.length === 0 ? (
         <Empty>No commands yet.</Empty>
       ) : (
@@ -353,7 +551,9 @@ function CommandLog() {
             <li key={c.id}>
               <span className="log-time">{fmtClock(c.at)}</span>
               <span className="mono">{c.command}</span>
-              {c.args && Object.keys(c.args).length > 0 && <span className="muted mono small">{JSON.stringify(c.args)}</span>}
+              {c.args && Object.keys(c.args).length > 0 && (
+                <span className="muted mono small">{JSON.stringify(c.args)}</span>
+              )}
               {!c.mine && <Badge tone="muted">other viewer</Badge>}
               <span className={`ack tone-${ackTone(c)}`}>{ackText(c)}</span>
             </li>
@@ -385,7 +585,12 @@ function EventLog() {
   const { state } = useRun();
   const events = state.events.slice(-40).reverse();
   return (
-    <Card title="Events" subtitle={`${state.events.length} so far`} testId="card-events" className="scroll grow">
+    <Card
+      title="Events"
+      subtitle={`${state.events.length} so far`}
+      testId="card-events"
+      className="scroll grow"
+    >
       {events.length === 0 ? (
         <Empty>No events yet.</Empty>
       ) : (

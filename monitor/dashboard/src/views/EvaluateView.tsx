@@ -33,7 +33,9 @@ export function apiBase(wsUrl: string = monitorUrl()): string {
 }
 
 async function getJson(base: string, path: string, token: string | null): Promise<unknown> {
-  const r = await fetch(`${base}${path}`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+  const r = await fetch(`${base}${path}`, {
+    headers: token ? { Authorization: `Bearer ${token}` } : {},
+  });
   if (!r.ok) throw new Error(`${path}: ${r.status} ${(await r.text()).slice(0, 200)}`);
   return r.json();
 }
@@ -57,7 +59,14 @@ export function EvaluateView() {
         setItems(list);
         setDir((j as { dir: string }).dir ?? '');
         setError(null);
-        setSelected((sel) => (sel.length ? sel : list.filter((x) => x.kind === 'compare' || x.kind === 'run').slice(-1).map((x) => x.name)));
+        setSelected((sel) =>
+          sel.length
+            ? sel
+            : list
+                .filter((x) => x.kind === 'compare' || x.kind === 'run')
+                .slice(-1)
+                .map((x) => x.name),
+        );
       })
       .catch((e: unknown) => setError(String(e)));
   }, [token, base]);
@@ -73,18 +82,32 @@ export function EvaluateView() {
           });
   }, [selected, loaded, token, base]);
 
-  const models = useMemo(() => selected.flatMap((n) => (n in loaded ? modelsOf(n, loaded[n]) : [])), [selected, loaded]);
-  const toggle = (name: string) => setSelected((s) => (s.includes(name) ? s.filter((x) => x !== name) : [...s, name]));
+  const models = useMemo(
+    () => selected.flatMap((n) => (n in loaded ? modelsOf(n, loaded[n]) : [])),
+    [selected, loaded],
+  );
+  const toggle = (name: string) =>
+    setSelected((s) => (s.includes(name) ? s.filter((x) => x !== name) : [...s, name]));
 
   return (
     <div className="view evaluate-view">
       <div className="toolbar eval-toolbar" data-testid="eval-reports">
         <span className="muted small">reports in {dir || 'RUN_DIR/eval'}:</span>
         {items === null && !error && <span className="muted small">loading…</span>}
-        {items?.length === 0 && <span className="muted small">none yet: shardlm eval run --out RUN_DIR/eval/NAME.json, or eval compare --out RUN_DIR/eval/NAME.md</span>}
+        {items?.length === 0 && (
+          <span className="muted small">
+            none yet: shardlm eval run --out RUN_DIR/eval/NAME.json, or eval compare --out
+            RUN_DIR/eval/NAME.md
+          </span>
+        )}
         {items?.map((it) => (
           <label key={it.name} className="report-chip" data-testid={`eval-report-${it.name}`}>
-            <input type="checkbox" checked={selected.includes(it.name)} onChange={() => toggle(it.name)} disabled={it.kind === 'unreadable' || it.kind === 'other'} />
+            <input
+              type="checkbox"
+              checked={selected.includes(it.name)}
+              onChange={() => toggle(it.name)}
+              disabled={it.kind === 'unreadable' || it.kind === 'other'}
+            />
             {it.name}
             <span className="muted small"> {it.kind}</span>
           </label>
@@ -144,7 +167,12 @@ const whiskers: Plugin<'bar'> = {
 function TaskCharts({ models }: { models: EvaluatedModel[] }) {
   const tasks = taskNames(models);
   return (
-    <Card title="Metrics per task" subtitle="value and 95% bootstrap interval per model (↑ higher is better, ↓ lower)" testId="card-eval-tasks" className="span-2 eval-tasks">
+    <Card
+      title="Metrics per task"
+      subtitle="value and 95% bootstrap interval per model (↑ higher is better, ↓ lower)"
+      testId="card-eval-tasks"
+      className="span-2 eval-tasks"
+    >
       {models.length === 0 ? (
         <Empty>Select a report above.</Empty>
       ) : (
@@ -181,17 +209,39 @@ function TaskChart({ task, models }: { task: string; models: EvaluatedModel[] })
   };
   const options: ChartOptions<'bar'> = {
     animation: false,
-    plugins: { legend: { display: false }, tooltip: { callbacks: { label: (it) => `${m}: ${fmtNum(it.parsed.y, 4)}` } } },
-    scales: { y: { beginAtZero: hib !== false || (values.every((v) => v !== null && v >= 0) && m !== 'perplexity'), ticks: { maxTicksLimit: 5 } }, x: { ticks: { autoSkip: false, maxRotation: 30 } } },
+    plugins: {
+      legend: { display: false },
+      tooltip: { callbacks: { label: (it) => `${m}: ${fmtNum(it.parsed.y, 4)}` } },
+    },
+    scales: {
+      y: {
+        beginAtZero:
+          hib !== false || (values.every((v) => v !== null && v >= 0) && m !== 'perplexity'),
+        ticks: { maxTicksLimit: 5 },
+      },
+      x: { ticks: { autoSkip: false, maxRotation: 30 } },
+    },
   };
   return (
-    <div className="task-chart" data-testid={`eval-chart-${task}`} data-metric={m} data-labels={JSON.stringify(withTask.map((x) => x.key))} data-values={JSON.stringify(values)} data-ci={JSON.stringify(ci)}>
+    <div
+      className="task-chart"
+      data-testid={`eval-chart-${task}`}
+      data-metric={m}
+      data-labels={JSON.stringify(withTask.map((x) => x.key))}
+      data-values={JSON.stringify(values)}
+      data-ci={JSON.stringify(ci)}
+    >
       <div className="task-chart-head">
         <b>{task}</b>
-        <select value={m} onChange={(e) => setMetric(e.target.value)} data-testid={`eval-metric-${task}`}>
+        <select
+          value={m}
+          onChange={(e) => setMetric(e.target.value)}
+          data-testid={`eval-metric-${task}`}
+        >
           {metrics.map((x) => (
             <option key={x} value={x}>
-              {x} {metricOf(withTask[0] ?? models[0], task, x)?.higher_is_better === false ? '↓' : '↑'}
+              {x}{' '}
+              {metricOf(withTask[0] ?? models[0], task, x)?.higher_is_better === false ? '↓' : '↑'}
             </option>
           ))}
         </select>
@@ -209,18 +259,29 @@ function AccuracyOverTraining() {
   const { state } = useRun();
   const lines = useMemo(() => {
     const pick = (k: string): Point[] =>
-      state.validations.filter((v) => typeof v.metrics?.[k] === 'number').map((v) => ({ x: v.step, y: v.metrics?.[k] as number }));
+      state.validations
+        .filter((v) => typeof v.metrics?.[k] === 'number')
+        .map((v) => ({ x: v.step, y: v.metrics?.[k] as number }));
     return [
       { label: 'top-1', data: pick('accuracy_top1'), color: '#4f8cff', points: true },
       { label: 'top-5', data: pick('accuracy_top5'), color: '#2ec27e', points: true },
     ];
   }, [state.validations]);
   return (
-    <Card title="Next-token accuracy over training" subtitle="top-1 and top-5, from the run's validation" testId="card-eval-acc">
+    <Card
+      title="Next-token accuracy over training"
+      subtitle="top-1 and top-5, from the run's validation"
+      testId="card-eval-acc"
+    >
       {lines[0].data.length === 0 ? (
         <Empty>No validation with accuracy yet.</Empty>
       ) : (
-        <TimeChart lines={lines} version={state.version} yFormat={(v) => `${(v * 100).toFixed(0)}%`} testId="eval-acc-chart" />
+        <TimeChart
+          lines={lines}
+          version={state.version}
+          yFormat={(v) => `${(v * 100).toFixed(0)}%`}
+          testId="eval-acc-chart"
+        />
       )}
     </Card>
   );
@@ -228,8 +289,13 @@ function AccuracyOverTraining() {
 
 /** Models whose report has token detail (perplexity tasks), with that task's name. */
 function detailed(models: EvaluatedModel[]) {
-  const out: { model: EvaluatedModel; task: string; detail: NonNullable<EvaluatedModel['tasks'][number]['detail']> }[] = [];
-  for (const m of models) for (const t of m.tasks) if (t.detail) out.push({ model: m, task: t.name, detail: t.detail });
+  const out: {
+    model: EvaluatedModel;
+    task: string;
+    detail: NonNullable<EvaluatedModel['tasks'][number]['detail']>;
+  }[] = [];
+  for (const m of models)
+    for (const t of m.tasks) if (t.detail) out.push({ model: m, task: t.name, detail: t.detail });
   return out;
 }
 
@@ -256,7 +322,22 @@ function ByPosition({ models }: { models: EvaluatedModel[] }) {
     plugins: { legend: { position: 'top', align: 'end' } },
   };
   return (
-    <Card title="Accuracy by position in the context" subtitle="perplexity tasks of the selected reports" testId="card-eval-position" actions={<Segmented value={k} onChange={setK} options={[{ value: 'top1', label: 'top-1' }, { value: 'top5', label: 'top-5' }]} testId="eval-position-k" />}>
+    <Card
+      title="Accuracy by position in the context"
+      subtitle="perplexity tasks of the selected reports"
+      testId="card-eval-position"
+      actions={
+        <Segmented
+          value={k}
+          onChange={setK}
+          options={[
+            { value: 'top1', label: 'top-1' },
+            { value: 'top5', label: 'top-5' },
+          ]}
+          testId="eval-position-k"
+        />
+      }
+    >
       {rows.length === 0 ? (
         <Empty>No perplexity task with token detail in the selected reports.</Empty>
       ) : (
@@ -285,7 +366,9 @@ function Calibration({ models }: { models: EvaluatedModel[] }) {
       },
       ...rows.map((r, i) => ({
         label: `${r.model.key} · ${r.task} (ECE ${fmtNum(r.detail.calibration.ece, 2)})`,
-        data: r.detail.calibration.bins.filter((b) => b.count > 0 && b.confidence !== null).map((b) => ({ x: b.confidence as number, y: b.accuracy as number })),
+        data: r.detail.calibration.bins
+          .filter((b) => b.count > 0 && b.confidence !== null)
+          .map((b) => ({ x: b.confidence as number, y: b.accuracy as number })),
         borderColor: PALETTE[i % PALETTE.length],
         backgroundColor: PALETTE[i % PALETTE.length],
         pointRadius: 3,
@@ -297,13 +380,22 @@ function Calibration({ models }: { models: EvaluatedModel[] }) {
     animation: false,
     parsing: false,
     scales: {
-      x: { type: 'linear', min: 0, max: 1, title: { display: true, text: 'confidence (top-1 probability)' } },
+      x: {
+        type: 'linear',
+        min: 0,
+        max: 1,
+        title: { display: true, text: 'confidence (top-1 probability)' },
+      },
       y: { min: 0, max: 1, title: { display: true, text: 'accuracy' } },
     },
     plugins: { legend: { position: 'top', align: 'end' } },
   };
   return (
-    <Card title="Calibration" subtitle="accuracy of the top-1 token against its probability, in 10 bins" testId="card-eval-calibration">
+    <Card
+      title="Calibration"
+      subtitle="accuracy of the top-1 token against its probability, in 10 bins"
+      testId="card-eval-calibration"
+    >
       {rows.length === 0 ? (
         <Empty>No perplexity task with token detail in the selected reports.</Empty>
       ) : (
@@ -320,7 +412,12 @@ function Calibration({ models }: { models: EvaluatedModel[] }) {
 function Ablation({ models }: { models: EvaluatedModel[] }) {
   const tasks = taskNames(models);
   return (
-    <Card title="Ablation" subtitle="every selected model on the same metrics; the best of a row in bold" testId="card-eval-ablation" className="span-2 scroll">
+    <Card
+      title="Ablation"
+      subtitle="every selected model on the same metrics; the best of a row in bold"
+      testId="card-eval-ablation"
+      className="span-2 scroll"
+    >
       {models.length < 1 ? (
         <Empty>Select one or more reports above.</Empty>
       ) : (
@@ -341,8 +438,11 @@ function Ablation({ models }: { models: EvaluatedModel[] }) {
               metricNames(models, t).map((mn) => {
                 const vals = models.map((m) => metricOf(m, t, mn));
                 const hib = vals.find((v) => v)?.higher_is_better !== false;
-                const finite = vals.map((v) => v?.value).filter((v): v is number => v !== null && v !== undefined);
-                const best = finite.length > 1 ? (hib ? Math.max(...finite) : Math.min(...finite)) : null;
+                const finite = vals
+                  .map((v) => v?.value)
+                  .filter((v): v is number => v !== null && v !== undefined);
+                const best =
+                  finite.length > 1 ? (hib ? Math.max(...finite) : Math.min(...finite)) : null;
                 return (
                   <tr key={`${t}/${mn}`}>
                     <td>{t}</td>
@@ -350,9 +450,17 @@ function Ablation({ models }: { models: EvaluatedModel[] }) {
                       {mn} <span className="muted">{hib ? '↑' : '↓'}</span>
                     </td>
                     {vals.map((v, i) => (
-                      <td key={models[i].key} className={`num mono ${v?.value === best ? 'best' : ''}`}>
+                      <td
+                        key={models[i].key}
+                        className={`num mono ${v?.value === best ? 'best' : ''}`}
+                      >
                         {v ? fmtNum(v.value, 4) : '—'}
-                        {v?.ci95 && <span className="muted small"> [{fmtNum(v.ci95[0], 3)}, {fmtNum(v.ci95[1], 3)}]</span>}
+                        {v?.ci95 && (
+                          <span className="muted small">
+                            {' '}
+                            [{fmtNum(v.ci95[0], 3)}, {fmtNum(v.ci95[1], 3)}]
+                          </span>
+                        )}
                       </td>
                     ))}
                   </tr>
@@ -372,7 +480,9 @@ function Disagreements({ models }: { models: EvaluatedModel[] }) {
   const [only, setOnly] = useState(true);
   const a = models[Math.min(ia, models.length - 1)];
   const b = models[Math.min(ib, models.length - 1)];
-  const tasks = taskNames(models).filter((t) => (a?.tasks.find((x) => x.name === t)?.samples.length ?? 0) > 0);
+  const tasks = taskNames(models).filter(
+    (t) => (a?.tasks.find((x) => x.name === t)?.samples.length ?? 0) > 0,
+  );
   const [task, setTask] = useState('');
   const tk = tasks.includes(task) ? task : (tasks[0] ?? '');
   const rows = a && b && a !== b ? disagreements(a, b, tk) : [];
@@ -396,12 +506,21 @@ function Disagreements({ models }: { models: EvaluatedModel[] }) {
         models.length >= 2 ? (
           <div className="toolbar inline">
             {pick(ia, setA, 'eval-dis-a')} vs {pick(ib, setB, 'eval-dis-b')}
-            <select value={tk} onChange={(e) => setTask(e.target.value)} data-testid="eval-dis-task">
+            <select
+              value={tk}
+              onChange={(e) => setTask(e.target.value)}
+              data-testid="eval-dis-task"
+            >
               {tasks.map((t) => (
                 <option key={t}>{t}</option>
               ))}
             </select>
-            <Toggle label="only disagreements" checked={only} onChange={setOnly} testId="eval-dis-only" />
+            <Toggle
+              label="only disagreements"
+              checked={only}
+              onChange={setOnly}
+              testId="eval-dis-only"
+            />
           </div>
         ) : undefined
       }
@@ -409,7 +528,12 @@ function Disagreements({ models }: { models: EvaluatedModel[] }) {
       {models.length < 2 ? (
         <Empty>Select a comparison report, or two reports, to compare items.</Empty>
       ) : (
-        <table className="table disagree" data-testid="eval-disagreements" data-rows={shown.length} data-total={rows.length}>
+        <table
+          className="table disagree"
+          data-testid="eval-disagreements"
+          data-rows={shown.length}
+          data-total={rows.length}
+        >
           <thead>
             <tr>
               <th>#</th>
@@ -424,9 +548,14 @@ function Disagreements({ models }: { models: EvaluatedModel[] }) {
                 <td>{r.index + 1}</td>
                 <td className="cell-text">{r.input}</td>
                 {[r.a, r.b].map((v, i) => (
-                  <td key={i} className={`cell-text ${v.score === null ? '' : v.score > 0 ? 'tone-ok' : 'tone-bad'}`}>
+                  <td
+                    key={i}
+                    className={`cell-text ${v.score === null ? '' : v.score > 0 ? 'tone-ok' : 'tone-bad'}`}
+                  >
                     {v.output}
-                    {v.score !== null && <span className="muted small"> ({fmtNum(v.score, 2)})</span>}
+                    {v.score !== null && (
+                      <span className="muted small"> ({fmtNum(v.score, 2)})</span>
+                    )}
                   </td>
                 ))}
               </tr>

@@ -10,7 +10,12 @@ import { useEffect, useMemo, useState } from 'react';
 import { Card, Empty, NumberField, Segmented, Toggle } from '../components/ui';
 import { useRun } from '../context';
 import { fmtNum, fmtSeconds } from '../lib/format';
-import { asInspectData, type GenerateDone, type GenerateToken, type GenerationOptions } from '../inspect';
+import {
+  asInspectData,
+  type GenerateDone,
+  type GenerateToken,
+  type GenerationOptions,
+} from '../inspect';
 import type { InspectEntry } from '../state/reducer';
 
 /** How long a generation may stay silent before it counts as lost (loading a checkpoint takes a while). */
@@ -102,11 +107,15 @@ export function confidenceColor(p: number | null): string {
   return `hsl(${hue}, 62%, 30%)`;
 }
 
-const pct = (lp: number | null) => (lp === null ? '—' : `${(Math.exp(lp) * 100).toFixed(lp > Math.log(0.995) ? 1 : 1)}%`);
+const pct = (lp: number | null) =>
+  lp === null ? '—' : `${(Math.exp(lp) * 100).toFixed(lp > Math.log(0.995) ? 1 : 1)}%`;
 /** Whitespace made visible in a token chip. */
 const visible = (t: string) => t.replace(/\n/g, '⏎').replace(/\t/g, '⇥');
 
-export function GenerateView(props: { session: GenerateSession; setSession: (s: GenerateSession) => void }) {
+export function GenerateView(props: {
+  session: GenerateSession;
+  setSession: (s: GenerateSession) => void;
+}) {
   const { session: s, setSession } = props;
   const { state, requestInspect, refreshCheckpoints, socket } = useRun();
   const set = (patch: Partial<GenerateSession>) => setSession({ ...s, ...patch });
@@ -117,14 +126,19 @@ export function GenerateView(props: { session: GenerateSession; setSession: (s: 
   }, [open, refreshCheckpoints]);
   const checkpoints = state.checkpoints?.items ?? [];
 
-  const targetOf = (side: 0 | 1) => (s.targets[side] === 'url' ? s.urls[side].trim() : s.targets[side]);
+  const targetOf = (side: 0 | 1) =>
+    s.targets[side] === 'url' ? s.urls[side].trim() : s.targets[side];
   const go = () => {
     const options = optionsOf(s);
     const ids: [string | null, string | null] = [null, null];
     for (const side of [0, 1] as const) {
       const target = targetOf(side);
       if (!target) continue;
-      ids[side] = requestInspect('generate', { target, prompt: s.prompt, options, top: s.alternatives ?? 5 }, GENERATE_TIMEOUT_MS);
+      ids[side] = requestInspect(
+        'generate',
+        { target, prompt: s.prompt, options, top: s.alternatives ?? 5 },
+        GENERATE_TIMEOUT_MS,
+      );
     }
     setSendError(ids[0] === null && targetOf(0) ? 'Not connected to the aggregator.' : null);
     set({ ids });
@@ -134,7 +148,12 @@ export function GenerateView(props: { session: GenerateSession; setSession: (s: 
   return (
     <div className="view generate-view">
       <div className="generate-grid">
-        <Card title="Prompt and decoding" subtitle="docs/generation.md explains every option" testId="card-generate-form" className="scroll">
+        <Card
+          title="Prompt and decoding"
+          subtitle="docs/generation.md explains every option"
+          testId="card-generate-form"
+          className="scroll"
+        >
           <form
             className="generate-form"
             onSubmit={(e) => {
@@ -169,39 +188,130 @@ export function GenerateView(props: { session: GenerateSession; setSession: (s: 
               />
             </div>
             <div className="option-grid">
-              <NumberField label="max new tokens" value={s.maxNewTokens} onChange={(v) => set({ maxNewTokens: v })} testId="gen-max-tokens" width={90} />
-              <NumberField label="alternatives shown" value={s.alternatives} onChange={(v) => set({ alternatives: v })} testId="gen-top" width={90} />
+              <NumberField
+                label="max new tokens"
+                value={s.maxNewTokens}
+                onChange={(v) => set({ maxNewTokens: v })}
+                testId="gen-max-tokens"
+                width={90}
+              />
+              <NumberField
+                label="alternatives shown"
+                value={s.alternatives}
+                onChange={(v) => set({ alternatives: v })}
+                testId="gen-top"
+                width={90}
+              />
               {s.strategy === 'sample' && (
                 <>
-                  <NumberField label="temperature" value={s.temperature} onChange={(v) => set({ temperature: v })} testId="gen-temperature" width={90} />
-                  <NumberField label="top-k (0 off)" value={s.topK} onChange={(v) => set({ topK: v })} testId="gen-top-k" width={90} />
-                  <NumberField label="top-p (1 off)" value={s.topP} onChange={(v) => set({ topP: v })} testId="gen-top-p" width={90} />
-                  <NumberField label="min-p (0 off)" value={s.minP} onChange={(v) => set({ minP: v })} testId="gen-min-p" width={90} />
-                  <NumberField label="seed (empty: random)" value={s.seed} onChange={(v) => set({ seed: v })} testId="gen-seed" width={90} />
+                  <NumberField
+                    label="temperature"
+                    value={s.temperature}
+                    onChange={(v) => set({ temperature: v })}
+                    testId="gen-temperature"
+                    width={90}
+                  />
+                  <NumberField
+                    label="top-k (0 off)"
+                    value={s.topK}
+                    onChange={(v) => set({ topK: v })}
+                    testId="gen-top-k"
+                    width={90}
+                  />
+                  <NumberField
+                    label="top-p (1 off)"
+                    value={s.topP}
+                    onChange={(v) => set({ topP: v })}
+                    testId="gen-top-p"
+                    width={90}
+                  />
+                  <NumberField
+                    label="min-p (0 off)"
+                    value={s.minP}
+                    onChange={(v) => set({ minP: v })}
+                    testId="gen-min-p"
+                    width={90}
+                  />
+                  <NumberField
+                    label="seed (empty: random)"
+                    value={s.seed}
+                    onChange={(v) => set({ seed: v })}
+                    testId="gen-seed"
+                    width={90}
+                  />
                 </>
               )}
               {s.strategy === 'beam' && (
                 <>
-                  <NumberField label="beams" value={s.numBeams} onChange={(v) => set({ numBeams: v })} testId="gen-beams" width={90} />
-                  <NumberField label="length penalty" value={s.lengthPenalty} onChange={(v) => set({ lengthPenalty: v })} testId="gen-length-penalty" width={90} />
+                  <NumberField
+                    label="beams"
+                    value={s.numBeams}
+                    onChange={(v) => set({ numBeams: v })}
+                    testId="gen-beams"
+                    width={90}
+                  />
+                  <NumberField
+                    label="length penalty"
+                    value={s.lengthPenalty}
+                    onChange={(v) => set({ lengthPenalty: v })}
+                    testId="gen-length-penalty"
+                    width={90}
+                  />
                 </>
               )}
-              <NumberField label="repetition penalty" value={s.repetitionPenalty} onChange={(v) => set({ repetitionPenalty: v })} testId="gen-rep" width={90} />
-              <NumberField label="frequency penalty" value={s.frequencyPenalty} onChange={(v) => set({ frequencyPenalty: v })} testId="gen-freq" width={90} />
-              <NumberField label="presence penalty" value={s.presencePenalty} onChange={(v) => set({ presencePenalty: v })} testId="gen-presence" width={90} />
+              <NumberField
+                label="repetition penalty"
+                value={s.repetitionPenalty}
+                onChange={(v) => set({ repetitionPenalty: v })}
+                testId="gen-rep"
+                width={90}
+              />
+              <NumberField
+                label="frequency penalty"
+                value={s.frequencyPenalty}
+                onChange={(v) => set({ frequencyPenalty: v })}
+                testId="gen-freq"
+                width={90}
+              />
+              <NumberField
+                label="presence penalty"
+                value={s.presencePenalty}
+                onChange={(v) => set({ presencePenalty: v })}
+                testId="gen-presence"
+                width={90}
+              />
             </div>
             <label className="field grow">
               <span className="field-label">stop strings (separate with |, \n for a newline)</span>
-              <input value={s.stop} onChange={(e) => set({ stop: e.target.value })} data-testid="gen-stop" placeholder="e.g. \n\n|The end" />
+              <input
+                value={s.stop}
+                onChange={(e) => set({ stop: e.target.value })}
+                data-testid="gen-stop"
+                placeholder="e.g. \n\n|The end"
+              />
             </label>
             <div className="toggle-row">
-              {s.strategy === 'beam' && <Toggle label="early stopping" checked={s.earlyStopping} onChange={(v) => set({ earlyStopping: v })} testId="gen-early" />}
-              <Toggle label="ignore EOS" checked={s.ignoreEos} onChange={(v) => set({ ignoreEos: v })} testId="gen-ignore-eos" />
+              {s.strategy === 'beam' && (
+                <Toggle
+                  label="early stopping"
+                  checked={s.earlyStopping}
+                  onChange={(v) => set({ earlyStopping: v })}
+                  testId="gen-early"
+                />
+              )}
+              <Toggle
+                label="ignore EOS"
+                checked={s.ignoreEos}
+                onChange={(v) => set({ ignoreEos: v })}
+                testId="gen-ignore-eos"
+              />
             </div>
             <div className="target-row">
               {([0, 1] as const).map((side) => (
                 <div className="field grow" key={side}>
-                  <span className="field-label">{side === 0 ? 'target A' : 'target B (side by side)'}</span>
+                  <span className="field-label">
+                    {side === 0 ? 'target A' : 'target B (side by side)'}
+                  </span>
                   <select
                     data-testid={`gen-target-${side}`}
                     value={s.targets[side]}
@@ -246,7 +356,12 @@ export function GenerateView(props: { session: GenerateSession; setSession: (s: 
         <div className="generate-outputs">
           {([0, 1] as const).map((side) =>
             s.ids[side] || side === 0 ? (
-              <Output key={side} side={side} entry={s.ids[side] ? state.inspects[s.ids[side] as string] : undefined} prompt={s.prompt} />
+              <Output
+                key={side}
+                side={side}
+                entry={s.ids[side] ? state.inspects[s.ids[side] as string] : undefined}
+                prompt={s.prompt}
+              />
             ) : null,
           )}
         </div>
@@ -258,9 +373,16 @@ export function GenerateView(props: { session: GenerateSession; setSession: (s: 
 function Output({ side, entry, prompt }: { side: 0 | 1; entry?: InspectEntry; prompt: string }) {
   const [picked, setPicked] = useState<number | null>(null);
   const tokens: GenerateToken[] = useMemo(() => entry?.stream ?? [], [entry?.stream]);
-  const done = entry?.phase === 'ok' ? (asInspectData('generate', entry.data) as GenerateDone | null) : null;
+  const done =
+    entry?.phase === 'ok' ? (asInspectData('generate', entry.data) as GenerateDone | null) : null;
   const target = (entry?.args?.target as string | undefined) ?? '';
-  const status = !entry ? 'idle' : entry.phase === 'unavailable' ? 'error' : done ? 'done' : 'streaming';
+  const status = !entry
+    ? 'idle'
+    : entry.phase === 'unavailable'
+      ? 'error'
+      : done
+        ? 'done'
+        : 'streaming';
   const label = target === 'live' ? 'live run' : target;
   const tok = picked !== null ? tokens[picked] : undefined;
   const meanP = useMemo(() => {
@@ -275,7 +397,9 @@ function Output({ side, entry, prompt }: { side: 0 | 1; entry?: InspectEntry; pr
         <>
           {side === 0 ? 'A' : 'B'}
           {label ? <span className="muted"> · {label}</span> : null}
-          {step !== undefined ? <span className="muted"> at step {step.toLocaleString('en-US')}</span> : null}
+          {step !== undefined ? (
+            <span className="muted"> at step {step.toLocaleString('en-US')}</span>
+          ) : null}
         </>
       }
       subtitle={
@@ -288,7 +412,14 @@ function Output({ side, entry, prompt }: { side: 0 | 1; entry?: InspectEntry; pr
       testId={`gen-output-${side}`}
       className="generate-output"
     >
-      <div data-testid={`gen-status-${side}`} data-status={status} data-text={done?.text ?? ''} data-tokens={tokens.length} data-step={step ?? ''} hidden />
+      <div
+        data-testid={`gen-status-${side}`}
+        data-status={status}
+        data-text={done?.text ?? ''}
+        data-tokens={tokens.length}
+        data-step={step ?? ''}
+        hidden
+      />
       {!entry ? (
         <Empty>Pick a target and press Generate.</Empty>
       ) : entry.phase === 'unavailable' ? (
@@ -313,7 +444,11 @@ function Output({ side, entry, prompt }: { side: 0 | 1; entry?: InspectEntry; pr
                   style={{ background: confidenceColor(p) }}
                   data-testid="gen-token"
                   data-p={p ?? ''}
-                  title={p === null ? 'the server reports no probabilities' : `p = ${(p * 100).toFixed(1)}%`}
+                  title={
+                    p === null
+                      ? 'the server reports no probabilities'
+                      : `p = ${(p * 100).toFixed(1)}%`
+                  }
                   onClick={() => setPicked(picked === i ? null : i)}
                 >
                   {visible(t.text)}
@@ -350,18 +485,30 @@ function TokenDetail({ token }: { token: GenerateToken }) {
     <div className="token-detail" data-testid="gen-token-detail">
       <div>
         token <span className="mono tok-inline">{JSON.stringify(token.text)}</span>
-        {token.id !== undefined && <span className="muted"> id {token.id}</span>} · position {token.index + 1} ·{' '}
-        <b data-testid="gen-token-p">{pct(token.logprob)}</b>
-        {token.logprob !== null && <span className="muted"> (log p {fmtNum(token.logprob, 3)})</span>}
+        {token.id !== undefined && <span className="muted"> id {token.id}</span>} · position{' '}
+        {token.index + 1} · <b data-testid="gen-token-p">{pct(token.logprob)}</b>
+        {token.logprob !== null && (
+          <span className="muted"> (log p {fmtNum(token.logprob, 3)})</span>
+        )}
       </div>
       {token.top.length > 0 ? (
         <table className="alt-table">
           <tbody>
             {token.top.map((a) => (
-              <tr key={a.id} className={a.id === token.id ? 'chosen' : ''} data-testid="gen-alternative">
+              <tr
+                key={a.id}
+                className={a.id === token.id ? 'chosen' : ''}
+                data-testid="gen-alternative"
+              >
                 <td className="mono">{JSON.stringify(a.text)}</td>
                 <td className="alt-bar-cell">
-                  <span className="alt-bar" style={{ width: `${(Math.exp(a.logprob) / best) * 100}%`, background: confidenceColor(Math.exp(a.logprob)) }} />
+                  <span
+                    className="alt-bar"
+                    style={{
+                      width: `${(Math.exp(a.logprob) / best) * 100}%`,
+                      background: confidenceColor(Math.exp(a.logprob)),
+                    }}
+                  />
                 </td>
                 <td className="mono num">{pct(a.logprob)}</td>
               </tr>
@@ -369,7 +516,9 @@ function TokenDetail({ token }: { token: GenerateToken }) {
           </tbody>
         </table>
       ) : (
-        <div className="muted small">No alternatives reported (a server target, or alternatives set to 0).</div>
+        <div className="muted small">
+          No alternatives reported (a server target, or alternatives set to 0).
+        </div>
       )}
     </div>
   );

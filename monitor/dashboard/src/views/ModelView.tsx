@@ -64,7 +64,8 @@ function useInspect(
   const { state, requestInspect, socket } = useRun();
   const [sendError, setSendError] = useState<string | null>(null);
   let entry: InspectEntry | undefined;
-  for (const e of Object.values(state.inspects)) if (e.what === what && (!entry || e.at >= entry.at)) entry = e;
+  for (const e of Object.values(state.inspects))
+    if (e.what === what && (!entry || e.at >= entry.at)) entry = e;
   const request = (args?: Record<string, unknown>) => {
     const sent = requestInspect(what, args);
     setSendError(sent ? null : 'Not connected to the aggregator.');
@@ -98,10 +99,16 @@ function InspectBody<W extends InspectWhat>(props: {
         <span className="spinner" /> asking rank 0…
       </div>
     );
-  if (entry.phase === 'unavailable') return <Unavailable message={entry.message ?? 'Not available.'} onRetry={props.onRetry} />;
+  if (entry.phase === 'unavailable')
+    return <Unavailable message={entry.message ?? 'Not available.'} onRetry={props.onRetry} />;
   const data = asInspectData(props.what, entry.data);
   if (!data)
-    return <Unavailable message={`The trainer answered, but not with ${props.what} data this dashboard can draw.`} onRetry={props.onRetry} />;
+    return (
+      <Unavailable
+        message={`The trainer answered, but not with ${props.what} data this dashboard can draw.`}
+        onRetry={props.onRetry}
+      />
+    );
   return <>{props.render(data)}</>;
 }
 
@@ -121,7 +128,12 @@ function Unavailable({ message, onRetry }: { message: string; onRetry: () => voi
 }
 
 /** The request form of a view: its fields and the button that asks. */
-function InspectForm(props: { onAsk: () => void; button: string; testId: string; children: ReactNode }) {
+function InspectForm(props: {
+  onAsk: () => void;
+  button: string;
+  testId: string;
+  children: ReactNode;
+}) {
   return (
     <form
       className="inspect-form"
@@ -142,7 +154,11 @@ function PromptField(props: { value: string; onChange: (v: string) => void; test
   return (
     <label className="field grow">
       <span className="field-label">prompt</span>
-      <input value={props.value} onChange={(e) => props.onChange(e.target.value)} data-testid={props.testId} />
+      <input
+        value={props.value}
+        onChange={(e) => props.onChange(e.target.value)}
+        data-testid={props.testId}
+      />
     </label>
   );
 }
@@ -158,12 +174,19 @@ function AttentionView() {
   const [entry, request, sendError] = useInspect('attention', args);
   const ask = () => request(args());
   return (
-    <Card title="Attention" subtitle="weights of each head for a prompt: rows attend to columns" testId="card-attention">
+    <Card
+      title="Attention"
+      subtitle="weights of each head for a prompt: rows attend to columns"
+      testId="card-attention"
+    >
       <InspectForm onAsk={ask} button="Show attention" testId="attention-go">
         <PromptField value={prompt} onChange={setPrompt} testId="attention-prompt" />
         <label className="field">
           <span className="field-label">layer</span>
-          <select value={layer} onChange={(e) => setLayer(e.target.value === '' ? '' : Number(e.target.value))}>
+          <select
+            value={layer}
+            onChange={(e) => setLayer(e.target.value === '' ? '' : Number(e.target.value))}
+          >
             <option value="">last</option>
             {Array.from({ length: layers ?? 0 }, (_, i) => (
               <option key={i} value={i}>
@@ -173,7 +196,14 @@ function AttentionView() {
           </select>
         </label>
       </InspectForm>
-      <InspectBody what="attention" entry={entry} sendError={sendError} onRetry={ask} idle="Enter a prompt and press Show attention." render={(d) => <AttentionResult data={d} />} />
+      <InspectBody
+        what="attention"
+        entry={entry}
+        sendError={sendError}
+        onRetry={ask}
+        idle="Enter a prompt and press Show attention."
+        render={(d) => <AttentionResult data={d} />}
+      />
     </Card>
   );
 }
@@ -184,7 +214,9 @@ function AttentionResult({ data }: { data: AttentionData }) {
     if (head !== 'mean') return data.weights[head] ?? [];
     const t = data.tokens.length;
     const out = Array.from({ length: t }, () => new Array<number>(t).fill(0));
-    for (const h of data.weights) for (let i = 0; i < t; i++) for (let j = 0; j < t; j++) out[i][j] += h[i][j] / data.weights.length;
+    for (const h of data.weights)
+      for (let i = 0; i < t; i++)
+        for (let j = 0; j < t; j++) out[i][j] += h[i][j] / data.weights.length;
     return out;
   }, [data, head]);
   return (
@@ -194,35 +226,48 @@ function AttentionResult({ data }: { data: AttentionData }) {
         <Segmented
           value={head}
           onChange={setHead}
-          options={[{ value: 'mean' as const, label: 'mean' }, ...data.weights.map((_, i) => ({ value: i, label: String(i) }))]}
+          options={[
+            { value: 'mean' as const, label: 'mean' },
+            ...data.weights.map((_, i) => ({ value: i, label: String(i) })),
+          ]}
         />
       </div>
       <div className="attention-main">
         <Heatmap tokens={data.tokens} matrix={matrix} size={420} />
         <div className="attention-side">
-        <div className="attention-thumbs">
-          {data.weights.map((w, i) => (
-            <button key={i} type="button" className={`thumb ${head === i ? 'active' : ''}`} onClick={() => setHead(i)} title={`head ${i}`}>
-              <Heatmap tokens={data.tokens} matrix={w} size={84} labels={false} />
-              <span>head {i}</span>
-            </button>
-          ))}
-        </div>
-        <ColorScale max={matrixMax(matrix)} />
+          <div className="attention-thumbs">
+            {data.weights.map((w, i) => (
+              <button
+                key={i}
+                type="button"
+                className={`thumb ${head === i ? 'active' : ''}`}
+                onClick={() => setHead(i)}
+                title={`head ${i}`}
+              >
+                <Heatmap tokens={data.tokens} matrix={w} size={84} labels={false} />
+                <span>head {i}</span>
+              </button>
+            ))}
+          </div>
+          <ColorScale max={matrixMax(matrix)} />
         </div>
       </div>
     </div>
   );
 }
 
-const matrixMax = (m: number[][]) => m.reduce((a, row) => row.reduce((b, v) => Math.max(b, v), a), 0);
+const matrixMax = (m: number[][]) =>
+  m.reduce((a, row) => row.reduce((b, v) => Math.max(b, v), a), 0);
 
 function ColorScale({ max }: { max: number }) {
   const stops = Array.from({ length: 11 }, (_, i) => heatColor(i / 10)).join(', ');
   return (
     <div className="color-scale">
       <span className="mono small">0</span>
-      <span className="color-scale-bar" style={{ background: `linear-gradient(90deg, ${stops})` }} />
+      <span
+        className="color-scale-bar"
+        style={{ background: `linear-gradient(90deg, ${stops})` }}
+      />
       <span className="mono small">{fmtNum(max, 2)}</span>
       <span className="muted small">attention weight (colours scaled to the largest cell)</span>
     </div>
@@ -230,7 +275,17 @@ function ColorScale({ max }: { max: number }) {
 }
 
 /** A (T, T) matrix as a canvas heatmap, token labels on both axes. */
-export function Heatmap({ tokens, matrix, size = 460, labels = true }: { tokens: string[]; matrix: number[][]; size?: number; labels?: boolean }) {
+export function Heatmap({
+  tokens,
+  matrix,
+  size = 460,
+  labels = true,
+}: {
+  tokens: string[];
+  matrix: number[][];
+  size?: number;
+  labels?: boolean;
+}) {
   const ref = useRef<HTMLCanvasElement>(null);
   const [hover, setHover] = useState<[number, number] | null>(null);
   const t = tokens.length;
@@ -251,7 +306,12 @@ export function Heatmap({ tokens, matrix, size = 460, labels = true }: { tokens:
     for (let i = 0; i < t; i++) {
       for (let j = 0; j < t; j++) {
         ctx.fillStyle = heatColor((matrix[i]?.[j] ?? 0) / max);
-        ctx.fillRect(pad + j * cell, pad + i * cell, cell - (cell > 6 ? 1 : 0), cell - (cell > 6 ? 1 : 0));
+        ctx.fillRect(
+          pad + j * cell,
+          pad + i * cell,
+          cell - (cell > 6 ? 1 : 0),
+          cell - (cell > 6 ? 1 : 0),
+        );
       }
     }
     if (labels) {
@@ -330,7 +390,11 @@ function EmbeddingsView() {
   const [entry, request, sendError] = useInspect('embeddings', () => ({ limit }));
   const ask = () => request({ limit });
   return (
-    <Card title="Token embeddings" subtitle="the first two principal components of the embedding table" testId="card-embeddings">
+    <Card
+      title="Token embeddings"
+      subtitle="the first two principal components of the embedding table"
+      testId="card-embeddings"
+    >
       <InspectForm onAsk={ask} button="Project embeddings" testId="embeddings-go">
         <label className="field">
           <span className="field-label">tokens</span>
@@ -343,7 +407,14 @@ function EmbeddingsView() {
           </select>
         </label>
       </InspectForm>
-      <InspectBody what="embeddings" entry={entry} sendError={sendError} onRetry={ask} idle="Press Project embeddings to fetch the map." render={(d) => <EmbeddingsResult data={d} />} />
+      <InspectBody
+        what="embeddings"
+        entry={entry}
+        sendError={sendError}
+        onRetry={ask}
+        idle="Press Project embeddings to fetch the map."
+        render={(d) => <EmbeddingsResult data={d} />}
+      />
     </Card>
   );
 }
@@ -406,7 +477,11 @@ function EmbeddingsResult({ data }: { data: EmbeddingsData }) {
         },
         {
           label: 'matches',
-          data: matches.map((i) => ({ x: data.points[i][0], y: data.points[i][1], label: data.tokens[i] })),
+          data: matches.map((i) => ({
+            x: data.points[i][0],
+            y: data.points[i][1],
+            label: data.tokens[i],
+          })),
           pointRadius: 4,
           backgroundColor: '#f5a524',
         },
@@ -429,8 +504,18 @@ function EmbeddingsResult({ data }: { data: EmbeddingsData }) {
         },
       },
       scales: {
-        x: { title: { display: true, text: `PC1${data.explained_variance ? ` (${(data.explained_variance[0] * 100).toFixed(1)}%)` : ''}` } },
-        y: { title: { display: true, text: `PC2${data.explained_variance ? ` (${(data.explained_variance[1] * 100).toFixed(1)}%)` : ''}` } },
+        x: {
+          title: {
+            display: true,
+            text: `PC1${data.explained_variance ? ` (${(data.explained_variance[0] * 100).toFixed(1)}%)` : ''}`,
+          },
+        },
+        y: {
+          title: {
+            display: true,
+            text: `PC2${data.explained_variance ? ` (${(data.explained_variance[1] * 100).toFixed(1)}%)` : ''}`,
+          },
+        },
       },
     }),
     [data, matches],
@@ -443,11 +528,18 @@ function EmbeddingsResult({ data }: { data: EmbeddingsData }) {
       <div className="embeddings-side">
         <label className="field">
           <span className="field-label">search tokens</span>
-          <input value={search} onChange={(e) => setSearch(e.target.value)} placeholder="e.g. the" data-testid="embeddings-search" />
+          <input
+            value={search}
+            onChange={(e) => setSearch(e.target.value)}
+            placeholder="e.g. the"
+            data-testid="embeddings-search"
+          />
         </label>
         <div className="muted small">
           {data.tokens.length.toLocaleString('en-US')} tokens ·{' '}
-          {q ? `${matches.length} match${matches.length === 1 ? '' : 'es'}${matches.length > LABELLED ? ` (the first ${LABELLED} labelled)` : ''}` : 'type to highlight'}
+          {q
+            ? `${matches.length} match${matches.length === 1 ? '' : 'es'}${matches.length > LABELLED ? ` (the first ${LABELLED} labelled)` : ''}`
+            : 'type to highlight'}
         </div>
         {matches.length > 0 && (
           <>
@@ -482,23 +574,58 @@ function ActivationsView() {
   const [prompt, setPrompt] = useState('The quick brown fox jumps over the lazy dog');
   const [layer, setLayer] = useState<number | ''>(0);
   const [neuron, setNeuron] = useState<number | ''>(0);
-  const args = () => ({ prompt, ...(layer === '' ? {} : { layer }), ...(neuron === '' ? {} : { neuron }) });
+  const args = () => ({
+    prompt,
+    ...(layer === '' ? {} : { layer }),
+    ...(neuron === '' ? {} : { neuron }),
+  });
   const [entry, request, sendError] = useInspect('activations', args);
   const ask = () => request(args());
   return (
-    <Card title="Activations" subtitle="statistics of each layer's output for a prompt; top tokens of one neuron" testId="card-activations">
+    <Card
+      title="Activations"
+      subtitle="statistics of each layer's output for a prompt; top tokens of one neuron"
+      testId="card-activations"
+    >
       <InspectForm onAsk={ask} button="Measure" testId="activations-go">
         <PromptField value={prompt} onChange={setPrompt} />
         <label className="field">
           <span className="field-label">neuron layer</span>
-          <input style={{ width: 70 }} value={layer} onChange={(e) => setLayer(e.target.value === '' || !Number.isInteger(Number(e.target.value)) ? '' : Number(e.target.value))} />
+          <input
+            style={{ width: 70 }}
+            value={layer}
+            onChange={(e) =>
+              setLayer(
+                e.target.value === '' || !Number.isInteger(Number(e.target.value))
+                  ? ''
+                  : Number(e.target.value),
+              )
+            }
+          />
         </label>
         <label className="field">
           <span className="field-label">neuron index</span>
-          <input style={{ width: 80 }} value={neuron} onChange={(e) => setNeuron(e.target.value === '' || !Number.isInteger(Number(e.target.value)) ? '' : Number(e.target.value))} />
+          <input
+            style={{ width: 80 }}
+            value={neuron}
+            onChange={(e) =>
+              setNeuron(
+                e.target.value === '' || !Number.isInteger(Number(e.target.value))
+                  ? ''
+                  : Number(e.target.value),
+              )
+            }
+          />
         </label>
       </InspectForm>
-      <InspectBody what="activations" entry={entry} sendError={sendError} onRetry={ask} idle="Enter a prompt and press Measure." render={(d) => <ActivationsResult data={d} />} />
+      <InspectBody
+        what="activations"
+        entry={entry}
+        sendError={sendError}
+        onRetry={ask}
+        idle="Enter a prompt and press Measure."
+        render={(d) => <ActivationsResult data={d} />}
+      />
     </Card>
   );
 }
@@ -508,13 +635,32 @@ function ActivationsResult({ data }: { data: ActivationsData }) {
   const l = data.layers[Math.min(sel, data.layers.length - 1)];
   const hist = useMemo<ChartData<'bar'>>(
     () => ({
-      labels: l ? l.histogram.counts.map((_, i) => fmtNum((l.histogram.edges[i] + l.histogram.edges[i + 1]) / 2, 2)) : [],
-      datasets: [{ label: 'count', data: l ? l.histogram.counts : [], backgroundColor: '#4f8cff', barPercentage: 1, categoryPercentage: 1 }],
+      labels: l
+        ? l.histogram.counts.map((_, i) =>
+            fmtNum((l.histogram.edges[i] + l.histogram.edges[i + 1]) / 2, 2),
+          )
+        : [],
+      datasets: [
+        {
+          label: 'count',
+          data: l ? l.histogram.counts : [],
+          backgroundColor: '#4f8cff',
+          barPercentage: 1,
+          categoryPercentage: 1,
+        },
+      ],
     }),
     [l],
   );
   const histOptions = useMemo<ChartOptions<'bar'>>(
-    () => ({ animation: false, plugins: { legend: { display: false } }, scales: { x: { ticks: { maxTicksLimit: 9 } }, y: { ticks: { callback: (v) => fmtSi(Number(v)) } } } }),
+    () => ({
+      animation: false,
+      plugins: { legend: { display: false } },
+      scales: {
+        x: { ticks: { maxTicksLimit: 9 } },
+        y: { ticks: { callback: (v) => fmtSi(Number(v)) } },
+      },
+    }),
     [],
   );
   return (
@@ -539,7 +685,9 @@ function ActivationsResult({ data }: { data: ActivationsData }) {
                 <td className="mono">{fmtNum(x.std)}</td>
                 <td className="mono">{fmtNum(x.min)}</td>
                 <td className="mono">{fmtNum(x.max)}</td>
-                <td className="mono">{x.zero_frac !== undefined ? `${(x.zero_frac * 100).toFixed(1)}%` : '—'}</td>
+                <td className="mono">
+                  {x.zero_frac !== undefined ? `${(x.zero_frac * 100).toFixed(1)}%` : '—'}
+                </td>
               </tr>
             ))}
           </tbody>
@@ -586,7 +734,14 @@ function ArchitectureView() {
         </button>
       }
     >
-      <InspectBody what="architecture" entry={entry} sendError={sendError} onRetry={() => request()} idle="Loading…" render={(d) => <ArchTree data={d} />} />
+      <InspectBody
+        what="architecture"
+        entry={entry}
+        sendError={sendError}
+        onRetry={() => request()}
+        idle="Loading…"
+        render={(d) => <ArchTree data={d} />}
+      />
     </Card>
   );
 }
@@ -618,11 +773,17 @@ function ArchRow({ node, depth, total }: { node: ArchNode; depth: number; total:
         <span className="muted">{node.type}</span>
         <span className="mono small">{node.shape ? `(${node.shape.join(', ')})` : ''}</span>
         <span className="right mono">
-          <span className="arch-bar" style={{ width: `${Math.max(1, (node.params / total) * 60)}px` }} />
+          <span
+            className="arch-bar"
+            style={{ width: `${Math.max(1, (node.params / total) * 60)}px` }}
+          />
           {fmtSi(node.params)}
         </span>
       </div>
-      {open && kids.map((c, i) => <ArchRow key={`${c.name}-${i}`} node={c} depth={depth + 1} total={total} />)}
+      {open &&
+        kids.map((c, i) => (
+          <ArchRow key={`${c.name}-${i}`} node={c} depth={depth + 1} total={total} />
+        ))}
     </>
   );
 }

@@ -62,7 +62,9 @@ export function RateView() {
 
   const vote = (choice: RateChoice) => {
     if (!pair || (voteId !== null && !refused) || !canRate) return;
-    const id = rateRequest('vote', (i) => rateVote(i, rater, pair.id, [pair.a.sample, pair.b.sample], choice));
+    const id = rateRequest('vote', (i) =>
+      rateVote(i, rater, pair.id, [pair.a.sample, pair.b.sample], choice),
+    );
     setVoteId(id);
   };
 
@@ -71,7 +73,8 @@ export function RateView() {
     const onKey = (e: KeyboardEvent) => {
       if (refused) setVoteId(null);
       const t = e.target as HTMLElement | null;
-      if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT')) return;
+      if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT'))
+        return;
       if (e.ctrlKey || e.metaKey || e.altKey) return;
       const k = e.key.toLowerCase();
       if (ack?.ok && (k === 'enter' || k === 'n')) {
@@ -108,9 +111,19 @@ export function RateView() {
         >
           <label className="field">
             <span className="field-label">your name (stored with each vote)</span>
-            <input data-testid="rate-rater" value={nameInput} onChange={(e) => setNameInput(e.target.value)} placeholder="e.g. ada" />
+            <input
+              data-testid="rate-rater"
+              value={nameInput}
+              onChange={(e) => setNameInput(e.target.value)}
+              placeholder="e.g. ada"
+            />
           </label>
-          <button type="submit" className="btn" data-testid="rate-start" disabled={!nameInput.trim()}>
+          <button
+            type="submit"
+            className="btn"
+            data-testid="rate-start"
+            disabled={!nameInput.trim()}
+          >
             {rater ? 'Change' : 'Start rating'}
           </button>
         </form>
@@ -126,20 +139,37 @@ export function RateView() {
           </select>
         </label>
         {progress && (
-          <div className="rate-progress" data-testid="rate-progress" data-done={progress.done} data-total={progress.total}>
+          <div
+            className="rate-progress"
+            data-testid="rate-progress"
+            data-done={progress.done}
+            data-total={progress.total}
+          >
             <span>
               <b>{progress.done}</b> of {progress.total} rated{rater ? ` by ${rater}` : ''}
             </span>
             <div className="progress">
-              <div className="progress-fill" style={{ width: `${progress.total ? (100 * progress.done) / progress.total : 0}%` }} />
+              <div
+                className="progress-fill"
+                style={{ width: `${progress.total ? (100 * progress.done) / progress.total : 0}%` }}
+              />
             </div>
           </div>
         )}
-        {!canRate && <span className="tone-warn small">Read-only: open the rater link (it carries the rating token) to vote.</span>}
+        {!canRate && (
+          <span className="tone-warn small">
+            Read-only: open the rater link (it carries the rating token) to vote.
+          </span>
+        )}
       </div>
 
       <div className="rate-grid">
-        <Card title="Which continuation is better?" subtitle="blind: who wrote A and B is shown after your vote" testId="card-rate" className="rate-card">
+        <Card
+          title="Which continuation is better?"
+          subtitle="blind: who wrote A and B is shown after your vote"
+          testId="card-rate"
+          className="rate-card"
+        >
           {!rater ? (
             <Empty>Type your name above to start.</Empty>
           ) : r.error && !pair ? (
@@ -148,7 +178,9 @@ export function RateView() {
             <Empty>Loading…</Empty>
           ) : !pair ? (
             <Empty testId="rate-done">
-              {progress && progress.total > 0 ? 'You have rated every pair. Thank you!' : 'No pairs to rate yet: create a comparison below (needs the control token).'}
+              {progress && progress.total > 0
+                ? 'You have rated every pair. Thank you!'
+                : 'No pairs to rate yet: create a comparison below (needs the control token).'}
             </Empty>
           ) : (
             <div className="rate-body" data-testid="rate-pair" data-pair={pair.id}>
@@ -158,7 +190,11 @@ export function RateView() {
               </div>
               <div className="rate-sides">
                 {(['a', 'b'] as const).map((k) => (
-                  <div key={k} className={`rate-side ${ack?.ok && ack.choice === k.toUpperCase() ? 'chosen' : ''}`} data-testid={`rate-${k}`}>
+                  <div
+                    key={k}
+                    className={`rate-side ${ack?.ok && ack.choice === k.toUpperCase() ? 'chosen' : ''}`}
+                    data-testid={`rate-${k}`}
+                  >
                     <div className="rate-side-head">
                       <b>{k.toUpperCase()}</b>
                       {ack?.reveal && (
@@ -197,8 +233,17 @@ export function RateView() {
               )}
               {ack?.ok && (
                 <div className="rate-after" data-testid="rate-saved" data-vote={ack.vote}>
-                  <span className="tone-ok">{ack.duplicate ? 'You had voted on this pair already; that vote stands.' : 'Saved.'}</span>
-                  <button type="button" className="btn primary" data-testid="rate-next" onClick={next}>
+                  <span className="tone-ok">
+                    {ack.duplicate
+                      ? 'You had voted on this pair already; that vote stands.'
+                      : 'Saved.'}
+                  </span>
+                  <button
+                    type="button"
+                    className="btn primary"
+                    data-testid="rate-next"
+                    onClick={next}
+                  >
                     Next pair <span className="kbd">Enter</span>
                   </button>
                 </div>
@@ -244,11 +289,18 @@ function Leaderboard() {
             </thead>
             <tbody>
               {lb.rows.map((row, i) => (
-                <tr key={row.source} data-testid="rate-leader-row" data-source={row.source} data-strength={row.strength}>
+                <tr
+                  key={row.source}
+                  data-testid="rate-leader-row"
+                  data-source={row.source}
+                  data-strength={row.strength}
+                >
                   <td>{i + 1}</td>
                   <td className="mono">{row.source}</td>
                   <td className="num mono">{fmtNum(row.strength, 3)}</td>
-                  <td className="num mono">{row.ci ? `${fmtNum(row.ci[0], 3)} – ${fmtNum(row.ci[1], 3)}` : '—'}</td>
+                  <td className="num mono">
+                    {row.ci ? `${fmtNum(row.ci[0], 3)} – ${fmtNum(row.ci[1], 3)}` : '—'}
+                  </td>
                   <td className="num">{row.wins}</td>
                   <td className="num">{row.losses}</td>
                   <td className="num">{row.ties}</td>
@@ -260,13 +312,23 @@ function Leaderboard() {
             <div className="stat" data-testid="rate-votes" data-value={lb.votes}>
               <div className="stat-label">votes</div>
               <div className="stat-value">{lb.votes}</div>
-              <div className="stat-hint">{lb.skipped} skipped · {lb.raters.length} raters</div>
-            </div>
-            <div className="stat" data-testid="rate-alpha" data-value={Number.isFinite(lb.alpha) ? lb.alpha : ''} data-items={lb.agreementItems}>
-              <div className="stat-label">Krippendorff's α</div>
-              <div className="stat-value">{Number.isFinite(lb.alpha) ? fmtNum(lb.alpha, 3) : '—'}</div>
               <div className="stat-hint">
-                {lb.agreementItems} pairs rated twice or more{Number.isFinite(lb.percent) ? ` · ${(lb.percent * 100).toFixed(0)}% agree` : ''}
+                {lb.skipped} skipped · {lb.raters.length} raters
+              </div>
+            </div>
+            <div
+              className="stat"
+              data-testid="rate-alpha"
+              data-value={Number.isFinite(lb.alpha) ? lb.alpha : ''}
+              data-items={lb.agreementItems}
+            >
+              <div className="stat-label">Krippendorff's α</div>
+              <div className="stat-value">
+                {Number.isFinite(lb.alpha) ? fmtNum(lb.alpha, 3) : '—'}
+              </div>
+              <div className="stat-hint">
+                {lb.agreementItems} pairs rated twice or more
+                {Number.isFinite(lb.percent) ? ` · ${(lb.percent * 100).toFixed(0)}% agree` : ''}
               </div>
             </div>
           </div>
@@ -281,17 +343,45 @@ function RatedOnLossCurve() {
   const lb = useMemo(() => leaderboard(state.rate.votes, 0), [state.rate.votes]);
   const markers: Marker[] = lb.rows
     .filter((r) => r.step !== null)
-    .map((r) => ({ x: r.step as number, label: `${r.source} · ${fmtNum(r.strength, 3)}`, color: '#a970ff' }));
-  // The loss series is appended in place: state.version says when it grew.
-  // eslint-disable-next-line react-hooks/exhaustive-deps
-  const lines = useMemo(() => [{ label: 'train loss', data: state.trainLoss.pts.slice(0, state.trainLoss.n), color: '#4f8cff' }], [state.trainLoss, state.version]);
+    .map((r) => ({
+      x: r.step as number,
+      label: `${r.source} · ${fmtNum(r.strength, 3)}`,
+      color: '#a970ff',
+    }));
+  const lines = useMemo(
+    () => [
+      {
+        label: 'train loss',
+        data: state.trainLoss.pts.slice(0, state.trainLoss.n),
+        color: '#4f8cff',
+      },
+    ],
+    // The series grows in place: version says when.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [state.trainLoss, state.version],
+  );
   return (
-    <Card title="Rated checkpoints on the loss curve" subtitle="each mark: a checkpoint raters compared, with its strength" testId="card-rate-loss">
+    <Card
+      title="Rated checkpoints on the loss curve"
+      subtitle="each mark: a checkpoint raters compared, with its strength"
+      testId="card-rate-loss"
+    >
       {state.trainLoss.n === 0 ? (
         <Empty>No loss yet: the curve appears with the run.</Empty>
       ) : (
-        <div data-testid="rate-marks" data-marks={JSON.stringify(markers.map((m) => m.x))} className="chart-wrap">
-          <TimeChart lines={lines} version={state.version} markers={markers} height={200} legend={false} testId="rate-loss-chart" />
+        <div
+          data-testid="rate-marks"
+          data-marks={JSON.stringify(markers.map((m) => m.x))}
+          className="chart-wrap"
+        >
+          <TimeChart
+            lines={lines}
+            version={state.version}
+            markers={markers}
+            height={200}
+            legend={false}
+            testId="rate-loss-chart"
+          />
         </div>
       )}
     </Card>
@@ -357,20 +447,45 @@ function CreateComparison() {
               <span className="field-label">source 2</span>
               {sourceSelect(b, setB, 'rate-source-b')}
             </label>
-            <NumberField label="max new tokens" value={maxTokens} onChange={setMaxTokens} width={80} testId="rate-max-tokens" />
+            <NumberField
+              label="max new tokens"
+              value={maxTokens}
+              onChange={setMaxTokens}
+              width={80}
+              testId="rate-max-tokens"
+            />
           </div>
           <label className="field grow">
             <span className="field-label">prompts, one per line</span>
-            <textarea className="prompt-box" rows={4} value={prompts} onChange={(e) => setPrompts(e.target.value)} data-testid="rate-prompts" />
+            <textarea
+              className="prompt-box"
+              rows={4}
+              value={prompts}
+              onChange={(e) => setPrompts(e.target.value)}
+              data-testid="rate-prompts"
+            />
           </label>
           <div className="button-row">
-            <button type="submit" className="btn primary" disabled={!a || !b || a === b || list.length === 0 || (reqId !== null && !created && !refused)} data-testid="rate-create">
+            <button
+              type="submit"
+              className="btn primary"
+              disabled={
+                !a || !b || a === b || list.length === 0 || (reqId !== null && !created && !refused)
+              }
+              data-testid="rate-create"
+            >
               Generate {list.length} pair{list.length === 1 ? '' : 's'}
             </button>
             {reqId && !created && !refused && <span className="muted small">generating…</span>}
             {created && (
-              <span className={created.ok ? 'tone-ok small' : 'tone-bad small'} data-testid="rate-created" data-ok={created.ok ? 'yes' : 'no'}>
-                {created.ok ? `${created.pairs} pairs added to "${created.batch}"` : created.message}
+              <span
+                className={created.ok ? 'tone-ok small' : 'tone-bad small'}
+                data-testid="rate-created"
+                data-ok={created.ok ? 'yes' : 'no'}
+              >
+                {created.ok
+                  ? `${created.pairs} pairs added to "${created.batch}"`
+                  : created.message}
               </span>
             )}
             {refused && <span className="tone-bad small">{refused.message}</span>}

@@ -41,14 +41,30 @@ export function SystemView({ xMin, smoothing }: { xMin?: number; smoothing: numb
 
   const tpsLines = useMemo<ChartLine[]>(
     () => [
-      { label: 'total', data: smooth('total', state.tokensPerSTotal, smoothing), color: '#e6e9f0', width: 2 },
-      ...ranks.map((r) => ({ label: `rank ${r.rank}`, data: smooth(`tps${r.rank}`, r.tokensPerS, smoothing), color: rankColor(r.rank), width: 1.3 })),
+      {
+        label: 'total',
+        data: smooth('total', state.tokensPerSTotal, smoothing),
+        color: '#e6e9f0',
+        width: 2,
+      },
+      ...ranks.map((r) => ({
+        label: `rank ${r.rank}`,
+        data: smooth(`tps${r.rank}`, r.tokensPerS, smoothing),
+        color: rankColor(r.rank),
+        width: 1.3,
+      })),
     ],
     // eslint-disable-next-line react-hooks/exhaustive-deps
     [state.version, smoothing],
   );
   const stepLines = useMemo<ChartLine[]>(
-    () => ranks.map((r) => ({ label: `rank ${r.rank}`, data: smooth(`st${r.rank}`, r.stepTime, smoothing), color: rankColor(r.rank), width: 1.3 })),
+    () =>
+      ranks.map((r) => ({
+        label: `rank ${r.rank}`,
+        data: smooth(`st${r.rank}`, r.stepTime, smoothing),
+        color: rankColor(r.rank),
+        width: 1.3,
+      })),
     // eslint-disable-next-line react-hooks/exhaustive-deps
     [state.version, smoothing],
   );
@@ -69,8 +85,26 @@ export function SystemView({ xMin, smoothing }: { xMin?: number; smoothing: numb
   return (
     <div className="view system-view">
       <div className="grid grid-2">
-        <Card title="Throughput" subtitle={<>total <b className="mono">{fmtSi(total)}</b> tokens/s across {ranks.length} ranks</>} testId="card-throughput">
-          {ranks.length === 0 ? <Empty>No steps yet.</Empty> : <TimeChart lines={tpsLines} version={state.version} xMin={xMin} yTitle="tokens/s" testId="tps-chart" />}
+        <Card
+          title="Throughput"
+          subtitle={
+            <>
+              total <b className="mono">{fmtSi(total)}</b> tokens/s across {ranks.length} ranks
+            </>
+          }
+          testId="card-throughput"
+        >
+          {ranks.length === 0 ? (
+            <Empty>No steps yet.</Empty>
+          ) : (
+            <TimeChart
+              lines={tpsLines}
+              version={state.version}
+              xMin={xMin}
+              yTitle="tokens/s"
+              testId="tps-chart"
+            />
+          )}
         </Card>
         <StepTimeBreakdown ranks={ranks} version={state.version} />
         <Card
@@ -91,9 +125,21 @@ export function SystemView({ xMin, smoothing }: { xMin?: number; smoothing: numb
             />
           )}
         </Card>
-        <RanksTable ranks={ranks} liveness={state.liveness?.ranks ?? []} stragglers={state.stragglers}>
+        <RanksTable
+          ranks={ranks}
+          liveness={state.liveness?.ranks ?? []}
+          stragglers={state.stragglers}
+        >
           {ranks.length > 0 && (
-            <TimeChart lines={stepLines} version={state.version} xMin={xMin} yMin={0} yFormat={fmtSeconds} legend={false} testId="steptime-ranks-chart" />
+            <TimeChart
+              lines={stepLines}
+              version={state.version}
+              xMin={xMin}
+              yMin={0}
+              yFormat={fmtSeconds}
+              legend={false}
+              testId="steptime-ranks-chart"
+            />
           )}
         </RanksTable>
       </div>
@@ -150,13 +196,16 @@ function StepTimeBreakdown({ ranks, version }: { ranks: RankData[]; version: num
     [],
   );
   const mean = ranks.length ? ranks.reduce((a, r) => a + r.phases.total, 0) / ranks.length : 0;
-  const reduceShare = ranks.length ? ranks.reduce((a, r) => a + r.phases.reduce, 0) / ranks.length / (mean || 1) : 0;
+  const reduceShare = ranks.length
+    ? ranks.reduce((a, r) => a + r.phases.reduce, 0) / ranks.length / (mean || 1)
+    : 0;
   return (
     <Card
       title="Step-time breakdown"
       subtitle={
         <>
-          mean step <b className="mono">{fmtSeconds(mean)}</b> · communication <b className="mono">{(reduceShare * 100).toFixed(0)}%</b>
+          mean step <b className="mono">{fmtSeconds(mean)}</b> · communication{' '}
+          <b className="mono">{(reduceShare * 100).toFixed(0)}%</b>
         </>
       }
       testId="card-steptime"
@@ -172,90 +221,154 @@ function StepTimeBreakdown({ ranks, version }: { ranks: RankData[]; version: num
   );
 }
 
-function Meter({ value, max, label, tone }: { value?: number; max?: number; label: string; tone?: string }) {
+function Meter({
+  value,
+  max,
+  label,
+  tone,
+}: {
+  value?: number;
+  max?: number;
+  label: string;
+  tone?: string;
+}) {
   if (value === undefined) return <span className="muted">—</span>;
   const frac = max ? Math.min(1, value / max) : 0;
   return (
     <div className="meter" title={label}>
-      <div className={`meter-fill ${tone ?? (frac > 0.9 ? 'hot' : '')}`} style={{ width: `${(frac * 100).toFixed(1)}%` }} />
+      <div
+        className={`meter-fill ${tone ?? (frac > 0.9 ? 'hot' : '')}`}
+        style={{ width: `${(frac * 100).toFixed(1)}%` }}
+      />
       <span className="meter-text">{label}</span>
     </div>
   );
 }
 
-function RanksTable({ ranks, liveness, stragglers, children }: { ranks: RankData[]; liveness: RankEntry[]; stragglers: number[]; children?: ReactNode }) {
+function RanksTable({
+  ranks,
+  liveness,
+  stragglers,
+  children,
+}: {
+  ranks: RankData[];
+  liveness: RankEntry[];
+  stragglers: number[];
+  children?: ReactNode;
+}) {
   const byRank = new Map(liveness.map((l) => [l.rank, l]));
   return (
-    <Card title="Ranks" subtitle="liveness from the aggregator, last values each rank reported; step time per rank below" testId="card-ranks" className="ranks-card">
+    <Card
+      title="Ranks"
+      subtitle="liveness from the aggregator, last values each rank reported; step time per rank below"
+      testId="card-ranks"
+      className="ranks-card"
+    >
       {ranks.length === 0 ? (
         <Empty>No rank has reported yet.</Empty>
       ) : (
         <>
-        <div className="ranks-table-wrap">
-        <table className="table ranks-table" data-testid="ranks-table">
-          <thead>
-            <tr>
-              <th>rank</th>
-              <th>state</th>
-              <th>step</th>
-              <th>step time</th>
-              <th>tok/s</th>
-              <th>device</th>
-              <th>memory</th>
-              <th title="parameters, gradients and optimizer states on the compute device after the step (peak during it); what offload keeps on the host">model states</th>
-              <th>host RSS</th>
-            </tr>
-          </thead>
-          <tbody>
-            {ranks.map((r) => {
-              const live = byRank.get(r.rank);
-              const strag = live?.straggler || stragglers.includes(r.rank);
-              const m = r.last?.mem;
-              const g = r.last?.gpu;
-              const devUsed = g?.mem_used ?? m?.device_allocated;
-              const devTotal = g?.mem_total ?? m?.device_reserved;
-              return (
-                <tr key={r.rank} className={live?.state === 'dead' ? 'dead' : strag ? 'straggler' : ''}>
-                  <td>
-                    <span className="rank-dot" style={{ background: rankColor(r.rank) }} />
-                    {r.rank}
-                  </td>
-                  <td>
-                    <Badge tone={live?.state === 'dead' ? 'bad' : live?.state === 'finished' ? 'info' : strag ? 'warn' : 'ok'}>
-                      {live?.state === 'dead' ? 'dead' : strag ? 'straggler' : (live?.state ?? (r.bye ? 'finished' : 'alive'))}
-                    </Badge>
-                    {live?.dropped ? <span className="muted small"> {live.dropped} dropped</span> : null}
-                  </td>
-                  <td className="mono">{r.last?.step.toLocaleString('en-US') ?? '—'}</td>
-                  <td className="mono">{fmtSeconds(r.last?.time.total)}</td>
-                  <td className="mono">{fmtSi(r.last?.tokens_per_s)}</td>
-                  <td>
-                    {g ? (
-                      <Meter value={g.util} max={100} label={`${fmtNum(g.util, 3)}% · ${g.temp_c ?? '—'}°C · ${g.power_w !== undefined ? fmtNum(g.power_w, 3) + ' W' : '—'}`} />
-                    ) : (
-                      <span className="muted">{r.last?.mem?.device_allocated !== undefined ? 'GPU' : 'CPU'}</span>
-                    )}
-                  </td>
-                  <td>
-                    {devUsed !== undefined ? (
-                      <Meter value={devUsed} max={devTotal} label={`${fmtBytes(devUsed)}${devTotal ? ` / ${fmtBytes(devTotal)}` : ''}`} />
-                    ) : (
-                      <span className="muted">—</span>
-                    )}
-                  </td>
-                  <td className="mono small" data-testid={`model-states-${r.rank}`}>
-                    {modelStates(r.last?.extra)}
-                  </td>
-                  <td>
-                    <Meter value={m?.host_rss} max={m?.host_total} label={`${fmtBytes(m?.host_rss)}${m?.host_total ? ` / ${fmtBytes(m.host_total)}` : ''}`} tone="cool" />
-                  </td>
+          <div className="ranks-table-wrap">
+            <table className="table ranks-table" data-testid="ranks-table">
+              <thead>
+                <tr>
+                  <th>rank</th>
+                  <th>state</th>
+                  <th>step</th>
+                  <th>step time</th>
+                  <th>tok/s</th>
+                  <th>device</th>
+                  <th>memory</th>
+                  <th title="parameters, gradients and optimizer states on the compute device after the step (peak during it); what offload keeps on the host">
+                    model states
+                  </th>
+                  <th>host RSS</th>
                 </tr>
-              );
-            })}
-          </tbody>
-        </table>
-        </div>
-        {children}
+              </thead>
+              <tbody>
+                {ranks.map((r) => {
+                  const live = byRank.get(r.rank);
+                  const strag = live?.straggler || stragglers.includes(r.rank);
+                  const m = r.last?.mem;
+                  const g = r.last?.gpu;
+                  const devUsed = g?.mem_used ?? m?.device_allocated;
+                  const devTotal = g?.mem_total ?? m?.device_reserved;
+                  return (
+                    <tr
+                      key={r.rank}
+                      className={live?.state === 'dead' ? 'dead' : strag ? 'straggler' : ''}
+                    >
+                      <td>
+                        <span className="rank-dot" style={{ background: rankColor(r.rank) }} />
+                        {r.rank}
+                      </td>
+                      <td>
+                        <Badge
+                          tone={
+                            live?.state === 'dead'
+                              ? 'bad'
+                              : live?.state === 'finished'
+                                ? 'info'
+                                : strag
+                                  ? 'warn'
+                                  : 'ok'
+                          }
+                        >
+                          {live?.state === 'dead'
+                            ? 'dead'
+                            : strag
+                              ? 'straggler'
+                              : (live?.state ?? (r.bye ? 'finished' : 'alive'))}
+                        </Badge>
+                        {live?.dropped ? (
+                          <span className="muted small"> {live.dropped} dropped</span>
+                        ) : null}
+                      </td>
+                      <td className="mono">{r.last?.step.toLocaleString('en-US') ?? '—'}</td>
+                      <td className="mono">{fmtSeconds(r.last?.time.total)}</td>
+                      <td className="mono">{fmtSi(r.last?.tokens_per_s)}</td>
+                      <td>
+                        {g ? (
+                          <Meter
+                            value={g.util}
+                            max={100}
+                            label={`${fmtNum(g.util, 3)}% · ${g.temp_c ?? '—'}°C · ${g.power_w !== undefined ? fmtNum(g.power_w, 3) + ' W' : '—'}`}
+                          />
+                        ) : (
+                          <span className="muted">
+                            {r.last?.mem?.device_allocated !== undefined ? 'GPU' : 'CPU'}
+                          </span>
+                        )}
+                      </td>
+                      <td>
+                        {devUsed !== undefined ? (
+                          <Meter
+                            value={devUsed}
+                            max={devTotal}
+                            label={`${fmtBytes(devUsed)}${devTotal ? ` / ${fmtBytes(devTotal)}` : ''}`}
+                          />
+                        ) : (
+                          <span className="muted">—</span>
+                        )}
+                      </td>
+                      <td className="mono small" data-testid={`model-states-${r.rank}`}>
+                        {modelStates(r.last?.extra)}
+                      </td>
+                      <td>
+                        <Meter
+                          value={m?.host_rss}
+                          max={m?.host_total}
+                          label={`${fmtBytes(m?.host_rss)}${m?.host_total ? ` / ${fmtBytes(m.host_total)}` : ''}`}
+                          tone="cool"
+                        />
+                      </td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </table>
+          </div>
+          {children}
         </>
       )}
     </Card>

@@ -32,7 +32,13 @@ function useSmoothed(points: TrainState['trainLoss'], weight: number): Point[] {
   return sm.current.update(points, weight);
 }
 
-export function TrainingView({ settings, setSettings }: { settings: ChartSettings; setSettings: (s: ChartSettings) => void }) {
+export function TrainingView({
+  settings,
+  setSettings,
+}: {
+  settings: ChartSettings;
+  setSettings: (s: ChartSettings) => void;
+}) {
   const { state } = useRun();
   const xMin = settings.window > 0 ? Math.max(0, state.step - settings.window) : undefined;
 
@@ -41,14 +47,38 @@ export function TrainingView({ settings, setSettings }: { settings: ChartSetting
 
   const lossLines = useMemo<ChartLine[]>(() => {
     const lines: ChartLine[] = [
-      { label: 'train', data: settings.smoothing > 0 ? lossSmooth : state.trainLoss.pts, color: C.train, width: 2 },
+      {
+        label: 'train',
+        data: settings.smoothing > 0 ? lossSmooth : state.trainLoss.pts,
+        color: C.train,
+        width: 2,
+      },
       { label: 'validation', data: state.valLoss.pts, color: C.val, width: 2, points: true },
-      { label: 'train (raw)', data: state.trainLoss.pts, color: C.trainRaw, width: 1, noLegend: settings.smoothing === 0 },
+      {
+        label: 'train (raw)',
+        data: state.trainLoss.pts,
+        color: C.trainRaw,
+        width: 1,
+        noLegend: settings.smoothing === 0,
+      },
     ];
     if (settings.band) {
       lines.push(
-        { label: 'rank min', data: state.trainLossMin.pts, color: '#8d9bb0', width: 0.5, noLegend: true },
-        { label: 'rank max', data: state.trainLossMax.pts, color: '#8d9bb0', width: 0.5, fillTo: 3, noLegend: true },
+        {
+          label: 'rank min',
+          data: state.trainLossMin.pts,
+          color: '#8d9bb0',
+          width: 0.5,
+          noLegend: true,
+        },
+        {
+          label: 'rank max',
+          data: state.trainLossMax.pts,
+          color: '#8d9bb0',
+          width: 0.5,
+          fillTo: 3,
+          noLegend: true,
+        },
       );
     }
     return lines;
@@ -65,13 +95,33 @@ export function TrainingView({ settings, setSettings }: { settings: ChartSetting
   const clip = state.hparams?.clip;
   const gradLines = useMemo<ChartLine[]>(() => {
     const lines: ChartLine[] = [
-      { label: 'grad norm', data: settings.smoothing > 0 ? gradSmooth : state.gradNorm.pts, color: C.grad, width: 2 },
-      { label: 'grad norm (raw)', data: state.gradNorm.pts, color: 'rgba(169, 112, 255, 0.3)', width: 1, noLegend: true },
+      {
+        label: 'grad norm',
+        data: settings.smoothing > 0 ? gradSmooth : state.gradNorm.pts,
+        color: C.grad,
+        width: 2,
+      },
+      {
+        label: 'grad norm (raw)',
+        data: state.gradNorm.pts,
+        color: 'rgba(169, 112, 255, 0.3)',
+        width: 1,
+        noLegend: true,
+      },
     ];
     const first = state.gradNorm.pts[0];
     const lastP = last(state.gradNorm);
     if (clip && clip > 0 && first && lastP) {
-      lines.push({ label: `clip ${fmtNum(clip)}`, data: [{ x: first.x, y: clip }, { x: lastP.x, y: clip }], color: C.clip, dash: [6, 4], width: 1.2 });
+      lines.push({
+        label: `clip ${fmtNum(clip)}`,
+        data: [
+          { x: first.x, y: clip },
+          { x: lastP.x, y: clip },
+        ],
+        color: C.clip,
+        dash: [6, 4],
+        width: 1.2,
+      });
     }
     return lines;
     // eslint-disable-next-line react-hooks/exhaustive-deps
@@ -96,8 +146,17 @@ export function TrainingView({ settings, setSettings }: { settings: ChartSetting
           />
           <span className="mono">{settings.smoothing.toFixed(2)}</span>
         </label>
-        <Toggle label="log scale" checked={settings.logY} onChange={(v) => setSettings({ ...settings, logY: v })} testId="log-scale" />
-        <Toggle label="rank min/max" checked={settings.band} onChange={(v) => setSettings({ ...settings, band: v })} />
+        <Toggle
+          label="log scale"
+          checked={settings.logY}
+          onChange={(v) => setSettings({ ...settings, logY: v })}
+          testId="log-scale"
+        />
+        <Toggle
+          label="rank min/max"
+          checked={settings.band}
+          onChange={(v) => setSettings({ ...settings, band: v })}
+        />
         <span className="toolbar-sep" />
         <span className="muted">steps</span>
         <Segmented
@@ -117,7 +176,8 @@ export function TrainingView({ settings, setSettings }: { settings: ChartSetting
           title="Loss"
           subtitle={
             <>
-              train <b className="mono">{fmtNum(lossNow, 4)}</b> · validation <b className="mono">{fmtNum(valNow, 4)}</b>
+              train <b className="mono">{fmtNum(lossNow, 4)}</b> · validation{' '}
+              <b className="mono">{fmtNum(valNow, 4)}</b>
             </>
           }
           testId="card-loss"
@@ -126,23 +186,63 @@ export function TrainingView({ settings, setSettings }: { settings: ChartSetting
           {state.trainLoss.n === 0 ? (
             <Empty>Waiting for the first step…</Empty>
           ) : (
-            <TimeChart lines={lossLines} version={state.version} yLog={settings.logY} xMin={xMin} testId="loss-chart" />
+            <TimeChart
+              lines={lossLines}
+              version={state.version}
+              yLog={settings.logY}
+              xMin={xMin}
+              testId="loss-chart"
+            />
           )}
         </Card>
 
-        <Card title="Learning rate" subtitle={<>now <b className="mono" data-testid="lr-now">{fmtLr(last(state.lr)?.y)}</b></>} testId="card-lr">
+        <Card
+          title="Learning rate"
+          subtitle={
+            <>
+              now{' '}
+              <b className="mono" data-testid="lr-now">
+                {fmtLr(last(state.lr)?.y)}
+              </b>
+            </>
+          }
+          testId="card-lr"
+        >
           {state.lr.n === 0 ? (
             <Empty>No learning rate reported yet.</Empty>
           ) : (
-            <TimeChart lines={lrLines} version={state.version} yFormat={fmtLr} markers={lrMarkers} xMin={xMin} legend={false} testId="lr-chart" />
+            <TimeChart
+              lines={lrLines}
+              version={state.version}
+              yFormat={fmtLr}
+              markers={lrMarkers}
+              xMin={xMin}
+              legend={false}
+              testId="lr-chart"
+            />
           )}
         </Card>
 
-        <Card title="Gradient norm" subtitle={<>now <b className="mono">{fmtNum(last(state.gradNorm)?.y)}</b>{clip ? <> · clip {fmtNum(clip)}</> : null}</>} testId="card-grad">
+        <Card
+          title="Gradient norm"
+          subtitle={
+            <>
+              now <b className="mono">{fmtNum(last(state.gradNorm)?.y)}</b>
+              {clip ? <> · clip {fmtNum(clip)}</> : null}
+            </>
+          }
+          testId="card-grad"
+        >
           {state.gradNorm.n === 0 ? (
             <Empty>No gradient norm reported yet.</Empty>
           ) : (
-            <TimeChart lines={gradLines} version={state.version} yLog={settings.logY} xMin={xMin} testId="grad-chart" />
+            <TimeChart
+              lines={gradLines}
+              version={state.version}
+              yLog={settings.logY}
+              xMin={xMin}
+              testId="grad-chart"
+            />
           )}
         </Card>
 
@@ -159,7 +259,8 @@ export function commandMarkers(state: TrainState): Marker[] {
     const c = state.commands[id];
     if (!c || c.phase !== 'acked' || c.step === undefined || c.stale) continue;
     const label = markerLabel(c);
-    if (label) out.push({ x: c.step, label, color: c.command === 'set_lr' ? '#f5a524' : '#8d9bb0' });
+    if (label)
+      out.push({ x: c.step, label, color: c.command === 'set_lr' ? '#f5a524' : '#8d9bb0' });
   }
   return out.slice(-12);
 }
@@ -193,7 +294,12 @@ function TrainValComparison({ smoothed }: { smoothed: Point[] }) {
       .map((v) => {
         const i = Math.min(smoothed.length - 1, lowerBound(smoothed, smoothed.length, v.step));
         const train = i >= 0 ? smoothed[i]?.y : undefined;
-        return { v, train, gap: v.loss !== null && train !== undefined ? v.loss - train : null, best: v.loss === best };
+        return {
+          v,
+          train,
+          gap: v.loss !== null && train !== undefined ? v.loss - train : null,
+          best: v.loss === best,
+        };
       });
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [state.validations, state.version]);
@@ -211,37 +317,51 @@ function TrainValComparison({ smoothed }: { smoothed: Point[] }) {
   }, [state.validations, state.version]);
 
   return (
-    <Card title="Train vs validation" subtitle="generalisation gap: validation loss minus smoothed train loss at the same step" testId="card-trainval">
+    <Card
+      title="Train vs validation"
+      subtitle="generalisation gap: validation loss minus smoothed train loss at the same step"
+      testId="card-trainval"
+    >
       {state.validations.length === 0 ? (
         <Empty>No validation yet.</Empty>
       ) : (
         <div className="trainval">
-          <TimeChart lines={lines} version={state.version} legend={false} yTitle="gap" yFormat={(v) => fmtNum(v, 2)} />
+          <TimeChart
+            lines={lines}
+            version={state.version}
+            legend={false}
+            yTitle="gap"
+            yFormat={(v) => fmtNum(v, 2)}
+          />
           <div className="trainval-table">
-          <table className="table compact">
-            <thead>
-              <tr>
-                <th>step</th>
-                <th>val loss</th>
-                <th>ppl</th>
-                <th>train</th>
-                <th>gap</th>
-              </tr>
-            </thead>
-            <tbody>
-              {rows.map(({ v, train, gap, best }) => (
-                <tr key={v.step} className={best ? 'best' : ''}>
-                  <td className="mono">{v.step.toLocaleString('en-US')}</td>
-                  <td className="mono">
-                    {fmtNum(v.loss, 4)} {best && <span className="badge tone-ok tiny">best</span>}
-                  </td>
-                  <td className="mono">{fmtNum(v.perplexity ?? (v.loss !== null ? Math.exp(v.loss) : null), 4)}</td>
-                  <td className="mono">{fmtNum(train, 4)}</td>
-                  <td className={`mono ${gap !== null && gap > 0.1 ? 'tone-text-warn' : ''}`}>{gap === null ? '—' : (gap >= 0 ? '+' : '') + fmtNum(gap, 3)}</td>
+            <table className="table compact">
+              <thead>
+                <tr>
+                  <th>step</th>
+                  <th>val loss</th>
+                  <th>ppl</th>
+                  <th>train</th>
+                  <th>gap</th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {rows.map(({ v, train, gap, best }) => (
+                  <tr key={v.step} className={best ? 'best' : ''}>
+                    <td className="mono">{v.step.toLocaleString('en-US')}</td>
+                    <td className="mono">
+                      {fmtNum(v.loss, 4)} {best && <span className="badge tone-ok tiny">best</span>}
+                    </td>
+                    <td className="mono">
+                      {fmtNum(v.perplexity ?? (v.loss !== null ? Math.exp(v.loss) : null), 4)}
+                    </td>
+                    <td className="mono">{fmtNum(train, 4)}</td>
+                    <td className={`mono ${gap !== null && gap > 0.1 ? 'tone-text-warn' : ''}`}>
+                      {gap === null ? '—' : (gap >= 0 ? '+' : '') + fmtNum(gap, 3)}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
           </div>
         </div>
       )}

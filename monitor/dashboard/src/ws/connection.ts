@@ -7,7 +7,13 @@
 // `initialMs` to `maxMs` with jitter and restarts only after a `welcome`, so a
 // server that accepts and at once drops connections is not hammered.
 
-import { hello, parseServerMessage, type ClientMessage, type ServerMessage, type Welcome } from '../protocol';
+import {
+  hello,
+  parseServerMessage,
+  type ClientMessage,
+  type ServerMessage,
+  type Welcome,
+} from '../protocol';
 
 export type ConnStatus = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
@@ -154,7 +160,9 @@ export class MonitorConnection {
     this.update({ status: 'connecting', retryAt: null, welcome: null, received: 0 });
     let ws: WebSocketLike;
     try {
-      ws = (this.opts.createSocket ?? ((u: string) => new WebSocket(u) as unknown as WebSocketLike))(this.opts.url);
+      ws = (
+        this.opts.createSocket ?? ((u: string) => new WebSocket(u) as unknown as WebSocketLike)
+      )(this.opts.url);
     } catch (e) {
       this.scheduleRetry(`cannot open ${this.opts.url}: ${String(e)}`);
       return;
@@ -192,7 +200,13 @@ export class MonitorConnection {
     if (this.stopped) return;
     const attempt = this.snap.attempt + 1;
     const delay = backoffDelay(attempt, this.backoff, this.opts.random ?? Math.random);
-    this.update({ status: 'reconnecting', attempt, retryAt: Date.now() + delay, welcome: null, lastError: error });
+    this.update({
+      status: 'reconnecting',
+      attempt,
+      retryAt: Date.now() + delay,
+      welcome: null,
+      lastError: error,
+    });
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.connect();

@@ -3,7 +3,13 @@
 
 import { useCallback, useEffect, useRef, useState } from 'react';
 import type { ClientMessage, ServerMessage } from '../protocol';
-import { INITIAL_SNAPSHOT, MonitorConnection, type Backoff, type ConnSnapshot, type WebSocketFactory } from './connection';
+import {
+  INITIAL_SNAPSHOT,
+  MonitorConnection,
+  type Backoff,
+  type ConnSnapshot,
+  type WebSocketFactory,
+} from './connection';
 
 export interface UseMonitorSocketOptions {
   url: string;
