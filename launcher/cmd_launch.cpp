@@ -30,7 +30,8 @@ void register_launch(CLI::App& app, Context& /*ctx*/, Command& run) {
       ->capture_default_str();
   cmd->add_option("--threads", opt->threads, "CPU threads per rank (default: cores / local ranks)");
   cmd->add_option("--net", opt->net, "CIDR or interface for MPI's TCP traffic between hosts");
-  cmd->add_option("--mca", opt->mca, "Extra OpenMPI setting key=value (repeatable)");
+  cmd->add_option("--mca", opt->mca, "Extra OpenMPI setting key=value (repeatable)")
+      ->allow_extra_args(false);  // one value per --mca: a following `--` ends the options
   cmd->add_option("--program", opt->program,
                   "Run this executable on every rank instead of this shardlm binary");
   cmd->add_option("command", opt->args, "The subcommand and its arguments, after --");

@@ -33,8 +33,15 @@ start_job "$TMP/train.log" ip netns exec "$ns_a" unshare --uts sh -c 'hostname h
 launcher=$JOB
 wait_until 120 '[ "$(lines "$run/metrics/rank-1.jsonl")" -ge 20 ]' ||
   fail "the two-host run made no progress: $(show_log "$TMP/train.log")"
-# The job's ranks, by namespace.
-job_ranks() { for p in $(ip netns pids "$1"); do tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q "train --config $cfg" && echo "$p"; done; }
+# The job's ranks, by namespace: processes running the training command that
+# MPI started as a rank (the launcher's and mpirun's command lines hold the same words).
+job_ranks() {
+  for p in $(ip netns pids "$1"); do
+    tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q "train --config $cfg" || continue
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -q "^OMPI_COMM_WORLD_RANK=" && echo "$p"
+  done
+  return 0
+}
 [ -n "$(job_ranks "$ns_b")" ] || fail "no rank runs in host B's namespace"
 
 ip -n "$ns_b" link set "$tag-vb" down

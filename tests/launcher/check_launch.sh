@@ -44,6 +44,12 @@ echo "under SLURM: $srun_line"
 want="OMPI_MCA_btl=tcp,vader,self OMPI_MCA_pml=ob1 OMP_NUM_THREADS=4 srun --mpi=pmix --kill-on-bad-exit=0 $SHARDLM train --config 'my run.toml'"
 [ "$srun_line" = "$want" ] || fail "expected: $want"
 
+# ---- --mca settings, one value each: the `--` after the last one still ends the options --
+mca_line=$("$SHARDLM" launch -n 2 --mca btl_base_verbose=0 --mca a=b --dry-run --mca c=d -- train --config x.toml) ||
+  fail "--mca before -- was not accepted"
+[[ "$mca_line" == *" --mca btl_base_verbose 0 --mca a b --mca c d $SHARDLM train --config x.toml" ]] ||
+  fail "expected every --mca in the line, then the subcommand: $mca_line"
+
 # ---- nothing to run ---------------------------------------------------------------------------
 if "$SHARDLM" launch -n 2 --dry-run > "$tmp/out" 2> "$tmp/err"; then fail "launch without a subcommand succeeded"; fi
 grep -q "nothing to run" "$tmp/err" || fail "unclear error: $(cat "$tmp/err")"
