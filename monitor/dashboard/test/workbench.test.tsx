@@ -9,6 +9,7 @@ import { App } from '../src/App';
 import { setupCharts } from '../src/charts/setup';
 import { TOKEN_KEY } from '../src/lib/token';
 import { optionsOf, initialGenerateSession, confidenceColor } from '../src/views/GenerateView';
+import { axisRangeWithIntervals } from '../src/views/EvaluateView';
 import { RATER_KEY } from '../src/views/RateView';
 import { GENERATE_DONE, GENERATE_TOKEN } from './fixtures/inspect';
 import { mockFactory, welcome, type MockSocket } from './mockSocket';
@@ -531,5 +532,25 @@ describe('Evaluate', () => {
     expect(dis.dataset.rows).toBe('1'); // item 2: early picked x (wrong), late picked y
     expect(dis.dataset.total).toBe('2');
     expect(within(screen.getByTestId('eval-ablation')).getByText('20')).toBeTruthy();
+  });
+});
+
+describe('Evaluate task charts', () => {
+  it('scale the value axis to the intervals, not only the bars', () => {
+    // The screenshot's case: accuracy 0 and 0.125, the second with [0, 0.375].
+    expect(
+      axisRangeWithIntervals(
+        [0, 0.125],
+        [
+          [0, 0],
+          [0, 0.375],
+        ],
+      ),
+    ).toEqual({ suggestedMin: 0, suggestedMax: 0.375 });
+    expect(axisRangeWithIntervals([30, 20], [null, [null, 25]])).toEqual({
+      suggestedMin: 20,
+      suggestedMax: 30,
+    });
+    expect(axisRangeWithIntervals([null], [null])).toEqual({});
   });
 });

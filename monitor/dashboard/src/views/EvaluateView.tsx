@@ -164,6 +164,20 @@ const whiskers: Plugin<'bar'> = {
   },
 };
 
+/**
+ * The value axis of a task chart reaches every interval's ends, not only the
+ * bars (Chart.js scales to the data alone, and a whisker above the top was cut).
+ */
+export function axisRangeWithIntervals(
+  values: (number | null)[],
+  ci: (readonly (number | null)[] | null)[],
+): { suggestedMin?: number; suggestedMax?: number } {
+  const finite = (v: number | null): v is number => v !== null && Number.isFinite(v);
+  const all = [...values, ...ci.flatMap((c) => c ?? [])].filter(finite);
+  if (all.length === 0) return {};
+  return { suggestedMin: Math.min(...all), suggestedMax: Math.max(...all) };
+}
+
 function TaskCharts({ models }: { models: EvaluatedModel[] }) {
   const tasks = taskNames(models);
   return (
@@ -218,6 +232,7 @@ function TaskChart({ task, models }: { task: string; models: EvaluatedModel[] })
         beginAtZero:
           hib !== false || (values.every((v) => v !== null && v >= 0) && m !== 'perplexity'),
         ticks: { maxTicksLimit: 5 },
+        ...axisRangeWithIntervals(values, ci),
       },
       x: { ticks: { autoSkip: false, maxRotation: 30 } },
     },

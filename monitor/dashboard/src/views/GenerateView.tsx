@@ -323,11 +323,16 @@ export function GenerateView(props: {
                   >
                     {side === 1 && <option value="">none</option>}
                     <option value="live">live run (current weights)</option>
-                    {checkpoints.map((c) => (
-                      <option key={c.name} value={c.name}>
-                        checkpoint {c.name}
-                      </option>
-                    ))}
+                    {checkpoints.length > 0 && (
+                      // The group names them, so that a half-width select shows the step.
+                      <optgroup label="checkpoints">
+                        {checkpoints.map((c) => (
+                          <option key={c.name} value={c.name}>
+                            {c.name}
+                          </option>
+                        ))}
+                      </optgroup>
+                    )}
                     <option value="url">shardlm serve URL…</option>
                   </select>
                   {s.targets[side] === 'url' && (
