@@ -295,6 +295,28 @@ describe('reduce: control and run phase', () => {
     expect(latestCommand(s, 'save_checkpoint')?.step).toBe(9);
   });
 
+  it('a pause acknowledged after a step that was not reported moves the counter there', () => {
+    // [monitor] every = 5: steps 5 and 10 reported, the pause took effect after 13.
+    let s = feed(initialState(), step(0, 5), step(0, 10));
+    const ack = (id: string, command: 'pause' | 'set_lr', at: number) => ({
+      v: 1 as const,
+      type: 'ack' as const,
+      ts: 4,
+      seq: seq++,
+      rank: 0,
+      id,
+      command,
+      step: at,
+      ok: true,
+    });
+    s = feed(s, ack('lr', 'set_lr', 12));
+    expect(s.step).toBe(10); // only a pause says where the run stands
+    s = feed(s, ack('p', 'pause', 13));
+    expect([s.phase, s.step]).toEqual(['paused', 13]);
+    s = feed(s, ack('p-old', 'pause', 9));
+    expect(s.step).toBe(13); // never backwards
+  });
+
   it('derives paused/running/stopped/finished', () => {
     let s = feed(initialState(), step(0, 1));
     expect(s.phase).toBe('running');

@@ -450,8 +450,12 @@ function applyAck(s: TrainState, m: Ack): void {
     { phase: m.ok ? 'acked' : 'rejected', step: m.step, message: m.message },
   );
   if (!m.ok) return;
-  if (m.command === 'pause') s.phase = 'paused';
-  else if (m.command === 'resume') s.phase = 'running';
+  if (m.command === 'pause') {
+    s.phase = 'paused';
+    // Paused after that step: the counter shows it even when steps are reported
+    // only every Nth ([monitor] every).
+    if (m.step !== undefined && m.step > s.step) s.step = m.step;
+  } else if (m.command === 'resume') s.phase = 'running';
   else if (m.command === 'stop') s.phase = 'stopped';
 }
 
