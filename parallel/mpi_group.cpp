@@ -498,7 +498,7 @@ WorkPtr MpiGroup::broadcast_async(torch::Tensor user, int root, const Collective
 }
 
 WorkPtr MpiGroup::barrier_async(const CollectiveOptions& opts) {
-  return enqueue(Collective::kBarrier, "barrier", 0, opts, [this] {
+  return enqueue(Collective::kBarrier, "barrier()", 0, opts, [this] {
     if (size_ > 1) SHARDLM_MPI_CHECK(MPI_Barrier(comm_));
   });
 }

@@ -380,7 +380,7 @@ WorkPtr NcclGroup::barrier_async(const CollectiveOptions& opts) {
                                    .dtype(torch::kFloat)
                                    .device(torch::kCUDA, static_cast<c10::DeviceIndex>(index_)));
   return SHARDLM_NCCL_ISSUE(
-      Collective::kBarrier, std::string("barrier"), 0, opts, {one},
+      Collective::kBarrier, std::string("barrier()"), 0, opts, {one},
       SHARDLM_NCCL_CHECK(
           ncclAllReduce(one.data_ptr(), one.data_ptr(), 1, ncclFloat32, ncclSum, im.comm, stream)));
 }

@@ -22,6 +22,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "parallel/groups.h"
+#include "parallel/mpi_group.h"
 #include "runtime/auto_batch.h"
 #include "runtime/signals.h"
 
@@ -96,9 +97,13 @@ Trainer::Impl::Impl(const core::RunConfig& cfg, const core::Env& e, const core::
   controls = std::make_unique<Controls>(targets, env, s.train.grad_clip, std::move(tokenizer));
 
   // Checkpoints talk between ranks from a thread of their own (async saves):
-  // a channel of their own, beside the training group's.
-  checkpointer = std::make_unique<ckpt::Checkpointer>(s.ckpt, s.train.run_dir,
-                                                      core::MpiComm::duplicate(comm.native()));
+  // a channel of their own, beside the training group's, watched as it is (a
+  // rank that stalls during a save ends the job within collective_timeout_s).
+  parallel::ProcessGroupOptions ckpt_channel = s.shard.group_options();
+  ckpt_channel.name = "checkpoints";
+  checkpointer = std::make_unique<ckpt::Checkpointer>(
+      s.ckpt, s.train.run_dir,
+      std::make_shared<parallel::MpiGroup>(comm.native(), ckpt_channel, torch::kCPU));
   if (!s.ckpt.resume.empty()) {
     // Rank 0 chooses (verifying files), every rank loads the same checkpoint.
     std::string chosen;
