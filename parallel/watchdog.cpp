@@ -17,7 +17,11 @@ constexpr int kTagQuery = 7101;   // int64[2]: nonce, seq
 constexpr int kTagReply = 7102;   // int64[4]: nonce, called, started, completed
 constexpr int kTagNotice = 7103;  // char[]: the report text
 constexpr int kTagAck = 7104;     // int64[1]: 1
-constexpr auto kPoll = std::chrono::milliseconds(2);
+constexpr auto kPoll = std::chrono::milliseconds(2);  // while investigating or aborting
+// The listener's idle poll: each pass probes MPI twice (driving MPI's progress
+// engine), and every group of every rank has a listener; at 2 ms they cost a
+// training run of small steps a fifth of its CPU. A deadline is seconds long.
+constexpr auto kListenPoll = std::chrono::milliseconds(20);
 // After printing a notice, a rank waits this long for the reporter's MPI_Abort
 // before aborting by itself (the reporter may have died).
 constexpr auto kNoticeDeadline = std::chrono::seconds(10);
@@ -93,7 +97,7 @@ void Watchdog::listen() {
       std::fflush(stderr);
       core::MpiSession::abort(kWatchdogExitCode);
     }
-    std::this_thread::sleep_for(kPoll);
+    std::this_thread::sleep_for(kListenPoll);
   }
 }
 
