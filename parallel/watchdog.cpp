@@ -13,10 +13,10 @@
 namespace shardlm::parallel {
 
 namespace {
-constexpr int kTagQuery = 7101;   // int64[2]: nonce, seq
-constexpr int kTagReply = 7102;   // int64[4]: nonce, called, started, completed
-constexpr int kTagNotice = 7103;  // char[]: the report text
-constexpr int kTagAck = 7104;     // int64[1]: 1
+constexpr int kTagQuery = 7101;                       // int64[2]: nonce, seq
+constexpr int kTagReply = 7102;                       // int64[4]: nonce, called, started, completed
+constexpr int kTagNotice = 7103;                      // char[]: the report text
+constexpr int kTagAck = 7104;                         // int64[1]: 1
 constexpr auto kPoll = std::chrono::milliseconds(2);  // while investigating or aborting
 // The listener's idle poll: each pass probes MPI twice (driving MPI's progress
 // engine), and every group of every rank has a listener; at 2 ms they cost a
