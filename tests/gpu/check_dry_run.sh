@@ -22,7 +22,10 @@ rc=$?
 R=$OUT/results.md
 [ -s "$R" ] || fail "no results table"
 [ -s "$OUT/logs.tar.gz" ] || fail "no logs.tar.gz"
-tar tzf "$OUT/logs.tar.gz" | grep -q 'logs/runs/cpu/metrics/rank-0.jsonl' || fail "run metrics not in logs.tar.gz"
+# (The listing is read whole first: `tar | grep -q` under pipefail failed when
+# grep's early exit sent tar SIGPIPE.)
+listing=$(tar tzf "$OUT/logs.tar.gz") || fail "logs.tar.gz does not list"
+grep -q 'logs/runs/cpu/metrics/rank-0.jsonl' <<<"$listing" || fail "run metrics not in logs.tar.gz"
 for check in "carried packages" "build dependencies present" "carried libraries resolve" \
              "configure, CUDA options" "train demo on cpu, fp32, losses vs CPU" \
              "checkpoint at 2, resume on cpu: losses bitwise" "train demo on cpu, bf16: loss falls" \
