@@ -13,6 +13,58 @@ function(shardlm_use_torch_pch target)
   target_precompile_headers(${target} REUSE_FROM shardlm_torch_pch)
 endfunction()
 
+# ---- unity builds ------------------------------------------------------------------
+# A cold build spends most of its time in what every LibTorch translation unit
+# repeats: loading the precompiled header and compiling the same inline LibTorch
+# functions at -O2. shardlm_unity(<target>) compiles a target's sources in
+# batches of SHARDLM_UNITY_BATCH files, one translation unit each; sources that
+# skip the precompiled header are batched apart from those that use it. Turn it
+# off (-DSHARDLM_UNITY=OFF) for an edit-compile loop on one file, where a batch
+# would recompile its neighbours too. Measured in bench/RESULTS.md.
+option(SHARDLM_UNITY "Compile the library targets in batches of sources (unity build)" ON)
+set(SHARDLM_UNITY_BATCH 8 CACHE STRING "Sources per unity translation unit")
+function(shardlm_unity target)
+  if(NOT SHARDLM_UNITY)
+    return()
+  endif()
+  get_target_property(sources ${target} SOURCES)
+  set(plain "")
+  set(pch "")
+  foreach(src IN LISTS sources)
+    if(NOT src MATCHES "\\.(cpp|cc|cxx)$")
+      continue()
+    endif()
+    get_source_file_property(skip ${src} SKIP_PRECOMPILE_HEADERS)
+    get_source_file_property(alone ${src} SKIP_UNITY_BUILD_INCLUSION)
+    if(alone)
+      continue()
+    elseif(skip)
+      list(APPEND plain ${src})
+    else()
+      list(APPEND pch ${src})
+    endif()
+  endforeach()
+  foreach(kind plain pch)
+    set(i 0)
+    foreach(src IN LISTS ${kind})
+      math(EXPR batch "${i} / ${SHARDLM_UNITY_BATCH}")
+      set_source_files_properties(${src} PROPERTIES UNITY_GROUP "${kind}_${batch}")
+      math(EXPR i "${i} + 1")
+    endforeach()
+  endforeach()
+  # CMake gives a unity file the target's precompiled header whatever its
+  # sources say; a property set beforehand on the file it will generate is kept.
+  set(i 0)
+  foreach(src IN LISTS plain)
+    math(EXPR batch "${i} / ${SHARDLM_UNITY_BATCH}")
+    set_source_files_properties(
+      ${CMAKE_CURRENT_BINARY_DIR}/CMakeFiles/${target}.dir/Unity/unity_plain_${batch}_cxx.cxx
+      PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
+    math(EXPR i "${i} + 1")
+  endforeach()
+  set_target_properties(${target} PROPERTIES UNITY_BUILD ON UNITY_BUILD_MODE GROUP)
+endfunction()
+
 # ---- tests ----------------------------------------------------------------------
 # shardlm_add_test(<name> EXE <gtest target> [FILTER <gtest filter>]
 #                  [MPI_SIZE n] [LABELS l1 l2 ...] [TIMEOUT s] [ARGS ...])

@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 namespace shardlm::data {
 
 namespace {
-constexpr const char* kFormat = "shardlm-dataset";
+constexpr const char* kManifestFormat = "shardlm-dataset";
 }
 
 std::string Manifest::path() const {
@@ -27,7 +27,7 @@ bool Manifest::exists(const std::string& dir) {
 
 nlohmann::json Manifest::to_json() const {
   nlohmann::json j;
-  j["format"] = kFormat;
+  j["format"] = kManifestFormat;
   j["version"] = kVersion;
   j["tokenizer"] = {{"hash", tokenizer_hash}, {"vocab_size", vocab_size}};
   j["tokenizer"]["eos_id"] = eos_id ? nlohmann::json(*eos_id) : nlohmann::json(nullptr);
@@ -62,8 +62,8 @@ Manifest Manifest::load(const std::string& dir) {
     SHARDLM_FAIL(core::DataError, "{}: malformed JSON ({})", path, e.what());
   }
   try {
-    SHARDLM_CHECK(j.value("format", "") == kFormat, core::DataError, "{}: \"format\" is not \"{}\"",
-                  path, kFormat);
+    SHARDLM_CHECK(j.value("format", "") == kManifestFormat, core::DataError,
+                  "{}: \"format\" is not \"{}\"", path, kManifestFormat);
     int version = j.at("version").get<int>();
     SHARDLM_CHECK(version == kVersion, core::DataError,
                   "{}: version {} (this build reads version {}); prepare the data again", path,

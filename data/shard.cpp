@@ -15,8 +15,8 @@ namespace shardlm::data {
 
 namespace {
 
-constexpr int kFormatVersion = 1;
-constexpr const char* kFormat = "shardlm-tokens";
+constexpr int kShardFormatVersion = 1;
+constexpr const char* kShardFormat = "shardlm-tokens";
 
 // Closes an HDF5 handle when it leaves scope.
 class H5Id {
@@ -210,8 +210,8 @@ ShardInfo ShardWriter::close(const std::string& relative_name) {
   if (opts_.with_hashes)
     write_small_dataset(file_, "doc_hash", H5T_STD_U64LE, H5T_NATIVE_UINT64, hashes_.data(), docs(),
                         2);
-  write_attr_string(file_, "format", kFormat);
-  write_attr_u64(file_, "version", kFormatVersion);
+  write_attr_string(file_, "format", kShardFormat);
+  write_attr_u64(file_, "version", kShardFormatVersion);
   write_attr_u64(file_, "vocab_size", opts_.vocab_size);
   write_attr_string(file_, "tokenizer_hash", opts_.tokenizer_hash);
   write_attr_string(file_, "split", opts_.split);
@@ -238,12 +238,12 @@ ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
                 "shard {}: not a readable HDF5 file ({}); truncated or corrupted?", path_,
                 core::h5_error_string());
   try {
-    SHARDLM_CHECK(read_attr_string(file_, "format") == kFormat, core::DataError,
-                  "shard {}: attribute 'format' is not '{}'", path_, kFormat);
+    SHARDLM_CHECK(read_attr_string(file_, "format") == kShardFormat, core::DataError,
+                  "shard {}: attribute 'format' is not '{}'", path_, kShardFormat);
     auto version = read_attr_u64(file_, "version");
-    SHARDLM_CHECK(version == kFormatVersion, core::DataError,
+    SHARDLM_CHECK(version == kShardFormatVersion, core::DataError,
                   "shard {}: format version {} (this build reads {})", path_, version,
-                  kFormatVersion);
+                  kShardFormatVersion);
     vocab_size_ = read_attr_u64(file_, "vocab_size");
     tokenizer_hash_ = read_attr_string(file_, "tokenizer_hash");
     split_ = read_attr_string(file_, "split");

@@ -29,7 +29,7 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr int kFormatVersion = 1;
+constexpr int kTokenizerFormatVersion = 1;
 constexpr char kFormatName[] = "shardlm-tokenizer";
 
 // ---- files ----------------------------------------------------------------------------------
@@ -326,9 +326,9 @@ std::shared_ptr<TokenizerModel> model_from_hf(const json& j, const std::string& 
 std::shared_ptr<TokenizerModel> model_from_own(const json& j, const std::string& path) {
   auto m = std::make_shared<TokenizerModel>();
   const int version = field(j, "version", path, "").get<int>();
-  SHARDLM_CHECK(version >= 1 && version <= kFormatVersion, DataError,
+  SHARDLM_CHECK(version >= 1 && version <= kTokenizerFormatVersion, DataError,
                 "{}: format version {} is not one this shardlm reads (1..{})", path, version,
-                kFormatVersion);
+                kTokenizerFormatVersion);
   const std::string kind = field(j, "kind", path, "").get<std::string>();
   SHARDLM_CHECK(kind == "merges" || kind == "ranks", DataError,
                 "{}: kind '{}', expected 'merges' or 'ranks'", path, kind);
@@ -521,7 +521,8 @@ Tokenizer Tokenizer::load_any(const std::string& path) {
 std::string Tokenizer::to_json() const {
   const TokenizerModel& m = *model_;
   std::string s = "{\n";
-  s += fmt::format("  \"format\": \"{}\",\n  \"version\": {},\n", kFormatName, kFormatVersion);
+  s += fmt::format("  \"format\": \"{}\",\n  \"version\": {},\n", kFormatName,
+                   kTokenizerFormatVersion);
   s += fmt::format("  \"kind\": \"{}\",\n  \"whole_piece_lookup\": {},\n", kind(),
                    m.whole_piece_lookup ? "true" : "false");
   s += fmt::format("  \"pattern_name\": \"{}\",\n  \"pattern\": {},\n", pattern_name(),

@@ -5,8 +5,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "core/env.h"
 
@@ -27,6 +29,12 @@ class Context {
   std::unique_ptr<core::MpiSession> mpi_;
   std::unique_ptr<core::Env> env_;
 };
+
+// Writes text to stdout at once (a subcommand's output, also when piped).
+inline void write_out(const std::string& s) {
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fflush(stdout);
+}
 
 // A subcommand's body; returns the process exit code.
 using Command = std::function<int()>;

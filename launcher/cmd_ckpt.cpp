@@ -80,7 +80,7 @@ void add_verify(CLI::App& parent, Command& run) {
   });
 }
 
-void add_prune(CLI::App& parent, Command& run) {
+void add_ckpt_prune(CLI::App& parent, Command& run) {
   auto* cmd = parent.add_subcommand("prune", "Apply retention rules to a run's checkpoints");
   auto dir = std::make_shared<std::string>();
   auto cfg = std::make_shared<ckpt::CheckpointConfig>();
@@ -108,7 +108,7 @@ void register_ckpt(CLI::App& app, Context&, Command& run) {
   add_list(*cmd, run);
   add_inspect(*cmd, run);
   add_verify(*cmd, run);
-  add_prune(*cmd, run);
+  add_ckpt_prune(*cmd, run);
 }
 
 void register_export(CLI::App& app, Context&, Command& run) {

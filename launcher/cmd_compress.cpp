@@ -105,7 +105,7 @@ void add_quantize(CLI::App& parent, Command& run) {
 
 // ---- prune -------------------------------------------------------------------------------------
 
-void add_prune(CLI::App& parent, Command& run) {
+void add_model_prune(CLI::App& parent, Command& run) {
   auto* cmd = parent.add_subcommand("prune", "Magnitude, MLP-neuron or attention-head pruning");
   struct Args {
     std::string model, out;
@@ -224,7 +224,7 @@ void register_compress(CLI::App& app, Context&, Command& run) {
   auto* cmd = app.add_subcommand("compress", "Quantise, prune or distill a model");
   cmd->require_subcommand(1);
   add_quantize(*cmd, run);
-  add_prune(*cmd, run);
+  add_model_prune(*cmd, run);
   add_distill(*cmd, run);
 }
 

@@ -39,11 +39,6 @@ void progress(const std::string& s) {
   std::fprintf(stderr, "[shardlm eval] %s\n", s.c_str());
 }
 
-void write_out(const std::string& s) {
-  std::fwrite(s.data(), 1, s.size(), stdout);
-  std::fflush(stdout);
-}
-
 void write_file(const std::string& path, const std::string& text) {
   core::write_file_atomic<core::DataError>(path, text);
 }

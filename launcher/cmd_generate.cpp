@@ -73,11 +73,6 @@ load::ModelBundle load_for(const GenerateArgs& a) {
   return load::load_model(a.model, lo);
 }
 
-void write_out(const std::string& s) {
-  std::fwrite(s.data(), 1, s.size(), stdout);
-  std::fflush(stdout);
-}
-
 // The printable text of a sequence: a stop string and what follows are cut off.
 std::string text_of(const model::DecodeFn& decode, const std::vector<std::string>& stops,
                     const std::vector<int64_t>& ids) {

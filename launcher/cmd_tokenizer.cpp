@@ -21,11 +21,6 @@ std::string read_input(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-void write_out(const std::string& s) {
-  std::fwrite(s.data(), 1, s.size(), stdout);
-  std::fflush(stdout);
-}
-
 // Ids separated by spaces, commas, newlines or brackets ("[1, 2, 3]" or "1 2 3").
 std::vector<uint32_t> parse_ids(const std::string& text) {
   std::vector<uint32_t> ids;

@@ -26,7 +26,7 @@ using torch::Tensor;
 namespace fs = std::filesystem;
 
 namespace {
-constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+constexpr double kMaskedLogit = -std::numeric_limits<double>::infinity();
 
 Tensor as_index(const std::vector<int64_t>& v, torch::Device device) {
   return torch::tensor(v, torch::kLong).to(device);
@@ -213,7 +213,7 @@ Tensor warp_logits(const Tensor& logits, const GenerationConfig& cfg) {
   const int64_t V = x.size(-1);
   if (cfg.top_k > 0 && cfg.top_k < V) {
     Tensor kth = std::get<0>(x.topk(cfg.top_k, -1)).narrow(-1, cfg.top_k - 1, 1);  // (R, 1)
-    x.masked_fill_(x < kth, kNegInf);
+    x.masked_fill_(x < kth, kMaskedLogit);
   }
   if (cfg.top_p < 1.0) {
     // Keep the most probable tokens until their mass reaches top_p: a token stays
@@ -221,11 +221,11 @@ Tensor warp_logits(const Tensor& logits, const GenerationConfig& cfg) {
     auto [sorted, order] = x.sort(-1, /*descending=*/true);
     Tensor probs = sorted.softmax(-1);
     Tensor drop_sorted = (probs.cumsum(-1) - probs) >= cfg.top_p;
-    x.masked_fill_(torch::zeros_like(drop_sorted).scatter_(-1, order, drop_sorted), kNegInf);
+    x.masked_fill_(torch::zeros_like(drop_sorted).scatter_(-1, order, drop_sorted), kMaskedLogit);
   }
   if (cfg.min_p > 0.0) {
     Tensor probs = x.softmax(-1);
-    x.masked_fill_(probs < std::get<0>(probs.max(-1, true)) * cfg.min_p, kNegInf);
+    x.masked_fill_(probs < std::get<0>(probs.max(-1, true)) * cfg.min_p, kMaskedLogit);
   }
   return x;
 }
@@ -417,7 +417,7 @@ GenerationOutput Generator::run_beam(const std::vector<std::vector<int64_t>>& pr
   std::vector<Finished> finished(P);
   std::vector<int64_t> active(P);  // prompt of each group of K batch rows
   for (int64_t p = 0; p < P; ++p) active[p] = p;
-  std::vector<double> scores(P * K, kNegInf);
+  std::vector<double> scores(P * K, kMaskedLogit);
   for (int64_t p = 0; p < P; ++p) scores[p * K] = 0;
   GenerationOutput out;
 
@@ -472,7 +472,7 @@ GenerationOutput Generator::run_beam(const std::vector<std::vector<int64_t>>& pr
         select_rows.push_back(a * K);
         next_tokens.push_back(cfg_.pad_id);
         Hypothesis dead;
-        dead.sum = kNegInf;
+        dead.sum = kMaskedLogit;
         next.push_back(std::move(dead));
       }
 

@@ -33,7 +33,7 @@ int64_t steady_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
 }
-std::chrono::milliseconds ms(double s) {
+std::chrono::milliseconds millis(double s) {
   return std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
 }
 constexpr size_t kMaxUrgent = 1024;  // acks and inspect results waiting
@@ -140,7 +140,7 @@ struct WebSocketSink::Impl {
         [this, c](error_code ec, tcp::resolver::results_type results) {
           if (ec) return fail(c, ec);
           auto& sock = beast::get_lowest_layer(c->ws);
-          sock.expires_after(ms(opt.connect_timeout_s));
+          sock.expires_after(millis(opt.connect_timeout_s));
           sock.async_connect(results, [this, c](error_code ec2, const tcp::endpoint&) {
             if (ec2) return fail(c, ec2);
             error_code nd;
@@ -153,10 +153,10 @@ struct WebSocketSink::Impl {
   void handshake(const std::shared_ptr<Conn>& c) {
     beast::get_lowest_layer(c->ws).expires_never();
     auto t = websocket::stream_base::timeout::suggested(beast::role_type::client);
-    t.handshake_timeout = ms(opt.connect_timeout_s);
+    t.handshake_timeout = millis(opt.connect_timeout_s);
     // An aggregator whose host vanished (no FIN, no RST) is noticed: Beast pings
     // after half of this without incoming data and closes after all of it.
-    t.idle_timeout = ms(std::max(10.0, 5 * opt.heartbeat_s));
+    t.idle_timeout = millis(std::max(10.0, 5 * opt.heartbeat_s));
     t.keep_alive_pings = true;
     c->ws.set_option(t);
     c->ws.read_message_max(opt.max_message_bytes);
@@ -176,7 +176,7 @@ struct WebSocketSink::Impl {
             if (e) return fail(c, e);
             await_welcome(c);
           });
-          c->welcome_timer.expires_after(ms(opt.welcome_timeout_s));
+          c->welcome_timer.expires_after(millis(opt.welcome_timeout_s));
           c->welcome_timer.async_wait([this, c](error_code e) {
             if (e || c != conn) return;     // cancelled: welcome (or a failure) came first
             if (warned_silent++ % 20 == 0)  // once, then every 20th retry
@@ -362,14 +362,14 @@ struct WebSocketSink::Impl {
         std::min(opt.reconnect_max_s, opt.reconnect_min_s * double(1u << std::min(attempts, 20)));
     delay *= std::uniform_real_distribution<double>(0.5, 1.0)(rng);
     ++attempts;
-    retry.expires_after(ms(delay));
+    retry.expires_after(millis(delay));
     retry.async_wait([this](error_code e) {
       if (!e && !stopped) connect();
     });
   }
 
   void beat() {
-    heartbeat.expires_after(ms(opt.heartbeat_s));
+    heartbeat.expires_after(millis(opt.heartbeat_s));
     heartbeat.async_wait([this](error_code ec) {
       if (ec || stopped) return;
       bool kick = false;
@@ -449,7 +449,7 @@ void WebSocketSink::close(double timeout_s) {
   net::post(p->ioc, [p] { p->begin_close(); });
   {
     std::unique_lock<std::mutex> lk(p->mu);
-    p->cv.wait_for(lk, ms(timeout_s), [p] { return p->closed_done; });
+    p->cv.wait_for(lk, millis(timeout_s), [p] { return p->closed_done; });
     p->closed_done = true;  // later publish() calls are counted as dropped
   }
   net::post(p->ioc, [p] { p->shutdown_now(); });
@@ -482,7 +482,7 @@ void WebSocketSink::publish(std::string_view type, std::string line) {
 
 void WebSocketSink::flush(double timeout_s) {
   std::unique_lock<std::mutex> lk(impl_->mu);
-  impl_->cv.wait_for(lk, ms(timeout_s), [this] {
+  impl_->cv.wait_for(lk, millis(timeout_s), [this] {
     auto* p = impl_.get();
     return !p->connected || (p->queue.empty() && p->urgent.empty() && !p->write_pending);
   });
@@ -525,7 +525,7 @@ void WebSocketSink::inspect_result(const ControlCommand& request, bool ok,
 
 bool WebSocketSink::wait_connected(double timeout_s) const {
   std::unique_lock<std::mutex> lk(impl_->mu);
-  return impl_->cv.wait_for(lk, ms(timeout_s), [this] { return impl_->connected; });
+  return impl_->cv.wait_for(lk, millis(timeout_s), [this] { return impl_->connected; });
 }
 
 }  // namespace shardlm::monitor

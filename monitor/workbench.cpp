@@ -38,7 +38,7 @@ using error_code = boost::system::error_code;
 
 namespace {
 
-std::string self_exe() {
+std::string own_exe() {
   std::error_code ec;
   auto p = fs::read_symlink("/proc/self/exe", ec);
   return ec ? std::string("shardlm") : p.string();
@@ -49,7 +49,7 @@ bool is_url(const std::string& t) {
 }
 
 // "step-000650" and "step-650" name the same checkpoint: its step, for the leaderboard's marks.
-std::optional<int64_t> step_of(const std::string& name) {
+std::optional<int64_t> checkpoint_step(const std::string& name) {
   const auto base = fs::path(name).filename().string();
   if (base.rfind("step-", 0) != 0 || base.size() == 5) return std::nullopt;
   int64_t v = 0;
@@ -288,7 +288,7 @@ std::string run_tokenizer(const json& run_info) {
 
 std::vector<std::string> Workbench::worker_argv(const std::string& target, const json& args,
                                                 const json& run_info) const {
-  std::vector<std::string> argv = {impl_->cfg.shardlm.empty() ? self_exe() : impl_->cfg.shardlm,
+  std::vector<std::string> argv = {impl_->cfg.shardlm.empty() ? own_exe() : impl_->cfg.shardlm,
                                    "generate", "--events", "--request",
                                    args.dump(-1, ' ', false, json::error_handler_t::replace)};
   if (is_url(target)) {
@@ -300,7 +300,7 @@ std::vector<std::string> Workbench::worker_argv(const std::string& target, const
     dir = find_checkpoint(impl_->cfg.run_dir, target);
   } catch (const core::Error& e) {
     // "step-20" names step-000020 too (the trainer zero-pads).
-    const auto want = step_of(target);
+    const auto want = checkpoint_step(target);
     for (const auto& item : list_checkpoints(impl_->cfg.run_dir))
       if (want && item["step"].is_number_integer() && item["step"].get<int64_t>() == *want)
         dir = item["path"].get<std::string>();
@@ -483,8 +483,9 @@ void Workbench::rate_create(uint64_t session, const json& msg, const json& run_i
       for (size_t p = 0; p < prompts.size(); ++p) {
         int64_t ids[2];
         for (int s = 0; s < 2; ++s)
-          ids[s] = db.add_sample({sources[s], step_of(sources[s]), prompts[p], job->texts[s][p],
-                                  job->opts[s].is_object() ? job->opts[s] : options});
+          ids[s] =
+              db.add_sample({sources[s], checkpoint_step(sources[s]), prompts[p], job->texts[s][p],
+                             job->opts[s].is_object() ? job->opts[s] : options});
         db.add_pair(batch, ids[0], ids[1]);
         ++made;
       }
