@@ -4,6 +4,7 @@
 #   ./shardlm.sh build [--debug|--asan] [--target T]...
 #   ./shardlm.sh test [--quick|--asan] [-L label] [-R regex]   setup + build + every test tier
 #   ./shardlm.sh fuzz [TARGET|all] [SECONDS]   libFuzzer targets (fuzz/README.md), SECONDS each
+#                                  (SHARDLM_FUZZ_JOBS=N: N targets at once)
 #   ./shardlm.sh demo             setup + build + prepare + train on 2 ranks + generate
 #   ./shardlm.sh docs             the API reference (doxygen) into build/docs/html
 #   ./shardlm.sh format [--check] clang-format (and the dashboard's prettier/eslint)
@@ -274,7 +275,18 @@ cmd_fuzz() {
   fuzz_seeds
   local targets=("$which")
   [ "$which" = all ] && read -r -a targets <<<"$(fuzz_targets)"
-  for t in "${targets[@]}"; do fuzz_run "$t" "$secs" "$@" || failed=1; done
+  # SHARDLM_FUZZ_JOBS=N fuzzes N targets at once (one core each)
+  local jobs=${SHARDLM_FUZZ_JOBS:-1} pids=()
+  for t in "${targets[@]}"; do
+    if [ "$jobs" -le 1 ]; then
+      fuzz_run "$t" "$secs" "$@" || failed=1
+      continue
+    fi
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 1; done
+    fuzz_run "$t" "$secs" "$@" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || failed=1; done
   return $failed
 }
 

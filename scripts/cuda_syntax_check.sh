@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compiles the code that only a CUDA build sees (#ifdef SHARDLM_WITH_CUDA) on
 # this CPU machine, as far as a syntax check goes: every source that mentions
-# SHARDLM_WITH_CUDA, with its own flags from <build>/compile_commands.json
+# SHARDLM_WITH_CUDA, with its own flags from <build>/compile_commands.json (a
+# unity batch's flags for a source compiled in one)
 # plus -DSHARDLM_WITH_CUDA -DSHARDLM_WITH_NCCL, CUDA's headers and LibTorch's
 # c10/cuda headers (Debian ships them; its one generated header,
 # cuda_cmake_macros.h, is stood in for). A compile error here would break the
@@ -24,6 +25,22 @@ python3 - "$BUILD/compile_commands.json" "$ROOT" "$STUB" "$CUDA_INC" "${files[@]
 import json, shlex, subprocess, sys, os
 db, root, stub, cuda_inc, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 entries = {os.path.realpath(e["file"]): e for e in json.load(open(db))}
+# Unity builds (SHARDLM_UNITY) compile a batch file that #includes the sources:
+# a source there is checked alone, with its batch's flags.
+# The batches that hold one of them are checked too: a name that CUDA code
+# defines twice in one library only clashes there.
+wanted = {os.path.realpath(os.path.join(root, f)) for f in files}
+batches = []
+for path, e in list(entries.items()):
+    if "/Unity/" in path:
+        held = []
+        for line in open(path):
+            if line.startswith("#include \""):
+                held.append(line.split('"')[1])
+                entries.setdefault(os.path.realpath(held[-1]), dict(e, file=held[-1]))
+        if wanted & {os.path.realpath(h) for h in held}:
+            batches.append(path)
+files = files + batches
 bad = 0
 for f in files:
     e = entries.get(os.path.realpath(os.path.join(root, f)))
