@@ -69,7 +69,9 @@ void load_model_pieces(const ckpt::CheckpointReader& reader, parallel::ShardedMo
     SHARDLM_CHECK(reader.unit_numel(name) == flat.numel(), CheckpointError,
                   "{}: unit '{}' has {} elements there, {} here", dir, name,
                   reader.unit_numel(name), flat.numel());
-    auto [lo, hi] = sm.unit_range(i);
+    // (no structured binding: clang 14 cannot capture one in the lambda below)
+    const auto range = sm.unit_range(i);
+    const int64_t lo = range.first, hi = range.second;
     int64_t end = std::min(hi, flat.numel());
     auto read = [&](const char* what) {
       auto t = torch::zeros({hi - lo}, torch::kFloat);  // padding stays zero
