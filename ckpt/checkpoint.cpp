@@ -499,7 +499,11 @@ std::map<std::string, torch::Tensor> CheckpointReader::rank_tensors(int rank) co
   hid_t& h = files_->handles.at(rank);
   if (h < 0) h = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   SHARDLM_CHECK(h >= 0, CheckpointError, "{}: cannot open", path);
-  return read_group(h, "rank");
+  try {
+    return read_group(h, "rank");
+  } catch (const core::Error& e) {
+    SHARDLM_FAIL(CheckpointError, "{}: cannot read the rank's state: {}", path, e.message());
+  }
 }
 
 std::map<std::string, torch::Tensor> CheckpointReader::unit_raw(int rank,
@@ -509,7 +513,11 @@ std::map<std::string, torch::Tensor> CheckpointReader::unit_raw(int rank,
   hid_t& h = files_->handles.at(rank);
   if (h < 0) h = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   SHARDLM_CHECK(h >= 0, CheckpointError, "{}: cannot open", path);
-  return read_group(h, "units/" + unit + "/raw");
+  try {
+    return read_group(h, "units/" + unit + "/raw");
+  } catch (const core::Error& e) {
+    SHARDLM_FAIL(CheckpointError, "{}: cannot read {}/raw: {}", path, unit, e.message());
+  }
 }
 
 std::map<std::string, torch::Tensor> read_parameters(const CheckpointReader& reader) {
