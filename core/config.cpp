@@ -22,6 +22,29 @@ struct ConfigState {
 
 namespace {
 
+// Whether `s` is well-formed UTF-8 (no overlongs, surrogates or code points
+// above U+10FFFF). TOML files are checked by toml++; overrides come from the
+// command line and are checked here.
+bool valid_utf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    int n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xE ? 2 : (c >> 3) == 0x1E ? 3 : -1;
+    if (n < 0 || (n == 1 && c < 0xC2) || (n > 0 && i + n >= s.size())) return false;
+    uint32_t cp = n == 0 ? c : c & (0x3F >> n);
+    for (int k = 1; k <= n; ++k) {
+      const auto d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+      return false;
+    i += n + 1;
+  }
+  return true;
+}
+
 std::vector<std::string> split_path(const std::string& path) {
   std::vector<std::string> parts;
   std::string cur;
@@ -256,6 +279,8 @@ RunConfig RunConfig::load(const std::string& path, const std::vector<std::string
 }
 
 void RunConfig::apply_override(const std::string& assignment) {
+  if (!valid_utf8(assignment))  // not echoed: the bytes would make the message invalid too
+    throw ConfigError("an override (--section.key=value) is not valid UTF-8");
   std::string a = assignment;
   while (!a.empty() && a[0] == '-') a.erase(0, 1);
   auto eq = a.find('=');

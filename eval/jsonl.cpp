@@ -73,7 +73,7 @@ std::vector<JsonLine> read_jsonl(const std::string& path, bool tolerate_torn_tai
     l.line = line;
     try {
       l.value = nlohmann::json::parse(s);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // a syntax error or a number out of range
       if (tolerate_torn_tail && !has_newline) break;
       SHARDLM_FAIL(core::DataError, "{}:{}: not valid JSON ({})", path, line, e.what());
     }

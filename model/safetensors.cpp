@@ -277,7 +277,8 @@ nlohmann::json export_config(const ModelConfig& cfg) {
           {"shardlm_config", cfg.to_json()}};
 }
 
-ModelConfig import_config(const nlohmann::json& j, const std::string& source) {
+namespace {
+ModelConfig import_config_checked(const nlohmann::json& j, const std::string& source) {
   SHARDLM_CHECK(j.is_object(), CheckpointError, "{}: expected a JSON object", source);
   if (j.contains("shardlm_config")) {
     ModelConfig c = ModelConfig::from_json(j.at("shardlm_config"));
@@ -321,6 +322,15 @@ ModelConfig import_config(const nlohmann::json& j, const std::string& source) {
   c.scale_embeddings = false;
   c.validate();
   return c;
+}
+}  // namespace
+
+ModelConfig import_config(const nlohmann::json& j, const std::string& source) {
+  try {
+    return import_config_checked(j, source);
+  } catch (const nlohmann::json::exception& e) {  // a field of the wrong type, anywhere
+    SHARDLM_FAIL(CheckpointError, "{}: malformed config: {}", source, e.what());
+  }
 }
 
 void save_safetensors(const GPT& model, const ModelConfig& cfg, const std::string& dir) {
