@@ -123,6 +123,9 @@ void TokenizerModel::finalize(const std::string& where) {
     SHARDLM_CHECK(!has(s.id) || token_kind[s.id] == TokenKind::kSpecial, DataError,
                   "{}: special token '{}' has id {}, which an ordinary token already has", where,
                   s.content, s.id);
+    SHARDLM_CHECK(!has(s.id) || tokens[s.id] == s.content, DataError,
+                  "{}: special tokens '{}' and '{}' both have id {}", where, tokens[s.id],
+                  s.content, s.id);
     add_token(s.id, s.content, TokenKind::kSpecial);
   }
   // Ordinary tokens: unique bytes, and one for every single byte.
