@@ -397,6 +397,53 @@ void Checkpointer::write_and_commit(const Snapshot& snap) {
 
 // ---- CheckpointReader -----------------------------------------------------------------
 
+namespace {
+bool is_int(const nlohmann::json& j, const char* key) {
+  return j.is_object() && j.contains(key) && j[key].is_number_integer();
+}
+
+// Every field the reader uses, with its type, so that a damaged manifest is a
+// CheckpointError naming it here rather than a JSON exception later.
+void check_manifest(const nlohmann::json& m, const std::string& where) {
+  const auto need = [&where](bool ok, const std::string& what) {
+    SHARDLM_CHECK(ok, CheckpointError, "{}: {}", where, what);
+  };
+  need(is_int(m, "step"), "\"step\" must be an integer");
+  need(is_int(m, "world_size") && m["world_size"].get<int64_t>() >= 1 &&
+           m["world_size"].get<int64_t>() <= (1 << 20),
+       "\"world_size\" must be a positive integer");
+  need(m.contains("files") && m["files"].is_array(), "\"files\" must be an array");
+  need(m.contains("units") && m["units"].is_object(), "\"units\" must be an object");
+  for (const auto& item : m["units"].items()) {
+    const auto& u = item.value();
+    need(is_int(u, "numel") && u.contains("layout") && u["layout"].is_array(),
+         fmt::format("unit '{}' needs an integer \"numel\" and a \"layout\" array", item.key()));
+    for (const auto& e : u["layout"]) {
+      bool ok = e.is_object() && e.contains("name") && e["name"].is_string() &&
+                is_int(e, "offset") && e.contains("shape") && e["shape"].is_array();
+      if (ok)
+        for (const auto& d : e["shape"]) ok = ok && d.is_number_integer();
+      need(ok, fmt::format("unit '{}': a layout entry needs \"name\", \"offset\" and an "
+                           "integer \"shape\"",
+                           item.key()));
+    }
+  }
+  for (const auto& f : m["files"]) {
+    need(f.is_object() && f.contains("file") && f["file"].is_string() && is_int(f, "bytes") &&
+             f.contains("checksum") && f["checksum"].is_string() && f.contains("units") &&
+             f["units"].is_object(),
+         "each of \"files\" needs \"file\", \"bytes\", \"checksum\" and \"units\"");
+    for (const auto& item : m["units"].items()) {
+      const auto it = f["units"].find(item.key());
+      need(it != f["units"].end() && is_int(*it, "begin") && is_int(*it, "end") &&
+               it->contains("optimizer") && (*it)["optimizer"].is_boolean(),
+           fmt::format("{} has no valid piece of unit '{}'", f["file"].get<std::string>(),
+                       item.key()));
+    }
+  }
+}
+}  // namespace
+
 struct CheckpointReader::Files {
   std::vector<hid_t> handles;  // per rank, opened on first use
   ~Files() {
@@ -417,11 +464,16 @@ CheckpointReader::CheckpointReader(std::string dir)
   } catch (const nlohmann::json::exception& e) {
     SHARDLM_FAIL(CheckpointError, "{}: malformed JSON: {}", mpath.string(), e.what());
   }
-  SHARDLM_CHECK(manifest_.value("format", "") == "shardlm-checkpoint", CheckpointError,
-                "{}: not a shardlm checkpoint manifest", mpath.string());
-  SHARDLM_CHECK(manifest_.value("version", 0) == kFormatVersion, CheckpointError,
-                "{}: format version {} (this build reads {})", mpath.string(),
-                manifest_.value("version", 0), kFormatVersion);
+  SHARDLM_CHECK(manifest_.is_object(), CheckpointError, "{}: expected a JSON object",
+                mpath.string());
+  // compared as JSON: a field of another type is simply not equal
+  SHARDLM_CHECK(manifest_.contains("format") && manifest_["format"] == "shardlm-checkpoint",
+                CheckpointError, "{}: not a shardlm checkpoint manifest", mpath.string());
+  SHARDLM_CHECK(manifest_.contains("version") && manifest_["version"] == kFormatVersion,
+                CheckpointError, "{}: format version {} (this build reads {})", mpath.string(),
+                manifest_.contains("version") ? manifest_["version"].dump() : "missing",
+                kFormatVersion);
+  check_manifest(manifest_, mpath.string());
   world_ = manifest_.at("world_size").get<int>();
   SHARDLM_CHECK(static_cast<int>(manifest_.at("files").size()) == world_, CheckpointError,
                 "{}: lists {} files for a world of {}", mpath.string(),
