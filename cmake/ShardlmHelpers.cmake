@@ -49,18 +49,15 @@ function(shardlm_unity target)
     foreach(src IN LISTS ${kind})
       math(EXPR batch "${i} / ${SHARDLM_UNITY_BATCH}")
       set_source_files_properties(${src} PROPERTIES UNITY_GROUP "${kind}_${batch}")
+      if(kind STREQUAL "plain")
+        # CMake gives a unity file the target's precompiled header whatever its
+        # sources say; a property set beforehand on the file it will generate is kept.
+        set_source_files_properties(
+          ${CMAKE_CURRENT_BINARY_DIR}/CMakeFiles/${target}.dir/Unity/unity_plain_${batch}_cxx.cxx
+          PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
+      endif()
       math(EXPR i "${i} + 1")
     endforeach()
-  endforeach()
-  # CMake gives a unity file the target's precompiled header whatever its
-  # sources say; a property set beforehand on the file it will generate is kept.
-  set(i 0)
-  foreach(src IN LISTS plain)
-    math(EXPR batch "${i} / ${SHARDLM_UNITY_BATCH}")
-    set_source_files_properties(
-      ${CMAKE_CURRENT_BINARY_DIR}/CMakeFiles/${target}.dir/Unity/unity_plain_${batch}_cxx.cxx
-      PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
-    math(EXPR i "${i} + 1")
   endforeach()
   set_target_properties(${target} PROPERTIES UNITY_BUILD ON UNITY_BUILD_MODE GROUP)
   # GCC takes an included .cpp for a header and warns when a class there holds
