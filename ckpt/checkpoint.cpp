@@ -134,56 +134,93 @@ void write_tensor(hid_t loc, const std::string& name, const torch::Tensor& t0) {
   H5Sclose(space);
 }
 
+// Readers of a rank file check what a corrupted file could claim before
+// anything is allocated or read: the element type, the rank and extent of a
+// dataset against the bytes the file holds (HDF5 reads every element into the
+// caller's buffer), and every HDF5 call's result. Handles close on every path
+// (core::H5Id), also when a read throws.
+using core::H5Id;
+
 torch::Tensor read_tensor(hid_t loc, const std::string& name) {
-  hid_t ds = SHARDLM_H5_CHECK(H5Dopen2(loc, name.c_str(), H5P_DEFAULT));
-  hid_t type = SHARDLM_H5_CHECK(H5Dget_type(ds));
-  hid_t space = SHARDLM_H5_CHECK(H5Dget_space(ds));
-  int nd = H5Sget_simple_extent_ndims(space);
-  std::vector<hsize_t> dims(std::max(nd, 0));
-  H5Sget_simple_extent_dims(space, dims.data(), nullptr);
-  std::vector<int64_t> shape(dims.begin(), dims.end());
+  H5Id ds(SHARDLM_H5_CHECK(H5Dopen2(loc, name.c_str(), H5P_DEFAULT)), H5Dclose);
+  H5Id type(SHARDLM_H5_CHECK(H5Dget_type(ds)), H5Tclose);
+  const H5T_class_t cls = H5Tget_class(type);
+  const size_t bytes = H5Tget_size(type);
+  SHARDLM_CHECK((cls == H5T_FLOAT && (bytes == 4 || bytes == 8)) ||
+                    (cls == H5T_INTEGER && (bytes == 1 || bytes == 2 || bytes == 4 || bytes == 8)),
+                core::H5Error, "dataset '{}' holds neither floats nor integers of a known size",
+                name);
+  H5Id space(SHARDLM_H5_CHECK(H5Dget_space(ds)), H5Sclose);
+  const int nd = SHARDLM_H5_CHECK(H5Sget_simple_extent_ndims(space));
+  SHARDLM_CHECK(nd <= 8, core::H5Error, "dataset '{}' has {} dimensions", name, nd);
+  std::vector<hsize_t> dims(nd);
+  SHARDLM_H5_CHECK(H5Sget_simple_extent_dims(space, dims.data(), nullptr));
   torch::ScalarType st = torch_type(type);
+  // numel * element size may not exceed what the file holds (no overflow:
+  // every factor is checked against the file size first).
+  H5Id file(SHARDLM_H5_CHECK(H5Iget_file_id(ds)), H5Fclose);
+  hsize_t file_bytes = 0;
+  SHARDLM_H5_CHECK(H5Fget_filesize(file, &file_bytes));
+  uint64_t need = c10::elementSize(st);
+  std::vector<int64_t> shape;
+  for (hsize_t d : dims) {
+    SHARDLM_CHECK(d <= file_bytes && (d == 0 || need <= file_bytes / d), core::H5Error,
+                  "dataset '{}' claims more elements than its file ({} bytes) holds", name,
+                  file_bytes);
+    need *= d;
+    shape.push_back(static_cast<int64_t>(d));
+  }
   auto t = torch::empty(shape, torch::TensorOptions().dtype(st));
   if (t.numel() > 0)
     SHARDLM_H5_CHECK(H5Dread(ds, h5_type(st), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()));
-  bool scalar = H5Aexists(ds, "scalar") > 0;
-  H5Sclose(space);
-  H5Tclose(type);
-  H5Dclose(ds);
+  const bool scalar = SHARDLM_H5_CHECK(H5Aexists(ds, "scalar")) > 0;
   return scalar ? t.reshape({}) : t;
 }
 
 // Elements [offset, offset + count) of a 1-D fp32 dataset into `out`.
 void read_slice(hid_t file, const std::string& path, int64_t offset, int64_t count, float* out) {
-  hid_t ds = SHARDLM_H5_CHECK(H5Dopen2(file, path.c_str(), H5P_DEFAULT));
-  hid_t space = SHARDLM_H5_CHECK(H5Dget_space(ds));
+  H5Id ds(SHARDLM_H5_CHECK(H5Dopen2(file, path.c_str(), H5P_DEFAULT)), H5Dclose);
+  H5Id type(SHARDLM_H5_CHECK(H5Dget_type(ds)), H5Tclose);
+  SHARDLM_CHECK(H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) <= 8, core::H5Error,
+                "dataset '{}' does not hold floats", path);
+  H5Id space(SHARDLM_H5_CHECK(H5Dget_space(ds)), H5Sclose);
+  hsize_t dims[1] = {0};
+  SHARDLM_CHECK(SHARDLM_H5_CHECK(H5Sget_simple_extent_ndims(space)) == 1, core::H5Error,
+                "dataset '{}' is not one-dimensional", path);
+  SHARDLM_H5_CHECK(H5Sget_simple_extent_dims(space, dims, nullptr));
+  SHARDLM_CHECK(offset >= 0 && count >= 0 && static_cast<hsize_t>(offset) <= dims[0] &&
+                    static_cast<hsize_t>(count) <= dims[0] - static_cast<hsize_t>(offset),
+                core::H5Error, "dataset '{}' has {} elements; [{}, {}) requested", path, dims[0],
+                offset, offset + count);
+  if (count == 0) return;
   hsize_t start = static_cast<hsize_t>(offset), n = static_cast<hsize_t>(count);
   SHARDLM_H5_CHECK(H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nullptr, &n, nullptr));
-  hid_t mem = SHARDLM_H5_CHECK(H5Screate_simple(1, &n, nullptr));
+  H5Id mem(SHARDLM_H5_CHECK(H5Screate_simple(1, &n, nullptr)), H5Sclose);
   SHARDLM_H5_CHECK(H5Dread(ds, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, out));
-  H5Sclose(mem);
-  H5Sclose(space);
-  H5Dclose(ds);
 }
 
 std::map<std::string, torch::Tensor> read_group(hid_t file, const std::string& path) {
   std::map<std::string, torch::Tensor> out;
-  if (H5Lexists(file, path.c_str(), H5P_DEFAULT) <= 0) return out;
-  hid_t g = SHARDLM_H5_CHECK(H5Gopen2(file, path.c_str(), H5P_DEFAULT));
+  if (H5Lexists(file, path.c_str(), H5P_DEFAULT) <= 0) return out;  // < 0: a parent is missing
+  H5Id g(SHARDLM_H5_CHECK(H5Gopen2(file, path.c_str(), H5P_DEFAULT)), H5Gclose);
   H5G_info_t info;
   SHARDLM_H5_CHECK(H5Gget_info(g, &info));
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     char name[256];
-    H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof(name), H5P_DEFAULT);
+    const ssize_t len = SHARDLM_H5_CHECK(
+        H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof(name), H5P_DEFAULT));
+    SHARDLM_CHECK(static_cast<size_t>(len) < sizeof(name), core::H5Error,
+                  "group '{}': a member name of {} bytes", path, len);
+    // Checked: a failed call leaves `oinfo` unset (its type field was read
+    // uninitialised; found by fuzz_ckpt under UBSan).
     H5O_info_t oinfo;
 #if H5_VERSION_GE(1, 12, 0)
-    H5Oget_info_by_name3(g, name, &oinfo, H5O_INFO_BASIC, H5P_DEFAULT);
+    SHARDLM_H5_CHECK(H5Oget_info_by_name3(g, name, &oinfo, H5O_INFO_BASIC, H5P_DEFAULT));
 #else
-    H5Oget_info_by_name2(g, name, &oinfo, H5O_INFO_BASIC, H5P_DEFAULT);
+    SHARDLM_H5_CHECK(H5Oget_info_by_name2(g, name, &oinfo, H5O_INFO_BASIC, H5P_DEFAULT));
 #endif
     if (oinfo.type == H5O_TYPE_DATASET) out[name] = read_tensor(g, name);
   }
-  H5Gclose(g);
   return out;
 }
 

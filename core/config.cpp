@@ -45,6 +45,31 @@ bool valid_utf8(const std::string& s) {
   return true;
 }
 
+// toml++ 3.3 writes a key holding a single quote or a control character
+// (tab, newline) without quoting it, so the effective configuration it prints
+// (the run's config.toml) would not parse back (found by fuzz_config). No key
+// shardlm reads has such characters: they are refused when the configuration
+// is read, from the file or an override.
+void check_key_chars(const toml::node& n, const std::string& file, const std::string& prefix) {
+  auto check_table = [&](const toml::table& t) {
+    for (const auto& [k, child] : t) {
+      const std::string key(k.str());
+      const std::string full = prefix.empty() ? key : prefix + "." + key;
+      for (char c : key)
+        if (c == '\'' || (static_cast<unsigned char>(c) < 0x20))
+          throw ConfigError(
+              fmt::format("{}: key {:?} holds a quote or a control character "
+                          "(shardlm's keys are plain names)",
+                          file, full));
+      check_key_chars(child, file, full);
+    }
+  };
+  if (const toml::table* t = n.as_table())
+    check_table(*t);
+  else if (const toml::array* a = n.as_array())
+    for (const auto& e : *a) check_key_chars(e, file, prefix);
+}
+
 std::vector<std::string> split_path(const std::string& path) {
   std::vector<std::string> parts;
   std::string cur;
@@ -267,6 +292,7 @@ RunConfig RunConfig::parse(const std::string& text, const std::string& name,
                                   std::string(e.description())));
   }
   for (const auto& o : overrides) rc.apply_override(o);
+  check_key_chars(rc.state_->root, name, "");
   return rc;
 }
 
@@ -311,10 +337,19 @@ void RunConfig::apply_override(const std::string& assignment) {
           fmt::format("override '{}': '{}' is a value, not a section", assignment, parts[i]));
     t = n->as_table();
   }
-  if (is_toml)
+  for (const auto& p : parts)
+    if (std::any_of(p.begin(), p.end(),
+                    [](char c) { return c == '\'' || static_cast<unsigned char>(c) < 0x20; }))
+      throw ConfigError(
+          fmt::format("override {:?}: a key holds a quote or a control character "
+                      "(shardlm's keys are plain names)",
+                      assignment));
+  if (is_toml) {
+    check_key_chars(*parsed.get("v"), "override " + assignment, key);
     t->insert_or_assign(parts.back(), *parsed.get("v"));
-  else
+  } else {
     t->insert_or_assign(parts.back(), value);
+  }
 }
 
 ConfigSection RunConfig::section(const std::string& name) const {

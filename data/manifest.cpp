@@ -72,7 +72,10 @@ Manifest Manifest::load(const std::string& dir) {
     m.tokenizer_hash = t.at("hash").get<std::string>();
     m.vocab_size = t.at("vocab_size").get<uint64_t>();
     if (t.contains("eos_id") && !t["eos_id"].is_null()) m.eos_id = t["eos_id"].get<uint32_t>();
-    m.dtype = dtype_from_name(j.at("token_dtype").get<std::string>());
+    const std::string dtype = j.at("token_dtype").get<std::string>();
+    SHARDLM_CHECK(dtype == "uint16" || dtype == "uint32", core::DataError,
+                  "{}: unknown token_dtype '{}' (expected uint16 or uint32)", path, dtype);
+    m.dtype = dtype_from_name(dtype);
     m.cache_key = j.value("cache_key", "");
     m.config = j.value("config", nlohmann::json::object());
     m.inputs = j.value("inputs", nlohmann::json::array());

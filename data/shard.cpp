@@ -18,21 +18,7 @@ namespace {
 constexpr int kShardFormatVersion = 1;
 constexpr const char* kShardFormat = "shardlm-tokens";
 
-// Closes an HDF5 handle when it leaves scope.
-class H5Id {
- public:
-  H5Id(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  ~H5Id() {
-    if (id_ >= 0) close_(id_);
-  }
-  H5Id(const H5Id&) = delete;
-  H5Id& operator=(const H5Id&) = delete;
-  operator hid_t() const { return id_; }
-
- private:
-  hid_t id_;
-  herr_t (*close_)(hid_t);
-};
+using core::H5Id;
 
 void write_attr_string(hid_t obj, const char* name, const std::string& value) {
   H5Id type(SHARDLM_H5_CHECK(H5Tcopy(H5T_C_S1)), H5Tclose);
@@ -51,9 +37,24 @@ void write_attr_u64(hid_t obj, const char* name, uint64_t value) {
   SHARDLM_H5_CHECK(H5Awrite(attr, H5T_NATIVE_UINT64, &value));
 }
 
+// A corrupted file can give an attribute any type and any number of elements;
+// HDF5 reads all of them into the caller's buffer. The readers check both
+// first: one element, of the class and size the writer used.
+void check_scalar_attr(hid_t attr, hid_t type, const char* name, H5T_class_t cls, size_t max_size) {
+  H5Id space(SHARDLM_H5_CHECK(H5Aget_space(attr)), H5Sclose);
+  const hssize_t n = H5Sget_simple_extent_npoints(space);
+  const size_t size = H5Tget_size(type);
+  SHARDLM_CHECK(n == 1 && H5Tget_class(type) == cls && size > 0 && size <= max_size &&
+                    (cls != H5T_STRING || H5Tis_variable_str(type) == 0),
+                core::H5Error,  // the reader's caller names the file
+                "attribute '{}' is not a single {} of at most {} bytes ({} elements of {} bytes)",
+                name, cls == H5T_STRING ? "fixed-length string" : "integer", max_size, n, size);
+}
+
 std::string read_attr_string(hid_t obj, const char* name) {
   H5Id attr(SHARDLM_H5_CHECK(H5Aopen(obj, name, H5P_DEFAULT)), H5Aclose);
   H5Id type(SHARDLM_H5_CHECK(H5Aget_type(attr)), H5Tclose);
+  check_scalar_attr(attr, type, name, H5T_STRING, 1 << 16);
   size_t n = H5Tget_size(type);
   std::string s(n, '\0');
   H5Id mem(SHARDLM_H5_CHECK(H5Tcopy(H5T_C_S1)), H5Tclose);
@@ -65,6 +66,8 @@ std::string read_attr_string(hid_t obj, const char* name) {
 
 uint64_t read_attr_u64(hid_t obj, const char* name) {
   H5Id attr(SHARDLM_H5_CHECK(H5Aopen(obj, name, H5P_DEFAULT)), H5Aclose);
+  H5Id type(SHARDLM_H5_CHECK(H5Aget_type(attr)), H5Tclose);
+  check_scalar_attr(attr, type, name, H5T_INTEGER, 8);
   uint64_t v = 0;
   SHARDLM_H5_CHECK(H5Aread(attr, H5T_NATIVE_UINT64, &v));
   return v;
@@ -257,7 +260,10 @@ ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
                   "shard {}: /tokens is not a chunked 1-D dataset", path_);
     chunk_tokens_ = chunk[0];
     H5Id type(SHARDLM_H5_CHECK(H5Dget_type(tokens_)), H5Tclose);
-    dtype_ = H5Tget_size(type) == 2 ? TokenDtype::kUInt16 : TokenDtype::kUInt32;
+    const size_t token_bytes = H5Tget_size(type);
+    SHARDLM_CHECK(H5Tget_class(type) == H5T_INTEGER && (token_bytes == 2 || token_bytes == 4),
+                  core::DataError, "shard {}: /tokens does not hold 16- or 32-bit integers", path_);
+    dtype_ = token_bytes == 2 ? TokenDtype::kUInt16 : TokenDtype::kUInt32;
     H5Id space(SHARDLM_H5_CHECK(H5Dget_space(tokens_)), H5Sclose);
     hsize_t dims[1] = {0};
     SHARDLM_H5_CHECK(H5Sget_simple_extent_dims(space, dims, nullptr));
@@ -266,6 +272,9 @@ ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
     SHARDLM_CHECK(attr_tokens == n_tokens_, core::DataError,
                   "shard {}: /tokens holds {} tokens but the attribute n_tokens says {}", path_,
                   n_tokens_, attr_tokens);
+    // n_docs sizes the document tables; no real shard comes near 2^48 documents
+    SHARDLM_CHECK(n_docs_ < (uint64_t{1} << 48), core::DataError,
+                  "shard {}: the attribute n_docs says {} documents; corrupted?", path_, n_docs_);
   } catch (const core::H5Error& e) {
     if (tokens_ >= 0) H5Dclose(tokens_);
     H5Fclose(file_);
@@ -284,6 +293,22 @@ ShardReader::~ShardReader() {
 }
 
 namespace {
+// /doc_offsets and /doc_hash: unsigned integers of at most 8 bytes, exactly
+// `entries` of them. Checked before the buffer is allocated and read: a
+// corrupted type (an "integer" of 4 GB) made HDF5 allocate that much for the
+// conversion, and HDF5 reads every element into the buffer (found by
+// fuzz_data_shard).
+void check_u64_table(const std::string& path, hid_t ds, const char* name, uint64_t entries) {
+  H5Id type(SHARDLM_H5_CHECK(H5Dget_type(ds)), H5Tclose);
+  const size_t bytes = H5Tget_size(type);
+  SHARDLM_CHECK(H5Tget_class(type) == H5T_INTEGER && bytes >= 1 && bytes <= 8, core::DataError,
+                "shard {}: /{} does not hold integers of at most 8 bytes; corrupted?", path, name);
+  H5Id space(SHARDLM_H5_CHECK(H5Dget_space(ds)), H5Sclose);
+  const hssize_t n = H5Sget_simple_extent_npoints(space);
+  SHARDLM_CHECK(n >= 0 && static_cast<uint64_t>(n) == entries, core::DataError,
+                "shard {}: /{} has {} entries, expected {}", path, name, n, entries);
+}
+
 void read_tokens(const std::string& path, hid_t ds, hid_t mem_type, uint64_t total, uint64_t start,
                  uint64_t n, void* out) {
   SHARDLM_CHECK(start + n <= total, core::DataError,
@@ -323,15 +348,11 @@ std::vector<uint32_t> ShardReader::read(uint64_t start, uint64_t n) const {
 
 std::vector<uint64_t> ShardReader::doc_offsets() const {
   core::h5_silence_errors();
-  std::vector<uint64_t> off(n_docs_ + 1);
+  std::vector<uint64_t> off;
   try {
     H5Id ds(SHARDLM_H5_CHECK(H5Dopen2(file_, "doc_offsets", H5P_DEFAULT)), H5Dclose);
-    H5Id space(SHARDLM_H5_CHECK(H5Dget_space(ds)), H5Sclose);
-    hsize_t dims[1] = {0};
-    SHARDLM_H5_CHECK(H5Sget_simple_extent_dims(space, dims, nullptr));
-    SHARDLM_CHECK(dims[0] == n_docs_ + 1, core::DataError,
-                  "shard {}: /doc_offsets has {} entries, expected n_docs + 1 = {}", path_, dims[0],
-                  n_docs_ + 1);
+    check_u64_table(path_, ds, "doc_offsets", n_docs_ + 1);
+    off.resize(n_docs_ + 1);
     SHARDLM_H5_CHECK(H5Dread(ds, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, off.data()));
   } catch (const core::H5Error& e) {
     SHARDLM_FAIL(core::DataError, "shard {}: cannot read /doc_offsets: {}; corrupted?", path_,
@@ -346,11 +367,13 @@ std::vector<uint64_t> ShardReader::doc_offsets() const {
 
 std::vector<Hash128> ShardReader::doc_hashes() const {
   core::h5_silence_errors();
-  std::vector<uint64_t> raw(n_docs_ * 2);
+  std::vector<uint64_t> raw;
   try {
     SHARDLM_CHECK(H5Lexists(file_, "doc_hash", H5P_DEFAULT) > 0, core::DataError,
                   "shard {} has no /doc_hash dataset", path_);
     H5Id ds(SHARDLM_H5_CHECK(H5Dopen2(file_, "doc_hash", H5P_DEFAULT)), H5Dclose);
+    check_u64_table(path_, ds, "doc_hash", n_docs_ * 2);
+    raw.resize(n_docs_ * 2);
     if (n_docs_ > 0)
       SHARDLM_H5_CHECK(H5Dread(ds, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()));
   } catch (const core::H5Error& e) {

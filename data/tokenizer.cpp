@@ -113,7 +113,12 @@ void TokenizerModel::add_token(uint32_t id, std::string bytes, TokenKind kind) {
 
 void TokenizerModel::finalize(const std::string& where) {
   source = where;
-  pre = Pretokenizer(pattern);
+  try {
+    pre = Pretokenizer(pattern);
+  } catch (
+      const DataError& e) {  // a file's own pattern: say which file (found by fuzz_tokenizer_load)
+    throw DataError(fmt::format("{}: {}", where, e.message()), e.file(), e.line());
+  }
   for (const SpecialToken& s : specials) {
     SHARDLM_CHECK(!s.content.empty(), DataError, "{}: special token {} is empty", where, s.id);
     SHARDLM_CHECK(s.id < kMaxTokenId, DataError, "{}: special token '{}' has id {} (at most {})",

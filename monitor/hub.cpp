@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <functional>
 
@@ -90,7 +91,10 @@ SharedText History::append(json& msg) {
 
 void History::enforce_bounds() {
   while (entries_.size() > opt_.max_messages || bytes_ > opt_.max_bytes) {
-    stride_ *= 2;
+    // Steps are any int64 a rank sends: stop doubling before the stride
+    // overflows (fuzz_monitor_protocol sent step 2^62); past that, the oldest
+    // entries go below.
+    if (stride_ <= std::numeric_limits<int64_t>::max() / 2) stride_ *= 2;
     const size_t half = entries_.size() / 2;
     std::deque<Entry> kept;
     size_t dropped = 0;
