@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json_int.h"
 #include "data/hash.h"
 
 namespace fs = std::filesystem;
@@ -64,14 +65,15 @@ Manifest Manifest::load(const std::string& dir) {
   try {
     SHARDLM_CHECK(j.value("format", "") == kManifestFormat, core::DataError,
                   "{}: \"format\" is not \"{}\"", path, kManifestFormat);
-    int version = j.at("version").get<int>();
+    int version = core::json_int<int>(j.at("version"), path + ": version");
     SHARDLM_CHECK(version == kVersion, core::DataError,
                   "{}: version {} (this build reads version {}); prepare the data again", path,
                   version, kVersion);
     const auto& t = j.at("tokenizer");
     m.tokenizer_hash = t.at("hash").get<std::string>();
-    m.vocab_size = t.at("vocab_size").get<uint64_t>();
-    if (t.contains("eos_id") && !t["eos_id"].is_null()) m.eos_id = t["eos_id"].get<uint32_t>();
+    m.vocab_size = core::json_int<uint64_t>(t.at("vocab_size"), path + ": tokenizer.vocab_size");
+    if (t.contains("eos_id") && !t["eos_id"].is_null())
+      m.eos_id = core::json_int<uint32_t>(t["eos_id"], path + ": tokenizer.eos_id");
     const std::string dtype = j.at("token_dtype").get<std::string>();
     SHARDLM_CHECK(dtype == "uint16" || dtype == "uint32", core::DataError,
                   "{}: unknown token_dtype '{}' (expected uint16 or uint32)", path, dtype);
@@ -82,8 +84,8 @@ Manifest Manifest::load(const std::string& dir) {
     m.report = j.value("report", nlohmann::json::object());
     for (const auto& [name, s] : j.at("splits").items()) {
       SplitInfo split;
-      split.tokens = s.at("tokens").get<uint64_t>();
-      split.docs = s.at("documents").get<uint64_t>();
+      split.tokens = core::json_int<uint64_t>(s.at("tokens"), path + ": " + name + ".tokens");
+      split.docs = core::json_int<uint64_t>(s.at("documents"), path + ": " + name + ".documents");
       for (const auto& sh : s.at("shards"))
         split.shards.push_back(ShardInfo::from_json(sh, path + " split " + name));
       m.splits[name] = std::move(split);

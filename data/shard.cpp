@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/h5_check.h"
+#include "core/json_int.h"
 
 namespace shardlm::data {
 
@@ -123,9 +124,9 @@ ShardInfo ShardInfo::from_json(const nlohmann::json& j, const std::string& where
   ShardInfo s;
   try {
     s.file = j.at("file").get<std::string>();
-    s.tokens = j.at("tokens").get<uint64_t>();
-    s.docs = j.at("documents").get<uint64_t>();
-    s.bytes = j.at("bytes").get<uint64_t>();
+    s.tokens = core::json_int<uint64_t>(j.at("tokens"), where + ": tokens");
+    s.docs = core::json_int<uint64_t>(j.at("documents"), where + ": documents");
+    s.bytes = core::json_int<uint64_t>(j.at("bytes"), where + ": bytes");
     s.checksum = j.at("checksum").get<std::string>();
   } catch (const nlohmann::json::exception& e) {
     SHARDLM_FAIL(core::DataError, "{}: bad shard entry {}: {}", where, j.dump(), e.what());
@@ -259,6 +260,11 @@ ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
     SHARDLM_CHECK(H5Pget_chunk(dcpl, 1, chunk) == 1, core::DataError,
                   "shard {}: /tokens is not a chunked 1-D dataset", path_);
     chunk_tokens_ = chunk[0];
+    // HDF5 allocates a whole chunk to read from it: a corrupted chunk size made
+    // it allocate 2 GB (fuzz_data_manifest). prepare writes at most 2^24 tokens.
+    SHARDLM_CHECK(chunk_tokens_ >= 1 && chunk_tokens_ <= (uint64_t{1} << 24), core::DataError,
+                  "shard {}: /tokens has chunks of {} tokens (at most 16777216); corrupted?", path_,
+                  chunk_tokens_);
     H5Id type(SHARDLM_H5_CHECK(H5Dget_type(tokens_)), H5Tclose);
     const size_t token_bytes = H5Tget_size(type);
     SHARDLM_CHECK(H5Tget_class(type) == H5T_INTEGER && (token_bytes == 2 || token_bytes == 4),

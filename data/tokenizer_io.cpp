@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json_int.h"
 #include "core/log.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_model.h"
@@ -289,7 +290,8 @@ std::shared_ptr<TokenizerModel> model_from_hf(const json& j, const std::string& 
   if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
     for (const json& t : j["added_tokens"]) {
       SpecialToken s;
-      s.id = field(t, "id", path, "added_tokens[].").get<uint32_t>();
+      s.id = core::json_int<uint32_t>(field(t, "id", path, "added_tokens[]."),
+                                      path + ": added_tokens[].id");
       s.content = field(t, "content", path, "added_tokens[].").get<std::string>();
       special_ids.push_back(s.id);
       m->specials.push_back(std::move(s));
@@ -325,7 +327,7 @@ std::shared_ptr<TokenizerModel> model_from_hf(const json& j, const std::string& 
 // -------------------------------------------------------------------------
 std::shared_ptr<TokenizerModel> model_from_own(const json& j, const std::string& path) {
   auto m = std::make_shared<TokenizerModel>();
-  const int version = field(j, "version", path, "").get<int>();
+  const int version = core::json_int<int>(field(j, "version", path, ""), path + ": version");
   SHARDLM_CHECK(version >= 1 && version <= kTokenizerFormatVersion, DataError,
                 "{}: format version {} is not one this shardlm reads (1..{})", path, version,
                 kTokenizerFormatVersion);
@@ -337,7 +339,8 @@ std::shared_ptr<TokenizerModel> model_from_own(const json& j, const std::string&
   m->pattern = field(j, "pattern", path, "").get<std::string>();
   for (const json& t : field(j, "special_tokens", path, "")) {
     SpecialToken s;
-    s.id = field(t, "id", path, "special_tokens[].").get<uint32_t>();
+    s.id = core::json_int<uint32_t>(field(t, "id", path, "special_tokens[]."),
+                                    path + ": special_tokens[].id");
     s.content = field(t, "content", path, "special_tokens[].").get<std::string>();
     if (t.contains("roles")) s.roles = t["roles"].get<std::vector<std::string>>();
     m->specials.push_back(std::move(s));
@@ -405,7 +408,9 @@ Tokenizer Tokenizer::gpt2_files(const std::string& encoder_json, const std::stri
   // GPT-2 lists its one special token among the ordinary ones.
   std::vector<uint32_t> special_ids;
   if (enc.is_object() && enc.contains("<|endoftext|>")) {
-    SpecialToken s{"<|endoftext|>", enc["<|endoftext|>"].get<uint32_t>(), {"eos", "bos"}};
+    SpecialToken s{"<|endoftext|>",
+                   core::json_int<uint32_t>(enc["<|endoftext|>"], encoder_json + ": <|endoftext|>"),
+                   {"eos", "bos"}};
     special_ids.push_back(s.id);
     m->specials.push_back(s);
   }

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json_int.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors is little-endian; this reader copies bytes as they are");
@@ -137,8 +138,15 @@ SafetensorsFile read_safetensors(const std::string& path) {
         if (dn == dt) en.dtype = st, known = true;
       SHARDLM_CHECK(known, CheckpointError, "{}: tensor '{}' has unsupported dtype {}", path, name,
                     dt);
-      en.shape = e.at("shape").get<std::vector<int64_t>>();
-      auto offs = e.at("data_offsets").get<std::vector<uint64_t>>();
+      const std::string where = path + ": tensor '" + name + "'";
+      SHARDLM_CHECK(e.at("shape").is_array() && e.at("data_offsets").is_array(), CheckpointError,
+                    "{}: shape and data_offsets must be arrays", where);
+      en.shape.clear();
+      for (const auto& d : e.at("shape"))
+        en.shape.push_back(core::json_int<int64_t, CheckpointError>(d, where + " shape"));
+      std::vector<uint64_t> offs;
+      for (const auto& o : e.at("data_offsets"))
+        offs.push_back(core::json_int<uint64_t, CheckpointError>(o, where + " data_offsets"));
       SHARDLM_CHECK(offs.size() == 2 && offs[0] <= offs[1], CheckpointError,
                     "{}: tensor '{}' has bad data_offsets {}", path, name,
                     e.at("data_offsets").dump());
@@ -291,13 +299,15 @@ ModelConfig import_config_checked(const nlohmann::json& j, const std::string& so
                 source);
   ModelConfig c;
   try {
-    c.vocab_size = j.at("vocab_size").get<int64_t>();
-    c.context_length = j.at("n_positions").get<int64_t>();
-    c.d_model = j.at("n_embd").get<int64_t>();
-    c.n_layer = j.at("n_layer").get<int64_t>();
-    c.n_head = j.at("n_head").get<int64_t>();
-    c.d_ff =
-        j.contains("n_inner") && !j.at("n_inner").is_null() ? j.at("n_inner").get<int64_t>() : 0;
+    auto num = [&](const char* key) {
+      return core::json_int<int64_t, CheckpointError>(j.at(key), source + ": " + key);
+    };
+    c.vocab_size = num("vocab_size");
+    c.context_length = num("n_positions");
+    c.d_model = num("n_embd");
+    c.n_layer = num("n_layer");
+    c.n_head = num("n_head");
+    c.d_ff = j.contains("n_inner") && !j.at("n_inner").is_null() ? num("n_inner") : 0;
     c.ff_mult = 4.0;
     const std::string act = j.value("activation_function", "gelu_new");
     SHARDLM_CHECK(act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu_fast" ||
