@@ -271,6 +271,8 @@ ShardReader::ShardReader(std::string path) : path_(std::move(path)) {
                   core::DataError, "shard {}: /tokens does not hold 16- or 32-bit integers", path_);
     dtype_ = token_bytes == 2 ? TokenDtype::kUInt16 : TokenDtype::kUInt32;
     H5Id space(SHARDLM_H5_CHECK(H5Dget_space(tokens_)), H5Sclose);
+    SHARDLM_CHECK(SHARDLM_H5_CHECK(H5Sget_simple_extent_ndims(space)) == 1, core::DataError,
+                  "shard {}: /tokens is not one-dimensional", path_);
     hsize_t dims[1] = {0};
     SHARDLM_H5_CHECK(H5Sget_simple_extent_dims(space, dims, nullptr));
     n_tokens_ = dims[0];
@@ -299,11 +301,39 @@ ShardReader::~ShardReader() {
 }
 
 namespace {
-// /doc_offsets and /doc_hash: unsigned integers of at most 8 bytes, exactly
-// `entries` of them. Checked before the buffer is allocated and read: a
-// corrupted type (an "integer" of 4 GB) made HDF5 allocate that much for the
-// conversion, and HDF5 reads every element into the buffer (found by
+// Rows [first, first + rows) of a chunked dataset: every chunk they touch must
+// be stored in no more bytes than the file holds. HDF5 allocates a buffer of a
+// chunk's stored size (from the file's chunk index) before it reads and
+// checksums it: a corrupted size made it allocate 4 GB (found by
 // fuzz_data_shard).
+void check_chunk_sizes(const std::string& path, hid_t ds, const char* name, hsize_t first,
+                       hsize_t rows) {
+  H5Id dcpl(SHARDLM_H5_CHECK(H5Dget_create_plist(ds)), H5Pclose);
+  if (H5Pget_layout(dcpl) != H5D_CHUNKED || rows == 0) return;
+  hsize_t chunk[2] = {0, 0};
+  const int rank = SHARDLM_H5_CHECK(H5Pget_chunk(dcpl, 2, chunk));
+  SHARDLM_CHECK(rank >= 1 && chunk[0] >= 1, core::DataError,
+                "shard {}: /{} has no usable chunk shape; corrupted?", path, name);
+  H5Id file(SHARDLM_H5_CHECK(H5Iget_file_id(ds)), H5Fclose);
+  hsize_t file_bytes = 0;
+  SHARDLM_H5_CHECK(H5Fget_filesize(file, &file_bytes));
+  for (hsize_t r = first / chunk[0] * chunk[0]; r < first + rows; r += chunk[0]) {
+    hsize_t coord[2] = {r, 0};
+    unsigned mask = 0;
+    haddr_t addr = 0;
+    hsize_t size = 0;
+    SHARDLM_H5_CHECK(H5Dget_chunk_info_by_coord(ds, coord, &mask, &addr, &size));
+    SHARDLM_CHECK(size <= file_bytes, core::DataError,
+                  "shard {}: a chunk of /{} claims {} bytes, more than the whole file ({}); "
+                  "corrupted?",
+                  path, name, size, file_bytes);
+  }
+}
+
+// /doc_offsets and /doc_hash: unsigned integers of at most 8 bytes, exactly
+// `entries` of them, in chunks the file can hold. Checked before the buffer is
+// allocated and read (HDF5 reads every element into the buffer, and converts
+// from whatever type the file claims).
 void check_u64_table(const std::string& path, hid_t ds, const char* name, uint64_t entries) {
   H5Id type(SHARDLM_H5_CHECK(H5Dget_type(ds)), H5Tclose);
   const size_t bytes = H5Tget_size(type);
@@ -313,6 +343,12 @@ void check_u64_table(const std::string& path, hid_t ds, const char* name, uint64
   const hssize_t n = H5Sget_simple_extent_npoints(space);
   SHARDLM_CHECK(n >= 0 && static_cast<uint64_t>(n) == entries, core::DataError,
                 "shard {}: /{} has {} entries, expected {}", path, name, n, entries);
+  const int rank = SHARDLM_H5_CHECK(H5Sget_simple_extent_ndims(space));
+  SHARDLM_CHECK(rank == 1 || rank == 2, core::DataError,
+                "shard {}: /{} has {} dimensions, expected 1 or 2", path, name, rank);
+  hsize_t dims[2] = {0, 0};
+  SHARDLM_H5_CHECK(H5Sget_simple_extent_dims(space, dims, nullptr));
+  check_chunk_sizes(path, ds, name, 0, dims[0]);
 }
 
 void read_tokens(const std::string& path, hid_t ds, hid_t mem_type, uint64_t total, uint64_t start,
@@ -324,6 +360,7 @@ void read_tokens(const std::string& path, hid_t ds, hid_t mem_type, uint64_t tot
   core::h5_silence_errors();  // the error-printing setting is per thread
   hsize_t s[1] = {start}, c[1] = {n};
   try {
+    check_chunk_sizes(path, ds, "tokens", start, n);
     H5Id fspace(SHARDLM_H5_CHECK(H5Dget_space(ds)), H5Sclose);
     SHARDLM_H5_CHECK(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, s, nullptr, c, nullptr));
     H5Id mspace(SHARDLM_H5_CHECK(H5Screate_simple(1, c, nullptr)), H5Sclose);
