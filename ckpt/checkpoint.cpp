@@ -141,6 +141,26 @@ void write_tensor(hid_t loc, const std::string& name, const torch::Tensor& t0) {
 // (core::H5Id), also when a read throws.
 using core::H5Id;
 
+// A dataset with data must be stored as write_tensor stores it: contiguous, at
+// an address inside its file, with all `elements` of `elem_bytes` there. HDF5 trusts the layout
+// message of a corrupted file (a read from address 0 crashed inside H5Dread;
+// found by fuzz_ckpt).
+void check_stored(hid_t ds, const std::string& name, uint64_t elements, uint64_t elem_bytes) {
+  H5Id dcpl(SHARDLM_H5_CHECK(H5Dget_create_plist(ds)), H5Pclose);
+  SHARDLM_CHECK(H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_external_count(dcpl) == 0,
+                core::H5Error, "dataset '{}' is not stored contiguously in its file", name);
+  H5Id file(SHARDLM_H5_CHECK(H5Iget_file_id(ds)), H5Fclose);
+  hsize_t file_bytes = 0;
+  SHARDLM_H5_CHECK(H5Fget_filesize(file, &file_bytes));
+  const haddr_t at = H5Dget_offset(ds);
+  SHARDLM_CHECK(at != HADDR_UNDEF && at <= file_bytes && elem_bytes > 0 &&
+                    elements <= (file_bytes - at) / elem_bytes,
+                core::H5Error,
+                "dataset '{}' ({} elements of {} bytes at offset {}) does not lie within its file "
+                "({} bytes)",
+                name, elements, elem_bytes, at, file_bytes);
+}
+
 torch::Tensor read_tensor(hid_t loc, const std::string& name) {
   H5Id ds(SHARDLM_H5_CHECK(H5Dopen2(loc, name.c_str(), H5P_DEFAULT)), H5Dclose);
   H5Id type(SHARDLM_H5_CHECK(H5Dget_type(ds)), H5Tclose);
@@ -171,8 +191,10 @@ torch::Tensor read_tensor(hid_t loc, const std::string& name) {
     shape.push_back(static_cast<int64_t>(d));
   }
   auto t = torch::empty(shape, torch::TensorOptions().dtype(st));
-  if (t.numel() > 0)
+  if (t.numel() > 0) {
+    check_stored(ds, name, static_cast<uint64_t>(t.numel()), bytes);
     SHARDLM_H5_CHECK(H5Dread(ds, h5_type(st), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()));
+  }
   const bool scalar = SHARDLM_H5_CHECK(H5Aexists(ds, "scalar")) > 0;
   return scalar ? t.reshape({}) : t;
 }
@@ -193,6 +215,7 @@ void read_slice(hid_t file, const std::string& path, int64_t offset, int64_t cou
                 core::H5Error, "dataset '{}' has {} elements; [{}, {}) requested", path, dims[0],
                 offset, offset + count);
   if (count == 0) return;
+  check_stored(ds, path, dims[0], H5Tget_size(type));
   hsize_t start = static_cast<hsize_t>(offset), n = static_cast<hsize_t>(count);
   SHARDLM_H5_CHECK(H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nullptr, &n, nullptr));
   H5Id mem(SHARDLM_H5_CHECK(H5Screate_simple(1, &n, nullptr)), H5Sclose);
