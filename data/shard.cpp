@@ -312,21 +312,41 @@ void check_chunk_sizes(const std::string& path, hid_t ds, const char* name, hsiz
   if (H5Pget_layout(dcpl) != H5D_CHUNKED || rows == 0) return;
   hsize_t chunk[2] = {0, 0};
   const int rank = SHARDLM_H5_CHECK(H5Pget_chunk(dcpl, 2, chunk));
-  SHARDLM_CHECK(rank >= 1 && chunk[0] >= 1, core::DataError,
+  SHARDLM_CHECK(rank >= 1 && rank <= 2 && chunk[0] >= 1, core::DataError,
                 "shard {}: /{} has no usable chunk shape; corrupted?", path, name);
   H5Id file(SHARDLM_H5_CHECK(H5Iget_file_id(ds)), H5Fclose);
   hsize_t file_bytes = 0;
   SHARDLM_H5_CHECK(H5Fget_filesize(file, &file_bytes));
+  // What a stored chunk must measure. Without deflate (prepare.compression = 0,
+  // and the document tables) exactly the raw chunk, plus 4 bytes when
+  // Fletcher-32 is on; with deflate anything up to the file's size, but more
+  // than the checksum (HDF5 subtracts 4 from the stored size unchecked: a chunk
+  // of 3 bytes made it allocate 4 GB; fuzz_data_manifest).
+  bool deflate = false, fletcher = false;
+  const int n_filters = SHARDLM_H5_CHECK(H5Pget_nfilters(dcpl));
+  for (int i = 0; i < n_filters; ++i) {
+    unsigned flags = 0, config = 0;
+    size_t n_values = 0;
+    const H5Z_filter_t id =
+        SHARDLM_H5_CHECK(H5Pget_filter2(dcpl, i, &flags, &n_values, nullptr, 0, nullptr, &config));
+    deflate = deflate || id == H5Z_FILTER_DEFLATE;
+    fletcher = fletcher || id == H5Z_FILTER_FLETCHER32;
+  }
+  H5Id type(SHARDLM_H5_CHECK(H5Dget_type(ds)), H5Tclose);
+  const hsize_t raw = chunk[0] * (rank == 2 ? chunk[1] : 1) * H5Tget_size(type);
   for (hsize_t r = first / chunk[0] * chunk[0]; r < first + rows; r += chunk[0]) {
     hsize_t coord[2] = {r, 0};
     unsigned mask = 0;
     haddr_t addr = 0;
     hsize_t size = 0;
     SHARDLM_H5_CHECK(H5Dget_chunk_info_by_coord(ds, coord, &mask, &addr, &size));
-    SHARDLM_CHECK(size <= file_bytes, core::DataError,
-                  "shard {}: a chunk of /{} claims {} bytes, more than the whole file ({}); "
-                  "corrupted?",
-                  path, name, size, file_bytes);
+    if (addr == HADDR_UNDEF) continue;  // never written: HDF5 returns the fill value
+    const bool ok = deflate ? size <= file_bytes && (!fletcher || size > 4)
+                            : size == raw || (fletcher && size == raw + 4);
+    SHARDLM_CHECK(ok, core::DataError,
+                  "shard {}: a chunk of /{} is stored in {} bytes (raw chunk {} bytes, file {} "
+                  "bytes); corrupted?",
+                  path, name, size, raw, file_bytes);
   }
 }
 
