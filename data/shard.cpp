@@ -341,12 +341,15 @@ void check_chunk_sizes(const std::string& path, hid_t ds, const char* name, hsiz
     hsize_t size = 0;
     SHARDLM_H5_CHECK(H5Dget_chunk_info_by_coord(ds, coord, &mask, &addr, &size));
     if (addr == HADDR_UNDEF) continue;  // never written: HDF5 returns the fill value
-    const bool ok = deflate ? size <= file_bytes && (!fletcher || size > 4)
-                            : size == raw || (fletcher && size == raw + 4);
+    // ... and lie after the superblock (at 0; a chunk "at" 0 made HDF5
+    // allocate 4 GB, fuzz_data_manifest), within the file
+    const bool ok =
+        (deflate ? (!fletcher || size > 4) : size == raw || (fletcher && size == raw + 4)) &&
+        addr > 0 && addr <= file_bytes && size <= file_bytes - addr;
     SHARDLM_CHECK(ok, core::DataError,
-                  "shard {}: a chunk of /{} is stored in {} bytes (raw chunk {} bytes, file {} "
-                  "bytes); corrupted?",
-                  path, name, size, raw, file_bytes);
+                  "shard {}: a chunk of /{} is stored in {} bytes at offset {} (raw chunk {} "
+                  "bytes, file {} bytes); corrupted?",
+                  path, name, size, addr, raw, file_bytes);
   }
 }
 
