@@ -4,6 +4,8 @@
 #include <cmath>
 #include <set>
 
+#include "core/json_int.h"
+
 namespace shardlm::model {
 
 using core::config_require;
@@ -159,6 +161,13 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
       throw core::ConfigError(fmt::format("model config: unknown key \"{}\"", k));
   auto read = [&](const char* key, auto& field) {
     if (!j.contains(key)) return;
+    using Field = std::decay_t<decltype(field)>;
+    if constexpr (std::is_integral_v<Field> && !std::is_same_v<Field, bool>) {
+      // not get_to: it casts a float to the integer (undefined when out of
+      // range: "n_layer": 3.9e19 in a safetensors config, found by fuzz_safetensors)
+      field = core::json_int<Field, core::ConfigError>(j.at(key), std::string("model.") + key);
+      return;
+    }
     try {
       j.at(key).get_to(field);
     } catch (const nlohmann::json::exception& e) {
