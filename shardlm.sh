@@ -94,8 +94,13 @@ cmd_build() {
   while [ $# -gt 0 ]; do
     case "$1" in
       --debug) type=Debug; BUILD_DIR=build-debug ;;
-      # benchmarks measure nothing under ASan: the sanitizer build leaves them out
-      --asan) type=RelWithDebInfo; BUILD_DIR=build-asan; extra+=(-DSHARDLM_ASAN=ON -DSHARDLM_BUILD_BENCH=OFF) ;;
+      # benchmarks measure nothing under ASan: the sanitizer build leaves them out.
+      # -g1 keeps the line tables a report's stack needs and skips the full debug
+      # information that costs LibTorch translation units compile and link time.
+      --asan) type=RelWithDebInfo; BUILD_DIR=build-asan
+              extra+=(-DSHARDLM_ASAN=ON -DSHARDLM_BUILD_BENCH=OFF
+                      "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG"
+                      "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG") ;;
       --target) [ $# -ge 2 ] || die "build: --target needs a target name"; targets+=(--target "$2"); shift ;;
       *) die "build: unknown option $1" ;;
     esac
@@ -220,8 +225,8 @@ fuzz_build() {
   export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache} CCACHE_BASEDIR=${CCACHE_BASEDIR:-$ROOT}
   if [ ! -f "$FUZZ_DIR/build.ninja" ]; then
     CC=clang CXX=clang++ cmake -S . -B "$FUZZ_DIR" -G Ninja -DSHARDLM_FUZZ=ON \
-      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" \
-      -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DSHARDLM_BUILD_TESTS=OFF -DSHARDLM_BUILD_BENCH=OFF >/dev/null
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
+      -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" -DSHARDLM_BUILD_TESTS=OFF -DSHARDLM_BUILD_BENCH=OFF >/dev/null
   fi
   log "building the fuzz targets in $FUZZ_DIR (clang, libFuzzer, ASan+UBSan)"
   cmake --build "$FUZZ_DIR" --target shardlm_fuzzers -j "${SHARDLM_JOBS:-$(nproc)}"
