@@ -19,6 +19,7 @@
 #include "monitor/aggregator.h"
 #include "monitor/websocket_sink.h"
 #include "tests/monitor/ws_client.h"
+#include "tests/sanitizer.h"
 
 using namespace shardlm::monitor;
 using namespace shardlm::monitor::testing;
@@ -282,7 +283,9 @@ TEST(MonitorLoad, HundredViewersEightProducersFiftyHzThirtySeconds) {
   // jobs included) the process is starved (see the CPU line above) and the number says
   // more about the neighbours than about the server: it is printed, not judged.
   const double cores = std::max(1u, std::thread::hardware_concurrency());
-  if (load_start[0] < cores)
+  if (shardlm::testing::kSanitizerBuild)
+    std::printf("  p99 latency goal (< 50 ms) not judged: sanitizer build\n");
+  else if (load_start[0] < cores)
     EXPECT_LT(pct(0.99), 50.0);
   else
     std::printf("  p99 latency goal (< 50 ms) not judged: load average %.1f on %.0f cores\n",
@@ -293,6 +296,7 @@ TEST(MonitorLoad, HundredViewersEightProducersFiftyHzThirtySeconds) {
   EXPECT_LE(st.history_bytes, cfg.history.max_bytes);
   // Bounded memory: the whole process (server, 101 clients, 8 sinks) grows by less
   // than the history's worth plus the queues' bound.
-  EXPECT_LT(rss_peak_kb - rss_start_kb, 512 * 1024);
+  if (!shardlm::testing::kSanitizerBuild)  // ASan's quarantine keeps what was freed
+    EXPECT_LT(rss_peak_kb - rss_start_kb, 512 * 1024);
   fs::remove_all(dir);
 }

@@ -27,6 +27,7 @@
 #include "model/safetensors.h"
 #include "serve/client.h"
 #include "serve/server.h"
+#include "tests/sanitizer.h"
 
 using namespace shardlm;
 using namespace shardlm::serve;
@@ -187,9 +188,11 @@ TEST(ServeFaults, IdleSlowAndStalledClientsDoNotDelayOthersAndAreClosed) {
       "RSS %+lld KB\n",
       m0, m1, static_cast<long long>(rss1 - rss0));
   EXPECT_LT(m1, std::max(4 * m0, m0 + 100)) << "ordinary requests slowed down";
-  EXPECT_LT(*std::max_element(during.begin(), during.end()), 2000);
-  // Memory: a few KB per connection, not a buffer per request size.
-  EXPECT_LT(rss1 - rss0, 64 * 1024) << "RSS grew by " << (rss1 - rss0) << " KB";
+  EXPECT_LT(*std::max_element(during.begin(), during.end()), 2000 * shardlm::testing::kTimeScale);
+  // Memory: a few KB per connection, not a buffer per request size (not judged
+  // under ASan, whose quarantine keeps what was freed).
+  if (!shardlm::testing::kSanitizerBuild)
+    EXPECT_LT(rss1 - rss0, 64 * 1024) << "RSS grew by " << (rss1 - rss0) << " KB";
 
   // The idle, the half-sent and the deaf connections are closed after the
   // timeout. Each one's clock starts when the server accepts it, which on a
@@ -217,5 +220,5 @@ TEST(ServeFaults, IdleSlowAndStalledClientsDoNotDelayOthersAndAreClosed) {
   for (int fd : idle) ::close(fd);
   ::close(stalled);
   ::close(deaf);
-  EXPECT_LT(request_ms(port), 2000);  // and the server is as good as new
+  EXPECT_LT(request_ms(port), 2000 * shardlm::testing::kTimeScale);  // and as good as new
 }
