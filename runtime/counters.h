@@ -9,6 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
+#include "core/json_int.h"
+
 namespace shardlm::runtime {
 
 struct Counters {
@@ -24,7 +27,13 @@ struct Counters {
 
   std::string key() const { return "counters"; }
   nlohmann::json state() const { return *this; }
-  void load_state(const nlohmann::json& j) { *this = j.get<Counters>(); }
+  void load_state(const nlohmann::json& j) {
+    // nlohmann casts a float to an integer unchecked (undefined out of range)
+    for (const char* k : {"step", "tokens_seen", "best_step"})
+      if (j.contains(k))
+        core::json_int<int64_t, core::CheckpointError>(j.at(k), std::string("counters.") + k);
+    *this = j.get<Counters>();
+  }
 };
 
 }  // namespace shardlm::runtime

@@ -3,6 +3,9 @@
 
 #include <cmath>
 
+#include "core/error.h"
+#include "core/json_int.h"
+
 namespace shardlm::runtime {
 
 EarlyStoppingConfig EarlyStoppingConfig::from(const core::ConfigSection& s) {
@@ -48,8 +51,9 @@ nlohmann::json EarlyStopping::state() const {
 void EarlyStopping::load_state(const nlohmann::json& j) {
   best_ = j.at("best").is_null() ? std::numeric_limits<double>::quiet_NaN()
                                  : j.at("best").get<double>();
-  best_step_ = j.at("best_step").get<int64_t>();
-  bad_ = j.at("bad").get<int64_t>();
+  best_step_ =
+      core::json_int<int64_t, core::CheckpointError>(j.at("best_step"), key() + ".best_step");
+  bad_ = core::json_int<int64_t, core::CheckpointError>(j.at("bad"), key() + ".bad");
 }
 
 }  // namespace shardlm::runtime

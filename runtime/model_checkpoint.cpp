@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "core/json_int.h"
 
 namespace shardlm::runtime {
 
@@ -90,7 +91,8 @@ void load_model_pieces(const ckpt::CheckpointReader& reader, parallel::ShardedMo
       } else {
         opt["exp_avg"] = read("exp_avg");
         opt["exp_avg_sq"] = read("exp_avg_sq");
-        opt["step"] = torch::tensor(optimizer_steps.at(name).get<int64_t>());
+        opt["step"] = torch::tensor(core::json_int<int64_t, core::CheckpointError>(
+            optimizer_steps.at(name), "state.optimizer_steps." + name));
       }
     }
     sm.load_unit(i, params, opt.empty() ? nullptr : &opt, dense);

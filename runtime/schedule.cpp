@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/error.h"
+#include "core/json_int.h"
+
 namespace shardlm::runtime {
 
 ScheduleConfig ScheduleConfig::from(const core::ConfigSection& s) {
@@ -84,10 +87,12 @@ std::string LrSchedule::load_state(const nlohmann::json& j) {
     if (!changed.empty()) return changed;  // the new configuration's schedule stays
   }
   cfg_.kind = j.at("kind").get<std::string>();
-  cfg_.warmup_steps = j.at("warmup_steps").get<int64_t>();
+  cfg_.warmup_steps =
+      core::json_int<int64_t, core::CheckpointError>(j.at("warmup_steps"), "schedule.warmup_steps");
   cfg_.min_lr_ratio = j.at("min_lr_ratio").get<double>();
   base_lr_ = j.at("base_lr").get<double>();
-  total_ = j.at("total_steps").get<int64_t>();
+  total_ =
+      core::json_int<int64_t, core::CheckpointError>(j.at("total_steps"), "schedule.total_steps");
   return "";
 }
 

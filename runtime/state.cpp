@@ -22,6 +22,9 @@ void load_states(const std::vector<StateSlot>& slots, const nlohmann::json& save
     } catch (const nlohmann::json::exception& e) {
       SHARDLM_FAIL(core::CheckpointError, "{}: the '{}' state is malformed: {}", where, s.key,
                    e.what());
+    } catch (const core::CheckpointError& e) {  // a value out of range (core::json_int)
+      SHARDLM_FAIL(core::CheckpointError, "{}: the '{}' state is malformed: {}", where, s.key,
+                   e.what());
     }
   }
 }

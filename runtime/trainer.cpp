@@ -20,6 +20,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json_int.h"
 #include "core/log.h"
 #include "parallel/groups.h"
 #include "parallel/mpi_group.h"
@@ -137,10 +138,14 @@ std::vector<StateSlot> Trainer::Impl::resumables() {
                                           {"skipped_steps", scaler.skipped_steps()}};
                   },
                   [this](const nlohmann::json& j) {
+                    auto steps = [&j](const char* k) {
+                      return core::json_int<int64_t, core::CheckpointError>(
+                          j.at(k), std::string("loss_scaler.") + k);
+                    };
                     scaler.load_state_dict(
                         {{"scale", torch::tensor(j.at("scale").get<double>(), torch::kDouble)},
-                         {"clean_steps", torch::tensor(j.at("clean_steps").get<int64_t>())},
-                         {"skipped_steps", torch::tensor(j.at("skipped_steps").get<int64_t>())}});
+                         {"clean_steps", torch::tensor(steps(j, "clean_steps"))},
+                         {"skipped_steps", torch::tensor(steps(j, "skipped_steps"))}});
                   }};
   return {StateSlot::of(counters),
           data->state_slot(),

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/json_int.h"
 #include "core/log.h"
 #include "model/safetensors.h"
 #include "runtime/model_checkpoint.h"
@@ -64,16 +65,17 @@ void Trainer::Impl::restore_checkpoint(const std::string& dir) {
   ckpt::CheckpointReader reader(dir);
   const auto& st = reader.manifest().at("state");
   require_same_model(st.at("model"), s.model, dir);  // the same architecture, or nothing fits
+  const auto saved_stage = core::json_int<int64_t, core::CheckpointError>(
+      st.at("zero_stage"), dir + ": state.zero_stage");
   const bool same_layout = reader.world_size() == env.world_size &&
-                           st.at("zero_stage").get<int64_t>() == s.shard.zero_stage &&
+                           saved_stage == s.shard.zero_stage &&
                            st.at("optimizer").get<std::string>() == s.opt.name;
   load_model_pieces(reader, engine->sharded(), s.opt.name, st.at("optimizer_steps"), same_layout);
   load_states(resumables(), st, dir);
   restore_rng(reader, env.rank, env.world_size, s.device, s.train.seed, counters.step);
   core::log::info0(
       "resumed from {} at step {} (saved by {} rank(s), ZeRO-{}; now {} rank(s), ZeRO-{})", dir,
-      counters.step, reader.world_size(), st.at("zero_stage").get<int64_t>(), env.world_size,
-      s.shard.zero_stage);
+      counters.step, reader.world_size(), saved_stage, env.world_size, s.shard.zero_stage);
 }
 
 void Trainer::Impl::init_from_safetensors(const std::string& path) {

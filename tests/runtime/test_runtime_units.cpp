@@ -9,9 +9,11 @@
 #include "model/activation_checkpoint.h"
 #include "model/autocast.h"
 #include "model/gpt.h"
+#include "runtime/counters.h"
 #include "runtime/early_stopping.h"
 #include "runtime/inspect.h"
 #include "runtime/schedule.h"
+#include "runtime/state.h"
 #include "runtime/train_config.h"
 
 using namespace shardlm;
@@ -106,6 +108,43 @@ TEST(EarlyStopping, PatienceAndMinDelta) {
   copy.load_state(es.state());
   EXPECT_TRUE(copy.should_stop());
   EXPECT_EQ(copy.best_step(), 20);
+}
+
+// A checkpoint's resumable state with an integer that is a float out of range
+// (or any float) is refused naming the checkpoint and the key: nlohmann's
+// get<int64_t> would cast it unchecked (undefined behaviour; the same class as
+// fuzz_tokenizer_load's 3.4e34 token id).
+TEST(EarlyStopping, ResumeStateWithOutOfRangeIntegersIsRefusedByName) {
+  runtime::Counters counters;
+  runtime::EarlyStoppingConfig ec;
+  runtime::EarlyStopping es(ec);
+  runtime::ScheduleConfig sc;
+  runtime::LrSchedule sched(sc, 1e-3, 100);
+  std::vector<runtime::StateSlot> slots = {runtime::StateSlot::of(counters),
+                                           runtime::StateSlot::of(es),
+                                           {"schedule", [&] { return sched.state(); },
+                                            [&](const nlohmann::json& j) { sched.load_state(j); }}};
+  nlohmann::json good = runtime::save_states(slots);
+  EXPECT_NO_THROW(runtime::load_states(slots, good, "ckpt/step_5"));
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"counters", "step"},      {"counters", "best_step"},    {"early_stopping", "best_step"},
+      {"early_stopping", "bad"}, {"schedule", "warmup_steps"}, {"schedule", "total_steps"}};
+  for (const auto& [part, key] : cases) {
+    for (const nlohmann::json& v :
+         {nlohmann::json(3.4e34), nlohmann::json(2.5), nlohmann::json("7")}) {
+      nlohmann::json bad = good;
+      bad[part][key] = v;
+      try {
+        runtime::load_states(slots, bad, "ckpt/step_5");
+        ADD_FAILURE() << part << "." << key << " = " << v.dump() << " was accepted";
+      } catch (const core::CheckpointError& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("ckpt/step_5"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("'" + part + "'"), std::string::npos) << msg;
+        if (!v.is_string()) EXPECT_NE(msg.find(part + "." + key), std::string::npos) << msg;
+      }
+    }
+  }
 }
 
 TEST(EarlyStopping, AccuracyIsHigherIsBetter) {
