@@ -340,6 +340,8 @@ ModelConfig import_config(const nlohmann::json& j, const std::string& source) {
     return import_config_checked(j, source);
   } catch (const nlohmann::json::exception& e) {  // a field of the wrong type, anywhere
     SHARDLM_FAIL(CheckpointError, "{}: malformed config: {}", source, e.what());
+  } catch (const core::ConfigError& e) {  // shardlm_config: an unknown key, a value out of range
+    SHARDLM_FAIL(CheckpointError, "{}: shardlm_config: {}", source, e.what());
   }
 }
 

@@ -250,6 +250,15 @@ TEST(Safetensors, LoadErrorsNameFileAndTensor) {
   spit(d / "config.json", "{\"model_type\": \"llama\"}");
   msg = what_of([&] { load_safetensors(d.string()); });
   EXPECT_NE(msg.find("config.json"), std::string::npos) << msg;
+  // shardlm's own config: what is wrong in it, and the file it is in
+  spit(d / "config.json", "{\"shardlm_config\": {\"n_layer\": 2, \"n_layers\": 2}}");
+  msg = what_of([&] { load_safetensors(d.string()); });
+  EXPECT_NE(msg.find("config.json"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unknown key \"n_layers\""), std::string::npos) << msg;
+  spit(d / "config.json", "{\"shardlm_config\": {\"n_head\": 1e30}}");
+  msg = what_of([&] { load_safetensors(d.string()); });
+  EXPECT_NE(msg.find("config.json"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("model.n_head"), std::string::npos) << msg;
 }
 
 // ---- golden files from PyTorch
