@@ -144,8 +144,8 @@ std::vector<StateSlot> Trainer::Impl::resumables() {
                     };
                     scaler.load_state_dict(
                         {{"scale", torch::tensor(j.at("scale").get<double>(), torch::kDouble)},
-                         {"clean_steps", torch::tensor(steps(j, "clean_steps"))},
-                         {"skipped_steps", torch::tensor(steps(j, "skipped_steps"))}});
+                         {"clean_steps", torch::tensor(steps("clean_steps"))},
+                         {"skipped_steps", torch::tensor(steps("skipped_steps"))}});
                   }};
   return {StateSlot::of(counters),
           data->state_slot(),
