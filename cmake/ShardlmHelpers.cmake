@@ -65,6 +65,36 @@ function(shardlm_unity target)
   target_compile_options(${target} PRIVATE $<$<CXX_COMPILER_ID:GNU>:-Wno-subobject-linkage>)
 endfunction()
 
+# ---- test time limits under ASan ------------------------------------------------
+# A sanitizer build runs a test 2-5x slower (tests/sanitizer.h scales the
+# tests' own wall-clock limits): every ctest TIMEOUT of a test directory is
+# multiplied by SHARDLM_TEST_TIMEOUT_SCALE when that directory's CMakeLists
+# ends. CMake 3.25 sets a test's properties only from its own directory, hence
+# a deferred call per directory: shardlm_add_test schedules it, and a test
+# directory without one calls shardlm_test_directory() itself.
+if(SHARDLM_ASAN)
+  set(SHARDLM_TEST_TIMEOUT_SCALE 5)
+else()
+  set(SHARDLM_TEST_TIMEOUT_SCALE 1)
+endif()
+function(_shardlm_scale_test_timeouts)
+  get_property(tests DIRECTORY PROPERTY TESTS)
+  foreach(t IN LISTS tests)
+    get_test_property(${t} TIMEOUT seconds)
+    if(seconds)
+      math(EXPR seconds "${seconds} * ${SHARDLM_TEST_TIMEOUT_SCALE}")
+      set_tests_properties(${t} PROPERTIES TIMEOUT ${seconds})
+    endif()
+  endforeach()
+endfunction()
+function(shardlm_test_directory)
+  get_property(deferred DIRECTORY PROPERTY SHARDLM_TIMEOUTS_DEFERRED)
+  if(NOT deferred AND SHARDLM_TEST_TIMEOUT_SCALE GREATER 1)
+    set_property(DIRECTORY PROPERTY SHARDLM_TIMEOUTS_DEFERRED TRUE)
+    cmake_language(DEFER CALL _shardlm_scale_test_timeouts)
+  endif()
+endfunction()
+
 # ---- tests ----------------------------------------------------------------------
 # shardlm_add_test(<name> EXE <gtest target> [FILTER <gtest filter>]
 #                  [MPI_SIZE n] [LABELS l1 l2 ...] [TIMEOUT s] [ARGS ...])
@@ -72,6 +102,7 @@ endfunction()
 # GoogleTest's "[  SKIPPED ]" marks the entry as skipped, never as passed.
 function(shardlm_add_test name)
   cmake_parse_arguments(T "" "EXE;FILTER;MPI_SIZE;TIMEOUT" "LABELS;ARGS" ${ARGN})
+  shardlm_test_directory()
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)
   endif()
