@@ -92,7 +92,7 @@ void load_model_pieces(const ckpt::CheckpointReader& reader, parallel::ShardedMo
         opt["exp_avg"] = read("exp_avg");
         opt["exp_avg_sq"] = read("exp_avg_sq");
         opt["step"] = torch::tensor(core::json_int<int64_t, core::CheckpointError>(
-            optimizer_steps.at(name), "state.optimizer_steps." + name));
+            optimizer_steps.at(name), reader.dir() + ": state.optimizer_steps." + name));
       }
     }
     sm.load_unit(i, params, opt.empty() ? nullptr : &opt, dense);
