@@ -17,14 +17,17 @@ void load_states(const std::vector<StateSlot>& slots, const nlohmann::json& save
     SHARDLM_CHECK(saved.contains(s.key), core::CheckpointError,
                   "{}: the checkpoint has no '{}' state (written by an older shardlm?)", where,
                   s.key);
+    // nlohmann's type errors and core::json_int's out-of-range values alike
+    const auto malformed = [&](const std::exception& e) {
+      SHARDLM_FAIL(core::CheckpointError, "{}: the '{}' state is malformed: {}", where, s.key,
+                   e.what());
+    };
     try {
       s.load(saved.at(s.key));
     } catch (const nlohmann::json::exception& e) {
-      SHARDLM_FAIL(core::CheckpointError, "{}: the '{}' state is malformed: {}", where, s.key,
-                   e.what());
-    } catch (const core::CheckpointError& e) {  // a value out of range (core::json_int)
-      SHARDLM_FAIL(core::CheckpointError, "{}: the '{}' state is malformed: {}", where, s.key,
-                   e.what());
+      malformed(e);
+    } catch (const core::CheckpointError& e) {
+      malformed(e);
     }
   }
 }
