@@ -89,6 +89,10 @@ cmd_setup() {
 
 # ---- build ----------------------------------------------------------------------
 BUILD_DIR=build
+# The machine's cores: GNU nproc follows OMP_NUM_THREADS (often 1 in an MPI
+# user's shell, which would make every build single-job).
+cores() { env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc; }
+
 cmd_build() {
   local type=Release extra=() targets=()
   while [ $# -gt 0 ]; do
@@ -111,7 +115,7 @@ cmd_build() {
   if [ ! -f "$BUILD_DIR/build.ninja" ]; then
     cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=$type "${extra[@]}"
   fi
-  local jobs=${SHARDLM_JOBS:-$(nproc)}
+  local jobs=${SHARDLM_JOBS:-$(cores)}
   log "building ${targets[*]:-everything} in $BUILD_DIR ($type, $jobs jobs)"
   cmake --build "$BUILD_DIR" -j "$jobs" "${targets[@]}"
   if [ -f monitor/dashboard/package.json ] && [ -d monitor/dashboard/node_modules ]; then
@@ -229,7 +233,7 @@ fuzz_build() {
       -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" -DSHARDLM_BUILD_TESTS=OFF -DSHARDLM_BUILD_BENCH=OFF >/dev/null
   fi
   log "building the fuzz targets in $FUZZ_DIR (clang, libFuzzer, ASan+UBSan)"
-  cmake --build "$FUZZ_DIR" --target shardlm_fuzzers -j "${SHARDLM_JOBS:-$(nproc)}"
+  cmake --build "$FUZZ_DIR" --target shardlm_fuzzers -j "${SHARDLM_JOBS:-$(cores)}"
 }
 
 # fuzz_run TARGET SECONDS [libFuzzer flags...]: seeds (regenerated) + the

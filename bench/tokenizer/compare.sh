@@ -20,7 +20,8 @@ CORPUS="$ROOT/.cache/corpus/english.txt"
 command -v spm_train >/dev/null || { echo "spm_train missing: apt-get install sentencepiece" >&2; exit 1; }
 
 DATE=$(date +%F)
-CPU="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
+CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc alone follows OMP_NUM_THREADS
+CPU="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $CORES cores"
 MB=$(awk -v b="$(stat -c %s "$CORPUS")" 'BEGIN{printf "%.1f", b/1e6}')
 echo "# $DATE on $CPU; corpus $MB MB; load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 row() { echo "| $DATE | $CPU | $1 | \`$2\` | $3 | $4 | $5 |"; }
@@ -49,10 +50,10 @@ for enc in r50k_base cl100k_base; do
     row "encode $enc, 1 thread, MB/s ($name)" "shardlm tokenizer encode -t $enc.tiktoken -i english.txt --stats --repeat 3" \
         "$ours1" "$mbs" "$(ratio "$ours1" "$mbs")"
   done <<< "$js"
-  row "encode $enc, all $(nproc) threads, MB/s (vs fastest JS, $best_name)" \
+  row "encode $enc, all $CORES threads, MB/s (vs fastest JS, $best_name)" \
       "shardlm tokenizer encode -t $enc.tiktoken -i english.txt --stats --repeat 3 --threads 0" \
       "$oursN" "$best" "$(ratio "$oursN" "$best")"
-  row "encode $enc, lines as documents (encode_batch), 1 / all $(nproc) threads, MB/s" \
+  row "encode $enc, lines as documents (encode_batch), 1 / all $CORES threads, MB/s" \
       "shardlm tokenizer encode ... --lines --threads 1 / 0" "$ours_l1 / $ours_lN" "-" \
       "$(ratio "$ours_lN" "$ours_l1") from threads"
 done
