@@ -220,7 +220,13 @@ def main():
     if not binary.exists():
         print(f"doc_tests: {binary} is not built (./shardlm.sh build)")
         return 1
-    env = dict(os.environ, SHARDLM=str(binary), REPO=str(ROOT),
+    # The pages show what a reader's clean shell gives: `shardlm launch` forwards
+    # every SHARDLM_*, NCCL_* and SLURM_* variable (and CUDA_VISIBLE_DEVICES) to
+    # the ranks and prints them in its mpirun line, so one set in the caller's
+    # shell (SHARDLM_JOBS for the build, say) would change the pages' output.
+    forwarded = ("SHARDLM_", "NCCL_", "SLURM_", "CUDA_VISIBLE_DEVICES")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(forwarded)}
+    env = dict(clean, SHARDLM=str(binary), REPO=str(ROOT),
                QUICK="1" if a.quick else "", STEPS="20" if a.quick else "300",
                CORPUS_MB="1" if a.quick else "10")
     env.setdefault("OMP_NUM_THREADS", "1")
