@@ -282,10 +282,17 @@ std::vector<json> RankTracker::observe(const json& msg, double now) {
   if (type == "run_info") {
     world_size_ = std::max(world_size_, msg["world_size"].get<int>());
     std::string run_id = msg["run_id"].get<std::string>();
-    if (r == 0 && run_id != run_id_) {  // a new run (or a resume): steps may go back
+    if (r == 0 && run_id != run_id_) {
+      // A new run (or a resume): steps may go back. Not when this is the first
+      // run this tracker hears of: after an aggregator restart the ranks
+      // reconnect in any order, and the steps the others resent first belong
+      // to this same run (dropping them left each such step waiting for a rank
+      // that had already sent it, and the aggregates stalled for pending_steps).
+      if (!run_id_.empty()) {
+        buckets_.clear();
+        last_aggregated_ = -1;
+      }
       run_id_ = run_id;
-      buckets_.clear();
-      last_aggregated_ = -1;
     }
   } else if (type == "heartbeat") {
     if (msg.contains("step")) R.step = msg["step"].get<int64_t>();

@@ -193,6 +193,39 @@ TEST(HubTracker, DeadRankIsDeclaredAndNoLongerAwaited) {
   EXPECT_EQ(t.ranks_message(7.0)["ranks"][1]["state"], "alive");
 }
 
+// A restarted aggregator: rank 1 reconnects first and resends its queued
+// steps, then rank 0 (whose run_info is the first this tracker hears of the
+// run). Every step is aggregated from both ranks as soon as both sent it.
+TEST(HubTracker, RanksReconnectingInAnyOrderAfterARestartKeepTheirSteps) {
+  RankTracker t{TrackerOptions{}};
+  std::vector<json> out;
+  const auto feed = [&](const json& m) {
+    for (auto& x : t.observe(m, 1.0)) out.push_back(x);
+  };
+  feed(encode_run_info(1, "run-a", 2, json::object()));
+  for (int s = 33; s <= 36; ++s) feed(step_msg(1, s, 0.5));
+  EXPECT_EQ(count_type(out, "aggregate"), 0);  // rank 0 not heard from yet
+  feed(encode_run_info(0, "run-a", 2, json::object()));
+  for (int s = 33; s <= 36; ++s) feed(step_msg(0, s, 0.5));
+  std::vector<json> aggs;
+  for (auto& m : out)
+    if (m["type"] == "aggregate") aggs.push_back(m);
+  ASSERT_EQ(aggs.size(), 4u);
+  for (size_t i = 0; i < aggs.size(); ++i) {
+    EXPECT_EQ(aggs[i]["step"], 33 + static_cast<int>(i));
+    EXPECT_TRUE(aggs[i]["complete"].get<bool>()) << aggs[i].dump();
+    EXPECT_EQ(aggs[i]["ranks"], 2);
+  }
+  // A later new run (a resume with another run id) still starts afresh: its
+  // steps may go back.
+  out.clear();
+  feed(encode_run_info(0, "run-b", 2, json::object()));
+  feed(encode_run_info(1, "run-b", 2, json::object()));
+  feed(step_msg(0, 24, 0.5));
+  feed(step_msg(1, 24, 0.5));
+  ASSERT_EQ(count_type(out, "aggregate"), 1);
+}
+
 TEST(HubTracker, PendingWindowEmitsPartialAggregates) {
   TrackerOptions o;
   o.pending_steps = 4;
