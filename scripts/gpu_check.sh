@@ -144,7 +144,7 @@ export CUBLAS_WORKSPACE_CONFIG=:4096:8 PYTHONUNBUFFERED=1
 probe() {
   echo "mode: $([ $DRY = 1 ] && echo dry-run || echo device)"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || echo "no nvidia-smi"
-  grep PRETTY_NAME /etc/os-release; ldd --version | head -1; echo "cores $(env -u OMP_NUM_THREADS nproc)"
+  grep PRETTY_NAME /etc/os-release; ldd --version | head -1; echo "cores $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
   for t in mpirun mpicc nvcc cmake ninja python3 g++ ccache; do echo "$t: $(command -v $t || echo -)"; done
   g++ --version | head -1
   python3 -c 'import torch; print("torch", torch.__version__, "cxx11abi", torch._C._GLIBCXX_USE_CXX11_ABI, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' 2>&1
@@ -307,7 +307,7 @@ fi
 
 if [ $DRY = 0 ]; then
   build() {
-    cmake --build "$BUILD" -j "$(env -u OMP_NUM_THREADS nproc)" --target shardlm test_gpu test_parallel test_plan test_trainer bench_train_step ${GEN:+-- -k 0} 2>&1 |
+    cmake --build "$BUILD" -j "$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" --target shardlm test_gpu test_parallel test_plan test_trainer bench_train_step ${GEN:+-- -k 0} 2>&1 |
       tail -c 2000000
     return "${PIPESTATUS[0]}"
   }

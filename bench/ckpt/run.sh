@@ -34,7 +34,8 @@ trap 'rm -rf "$DIR"' EXIT
 drop() { sync; { echo 1 > /proc/sys/vm/drop_caches; } 2>/dev/null && echo dropped || echo cached; }
 now() { date +%s.%N; }
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) cores, load $(cut -d' ' -f1 /proc/loadavg); disk of $DIR: $(df -h "$DIR" | awk 'NR==2{print $1" "$2}')"
+CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc alone follows OMP_NUM_THREADS
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $CORES cores, load $(cut -d' ' -f1 /proc/loadavg); disk of $DIR: $(df -h "$DIR" | awk 'NR==2{print $1" "$2}')"
 
 # ---- 1. I/O --------------------------------------------------------------------
 # Three rounds, dd and shardlm alternating, medians reported. In a sandboxed
@@ -93,7 +94,7 @@ keep_best = 0
 [log]
 level = "info"
 EOF
-  OMP_NUM_THREADS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) "$SHARDLM" train --config "$DIR/$1.toml" > "$DIR/$1.log" 2>&1
+  OMP_NUM_THREADS=$CORES "$SHARDLM" train --config "$DIR/$1.toml" > "$DIR/$1.log" 2>&1
 }
 run nosave 0
 run save 5

@@ -17,7 +17,7 @@ SHARDLM="$BUILD/launcher/shardlm"
 BENCH="$BUILD/bench/data/bench_data"
 PY=/usr/bin/python3
 W="$ROOT/.cache/bench_data"
-THREADS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+THREADS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc alone follows OMP_NUM_THREADS
 cd "$ROOT"
 bench/tokenizer/make_corpus.sh >/dev/null
 CORPUS=.cache/corpus/english.txt
@@ -26,7 +26,7 @@ mkdir -p "$W"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 now() { date +%s.%N; }
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p') ($(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) cores), load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p') ($THREADS cores), load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- prepare vs the tokenizer alone ------------------------------------------------------------
 enc=$("$SHARDLM" tokenizer encode -t "$W/tok4096.json" -i "$CORPUS" --lines --threads "$THREADS" --stats)
