@@ -6,6 +6,7 @@
 #include <set>
 
 #include "monitor/schema.h"
+#include "monitor/timestamp.h"
 
 namespace shardlm::monitor {
 
@@ -37,10 +38,22 @@ const char* event_kind_name(EventKind k) {
   return "info";
 }
 
+namespace {
+thread_local double pinned_ts = 0;  // set by a SameTimestamp (timestamp.h); 0: none
+}  // namespace
+
 double now_ts() {
+  if (pinned_ts != 0) return pinned_ts;
   using namespace std::chrono;
   auto ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
   return static_cast<double>(ms) / 1000.0;
+}
+
+SameTimestamp::SameTimestamp() : previous_(pinned_ts) {
+  pinned_ts = now_ts();
+}
+SameTimestamp::~SameTimestamp() {
+  pinned_ts = previous_;
 }
 
 json real(double x) {

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "monitor/timestamp.h"
+
 namespace shardlm::monitor {
 
 // ---- JsonlSink -----------------------------------------------------------------------
@@ -104,15 +106,19 @@ void FanoutSink::add_shared(std::shared_ptr<MetricsSink> sink) {
 }
 
 void FanoutSink::run_info(const std::string& run_id, int world_size, const nlohmann::json& info) {
+  SameTimestamp one_time;
   for (auto& s : sinks_) s->run_info(run_id, world_size, info);
 }
 void FanoutSink::step(const StepMetrics& m) {
+  SameTimestamp one_time;
   for (auto& s : sinks_) s->step(m);
 }
 void FanoutSink::validation(const ValidationMetrics& v) {
+  SameTimestamp one_time;
   for (auto& s : sinks_) s->validation(v);
 }
 void FanoutSink::event(const Event& e) {
+  SameTimestamp one_time;
   for (auto& s : sinks_) s->event(e);
 }
 void FanoutSink::publish(std::string_view type, std::string line) {

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "monitor/config.h"
 #include "monitor/hardware.h"
@@ -40,6 +42,16 @@ class CaptureSink : public MetricsSink {
     lines.push_back(std::move(line));
   }
   std::vector<std::string> types, lines;
+};
+
+// A child that takes its time with each message (a file on a slow disk).
+class SlowCaptureSink : public CaptureSink {
+ public:
+  using CaptureSink::CaptureSink;
+  void publish(std::string_view type, std::string line) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    CaptureSink::publish(type, std::move(line));
+  }
 };
 }  // namespace
 
@@ -121,6 +133,32 @@ TEST(SinkFanout, EveryChildGetsEveryMessageAndStatsAdd) {
   EXPECT_EQ(a->lines, b->lines);
   EXPECT_EQ(a->types, (std::vector<std::string>{"step", "run_info", "event"}));
   EXPECT_EQ(json::parse(a->lines[0])["step"], 1);
+}
+
+// Each child used to encode the message itself, each with its own clock
+// reading: a file and the aggregator could record one event a millisecond
+// apart (seen as this suite's flake under ASan). One timestamp per call now,
+// however slow a child is; the next call takes a new one.
+TEST(SinkFanout, ChildrenGetOneTimestampPerMessageEvenBehindASlowChild) {
+  FanoutSink fan(0);
+  auto slow = std::make_shared<SlowCaptureSink>(0);
+  auto b = std::make_shared<CaptureSink>(0);
+  fan.add_shared(slow);
+  fan.add_shared(b);
+  fan.run_info("r", 1, json::object());
+  fan.step(a_step(1));
+  fan.validation(ValidationMetrics{});
+  Event e;
+  e.message = "m";
+  fan.event(e);
+  ASSERT_EQ(slow->lines.size(), 4u);
+  EXPECT_EQ(slow->lines, b->lines);
+  EXPECT_LT(json::parse(b->lines[0])["ts"].get<double>(),
+            json::parse(b->lines[3])["ts"].get<double>());
+  // outside a fanout call the clock runs again
+  double t0 = now_ts();
+  std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  EXPECT_GT(now_ts(), t0);
 }
 
 TEST(SinkNull, DoesNothing) {
